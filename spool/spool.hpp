@@ -1,0 +1,207 @@
+// The durable queue: messages, their recipients and bodies on one LMDB environment,
+// with indexes and counters kept in the same transactions. Every write goes through
+// one group-commit writer thread. Knows nothing of SMTP, Asio or YAML: to the spool a
+// priority class is a small integer and a mailstore does not exist.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/queue_id.hpp"
+#include "common/result.hpp"
+
+namespace spoold::spool {
+
+using ClassId = std::uint8_t;
+inline constexpr std::size_t kMaxClasses = 16;
+
+// Per-recipient state. Delivered/failed/expired recipients are final.
+enum class RcptState : std::uint8_t {
+    kQueued = 0,    // waiting for a delivery attempt
+    kDeferred = 1,  // last attempt got a transient failure; next_attempt_ms says when to retry
+    kDelivered = 2, // the mailstore said 2xx
+    kFailed = 3,    // the mailstore said 5xx (a DSN was generated if asked for)
+    kExpired = 4,   // retention ran out
+};
+bool is_final(RcptState s);
+std::string_view to_string(RcptState s);
+
+// Message state as indexed and counted. A message is in exactly one state.
+enum class MsgState : std::uint8_t {
+    kReady = 0,    // in the ready index of its class
+    kDeferred = 1, // in the deferred index at min(next_attempt_ms) of its deferred recipients
+    kHeld = 2,     // in no delivery index until released
+};
+inline constexpr std::size_t kNumMsgStates = 3;
+std::string_view to_string(MsgState s);
+
+// RFC 3461 NOTIFY bits; 0 means the client gave no NOTIFY.
+enum NotifyBits : std::uint8_t {
+    kNotifyNever = 1,
+    kNotifySuccess = 2,
+    kNotifyFailure = 4,
+    kNotifyDelay = 8,
+};
+
+// Envelope flags.
+enum EnvelopeFlags : std::uint32_t {
+    kFlagDsn = 1,         // this message is a DSN we generated
+    kFlagSmtpUtf8 = 2,    // SMTPUTF8 was given at MAIL
+    kFlag8BitMime = 4,    // BODY=8BITMIME
+    kFlagExpiredHold = 8, // held because retention ran out with action "hold"
+};
+
+struct Recipient {
+    std::string address;     // RCPT TO address without angle brackets
+    std::string orcpt;       // RFC 3461 ORCPT parameter as given (xtext-decoded), may be empty
+    std::uint8_t notify = 0; // NotifyBits
+    RcptState state = RcptState::kQueued;
+    UnixMillis next_attempt_ms = 0;
+    std::uint32_t attempts = 0;
+    std::string last_response; // last reply from the mailstore, one line
+
+    friend bool operator==(const Recipient&, const Recipient&) = default;
+};
+
+struct Envelope {
+    QueueId id;
+    UnixMillis arrival_ms = 0;
+    ClassId klass = 0;
+    std::uint64_t size = 0;    // body bytes stored (including our Received: header)
+    std::string mail_from;     // reverse path without brackets; empty = null sender
+    std::string mail_params;   // MAIL FROM ESMTP parameters as received, for the record
+    std::string ret;           // RFC 3461 RET: "FULL", "HDRS" or empty
+    std::string envid;         // RFC 3461 ENVID (xtext-decoded), may be empty
+    std::string client_addr;   // "203.0.113.5" or "2001:db8::1"
+    std::string helo;
+    std::string tls;           // "TLSv1.3 cipher=..." or empty when the session was plain
+    bool held = false;
+    UnixMillis expires_ms = 0; // arrival + class retention; 0 = never
+    std::uint32_t flags = 0;   // EnvelopeFlags
+    std::vector<Recipient> recipients;
+
+    friend bool operator==(const Envelope&, const Envelope&) = default;
+};
+
+// The state a message is indexed and counted under, derived from its fields.
+MsgState message_state(const Envelope& env);
+// Earliest next_attempt_ms among deferred recipients (0 when none).
+UnixMillis next_due(const Envelope& env);
+
+struct Counters {
+    std::array<std::array<std::uint64_t, kNumMsgStates>, kMaxClasses> messages{};
+    std::array<std::array<std::uint64_t, kNumMsgStates>, kMaxClasses> bytes{};
+    std::uint64_t total_messages() const;
+    std::uint64_t total_bytes() const;
+};
+
+struct SpaceInfo {
+    std::uint64_t map_size = 0;   // the configured maximum (LMDB map size)
+    std::uint64_t used_bytes = 0; // pages in use by the data file (last page * page size)
+    std::uint64_t fs_free_bytes = 0; // free space of the filesystem holding the spool
+};
+
+// A delivery result for one recipient, by its index in Envelope::recipients.
+struct RecipientUpdate {
+    std::uint32_t index = 0;
+    RcptState state = RcptState::kQueued;
+    UnixMillis next_attempt_ms = 0; // for kDeferred
+    std::string response;
+    bool count_attempt = true;      // false for results that were not a real attempt
+};
+
+// A complete new message to enqueue (body in memory; use staging for large ones).
+struct NewMessage {
+    Envelope envelope;
+    std::string body;
+};
+
+struct BodyPiece {
+    std::string data;
+    std::uint32_t next_chunk = 0; // pass back to continue
+    bool done = false;            // true when data ends the body
+};
+
+struct SpoolOptions {
+    std::string path;                       // directory holding data.mdb / lock.mdb
+    std::uint64_t max_size_bytes = 64ULL << 30U; // LMDB map size: the file grows up to this
+    std::size_t max_batch = 4096;           // most operations in one group commit
+    bool create = true;                     // create the directory and environment if missing
+    bool read_only = false;                 // spoolctl read verbs: no writer thread
+    const Clock* clock = &SystemClock::instance();
+};
+
+// Asynchronous completion: called on the writer thread after the commit returned
+// (or failed). Keep it short: post to your own executor.
+using Done = std::function<void(Status)>;
+
+class Spool {
+public:
+    virtual ~Spool() = default;
+
+    // Opens (or creates) the spool, runs mdb_reader_check, starts the writer thread.
+    // Errors: kIo when the path is missing or not a spool, kCorrupt for a newer format.
+    static Result<std::unique_ptr<Spool>> open(const SpoolOptions& options);
+
+    virtual QueueId new_id() = 0;
+
+    // ---- writes: queued to the group-commit writer; `done` after the commit is on disk ----
+
+    // Durably stores envelope, recipients, body, indexes and counters in one commit.
+    // kSpoolFull when the map or disk is full (the environment stays usable).
+    virtual void enqueue(NewMessage message, Done done) = 0;
+    // Large bodies: stage chunks under an id before the envelope exists. Staged data is
+    // invisible until enqueue_staged; orphans (crashed sessions) are removed later.
+    virtual void append_staged(QueueId id, std::string chunk, Done done) = 0;
+    // The body is the staged chunks followed by message.body.
+    virtual void enqueue_staged(NewMessage message, Done done) = 0;
+    virtual void discard_staged(QueueId id, Done done) = 0;
+
+    // Applies delivery results; a message whose recipients are all final leaves the spool.
+    // `dsn`, when given, is enqueued in the same transaction (never lost, never twice).
+    virtual void record_outcome(QueueId id, std::vector<RecipientUpdate> updates,
+                                std::optional<NewMessage> dsn, Done done) = 0;
+    virtual void set_held(QueueId id, bool held, Done done) = 0;
+    virtual void set_class(QueueId id, ClassId klass, Done done) = 0;
+    // Deferred recipients become queued now; the message becomes ready (unless held).
+    virtual void flush(QueueId id, Done done) = 0;
+    virtual void remove(QueueId id, Done done) = 0;
+    // Moves messages whose deferral is due (<= now) from the deferred index to ready.
+    virtual void promote_due(UnixMillis now, Done done) = 0;
+    // Retention action "hold": held, flagged kFlagExpiredHold, out of the expiry index.
+    virtual void hold_expired(QueueId id, Done done) = 0;
+    virtual void put_meta(std::string key, std::string value, Done done) = 0;
+
+    // Synchronous form of any write above: submits and waits for the commit.
+    Status wait(const std::function<void(Done)>& submit);
+
+    // ---- reads: each call is one short read transaction ----
+
+    virtual Result<Counters> counters() = 0;
+    virtual Result<std::optional<Envelope>> get(QueueId id) = 0;
+    // Up to max_bytes of body starting at chunk `from_chunk` (0 = start).
+    virtual Result<BodyPiece> read_body(QueueId id, std::uint32_t from_chunk,
+                                        std::size_t max_bytes) = 0;
+    // Ready message ids of one class in arrival order, strictly after `after`.
+    virtual Result<std::vector<QueueId>> ready_after(ClassId klass, QueueId after,
+                                                     std::size_t max) = 0;
+    // Deferred message ids whose next attempt is due at or before `now`.
+    virtual Result<std::vector<QueueId>> due(UnixMillis now, std::size_t max) = 0;
+    // Message ids whose expiry is at or before `now` (not yet acted on: a message leaves
+    // the expiry index when it leaves the spool or through hold_expired).
+    virtual Result<std::vector<QueueId>> expired(UnixMillis now, std::size_t max) = 0;
+    // Envelopes in id order strictly after `after` (for listing and export).
+    virtual Result<std::vector<Envelope>> envelopes_after(QueueId after, std::size_t max) = 0;
+    virtual Result<std::optional<QueueId>> oldest() = 0;
+    virtual Result<std::optional<std::string>> get_meta(std::string_view key) = 0;
+    virtual Result<SpaceInfo> space() = 0;
+};
+
+} // namespace spoold::spool
