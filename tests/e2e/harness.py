@@ -245,18 +245,20 @@ class SmtpClient:
             data = data.encode()
         self.sock.sendall(data)
 
+    def reply_line(self):
+        """Reads one line of a reply, without its CRLF."""
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed; buffered " + repr(self.buf))
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode(errors="replace")
+
     def reply(self):
-        """Reads one complete (possibly multi-line) reply; returns 'CODE text-of-last-line'."""
-        lines = []
+        """Reads one complete (possibly multi-line) reply; returns its last line."""
         while True:
-            while b"\r\n" not in self.buf:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise ConnectionError("connection closed; got " + repr(lines))
-                self.buf += chunk
-            line, self.buf = self.buf.split(b"\r\n", 1)
-            text = line.decode(errors="replace")
-            lines.append(text)
+            text = self.reply_line()
             if len(text) < 4 or text[3] != "-":
                 return text
 
