@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -16,6 +17,10 @@ namespace spoold::policy {
 
 using Seconds = std::chrono::seconds;
 using Millis = std::chrono::milliseconds;
+
+// Most priority classes a configuration may define. Equals spool::kMaxClasses (policy may
+// not include spool/; the daemon static_asserts that the two agree).
+inline constexpr std::size_t kMaxClasses = 16;
 
 struct ListenerConfig {
     std::string address = "127.0.0.1";
@@ -66,6 +71,8 @@ struct DirectoryConfig {
     std::string file; // empty = no directory: every local-domain address is accepted
     DirectoryFormat format = DirectoryFormat::kList;
     DirectoryMissing when_unavailable = DirectoryMissing::kTempFail;
+    std::string default_domain; // passwd format: domain for bare user names (lower case)
+    Millis poll_interval{std::chrono::seconds(30)}; // file change check; 0 = SIGHUP only
 };
 
 struct SpoolConfig {
@@ -138,9 +145,12 @@ struct Config {
     std::optional<std::uint8_t> class_id(const std::string& name) const;
 };
 
-// Loads and validates a YAML file. Errors are kConfig with "file:line:column: message".
+// Loads and validates a YAML file. Errors are kConfig with "file:line:column: message"
+// (1-based), exactly one per call: the first problem found. Relative paths in the file are
+// resolved against the file's directory. Never throws.
 Result<std::shared_ptr<const Config>> load_config(const std::string& path);
-// Same, from text (tests); `name` stands for the file name in messages.
+// Same, from text (tests); `name` stands for the file name in messages, and relative paths
+// are resolved against name's directory (left relative when `name` has none).
 Result<std::shared_ptr<const Config>> parse_config(const std::string& text, const std::string& name);
 
 } // namespace spoold::policy

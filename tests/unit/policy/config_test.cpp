@@ -1,0 +1,225 @@
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "policy/config.hpp"
+
+using namespace spoold;
+using namespace spoold::policy;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kMinimal = "local_domains: [example.com]\n";
+
+std::string error_of(const std::string& text) {
+    auto config = parse_config(text, "test.yaml");
+    if (config) {
+        return "(no error)";
+    }
+    CHECK(config.error().kind == ErrorKind::kConfig);
+    return config.error().message;
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+    return s.rfind(prefix, 0) == 0;
+}
+
+} // namespace
+
+TEST_CASE("the sample configuration in etc/ validates") {
+    auto config = load_config(SPOOLD_SOURCE_DIR "/etc/spoold.yaml");
+    REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
+    const Config& c = **config;
+    CHECK(c.hostname == "mx1.example.com");
+    REQUIRE(c.listeners.size() == 1);
+    CHECK(c.listeners[0].address == "127.0.0.1");
+    CHECK(c.listeners[0].port == 2525);
+    CHECK(c.local_domains == std::vector<std::string>{"example.com", "example.net"});
+    CHECK(c.spool.path == "/var/spool/spoold");
+    REQUIRE(c.mailstores.size() == 1);
+    CHECK(c.mailstores[0].kind == MailstoreKind::kMaildir);
+    CHECK(c.mailstores[0].maildir_root == "/var/mail/spoold");
+    REQUIRE(c.classes.size() == 3);
+    CHECK(c.classes[0].name == "urgent");
+    CHECK(c.classes[0].weight == 8);
+    CHECK(c.classes[1].weight == 4);
+    CHECK(c.classes[2].weight == 1);
+    CHECK(c.classes[2].retention == 720h);
+    CHECK(c.class_id("normal") == 1);
+    CHECK(c.rules.size() == 7);
+    CHECK_FALSE(c.bounces.delay_warning);
+    CHECK(c.source_file == SPOOLD_SOURCE_DIR "/etc/spoold.yaml");
+}
+
+TEST_CASE("a minimal configuration takes the embedded defaults") {
+    auto config = parse_config(kMinimal, "test.yaml");
+    REQUIRE(config);
+    const Config& c = **config;
+    CHECK(c.local_domains == std::vector<std::string>{"example.com"});
+    CHECK(c.default_class == "normal");
+    CHECK(c.classes.size() == 3);
+    CHECK(c.limits.max_message_size == 50ULL << 20U);
+    CHECK(c.mailstores.size() == 1);
+    CHECK(c.directory.file.empty());
+    CHECK(c.log_level == "info");
+}
+
+TEST_CASE("values with units and every section are read") {
+    auto config = parse_config(R"(
+hostname: MX.example.org
+local_domains: [Example.COM]
+listeners:
+  - {address: "::", port: 25}
+  - {address: 0.0.0.0, port: 587, tls_certificate: /etc/c.pem, tls_key: /etc/k.pem}
+directory: {file: dir/users, format: passwd, default_domain: example.com,
+            when_unavailable: accept, poll_interval: 0}
+limits: {max_message_size: 10MB, command_timeout: 90s, max_line_length: 512}
+spool: {path: spool, max_size: 1GiB, high_watermark: 1, min_free_disk: 0}
+classes:
+  - {name: fast, weight: 3, retention: 2h, on_expiry: hold}
+  - {name: slow, retention: 1w, on_expiry: discard}
+default_class: slow
+rules:
+  - class: fast
+    sender: ["Boss@Example.COM", "@vip.example"]
+    client_net: [10.0.0.0/8, "2001:db8::/32"]
+    headers: [{name: X-Urgent}]
+    size_under: 1MiB
+mailstores:
+  - {name: dovecot, kind: lmtp, unix_socket: /run/dovecot/lmtp, command_timeout: 30s}
+  - {name: relay, kind: smtp, host: relay.example, starttls: no}
+drain: {max_concurrency: 8, initial_concurrency: 8, max_rate: 2.5, strict_class: fast,
+        retry_min: 30s, retry_max: 30s}
+bounces: {dsn_sender: postmaster@example.com, delay_warning: 4h}
+metrics: {port: 9100}
+logging: {level: debug}
+)",
+                               "/etc/spoold/spoold.yaml");
+    REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
+    const Config& c = **config;
+    CHECK(c.hostname == "MX.example.org");
+    CHECK(c.local_domains[0] == "example.com");
+    CHECK(c.listeners[1].port == 587);
+    CHECK(c.listeners[1].tls_key == "/etc/k.pem");
+    CHECK(c.directory.file == "/etc/spoold/dir/users");
+    CHECK(c.directory.format == DirectoryFormat::kPasswd);
+    CHECK(c.directory.when_unavailable == DirectoryMissing::kAccept);
+    CHECK(c.directory.poll_interval == 0ms);
+    CHECK(c.limits.max_message_size == 10'000'000);
+    CHECK(c.limits.command_timeout == 90s);
+    CHECK(c.spool.path == "/etc/spoold/spool");
+    CHECK(c.spool.high_watermark == 1.0);
+    CHECK(c.classes[0].retention == 2h);
+    CHECK(c.classes[0].on_expiry == ExpiryAction::kHold);
+    CHECK(c.classes[1].weight == 1);
+    CHECK(c.classes[1].on_expiry == ExpiryAction::kDiscard);
+    CHECK(c.class_id("slow") == 1);
+    CHECK_FALSE(c.class_id("normal"));
+    REQUIRE(c.rules.size() == 1);
+    CHECK(c.rules[0].sender == std::vector<std::string>{"Boss@example.com", "@vip.example"});
+    CHECK(c.rules[0].headers[0].regex.empty());
+    CHECK(c.rules[0].size_under == 1ULL << 20U);
+    CHECK(c.mailstores[0].kind == MailstoreKind::kLmtp);
+    CHECK(c.mailstores[0].unix_socket == "/run/dovecot/lmtp");
+    CHECK(c.mailstores[1].port == 25);
+    CHECK_FALSE(c.mailstores[1].starttls);
+    CHECK(c.drain.max_rate == 2.5);
+    CHECK(c.bounces.delay_warning == 4h);
+    CHECK(c.metrics.port == 9100);
+    CHECK(c.log_level == "debug");
+}
+
+TEST_CASE("each kind of mistake is one error with file, line and column") {
+    struct Case {
+        std::string text;
+        std::string expected; // prefix of the message
+    };
+    const Case cases[] = {
+        {"", "test.yaml:1:1: missing required key \"local_domains\""},
+        {"local_domains: [a.example]\nhostnme: x\n",
+         "test.yaml:2:1: unknown key \"hostnme\" in the top level (did you mean \"hostname\"?)"},
+        {"local_domains: [a.example]\nlimits:\n  max_recipients: lots\n",
+         "test.yaml:3:19: limits.max_recipients: expected a whole number"},
+        {"local_domains: [a.example]\nlimits: [1, 2]\n",
+         "test.yaml:2:9: limits: expected a mapping, got a list"},
+        {"local_domains: []\n", "test.yaml:1:16: local_domains: at least one domain"},
+        {"local_domains: [a.example]\nlisteners:\n  - port: 65536\n",
+         "test.yaml:3:11: listeners[0].port: 65536 is out of range (0 to 65535)"},
+        {"local_domains: [a.example]\nclasses:\n  - {name: a, weight: 0}\ndefault_class: a\n",
+         "test.yaml:3:23: classes[0].weight: 0 is out of range"},
+        {"local_domains: [a.example]\nspool:\n  high_watermark: 1.5\n",
+         "test.yaml:3:19: spool.high_watermark: 1.5 is outside (0, 1]"},
+        {"local_domains: [a.example]\nspool:\n  high_watermark: 0\n",
+         "test.yaml:3:19: spool.high_watermark: 0 is outside (0, 1]"},
+        {"local_domains: [a.example]\ndrain:\n  breaker_min_backoff: 10m\n  breaker_max_backoff: 1m\n",
+         "test.yaml:3:24: drain.breaker_min_backoff: is above breaker_max_backoff"},
+        {"local_domains: [a.example]\ndefault_class: express\n",
+         "test.yaml:2:16: default_class: \"express\" is not among the classes"},
+        {"local_domains: [a.example]\nrules:\n  - class: express\n",
+         "test.yaml:3:12: rules[0].class: unknown class \"express\""},
+        {"local_domains: [a.example]\nrules:\n  - class: bulk\n    headers:\n      - {name: X, "
+         "regex: \"(\"}\n",
+         "test.yaml:5:26: rules[0].headers[0].regex: bad regular expression"},
+        {"local_domains: [a.example]\nrules:\n  - class: bulk\n    client_net: [10.0.0.0/8, "
+         "10.0.0.0/40]\n",
+         "test.yaml:4:30: rules[0].client_net: bad prefix length"},
+        {"local_domains: [a.example]\nclasses:\n  - name: a\n  - name: a\ndefault_class: a\n",
+         "test.yaml:4:11: classes[1].name: duplicate class \"a\""},
+        {"local_domains: [a.example]\nclasses: [{name: c0}, {name: c1}, {name: c2}, {name: "
+         "c3}, {name: c4}, {name: c5}, {name: c6}, {name: c7}, {name: c8}, {name: c9}, "
+         "{name: c10}, {name: c11}, {name: c12}, {name: c13}, {name: c14}, {name: c15}, "
+         "{name: c16}]\n",
+         "test.yaml:2:10: classes: 17 classes, at most 16 are allowed"},
+        {"local_domains: [a.example]\nclasses:\n  - weight: 2\n",
+         "test.yaml:3:5: missing required key \"name\" in classes[0]"},
+        {"local_domains: [a.example]\nclasses:\n  - {name: a, retention: 30}\n",
+         "test.yaml:3:26: classes[0].retention: duration needs a unit"},
+        {"local_domains: [a.example]\nlimits: {max_message_size: 5XB}\n",
+         "test.yaml:2:28: limits.max_message_size: unknown size unit"},
+        {"local_domains: [a.example]\nmailstores:\n  - {kind: lmtp, maildir_root: /x}\n",
+         "test.yaml:3:32: mailstores[0].maildir_root: applies only to kind maildir"},
+        {"local_domains: [a.example]\nmailstores:\n  - {kind: nfs}\n",
+         "test.yaml:3:12: mailstores[0].kind: \"nfs\" is not one of maildir, lmtp, smtp"},
+        {"local_domains: [a.example]\nlocal_domains: [b.example]\n",
+         "test.yaml:2:1: duplicate key \"local_domains\""},
+        {"local_domains: [a.example\n", "test.yaml:2:1: "},
+        {"local_domains: [a.example]\nlisteners:\n  - {address: localhost}\n",
+         "test.yaml:3:15: listeners[0].address: \"localhost\" is not an IP address"},
+        {"local_domains: [a.example]\nlisteners:\n  - {tls_key: k.pem}\n",
+         "test.yaml:3:5: listeners[0]: tls_certificate and tls_key go together"},
+        {"local_domains: [a.example]\ndrain: {max_concurrency: 2, initial_concurrency: 3}\n",
+         "test.yaml:2:50: drain.initial_concurrency: 3 is above max_concurrency 2"},
+        {"local_domains: [a.example]\nlogging: {level: loud}\n",
+         "test.yaml:2:18: logging.level: \"loud\" is not one of"},
+        {"local_domains: [a.example]\nrules:\n  - {class: bulk, size_over: 1MiB, size_under: 1KiB}\n",
+         "test.yaml:3:5: rules[0]: no size is over"},
+        {"local_domains: [a.example]\ndirectory: {default_domain: b.example}\n",
+         "test.yaml:2:29: directory.default_domain: \"b.example\" is not among local_domains"},
+        {"local_domains: [a.example]\nbounces: {delay_warning: 0}\n",
+         "test.yaml:2:26: bounces.delay_warning: write \"off\""},
+        {"local_domains: [a.example]\nhostname: [a, b]\n",
+         "test.yaml:2:11: hostname: expected a string, got a list"},
+        {"local_domains: [a.example]\nrules:\n  - {class: bulk, sender: [\"bad address\"]}\n",
+         "test.yaml:3:27: rules[0].sender: \"bad address\" is not an address"},
+        {"- 1\n- 2\n", "test.yaml:1:1: the top level must be a mapping"},
+    };
+    for (const auto& c : cases) {
+        const std::string error = error_of(c.text);
+        CAPTURE(c.text);
+        CHECK_MESSAGE(starts_with(error, c.expected), error);
+    }
+}
+
+TEST_CASE("a missing file is a config error naming the file") {
+    auto config = load_config("/nonexistent/spoold.yaml");
+    REQUIRE_FALSE(config);
+    CHECK(config.error().kind == ErrorKind::kConfig);
+    CHECK(starts_with(config.error().message, "/nonexistent/spoold.yaml: cannot open"));
+}
+
+TEST_CASE("relative paths stay relative when the name has no directory") {
+    auto config = parse_config(kMinimal + "spool: {path: spool}\n", "test.yaml");
+    REQUIRE(config);
+    CHECK((*config)->spool.path == "spool");
+}
