@@ -1,0 +1,67 @@
+// What spoolctl prints: the list table, one JSON object per message, the `show` view and
+// the `status` report, each as text for stdout. Formatting only: the verbs gather the
+// data, and nothing here reads the spool or the clock.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "spool/spool.hpp"
+
+namespace spoold::spoolctl {
+
+// Class names by ClassId (from the config or the spool's "classes" meta key); ids
+// without a name are shown as numbers.
+class ClassNames {
+public:
+    ClassNames() = default;
+    explicit ClassNames(std::vector<std::string> names) : names_(std::move(names)) {}
+    // "urgent,normal,bulk" as the daemon writes it to meta "classes".
+    static ClassNames from_csv(std::string_view csv);
+
+    std::string name(spool::ClassId id) const;
+    // A class given by name or by number ("bulk", "2"); nullopt when neither.
+    std::optional<spool::ClassId> find(std::string_view text) const;
+    bool empty() const { return names_.empty(); }
+    const std::vector<std::string>& names() const { return names_; }
+
+private:
+    std::vector<std::string> names_;
+};
+
+// Control bytes replaced by '?': addresses and replies come from the network, and a
+// terminal must not interpret them.
+std::string printable(std::string_view text);
+
+std::string table_header();
+std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames& classes);
+std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                         const ClassNames& classes);
+// Envelope and recipients as `show` prints them, before the headers.
+std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames& classes);
+
+struct MailstoreStatus {
+    std::string name;
+    std::optional<std::string> breaker; // "closed", "open", "half-open" as the daemon publishes
+    std::optional<std::string> rate;    // messages/s as the daemon publishes it
+    bool paused = false;
+};
+
+struct StatusReport {
+    spool::Counters counters;
+    std::optional<QueueId> oldest;
+    std::optional<UnixMillis> oldest_arrival_ms;
+    bool paused = false;
+    std::vector<MailstoreStatus> mailstores;
+    std::optional<spool::SpaceInfo> space;
+    UnixMillis now_ms = 0;
+};
+
+std::string status_text(const StatusReport& report, const ClassNames& classes);
+std::string status_json(const StatusReport& report, const ClassNames& classes);
+
+} // namespace spoold::spoolctl
