@@ -1,0 +1,125 @@
+#include "drain/breaker.hpp"
+
+#include <algorithm>
+#include <limits>
+
+#include "common/log.hpp"
+
+namespace spoold::drain {
+
+std::string_view to_string(BreakerState s) {
+    switch (s) {
+    case BreakerState::kClosed: return "closed";
+    case BreakerState::kOpen: return "open";
+    case BreakerState::kHalfOpen: return "half-open";
+    }
+    return "unknown";
+}
+
+Breaker::Breaker(std::string mailstore, BreakerOptions options, const Clock& clock,
+                 std::uint64_t seed)
+    : mailstore_(std::move(mailstore)), options_(options), clock_(clock), rng_(seed) {}
+
+std::uint32_t Breaker::concurrency_cap() const {
+    switch (state_) {
+    case BreakerState::kClosed: return std::numeric_limits<std::uint32_t>::max();
+    case BreakerState::kOpen: return 0;
+    case BreakerState::kHalfOpen: return std::max<std::uint32_t>(1, options_.half_open_concurrency);
+    }
+    return 0;
+}
+
+bool Breaker::probe_due() const {
+    return state_ == BreakerState::kOpen && !probe_running_ && clock_.now_ms() >= next_probe_ms_;
+}
+
+void Breaker::on_success() {
+    consecutive_trouble_ = 0;
+    if (state_ != BreakerState::kHalfOpen) {
+        // A late answer from a delivery started before the breaker opened proves little:
+        // only probes decide when an open breaker may try again.
+        return;
+    }
+    if (++half_open_ok_ >= std::max<std::uint32_t>(1, options_.half_open_successes)) {
+        probe_failures_ = 0;
+        transition(BreakerState::kClosed);
+    }
+}
+
+void Breaker::on_trouble() {
+    switch (state_) {
+    case BreakerState::kOpen:
+        return; // already down; a late failure must not push the next probe further out
+    case BreakerState::kHalfOpen:
+        // The probe lied (or the store relapsed): back off further than last time so a
+        // flapping store is not hammered.
+        ++probe_failures_;
+        open();
+        return;
+    case BreakerState::kClosed:
+        if (++consecutive_trouble_ >= std::max<std::uint32_t>(1, options_.failures)) {
+            probe_failures_ = 0;
+            open();
+        }
+        return;
+    }
+}
+
+void Breaker::on_probe_started() { probe_running_ = true; }
+
+void Breaker::on_probe_result(bool ok) {
+    probe_running_ = false;
+    if (state_ != BreakerState::kOpen) {
+        return;
+    }
+    if (ok) {
+        half_open_ok_ = 0;
+        transition(BreakerState::kHalfOpen);
+        return;
+    }
+    ++probe_failures_;
+    next_probe_ms_ = clock_.now_ms() + backoff().count();
+    log::debug("event=breaker_probe_failed mailstore={} failures={} next_in_ms={}",
+               log::quote(mailstore_), probe_failures_, next_probe_ms_ - clock_.now_ms());
+}
+
+void Breaker::open() {
+    consecutive_trouble_ = 0;
+    half_open_ok_ = 0;
+    next_probe_ms_ = clock_.now_ms() + backoff().count();
+    transition(BreakerState::kOpen);
+}
+
+// Exponential in the number of failed probes, with "equal jitter": half the step is
+// fixed, half random, so a fleet of spoolds that lost the same store does not probe it in
+// lockstep, yet the delay never drops below half the step (nor below min_backoff).
+std::chrono::milliseconds Breaker::backoff() {
+    const std::int64_t lo = std::max<std::int64_t>(1, options_.min_backoff.count());
+    const std::int64_t hi = std::max<std::int64_t>(lo, options_.max_backoff.count());
+    std::int64_t step = lo;
+    for (std::uint32_t i = 0; i < probe_failures_ && step < hi; ++i) {
+        step *= 2;
+    }
+    step = std::min(step, hi);
+    std::uniform_int_distribution<std::int64_t> jitter(0, step / 2);
+    const std::int64_t delay = step - step / 2 + jitter(rng_);
+    return std::chrono::milliseconds(std::clamp(delay, lo, hi));
+}
+
+void Breaker::transition(BreakerState to) {
+    if (to == state_) {
+        return;
+    }
+    const BreakerState from = state_;
+    state_ = to;
+    if (to == BreakerState::kOpen) {
+        log::warn("event=breaker mailstore={} from={} to={} next_probe_in_ms={}",
+                  log::quote(mailstore_), to_string(from), to_string(to),
+                  next_probe_ms_ - clock_.now_ms());
+    } else {
+        log::info("event=breaker mailstore={} from={} to={}", log::quote(mailstore_),
+                  to_string(from), to_string(to));
+    }
+}
+
+} // namespace spoold::drain

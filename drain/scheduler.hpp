@@ -1,0 +1,91 @@
+// Chooses the next message to deliver: a strict class first, then weighted classes by
+// smooth weighted round robin, FIFO within a class, at most max_per_recipient deliveries
+// in flight per recipient, and never a message that is already leased. Reads the spool's
+// ready index in bounded batches; it writes nothing and does not deliver.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/queue_id.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::drain {
+
+struct SchedulerOptions {
+    // Weight per ClassId (index); classes beyond the vector (left over from an older
+    // configuration) are served with weight 1 so their mail is not stranded.
+    std::vector<std::uint32_t> weights{8, 4, 1};
+    std::optional<spool::ClassId> strict_class;
+    std::uint32_t max_per_recipient = 4;
+    std::size_t batch = 128;       // ids read from the ready index at a time, per class
+    std::size_t scan_budget = 1024; // most envelopes examined by one next() per class
+    // Every class cursor restarts from the front this often, so hold/flush/set-class done
+    // by another process (spoolctl) are seen.
+    std::chrono::milliseconds refresh{std::chrono::seconds(1)};
+};
+
+struct Pick {
+    QueueId id;
+    spool::ClassId klass = 0;
+};
+
+class Scheduler {
+public:
+    Scheduler(spool::Spool& spool, SchedulerOptions options, const Clock& clock);
+
+    // The next message to deliver, leased until release(); nullopt when nothing is
+    // eligible now (empty, all leased, or every candidate's recipient at its cap).
+    // Spool read errors are logged and treated as "nothing now".
+    std::optional<Pick> next();
+    // Ends the lease taken by next(); the message may be handed out again.
+    void release(QueueId id);
+    bool leased(QueueId id) const { return leases_.contains(id.value); }
+    std::size_t leases() const { return leases_.size(); }
+    // In-flight deliveries to `address` (case-insensitive); for tests and status.
+    std::uint32_t in_flight_to(const std::string& address) const;
+
+    void reconfigure(SchedulerOptions options);
+    // Start class cursors again from the front (done by next() every `refresh`).
+    void refresh();
+
+private:
+    struct Candidate {
+        QueueId id;
+        std::vector<std::string> recipients; // queued recipients, lower-cased
+    };
+    struct ClassQueue {
+        std::deque<Candidate> buffer;
+        QueueId cursor;
+        bool skipped = false; // candidates were dropped since the last restart
+        UnixMillis idle_until_ms = 0;
+    };
+
+    std::optional<Pick> pick_from(spool::ClassId klass);
+    // Reads the next batch after the cursor into the buffer; false when nothing was read.
+    bool refill(spool::ClassId klass, std::size_t& budget);
+    bool blocked(const Candidate& c) const;
+    Pick take(spool::ClassId klass, std::deque<Candidate>::iterator it);
+    std::uint32_t weight(spool::ClassId klass) const;
+    bool configured(spool::ClassId klass) const { return klass < options_.weights.size(); }
+    void restart(ClassQueue& q);
+
+    spool::Spool& spool_;
+    SchedulerOptions options_;
+    const Clock& clock_;
+    std::vector<ClassQueue> classes_;
+    std::vector<std::int64_t> current_; // smooth weighted round robin credit per class
+    UnixMillis last_refresh_ms_ = 0;
+    bool read_failed_ = false;
+    UnixMillis last_error_log_ms_ = 0;
+    std::unordered_map<std::uint64_t, std::vector<std::string>> leases_;
+    std::unordered_map<std::string, std::uint32_t> per_recipient_;
+};
+
+} // namespace spoold::drain

@@ -1,0 +1,121 @@
+#include <doctest/doctest.h>
+
+#include "drain/breaker.hpp"
+
+using namespace spoold;
+using namespace spoold::drain;
+using namespace std::chrono_literals;
+
+namespace {
+
+BreakerOptions options() {
+    BreakerOptions o;
+    o.failures = 3;
+    o.min_backoff = 1s;
+    o.max_backoff = 60s;
+    o.half_open_successes = 2;
+    o.half_open_concurrency = 1;
+    return o;
+}
+
+// Fails probes until the breaker is due again; returns the delay it chose.
+std::int64_t fail_probe(Breaker& b, FakeClock& clock) {
+    clock.set_ms(b.next_probe_ms());
+    REQUIRE(b.probe_due());
+    b.on_probe_started();
+    CHECK_FALSE(b.probe_due());
+    b.on_probe_result(false);
+    return b.next_probe_ms() - clock.now_ms();
+}
+
+} // namespace
+
+TEST_CASE("the breaker opens after the configured number of consecutive trouble signals") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 1);
+    CHECK(b.state() == BreakerState::kClosed);
+    CHECK(b.admits());
+    b.on_trouble();
+    b.on_trouble();
+    b.on_success(); // an answer in between resets the count
+    b.on_trouble();
+    b.on_trouble();
+    CHECK(b.state() == BreakerState::kClosed);
+    b.on_trouble();
+    CHECK(b.state() == BreakerState::kOpen);
+    CHECK_FALSE(b.admits());
+    CHECK(b.concurrency_cap() == 0);
+}
+
+TEST_CASE("an open breaker probes with exponential backoff inside the configured bounds") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 42);
+    for (int i = 0; i < 3; ++i) {
+        b.on_trouble();
+    }
+    REQUIRE(b.state() == BreakerState::kOpen);
+    const auto first = b.next_probe_ms() - clock.now_ms();
+    CHECK(first >= 500);
+    CHECK(first <= 1000);
+    CHECK_FALSE(b.probe_due());
+    clock.advance_ms(first - 1);
+    CHECK_FALSE(b.probe_due());
+    std::int64_t previous_step = 1000;
+    for (int i = 0; i < 20; ++i) {
+        const auto delay = fail_probe(b, clock);
+        const std::int64_t step = std::min<std::int64_t>(previous_step * 2, 60'000);
+        CHECK(delay >= std::max<std::int64_t>(1000, step / 2));
+        CHECK(delay <= step);
+        CHECK(delay <= 60'000);
+        previous_step = step;
+        CHECK(b.state() == BreakerState::kOpen);
+    }
+}
+
+TEST_CASE("late results while open neither close it nor push the next probe out") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 7);
+    for (int i = 0; i < 3; ++i) {
+        b.on_trouble();
+    }
+    const auto next = b.next_probe_ms();
+    b.on_trouble();
+    b.on_success();
+    CHECK(b.state() == BreakerState::kOpen);
+    CHECK(b.next_probe_ms() == next);
+}
+
+TEST_CASE("a good probe half-opens; successes close it, trouble re-opens it with more backoff") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 3);
+    for (int i = 0; i < 3; ++i) {
+        b.on_trouble();
+    }
+    clock.set_ms(b.next_probe_ms());
+    b.on_probe_started();
+    b.on_probe_result(true);
+    CHECK(b.state() == BreakerState::kHalfOpen);
+    CHECK(b.admits());
+    CHECK(b.concurrency_cap() == 1);
+
+    b.on_trouble(); // one trouble signal is enough in half-open
+    CHECK(b.state() == BreakerState::kOpen);
+    const auto delay = b.next_probe_ms() - clock.now_ms();
+    CHECK(delay >= 1000); // step 2 s with equal jitter: never below 1 s
+    CHECK(delay <= 2000);
+
+    clock.set_ms(b.next_probe_ms());
+    b.on_probe_started();
+    b.on_probe_result(true);
+    REQUIRE(b.state() == BreakerState::kHalfOpen);
+    b.on_success();
+    CHECK(b.state() == BreakerState::kHalfOpen);
+    b.on_success();
+    CHECK(b.state() == BreakerState::kClosed);
+    CHECK(b.probe_failures() == 0);
+
+    // After closing, the failure count starts over.
+    b.on_trouble();
+    b.on_trouble();
+    CHECK(b.state() == BreakerState::kClosed);
+}
