@@ -136,7 +136,18 @@ struct SpoolOptions {
     bool create = true;                     // create the directory and environment if missing
     bool read_only = false;                 // spoolctl read verbs: no writer thread
     const Clock* clock = &SystemClock::instance();
+    // Body chunk size. 0 = automatic: the largest chunk that still fits two to a page, so
+    // bodies never use overflow pages (see "Spool layout" in ARCHITECTURE.md). Other values
+    // are for the benchmark's layout comparison; SIZE_MAX stores each body as one value.
+    std::size_t body_chunk_bytes = 0;
 };
+
+// Staged chunks untouched for this long are orphans of a crashed session: collected at open
+// and periodically by the writer.
+inline constexpr std::int64_t kStagedOrphanAgeMs = 60LL * 60 * 1000;
+// promote_due moves at most this many messages per call (one transaction must stay small);
+// call again while due() is not empty.
+inline constexpr std::size_t kMaxPromotePerOp = 10'000;
 
 // Asynchronous completion: called on the writer thread after the commit returned
 // (or failed). Keep it short: post to your own executor.
@@ -178,6 +189,10 @@ public:
     // Retention action "hold": held, flagged kFlagExpiredHold, out of the expiry index.
     virtual void hold_expired(QueueId id, Done done) = 0;
     virtual void put_meta(std::string key, std::string value, Done done) = 0;
+    // Removes staged chunks whose last append is older than `older_than` (orphans).
+    virtual void gc_staged(UnixMillis /*older_than*/, Done done) {
+        done(fail(ErrorKind::kInternal, "gc_staged not implemented"));
+    }
 
     // Synchronous form of any write above: submits and waits for the commit.
     Status wait(const std::function<void(Done)>& submit);
@@ -202,6 +217,10 @@ public:
     virtual Result<std::optional<QueueId>> oldest() = 0;
     virtual Result<std::optional<std::string>> get_meta(std::string_view key) = 0;
     virtual Result<SpaceInfo> space() = 0;
+    // Ids of records moved to the `corrupt` table because they could not be decoded.
+    virtual Result<std::vector<QueueId>> quarantined(std::size_t /*max*/) {
+        return fail(ErrorKind::kInternal, "quarantined not implemented");
+    }
 };
 
 } // namespace spoold::spool

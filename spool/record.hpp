@@ -1,0 +1,60 @@
+// The persisted byte formats of the spool: the versioned envelope record and the
+// big-endian keys of every table. Pure functions, no LMDB; nothing here is ever a
+// memcpy of a struct, so the format does not depend on the compiler or the CPU.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::spool::record {
+
+// Version 1 layout, all integers big-endian, strings as u32 length + bytes:
+//   u8 version | u64 id | i64 arrival | u8 class | u8 indexed state | i64 indexed due |
+//   i64 expires | u32 flags | u8 held | u64 size |                      (the fixed header)
+//   str mail_from, mail_params, ret, envid, client_addr, helo, tls | u32 n |
+//   n x (str address | str orcpt | u8 notify | u8 state | i64 next_attempt | u32 attempts |
+//        str last_response)
+// The header repeats what the indexes and counters were derived from, so a record whose
+// tail is damaged can still be taken out of the indexes exactly when it is quarantined.
+inline constexpr std::uint8_t kEnvelopeVersion = 1;
+inline constexpr std::size_t kHeaderSize = 1 + 8 + 8 + 1 + 1 + 8 + 8 + 4 + 1 + 8;
+
+std::string encode_envelope(const Envelope& env);
+// kCorrupt for truncated data, trailing bytes, out-of-range enums or a newer version.
+Result<Envelope> decode_envelope(std::string_view bytes);
+
+// What the indexes and counters know about a stored message, from the fixed header only.
+struct IndexFacts {
+    QueueId id;
+    ClassId klass = 0;
+    MsgState state = MsgState::kReady;
+    UnixMillis due = 0;     // the deferred-index time, meaningful when state is kDeferred
+    UnixMillis expires = 0; // 0 or the expiry-index time
+    bool in_expiry = false; // expires != 0 and not already acted on
+    std::uint64_t size = 0;
+
+    friend bool operator==(const IndexFacts&, const IndexFacts&) = default;
+};
+IndexFacts facts_of(const Envelope& env);
+Result<IndexFacts> decode_facts(std::string_view bytes);
+
+// ---- keys ----
+std::string be64(std::uint64_t v);
+std::string be32(std::uint32_t v);
+std::uint64_t read_be64(std::string_view s); // s.size() >= 8
+std::uint32_t read_be32(std::string_view s); // s.size() >= 4
+
+std::string msg_key(QueueId id);                       // id
+std::string body_key(QueueId id, std::uint32_t chunk); // id | chunk
+std::string ready_key(ClassId klass, QueueId id);      // class | id
+std::string time_key(UnixMillis at, QueueId id);       // time | id (deferred, expiry)
+std::string counter_key(ClassId klass, MsgState state); // class | state
+// Ids are stored as big-endian u64 at `offset` of an index key.
+QueueId id_at(std::string_view key, std::size_t offset);
+
+} // namespace spoold::spool::record
