@@ -105,7 +105,7 @@ class Spoold:
             "local_domains": ["example.com", "example.net"],
             "spool": {"path": self.spool_dir},
             "mailstores": [{"name": "default", "kind": "maildir", "maildir_root": self.maildir}],
-            "log": {"level": "info"},
+            "logging": {"level": "info"},
         }
         self.config = deep_merge(base, config or {})
         self.proc = None
@@ -309,3 +309,150 @@ class SpooldTestCase(unittest.TestCase):
         if start:
             s.start()
         return s
+
+
+class Dovecot:
+    """A private Dovecot serving LMTP on a loopback port, with Maildirs under its own
+    directory (mail/<domain>/<user>/) and a passwd-file user database. Runs as the
+    `mail` user's uid so no root-only paths are needed for mail."""
+
+    def __init__(self, workdir, users, quota_full=()):
+        self.dir = workdir
+        self.users = list(users)
+        self.quota_full = set(quota_full)
+        self.port = free_port()
+        self.proc = None
+        os.makedirs(self.dir, exist_ok=True)
+
+    def _write_config(self):
+        import pwd
+        mail = pwd.getpwnam("mail")
+        uid, gid = mail.pw_uid, mail.pw_gid
+        for sub in ("run", "state", "mail"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        maildir = os.path.join(self.dir, "mail")
+        os.chown(maildir, uid, gid)
+        os.chmod(self.dir, 0o755)
+        with open(os.path.join(self.dir, "users"), "w") as f:
+            for u in self.users:
+                extra = "userdb_quota_rule=*:storage=1B" if u in self.quota_full else ""
+                f.write(f"{u}:{{PLAIN}}secret:{uid}:{gid}::{maildir}::{extra}\n")
+        conf = f"""
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+log_path = {self.dir}/dovecot.log
+info_log_path = {self.dir}/dovecot.log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+first_valid_uid = {uid}
+last_valid_uid = 0
+first_valid_gid = 0
+default_internal_user = dovecot
+default_login_user = dovenull
+mail_location = maildir:{maildir}/%d/%n
+mail_plugins = $mail_plugins quota
+lmtp_rcpt_check_quota = yes
+passdb {{
+  driver = passwd-file
+  args = {self.dir}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {self.dir}/users
+}}
+plugin {{
+  quota = maildir:User quota
+}}
+quota_full_tempfail = yes
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+        self.conf = os.path.join(self.dir, "dovecot.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def start(self):
+        if self.proc and self.proc.poll() is None:
+            return self
+        self._write_config()
+        self.proc = subprocess.Popen(["dovecot", "-F", "-c", self.conf],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+
+        def listening():
+            if self.proc.poll() is not None:
+                raise AssertionError("dovecot exited: " + self.proc.stderr.read().decode() +
+                                     self.log())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    return s.recv(512).startswith(b"220")
+            except OSError:
+                return False
+        wait_for(listening, 20, what="dovecot lmtp")
+        return self
+
+    def log(self):
+        try:
+            return open(os.path.join(self.dir, "dovecot.log")).read()
+        except OSError:
+            return ""
+
+    def freeze(self):
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self):
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGCONT)
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    kill = stop
+
+    def messages(self, address):
+        local, domain = address.split("@", 1)
+        out = []
+        for sub in ("new", "cur"):
+            d = os.path.join(self.dir, "mail", domain, local, sub)
+            if os.path.isdir(d):
+                out += [os.path.join(d, f) for f in os.listdir(d)]
+        return sorted(out)
+
+    @staticmethod
+    def header(path, name):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line in ("\n", "\r\n"):
+                    break
+                if line.lower().startswith(name.lower() + ":"):
+                    return line.split(":", 1)[1].strip()
+        return None
+
+    def delivery_order(self):
+        """Subjects of every delivered message, in the order Dovecot stored them."""
+        entries = []
+        for u in self.users:
+            for m in self.messages(u):
+                base = os.path.basename(m)
+                mt = re.match(r"^(\d+)\.M(\d+)P(\d+)", base)
+                key = (int(mt.group(1)), int(mt.group(2))) if mt else (0, 0)
+                entries.append((key, self.header(m, "Subject")))
+        return [s for _, s in sorted(entries)]

@@ -1,0 +1,108 @@
+"""Drain end to end: spoold delivers into a real Dovecot over LMTP, survives Dovecot
+being stopped and frozen, and drains the backlog urgent-first, each message once."""
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Dovecot, SpooldTestCase, free_port, swaks, wait_for  # noqa: E402
+
+USERS = ["alice@example.com", "bob@example.com", "carol@example.net", "full@example.com"]
+
+
+class DrainEndToEnd(SpooldTestCase):
+    def setUp(self):
+        super().setUp()
+        self.dovecot = Dovecot(os.path.join(self.workdir, "dovecot"), USERS,
+                               quota_full=["full@example.com"])
+        self._procs.append(self.dovecot)
+
+    def node_for(self, extra=None):
+        cfg = {
+            "mailstores": [{"name": "dovecot", "kind": "lmtp", "host": "127.0.0.1",
+                            "port": self.dovecot.port, "connect_timeout": "1s",
+                            "command_timeout": "2s", "data_timeout": "2s"}],
+            "drain": {"breaker_min_backoff": "200ms", "breaker_max_backoff": "1s",
+                      "breaker_failures": 2, "retry_min": "1s", "retry_max": "2s",
+                      "initial_concurrency": 2, "max_concurrency": 8},
+        }
+        if extra:
+            for k, v in extra.items():
+                cfg[k] = v
+        return self.spoold(cfg)
+
+    def send(self, node, to, subject, headers=(), body=None):
+        args = ["--from", "sender@remote.test", "--to", to, "--header", f"Subject: {subject}"]
+        for h in headers:
+            args += ["--add-header", h]
+        args += ["--body", body or f"body of {subject}\n"]
+        rc, out = swaks(node.port, *args)
+        self.assertEqual(rc, 0, out)
+
+    def test_accepted_mail_lands_in_dovecot_once_with_intact_body(self):
+        self.dovecot.start()
+        node = self.node_for()
+        body = "".join(f"line {i} {'x' * 60}\n" for i in range(300)) + ".leading dot\n"
+        for i in range(5):
+            self.send(node, "alice@example.com,bob@example.com", f"m{i}", body=body)
+        wait_for(lambda: len(self.dovecot.messages("alice@example.com")) == 5 and
+                 len(self.dovecot.messages("bob@example.com")) == 5, 60, what="delivery")
+        wait_for(lambda: node.list_json() == [], 30, what="spool empty")
+        for user in ("alice@example.com", "bob@example.com"):
+            subjects = sorted(self.dovecot.header(m, "Subject") for m in self.dovecot.messages(user))
+            self.assertEqual(subjects, [f"m{i}" for i in range(5)])
+            for m in self.dovecot.messages(user):
+                text = open(m, encoding="utf-8", errors="replace").read().replace("\r\n", "\n")
+                self.assertIn(body.rstrip("\n"), text)
+
+    def test_per_recipient_results_in_one_message(self):
+        self.dovecot.start()
+        node = self.node_for()
+        self.send(node, "alice@example.com,full@example.com,ghost@example.com", "mixed",
+                  body="x" * 4000)
+        wait_for(lambda: len(self.dovecot.messages("alice@example.com")) == 1, 30, what="good rcpt")
+
+        def states():
+            msgs = node.list_json()
+            if len(msgs) != 1:
+                return None
+            return {r["address"]: r for r in msgs[0]["recipients"]}
+
+        st = wait_for(lambda: (s := states()) and s["ghost@example.com"]["state"] == "failed" and s, 30,
+                      what="unknown recipient failed")
+        self.assertEqual(st["alice@example.com"]["state"], "delivered")
+        self.assertEqual(st["full@example.com"]["state"], "deferred")
+        self.assertTrue(st["full@example.com"]["last_response"].startswith("452"), st)
+        self.assertTrue(st["ghost@example.com"]["last_response"].startswith("550"), st)
+        self.assertEqual(self.dovecot.messages("full@example.com"), [])
+
+    def test_outage_then_recovery_delivers_everything_once_urgent_first(self):
+        node = self.node_for()  # Dovecot is down: nothing listens on its port yet
+        for i in range(60):
+            self.send(node, "alice@example.com", f"bulk{i}", headers=["Precedence: bulk"])
+        for i in range(5):
+            self.send(node, "bob@example.com", f"urgent{i}", headers=["Priority: urgent"])
+        wait_for(lambda: node.has_line("to=open"), 30, what="breaker open")
+        self.assertEqual(len(node.list_json()), 65)
+        # Frozen store: it accepts connections but never answers; deliveries time out.
+        self.dovecot.start()
+        self.dovecot.freeze()
+        time.sleep(3)
+        self.assertEqual(self.dovecot.messages("alice@example.com"), [])
+        self.dovecot.thaw()
+        wait_for(lambda: len(self.dovecot.messages("alice@example.com")) == 60 and
+                 len(self.dovecot.messages("bob@example.com")) == 5, 120, what="backlog drained")
+        wait_for(lambda: node.list_json() == [], 30, what="spool empty")
+        order = self.dovecot.delivery_order()
+        urgent_positions = [i for i, s in enumerate(order) if s.startswith("urgent")]
+        bulk_total = sum(1 for s in order if s.startswith("bulk"))
+        bulk_before_last_urgent = sum(1 for s in order[:max(urgent_positions) + 1]
+                                      if s.startswith("bulk"))
+        self.assertLess(bulk_before_last_urgent, bulk_total / 2, order)
+        self.assertEqual(len(order), len(set(order)), "each message exactly once")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
