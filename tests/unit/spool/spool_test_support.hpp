@@ -1,0 +1,175 @@
+// Helpers shared by the spool tests: a temp dir per test, message builders, and the
+// full-scan check that counters and every index agree with the stored envelopes.
+// Test-only; nothing here is used by the spool itself.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "spool/spool.hpp"
+
+namespace spoold::spool::test {
+
+class TempDir {
+public:
+    TempDir() {
+        const char* base = std::getenv("TMPDIR");
+        std::string templ = std::string(base != nullptr ? base : "/tmp") + "/spool_test_XXXXXX";
+        char* made = mkdtemp(templ.data());
+        REQUIRE(made != nullptr);
+        path_ = made;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+    std::string sub(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+inline std::unique_ptr<Spool> open_spool(const SpoolOptions& options) {
+    auto s = Spool::open(options);
+    if (!s) {
+        FAIL("open: " << s.error().describe());
+    }
+    return std::move(*s);
+}
+
+inline NewMessage make_message(Spool& spool, ClassId klass, std::size_t rcpts, std::string body,
+                               UnixMillis arrival = 1'700'000'000'000, UnixMillis expires = 0) {
+    NewMessage m;
+    m.envelope.id = spool.new_id();
+    m.envelope.arrival_ms = arrival;
+    m.envelope.klass = klass;
+    m.envelope.mail_from = "sender@example.org";
+    m.envelope.mail_params = "SIZE=1000 BODY=8BITMIME";
+    m.envelope.client_addr = "203.0.113.5";
+    m.envelope.helo = "mx.example.org";
+    m.envelope.expires_ms = expires;
+    for (std::size_t i = 0; i < rcpts; ++i) {
+        Recipient r;
+        r.address = "user" + std::to_string(i) + "@example.net";
+        m.envelope.recipients.push_back(r);
+    }
+    m.body = std::move(body);
+    return m;
+}
+
+inline Status enqueue_sync(Spool& spool, NewMessage m) {
+    return spool.wait([&](Done d) { spool.enqueue(std::move(m), std::move(d)); });
+}
+
+inline std::string read_whole_body(Spool& spool, QueueId id, std::size_t piece = 64 * 1024) {
+    std::string out;
+    std::uint32_t chunk = 0;
+    for (;;) {
+        auto p = spool.read_body(id, chunk, piece);
+        REQUIRE(p.has_value());
+        out += p->data;
+        if (p->done) {
+            return out;
+        }
+        REQUIRE(p->next_chunk > chunk);
+        chunk = p->next_chunk;
+    }
+}
+
+inline std::vector<Envelope> all_envelopes(Spool& spool) {
+    std::vector<Envelope> out;
+    QueueId after{0};
+    for (;;) {
+        auto page = spool.envelopes_after(after, 500);
+        REQUIRE(page.has_value());
+        if (page->empty()) {
+            return out;
+        }
+        after = page->back().id;
+        for (auto& e : *page) {
+            out.push_back(std::move(e));
+        }
+    }
+}
+
+// Counters and the ready, deferred and expiry indexes equal what a full scan derives.
+inline void check_consistent(Spool& spool, bool check_bodies = true) {
+    const std::vector<Envelope> envs = all_envelopes(spool);
+    Counters expect;
+    std::map<ClassId, std::vector<QueueId>> ready;
+    std::vector<std::pair<UnixMillis, QueueId>> deferred;
+    std::vector<std::pair<UnixMillis, QueueId>> expiring;
+    for (const Envelope& e : envs) {
+        const MsgState s = message_state(e);
+        const auto si = static_cast<std::size_t>(s);
+        expect.messages[e.klass][si] += 1;
+        expect.bytes[e.klass][si] += e.size;
+        if (s == MsgState::kReady) {
+            ready[e.klass].push_back(e.id);
+        } else if (s == MsgState::kDeferred) {
+            deferred.emplace_back(next_due(e), e.id);
+        }
+        if (e.expires_ms != 0 && (e.flags & kFlagExpiredHold) == 0) {
+            expiring.emplace_back(e.expires_ms, e.id);
+        }
+        if (check_bodies) {
+            CHECK(read_whole_body(spool, e.id).size() == e.size);
+        }
+    }
+    auto got = spool.counters();
+    REQUIRE(got.has_value());
+    CHECK(got->messages == expect.messages);
+    CHECK(got->bytes == expect.bytes);
+    CHECK(got->total_messages() == envs.size());
+    constexpr std::size_t kAll = std::numeric_limits<std::size_t>::max();
+    for (ClassId k = 0; k < kMaxClasses; ++k) {
+        auto ids = spool.ready_after(k, QueueId{0}, kAll);
+        REQUIRE(ids.has_value());
+        CHECK(*ids == ready[k]);
+    }
+    std::sort(deferred.begin(), deferred.end());
+    std::sort(expiring.begin(), expiring.end());
+    auto due = spool.due(std::numeric_limits<UnixMillis>::max(), kAll);
+    auto exp = spool.expired(std::numeric_limits<UnixMillis>::max(), kAll);
+    REQUIRE(due.has_value());
+    REQUIRE(exp.has_value());
+    std::vector<QueueId> want_due;
+    std::vector<QueueId> want_exp;
+    for (const auto& p : deferred) {
+        want_due.push_back(p.second);
+    }
+    for (const auto& p : expiring) {
+        want_exp.push_back(p.second);
+    }
+    CHECK(*due == want_due);
+    CHECK(*exp == want_exp);
+}
+
+// Polls `pred` until it holds or the deadline passes (no fixed sleeps in tests).
+inline bool eventually(const std::function<bool()>& pred,
+                       std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+    const auto end = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < end) {
+        if (pred()) {
+            return true;
+        }
+        std::this_thread::yield();
+    }
+    return pred();
+}
+
+} // namespace spoold::spool::test
