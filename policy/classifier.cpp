@@ -1,19 +1,10 @@
 #include "policy/classifier.hpp"
 
 #include <algorithm>
-#include <cctype>
+
+#include "policy/text.hpp"
 
 namespace spoold::policy {
-namespace {
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
-} // namespace
 
 Result<Classifier> Classifier::compile(const Config& config) {
     Classifier out;
@@ -32,7 +23,7 @@ Result<Classifier> Classifier::compile(const Config& config) {
         const auto patterns = [](const std::vector<std::string>& in) {
             std::vector<Pattern> ps;
             for (const auto& p : in) {
-                const std::string l = lower(p);
+                const std::string l = ascii_lower(p);
                 if (l.find('@') == std::string::npos) {
                     ps.push_back(Pattern{l, true});
                 } else if (l.front() == '@') {
@@ -81,7 +72,7 @@ bool pattern_matches(std::string_view text, bool domain_only, std::string_view a
     if (address.empty()) {
         return false;
     }
-    const std::string a = lower(address);
+    const std::string a = ascii_lower(address);
     if (!domain_only) {
         return a == text;
     }

@@ -71,7 +71,8 @@ struct DirectoryConfig {
     std::string file; // empty = no directory: every local-domain address is accepted
     DirectoryFormat format = DirectoryFormat::kList;
     DirectoryMissing when_unavailable = DirectoryMissing::kTempFail;
-    std::string default_domain; // passwd format: domain for bare user names (lower case)
+    std::string default_domain;        // domain for bare user names in the file (lower case)
+    std::string recipient_delimiter = "+"; // "user+tag@dom" is looked up as "user@dom"; "" = off
     Millis poll_interval{std::chrono::seconds(30)}; // file change check; 0 = SIGHUP only
 };
 

@@ -22,6 +22,7 @@
 #include "common/log.hpp"
 #include "policy/cidr.hpp"
 #include "policy/config.hpp"
+#include "policy/text.hpp"
 #include "policy/units.hpp"
 
 namespace spoold::policy {
@@ -52,12 +53,6 @@ std::string_view type_name(const YAML::Node& node) {
     return "nothing";
 }
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<std::size_t> row(b.size() + 1);
@@ -120,7 +115,7 @@ double get_double(const YAML::Node& n, const std::string& path) {
 }
 
 bool get_bool(const YAML::Node& n, const std::string& path) {
-    const std::string s = lower(get_string(n, path));
+    const std::string s = ascii_lower(get_string(n, path));
     if (s == "true" || s == "yes" || s == "on") {
         return true;
     }
@@ -189,16 +184,6 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
     if (!n.IsSequence()) {
         bad(n, fmt::format("{}: expected a list, got {}", path, type_name(n)));
     }
-}
-
-bool valid_domain(std::string_view d) {
-    if (d.empty() || d.size() > 253 || d.front() == '.' || d.back() == '.' ||
-        d.find("..") != std::string_view::npos) {
-        return false;
-    }
-    return std::all_of(d.begin(), d.end(), [](unsigned char c) {
-        return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_';
-    });
 }
 
 // ---- mappings ----
@@ -444,7 +429,7 @@ private:
             bad(n, "local_domains: at least one domain is needed");
         }
         for (std::size_t i = 0; i < domains.size(); ++i) {
-            const std::string d = lower(domains[i]);
+            const std::string d = ascii_lower(domains[i]);
             const YAML::Mark mark = n.IsSequence() ? n[i].Mark() : n.Mark();
             if (!valid_domain(d)) {
                 bad(mark, fmt::format("local_domains[{}]: \"{}\" is not a domain", i, domains[i]));
@@ -459,7 +444,8 @@ private:
 
     DirectoryConfig directory(const YAML::Node& n, const Config& c) const {
         const MapReader m(n, "directory",
-                          {"file", "format", "when_unavailable", "default_domain", "poll_interval"});
+                          {"file", "format", "when_unavailable", "default_domain", "recipient_delimiter",
+                           "poll_interval"});
         DirectoryConfig d;
         d.file = path_value(m, "file", d.file);
         if (const auto* f = m.find("format")) {
@@ -473,13 +459,22 @@ private:
                 {{"accept", DirectoryMissing::kAccept}, {"tempfail", DirectoryMissing::kTempFail}});
         }
         m.str("default_domain", d.default_domain);
-        d.default_domain = lower(d.default_domain);
+        d.default_domain = ascii_lower(d.default_domain);
         if (!d.default_domain.empty() &&
             std::find(c.local_domains.begin(), c.local_domains.end(), d.default_domain) ==
                 c.local_domains.end()) {
             bad(m.mark("default_domain"),
                 fmt::format("directory.default_domain: \"{}\" is not among local_domains",
                             d.default_domain));
+        }
+        m.str("recipient_delimiter", d.recipient_delimiter);
+        if (d.recipient_delimiter.size() > 1 || d.recipient_delimiter == "@" ||
+            (d.recipient_delimiter.size() == 1 &&
+             static_cast<unsigned char>(d.recipient_delimiter[0]) <= ' ')) {
+            bad(m.mark("recipient_delimiter"),
+                fmt::format("directory.recipient_delimiter: \"{}\" must be one character other "
+                            "than @ (or empty for none)",
+                            d.recipient_delimiter));
         }
         m.millis("poll_interval", d.poll_interval, true);
         return d;
@@ -572,7 +567,7 @@ private:
             out = get_strings(*n, m.child(key));
             for (auto& p : out) {
                 const auto at = p.rfind('@');
-                const std::string domain = lower(at == std::string::npos ? p : p.substr(at + 1));
+                const std::string domain = ascii_lower(at == std::string::npos ? p : p.substr(at + 1));
                 if (!valid_domain(domain) || (at == 0 && p.size() == 1)) {
                     bad(*n, fmt::format("{}: \"{}\" is not an address, @domain or domain",
                                         m.child(key), p));
@@ -776,7 +771,7 @@ private:
                             b.dsn_sender));
         }
         if (const auto* w = m.find("delay_warning")) {
-            if (w->IsScalar() && lower(w->Scalar()) == "off") {
+            if (w->IsScalar() && ascii_lower(w->Scalar()) == "off") {
                 b.delay_warning.reset();
             } else {
                 b.delay_warning = get_seconds(*w, "bounces.delay_warning");

@@ -1,0 +1,38 @@
+#include "policy/text.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace spoold::policy {
+
+std::string ascii_lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    });
+    return out;
+}
+
+std::string_view trim_blanks(std::string_view s) {
+    const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+    while (!s.empty() && blank(s.front())) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && blank(s.back())) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+bool valid_domain(std::string_view d) {
+    constexpr std::size_t kMaxDomain = 253;
+    if (d.empty() || d.size() > kMaxDomain || d.front() == '.' || d.back() == '.' ||
+        d.find("..") != std::string_view::npos) {
+        return false;
+    }
+    return std::all_of(d.begin(), d.end(), [](unsigned char c) {
+        return std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_';
+    });
+}
+
+} // namespace spoold::policy
