@@ -1,0 +1,968 @@
+#include "smtp/session.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <optional>
+#include <ctime>
+
+#include "common/address.hpp"
+#include "common/log.hpp"
+
+namespace spoold::smtp {
+namespace {
+
+using address::iequals;
+
+// Commands and arguments are printable ASCII (and UTF-8 under SMTPUTF8); a control
+// byte in a command line is garbage or an attack on whoever logs it.
+bool has_control(std::string_view line) {
+    for (const char c : line) {
+        const auto u = static_cast<unsigned char>(c);
+        if ((u < 0x20 && c != '\t') || u == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string_view trim_right(std::string_view s) {
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
+bool starts_with_ci(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+std::optional<std::uint64_t> parse_number(std::string_view s) {
+    // Twenty digits would overflow; SIZE and BDAT never need that many.
+    constexpr std::size_t kMaxDigits = 19;
+    if (s.empty() || s.size() > kMaxDigits) {
+        return std::nullopt;
+    }
+    std::uint64_t v = 0;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size()) {
+        return std::nullopt;
+    }
+    return v;
+}
+
+// Text from the client (HELO) or the TLS library as it goes into the Received: header:
+// readable, and unable to break the header's structure (no parentheses, quotes,
+// backslashes or semicolons; spaces only where the text is a comment).
+std::string sanitize(std::string_view text, bool allow_space) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        const bool ok = (u > 0x20 && u < 0x7f && c != '(' && c != ')' && c != '\\' && c != '"' &&
+                         c != ';') || u >= 0x80 || (allow_space && c == ' ');
+        out += ok ? c : '_';
+    }
+    return out;
+}
+
+std::string rfc5322_date(UnixMillis ms) {
+    static constexpr std::array<std::string_view, 7> kDays{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr std::array<std::string_view, 12> kMonths{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    return fmt::format("{}, {} {} {:04} {:02}:{:02}:{:02} +0000", kDays[static_cast<std::size_t>(tm.tm_wday)],
+                       tm.tm_mday, kMonths[static_cast<std::size_t>(tm.tm_mon)], tm.tm_year + 1900,
+                       tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+} // namespace
+
+Session::Session(SessionSettings settings, Intake& intake)
+    : settings_(std::move(settings)), intake_(intake), tls_active_(settings_.tls_active),
+      tls_description_(settings_.tls_description) {}
+
+Session::~Session() { drop_message(); }
+
+Actions Session::greeting() {
+    out_.emplace_back(make_reply(220, "", fmt::format("{} ESMTP spoold", settings_.hostname)));
+    Actions a;
+    a.swap(out_);
+    return a;
+}
+
+Actions Session::feed(std::string_view bytes) {
+    if (!closed_) {
+        in_.append(bytes);
+        pump();
+    }
+    Actions a;
+    a.swap(out_);
+    return a;
+}
+
+bool Session::wants_input() const {
+    if (closed_ || state_ == State::kFinishing || state_ == State::kCommit || state_ == State::kTls) {
+        return false;
+    }
+    if (append_in_flight_ && (state_ == State::kCommand || body_.size() >= kAppendChunk)) {
+        return false;
+    }
+    return true;
+}
+
+bool Session::in_data() const {
+    return state_ == State::kData || state_ == State::kBdat || state_ == State::kFinishing;
+}
+
+bool Session::busy() const { return append_in_flight_ || state_ == State::kCommit; }
+
+void Session::pump() {
+    while (!closed_) {
+        const std::size_t pos = in_pos_;
+        const State state = state_;
+        switch (state_) {
+        case State::kCommand:
+            // Commands wait for an append of the previous BDAT chunk: RSET or QUIT must
+            // not drop a message the intake is still writing to.
+            if (!append_in_flight_) {
+                handle_command_input();
+            }
+            break;
+        case State::kData: consume_data(); break;
+        case State::kBdat: consume_bdat(); break;
+        case State::kFinishing:
+        case State::kCommit:
+        case State::kTls: break;
+        }
+        if (in_pos_ == pos && state_ == state) {
+            break;
+        }
+    }
+    // Keep only the unconsumed tail; give memory back so idle sessions stay small.
+    constexpr std::size_t kIdleCapacity = 4096;
+    if (in_pos_ >= in_.size()) {
+        in_.clear();
+        if (in_.capacity() > kIdleCapacity) {
+            std::string().swap(in_);
+        }
+    } else if (in_pos_ > 0) {
+        in_.erase(0, in_pos_);
+    }
+    in_pos_ = 0;
+}
+
+bool Session::handle_command_input() {
+    const std::string_view avail(in_.data() + in_pos_, in_.size() - in_pos_);
+    const std::size_t max_line = settings_.limits.max_line_length;
+    const std::size_t nl = avail.find('\n');
+    if (nl == std::string_view::npos) {
+        if (avail.size() + 2 > max_line) {
+            // Drop what we have and skip to the next line end: memory stays bounded.
+            if (!skipping_long_line_) {
+                skipping_long_line_ = true;
+                error(500, "5.5.2", "Line too long", "line-too-long");
+            }
+            in_pos_ = in_.size();
+        }
+        return false;
+    }
+    std::string_view line = avail.substr(0, nl);
+    in_pos_ += nl + 1;
+    if (skipping_long_line_) {
+        skipping_long_line_ = false;
+        return true;
+    }
+    // CRLF is the line end; a bare LF ends a command too (lenient, as Postfix is): the
+    // smuggling rule applies to message content, where line ends carry meaning.
+    if (!line.empty() && line.back() == '\r') {
+        line.remove_suffix(1);
+    }
+    if (line.size() + 2 > max_line) {
+        error(500, "5.5.2", "Line too long", "line-too-long");
+        return true;
+    }
+    handle_command(line);
+    return true;
+}
+
+void Session::handle_command(std::string_view line) {
+    if (has_control(line)) {
+        error(500, "5.5.2", "Syntax error: control characters in command", "control-characters");
+        return;
+    }
+    const std::size_t sp = line.find(' ');
+    const std::string_view verb = line.substr(0, sp);
+    const std::string_view arg =
+        sp == std::string_view::npos ? std::string_view() : trim_right(line.substr(sp + 1));
+
+    if (iequals(verb, "EHLO")) {
+        cmd_ehlo(arg, true);
+    } else if (iequals(verb, "HELO")) {
+        cmd_ehlo(arg, false);
+    } else if (iequals(verb, "MAIL")) {
+        cmd_mail(arg);
+    } else if (iequals(verb, "RCPT")) {
+        cmd_rcpt(arg);
+    } else if (iequals(verb, "DATA")) {
+        cmd_data(arg);
+    } else if (iequals(verb, "BDAT")) {
+        cmd_bdat(arg);
+    } else if (iequals(verb, "RSET")) {
+        cmd_rset(arg);
+    } else if (iequals(verb, "NOOP")) {
+        reply(250, "2.0.0", "OK");
+    } else if (iequals(verb, "QUIT")) {
+        reply(221, "2.0.0", "Bye");
+        close();
+    } else if (iequals(verb, "VRFY")) {
+        if (arg.empty()) {
+            error(501, "5.5.4", "Syntax: VRFY address", "syntax");
+        } else {
+            reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+        }
+    } else if (iequals(verb, "EXPN")) {
+        error(502, "5.5.1", "EXPN not supported", "expn");
+    } else if (iequals(verb, "HELP")) {
+        reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+    } else if (iequals(verb, "STARTTLS")) {
+        cmd_starttls(arg);
+    } else {
+        error(500, "5.5.1", "Command unrecognized", "unknown-command");
+    }
+}
+
+void Session::cmd_ehlo(std::string_view arg, bool extended) {
+    const std::string_view name = arg.substr(0, arg.find(' '));
+    if (name.empty()) {
+        error(501, "5.5.4", extended ? "Syntax: EHLO hostname" : "Syntax: HELO hostname", "syntax");
+        return;
+    }
+    drop_message();
+    reset_transaction();
+    helo_ = std::string(name);
+    esmtp_ = extended;
+    if (!extended) {
+        reply(250, "", settings_.hostname);
+        return;
+    }
+    Reply r{250, "", {settings_.hostname}};
+    r.lines.emplace_back("PIPELINING");
+    r.lines.push_back(fmt::format("SIZE {}", settings_.limits.max_message_size));
+    r.lines.emplace_back("8BITMIME");
+    r.lines.emplace_back("SMTPUTF8");
+    r.lines.emplace_back("CHUNKING");
+    r.lines.emplace_back("DSN");
+    r.lines.emplace_back("ENHANCEDSTATUSCODES");
+    if (settings_.starttls_offered && !tls_active_) {
+        r.lines.emplace_back("STARTTLS");
+    }
+    out_.emplace_back(std::move(r));
+}
+
+void Session::cmd_mail(std::string_view arg) {
+    if (!starts_with_ci(arg, "FROM:")) {
+        error(501, "5.5.4", "Syntax: MAIL FROM:<address>", "syntax");
+        return;
+    }
+    if (helo_.empty()) {
+        error(503, "5.5.1", "Send HELO/EHLO first", "sequence");
+        return;
+    }
+    if (have_mail_) {
+        error(503, "5.5.1", "Nested MAIL command", "sequence");
+        return;
+    }
+    std::string_view text = arg.substr(5);
+    while (!text.empty() && text.front() == ' ') {
+        text.remove_prefix(1); // "MAIL FROM: <a@b>" is common enough to accept
+    }
+    // UTF-8 is allowed while parsing; whether SMTPUTF8 was given is known only from
+    // the parameters that follow the path.
+    const auto path = address::parse_path(text, {.allow_null = true, .allow_utf8 = true});
+    if (!path) {
+        error(501, "5.1.7", path.error() == address::PathError::kTooLong ? "Sender address too long"
+                                                                         : "Bad sender address syntax",
+              "bad-sender");
+        return;
+    }
+    if (!path->rest.empty() && !esmtp_) {
+        error(555, "5.5.4", "Parameters need EHLO", "syntax");
+        return;
+    }
+    const auto params = address::parse_esmtp_params(path->rest, true);
+    if (!params) {
+        error(501, "5.5.4", "Bad parameter syntax", "syntax");
+        return;
+    }
+    MessageInfo info;
+    info.mail_from = path->address;
+    info.mail_params = std::string(path->rest);
+    std::uint64_t declared = 0;
+    std::uint32_t seen = 0; // one bit per known keyword, to refuse repeats
+    for (const auto& p : *params) {
+        std::uint32_t bit = 0;
+        if (p.keyword == "SIZE") {
+            bit = 1;
+            const auto n = p.has_value ? parse_number(p.value) : std::nullopt;
+            if (!n) {
+                error(501, "5.5.4", "Bad SIZE parameter", "syntax");
+                return;
+            }
+            declared = *n;
+        } else if (p.keyword == "BODY") {
+            bit = 2;
+            if (iequals(p.value, "8BITMIME")) {
+                info.eight_bit_mime = true;
+            } else if (!iequals(p.value, "7BIT")) {
+                error(555, "5.5.4", "Unsupported BODY type", "unsupported-body");
+                return;
+            }
+        } else if (p.keyword == "SMTPUTF8") {
+            bit = 4;
+            if (p.has_value) {
+                error(501, "5.5.4", "SMTPUTF8 takes no value", "syntax");
+                return;
+            }
+            info.smtputf8 = true;
+        } else if (p.keyword == "RET") {
+            bit = 8;
+            if (iequals(p.value, "FULL")) {
+                info.ret = "FULL";
+            } else if (iequals(p.value, "HDRS")) {
+                info.ret = "HDRS";
+            } else {
+                error(501, "5.5.4", "Bad RET parameter", "syntax");
+                return;
+            }
+        } else if (p.keyword == "ENVID") {
+            bit = 16;
+            auto envid = p.has_value ? address::parse_envid(p.value) : std::nullopt;
+            if (!envid) {
+                error(501, "5.5.4", "Bad ENVID parameter", "syntax");
+                return;
+            }
+            info.envid = std::move(*envid);
+        } else {
+            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword), "unsupported-parameter");
+            return;
+        }
+        if ((seen & bit) != 0) {
+            error(501, "5.5.4", fmt::format("Duplicate parameter {}", p.keyword), "syntax");
+            return;
+        }
+        seen |= bit;
+    }
+    if (path->non_ascii && !info.smtputf8) {
+        error(553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8", "non-ascii");
+        return;
+    }
+    if (declared > settings_.limits.max_message_size) {
+        error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size-declared");
+        return;
+    }
+    if (auto admitted = intake_.admit(); !admitted) {
+        local_error(reply_for_local_error(admitted.error()), admitted.error().describe());
+        return;
+    }
+    have_mail_ = true;
+    declared_size_ = declared;
+    info_ = std::move(info);
+    reply(250, "2.1.0", "Sender OK");
+}
+
+void Session::cmd_rcpt(std::string_view arg) {
+    if (!starts_with_ci(arg, "TO:")) {
+        error(501, "5.5.4", "Syntax: RCPT TO:<address>", "syntax");
+        return;
+    }
+    if (!have_mail_) {
+        error(503, "5.5.1", "Need MAIL command", "sequence");
+        return;
+    }
+    if (info_.recipients.size() >= settings_.limits.max_recipients) {
+        local_error(make_reply(452, "4.5.3", "Too many recipients"), "too-many-recipients");
+        return;
+    }
+    std::string_view text = arg.substr(3);
+    while (!text.empty() && text.front() == ' ') {
+        text.remove_prefix(1);
+    }
+    const auto path = address::parse_path(
+        text, {.allow_null = false, .allow_utf8 = info_.smtputf8, .allow_postmaster = true});
+    if (!path) {
+        if (path.error() == address::PathError::kNonAscii) {
+            error(553, "5.6.7", "Non-ASCII recipient address needs SMTPUTF8", "non-ascii");
+        } else {
+            error(501, "5.1.3", "Bad recipient address syntax", "bad-recipient");
+        }
+        return;
+    }
+    if (!path->rest.empty() && !esmtp_) {
+        error(555, "5.5.4", "Parameters need EHLO", "syntax");
+        return;
+    }
+    const auto params = address::parse_esmtp_params(path->rest, info_.smtputf8);
+    if (!params) {
+        error(501, "5.5.4", "Bad parameter syntax", "syntax");
+        return;
+    }
+    RecipientInfo rcpt;
+    rcpt.address = path->address;
+    if (rcpt.address.find('@') == std::string::npos) {
+        // RFC 5321 4.1.1.3: "<Postmaster>" without a domain means ours.
+        rcpt.address = "postmaster@" + settings_.hostname;
+    }
+    bool have_notify = false;
+    bool have_orcpt = false;
+    for (const auto& p : *params) {
+        if (p.keyword == "NOTIFY" && !have_notify) {
+            const auto bits = p.has_value ? address::parse_notify(p.value) : std::nullopt;
+            if (!bits) {
+                error(501, "5.5.4", "Bad NOTIFY parameter", "syntax");
+                return;
+            }
+            rcpt.notify = *bits;
+            have_notify = true;
+        } else if (p.keyword == "ORCPT" && !have_orcpt) {
+            auto orcpt = p.has_value ? address::parse_orcpt(p.value, info_.smtputf8) : std::nullopt;
+            if (!orcpt) {
+                error(501, "5.5.4", "Bad ORCPT parameter", "syntax");
+                return;
+            }
+            rcpt.orcpt = std::move(*orcpt);
+            have_orcpt = true;
+        } else if (p.keyword == "NOTIFY" || p.keyword == "ORCPT") {
+            error(501, "5.5.4", fmt::format("Duplicate parameter {}", p.keyword), "syntax");
+            return;
+        } else {
+            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword), "unsupported-parameter");
+            return;
+        }
+    }
+    if (auto admitted = intake_.admit(); !admitted) {
+        local_error(reply_for_local_error(admitted.error()), admitted.error().describe());
+        return;
+    }
+    switch (intake_.check_recipient(rcpt.address)) {
+    case RecipientVerdict::kAccept: break;
+    case RecipientVerdict::kRelayDenied:
+        error(550, "5.7.1", "Relay access denied", "relay-denied to=" + log::quote(rcpt.address));
+        return;
+    case RecipientVerdict::kUnknownUser:
+        error(550, "5.1.1", "Recipient address rejected: user unknown",
+              "unknown-user to=" + log::quote(rcpt.address));
+        return;
+    case RecipientVerdict::kTempFail:
+        local_error(make_reply(451, "4.3.0", "Recipient verification temporarily unavailable, try again later"),
+                    "recipient-tempfail to=" + log::quote(rcpt.address));
+        return;
+    }
+    for (const auto& have : info_.recipients) {
+        if (have.address == rcpt.address) {
+            // One copy per address: a repeat would be delivered twice.
+            reply(250, "2.1.5", "Recipient OK (duplicate)");
+            return;
+        }
+    }
+    info_.recipients.push_back(std::move(rcpt));
+    reply(250, "2.1.5", "Recipient OK");
+}
+
+void Session::cmd_data(std::string_view arg) {
+    if (!arg.empty()) {
+        error(501, "5.5.4", "Syntax: DATA", "syntax");
+        return;
+    }
+    if (!have_mail_) {
+        error(503, "5.5.1", "Need MAIL command", "sequence");
+        return;
+    }
+    if (used_bdat_) {
+        error(503, "5.5.1", "DATA not allowed after BDAT", "sequence");
+        return;
+    }
+    if (info_.recipients.empty()) {
+        error(554, "5.5.1", "No valid recipients", "no-recipients");
+        return;
+    }
+    if (!ensure_message()) {
+        return;
+    }
+    state_ = State::kData;
+    content_ = Content::kLineStart;
+    out_.emplace_back(make_reply(354, "", "End data with <CR><LF>.<CR><LF>"));
+}
+
+void Session::cmd_bdat(std::string_view arg) {
+    const std::size_t sp = arg.find(' ');
+    const auto size = parse_number(arg.substr(0, sp));
+    const std::string_view rest = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
+    if (!size || (!rest.empty() && !iequals(rest, "LAST"))) {
+        // Without a size we cannot know where the chunk ends: its bytes will read as
+        // (bad) commands, and the error cap ends that.
+        error(501, "5.5.4", "Syntax: BDAT size [LAST]", "syntax");
+        return;
+    }
+    bdat_remaining_ = *size;
+    bdat_last_ = !rest.empty();
+    bdat_discard_ = true;
+    state_ = State::kBdat;
+    // Refusals are said now, before the chunk arrives; the reply order is the same
+    // and the chunk's bytes are then read and dropped.
+    if (!esmtp_) {
+        error(503, "5.5.1", "BDAT needs EHLO", "sequence");
+        return;
+    }
+    if (!have_mail_) {
+        error(503, "5.5.1", "Need MAIL command", "sequence");
+        return;
+    }
+    if (info_.recipients.empty()) {
+        error(554, "5.5.1", "No valid recipients", "no-recipients");
+        return;
+    }
+    if (!ensure_message()) {
+        return;
+    }
+    if (!used_bdat_) {
+        used_bdat_ = true;
+        content_ = Content::kMid;
+        last_byte_ = 0;
+    }
+    bdat_discard_ = false;
+}
+
+void Session::cmd_rset(std::string_view arg) {
+    if (!arg.empty()) {
+        error(501, "5.5.4", "Syntax: RSET", "syntax");
+        return;
+    }
+    drop_message();
+    reset_transaction();
+    reply(250, "2.0.0", "OK");
+}
+
+void Session::cmd_starttls(std::string_view arg) {
+    if (!arg.empty()) {
+        error(501, "5.5.4", "Syntax: STARTTLS", "syntax");
+        return;
+    }
+    if (!settings_.starttls_offered || tls_active_) {
+        error(502, "5.5.1", "STARTTLS not available", "starttls-unavailable");
+        return;
+    }
+    reply(220, "2.0.0", "Ready to start TLS");
+    // RFC 3207 4.2 and CVE-2011-0411: whatever the client sent after STARTTLS in the
+    // clear must not be executed inside the TLS session.
+    in_pos_ = in_.size();
+    drop_message();
+    reset_transaction();
+    helo_.clear();
+    esmtp_ = false;
+    state_ = State::kTls;
+    out_.emplace_back(StartTls{});
+}
+
+Actions Session::on_tls_established(std::string description) {
+    if (state_ == State::kTls) {
+        tls_active_ = true;
+        tls_description_ = std::move(description);
+        state_ = State::kCommand;
+        pump();
+    }
+    Actions a;
+    a.swap(out_);
+    return a;
+}
+
+bool Session::ensure_message() {
+    if (message_) {
+        return true;
+    }
+    auto begun = intake_.begin();
+    if (!begun) {
+        local_error(reply_for_local_error(begun.error()), begun.error().describe());
+        return false;
+    }
+    message_ = std::move(*begun);
+    size_ = 0;
+    bare_newline_ = false;
+    too_big_ = false;
+    append_failed_ = false;
+    body_ = received_header();
+    return true;
+}
+
+std::string Session::received_header() const {
+    const bool tls = tls_active_;
+    std::string proto;
+    if (info_.smtputf8) {
+        proto = tls ? "UTF8SMTPS" : "UTF8SMTP";
+    } else if (esmtp_) {
+        proto = tls ? "ESMTPS" : "ESMTP";
+    } else {
+        proto = "SMTP";
+    }
+    const std::string& client = settings_.client_addr;
+    const std::string literal =
+        client.find(':') != std::string::npos ? "IPv6:" + client : client;
+    std::string h = fmt::format("Received: from {} ([{}])\r\n", sanitize(helo_, false), literal);
+    if (tls) {
+        h += fmt::format("\t(using {})\r\n", sanitize(tls_description_, true));
+    }
+    h += fmt::format("\tby {} (spoold) with {} id {}", settings_.hostname, proto, message_->id().text());
+    if (info_.recipients.size() == 1) {
+        // Only one recipient is named: listing several would disclose Bcc recipients.
+        h += fmt::format("\r\n\tfor <{}>", info_.recipients.front().address);
+    }
+    h += fmt::format(";\r\n\t{}\r\n", rfc5322_date(settings_.clock->now_ms()));
+    return h;
+}
+
+void Session::emit_content(std::string_view bytes) {
+    size_ += bytes.size();
+    if (size_ > settings_.limits.max_message_size) {
+        too_big_ = true;
+    }
+    // Once the message is certain to be refused its bytes are read and dropped.
+    if (too_big_ || bare_newline_ || append_failed_ || !message_) {
+        body_.clear();
+        return;
+    }
+    body_.append(bytes);
+}
+
+void Session::maybe_flush() {
+    if (append_in_flight_ || !message_ || body_.size() < kAppendChunk) {
+        return;
+    }
+    append_in_flight_ = true;
+    AppendBody a{message_.get(), std::move(body_)};
+    body_.clear();
+    out_.emplace_back(std::move(a));
+}
+
+void Session::consume_data() {
+    while (state_ == State::kData && in_pos_ < in_.size()) {
+        if (body_.size() >= kAppendChunk) {
+            maybe_flush();
+            if (body_.size() >= kAppendChunk) {
+                return; // throttled: the append in flight must finish first
+            }
+        }
+        // Work in slices so the body buffer stays near one chunk.
+        const std::string_view avail(in_.data() + in_pos_, std::min(in_.size() - in_pos_, kAppendChunk));
+        const std::size_t n = avail.size();
+        std::size_t i = 0;
+        while (i < n) {
+            const char c = avail[i];
+            switch (content_) {
+            case Content::kMid: {
+                std::size_t j = i;
+                while (j < n && avail[j] != '\r' && avail[j] != '\n') {
+                    ++j;
+                }
+                emit_content(avail.substr(i, j - i));
+                i = j;
+                if (i < n) {
+                    if (avail[i] == '\r') {
+                        content_ = Content::kCr;
+                    } else {
+                        bare_newline_ = true; // LF without CR: not a line end
+                        emit_content("\n");
+                    }
+                    ++i;
+                }
+                break;
+            }
+            case Content::kLineStart:
+                if (c == '.') {
+                    content_ = Content::kDot;
+                    ++i;
+                } else {
+                    content_ = Content::kMid;
+                }
+                break;
+            case Content::kCr:
+                if (c == '\n') {
+                    emit_content("\r\n");
+                    content_ = Content::kLineStart;
+                    ++i;
+                } else {
+                    bare_newline_ = true; // CR without LF
+                    emit_content("\r");
+                    content_ = Content::kMid;
+                }
+                break;
+            case Content::kDot:
+                if (c == '\r') {
+                    content_ = Content::kDotCr;
+                    ++i;
+                } else {
+                    content_ = Content::kMid; // a leading dot is removed (RFC 5321 4.5.2)
+                }
+                break;
+            case Content::kDotCr:
+                if (c == '\n') {
+                    in_pos_ += i + 1;
+                    end_of_content();
+                    return;
+                }
+                bare_newline_ = true;
+                emit_content("\r");
+                content_ = Content::kMid;
+                break;
+            }
+        }
+        in_pos_ += n;
+    }
+    maybe_flush();
+}
+
+void Session::consume_bdat() {
+    if (bdat_remaining_ > 0 && in_pos_ < in_.size()) {
+        if (body_.size() >= kAppendChunk) {
+            maybe_flush();
+            if (body_.size() >= kAppendChunk) {
+                return;
+            }
+        }
+        const std::size_t n = static_cast<std::size_t>(
+            std::min<std::uint64_t>({bdat_remaining_, in_.size() - in_pos_, kAppendChunk}));
+        const std::string_view chunk(in_.data() + in_pos_, n);
+        in_pos_ += n;
+        bdat_remaining_ -= n;
+        if (!bdat_discard_) {
+            // Content is taken as is (no dot-stuffing in BDAT); the same bare CR/LF rule
+            // holds, so what we later relay with DATA cannot be smuggled. A CRLF may be
+            // split between chunks, hence last_byte_.
+            for (const char c : chunk) {
+                if ((last_byte_ == '\r') != (c == '\n')) {
+                    bare_newline_ = true;
+                }
+                last_byte_ = c;
+            }
+            emit_content(chunk);
+        }
+        maybe_flush();
+    }
+    if (bdat_remaining_ > 0) {
+        return;
+    }
+    state_ = State::kCommand;
+    if (bdat_discard_) {
+        return;
+    }
+    if (bdat_last_) {
+        if (last_byte_ == '\r') {
+            bare_newline_ = true;
+        } else if (size_ > 0 && last_byte_ != '\n') {
+            // The last line lacks its CRLF: complete it, so the stored message is lines.
+            emit_content("\r\n");
+        }
+        end_of_content();
+        return;
+    }
+    if (too_big_) {
+        error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size");
+        drop_message();
+        reset_transaction();
+        return;
+    }
+    reply(250, "2.0.0", fmt::format("{} octets received", size_));
+}
+
+void Session::end_of_content() {
+    state_ = State::kFinishing;
+    continue_finish();
+}
+
+void Session::continue_finish() {
+    if (append_in_flight_) {
+        return;
+    }
+    if (too_big_ || bare_newline_ || append_failed_) {
+        if (too_big_) {
+            error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size");
+        } else if (bare_newline_) {
+            error(554, "5.6.0", "Message refused: bare LF or CR in message content (RFC 5321 2.3.8)",
+                  "bare-newline");
+        } else {
+            local_error(append_error_, "append-failed");
+        }
+        drop_message();
+        reset_transaction();
+        if (!closed_) {
+            state_ = State::kCommand;
+        }
+        return;
+    }
+    if (!body_.empty()) {
+        append_in_flight_ = true;
+        AppendBody a{message_.get(), std::move(body_)};
+        body_.clear();
+        out_.emplace_back(std::move(a));
+        return;
+    }
+    MessageInfo info = info_;
+    info.client_addr = settings_.client_addr;
+    info.helo = helo_;
+    info.tls = tls_active_ ? tls_description_ : std::string();
+    state_ = State::kCommit;
+    out_.emplace_back(CommitMessage{message_.get(), std::move(info)});
+}
+
+Actions Session::on_append_done(Status status) {
+    append_in_flight_ = false;
+    if (!status && !append_failed_) {
+        append_failed_ = true;
+        append_error_ = reply_for_local_error(status.error());
+        log::warn("event=append-failed client={} error={}", settings_.client_addr,
+                  log::quote(status.error().describe()));
+    }
+    if (append_failed_) {
+        body_.clear();
+    }
+    if (retired_) {
+        // The message was dropped while its append was in flight; now it may go.
+        retired_.reset();
+    } else if (state_ == State::kFinishing) {
+        continue_finish();
+    } else {
+        maybe_flush();
+    }
+    pump();
+    Actions a;
+    a.swap(out_);
+    return a;
+}
+
+Actions Session::on_commit_result(Result<CommitInfo> result) {
+    if (state_ != State::kCommit) {
+        return {};
+    }
+    const std::string id = message_->id().text();
+    if (result) {
+        ++messages_;
+        log::info("event=accepted id={} client={} from={} size={} class={} rcpts={}", id,
+                  settings_.client_addr, log::quote(info_.mail_from), size_, log::quote(result->class_name),
+                  info_.recipients.size());
+        reply(250, "2.0.0", fmt::format("OK queued as {}", id));
+    } else {
+        local_error(reply_for_local_error(result.error()),
+                    fmt::format("commit-failed id={} error={}", id, log::quote(result.error().describe())));
+    }
+    // Committed, or failed and (by the contract) already gone: no rollback.
+    message_.reset();
+    reset_transaction();
+    if (!closed_) {
+        state_ = State::kCommand;
+        pump();
+    }
+    Actions a;
+    a.swap(out_);
+    return a;
+}
+
+Actions Session::on_timeout() {
+    if (!closed_) {
+        log::info("event=timeout client={} state={}", settings_.client_addr, in_data() ? "data" : "command");
+        reply(421, "4.4.2", fmt::format("{} Error: timeout exceeded", settings_.hostname));
+        close();
+    }
+    Actions a;
+    a.swap(out_);
+    return a;
+}
+
+Actions Session::on_shutdown() {
+    if (!closed_) {
+        reply(421, "4.3.2", fmt::format("{} Service shutting down, try again later", settings_.hostname));
+        close();
+    }
+    Actions a;
+    a.swap(out_);
+    return a;
+}
+
+void Session::on_disconnect() {
+    closed_ = true;
+    drop_message();
+}
+
+void Session::reset_transaction() {
+    have_mail_ = false;
+    info_ = MessageInfo{};
+    declared_size_ = 0;
+    used_bdat_ = false;
+    bdat_last_ = false;
+    body_.clear();
+    body_.shrink_to_fit();
+    size_ = 0;
+    bare_newline_ = false;
+    too_big_ = false;
+    append_failed_ = false;
+    content_ = Content::kLineStart;
+    last_byte_ = 0;
+}
+
+void Session::drop_message() {
+    if (!message_ || state_ == State::kCommit) {
+        // A commit in flight is never rolled back: its outcome is the intake's to report.
+        return;
+    }
+    message_->rollback();
+    if (append_in_flight_) {
+        retired_ = std::move(message_);
+    }
+    message_.reset();
+}
+
+void Session::reply(int code, std::string_view enhanced, std::string_view text) {
+    // RFC 2034: enhanced codes only once the client has seen ENHANCEDSTATUSCODES.
+    out_.emplace_back(make_reply(code, esmtp_ ? enhanced : std::string_view(), text));
+}
+
+void Session::reply(Reply r) {
+    if (!esmtp_) {
+        r.enhanced.clear();
+    }
+    out_.emplace_back(std::move(r));
+}
+
+void Session::error(int code, std::string_view enhanced, std::string_view text, std::string_view reason) {
+    const Reply r = make_reply(code, enhanced, text);
+    log::info("event=reject client={} reason={} reply={}", settings_.client_addr, reason,
+              log::quote(r.summary()));
+    reply(r);
+    ++errors_;
+    const auto cap = settings_.limits.max_errors;
+    if (cap > 0 && errors_ >= cap && !closed_) {
+        log::info("event=reject client={} reason=too-many-errors reply={}", settings_.client_addr,
+                  log::quote("421 4.7.0 Too many errors"));
+        reply(421, "4.7.0", fmt::format("{} Error: too many errors", settings_.hostname));
+        close();
+    }
+}
+
+void Session::local_error(Reply r, std::string_view reason) {
+    log::info("event=reject client={} reason={} reply={}", settings_.client_addr, log::quote(reason),
+              log::quote(r.summary()));
+    reply(std::move(r));
+}
+
+void Session::close() {
+    if (closed_) {
+        return;
+    }
+    drop_message();
+    closed_ = true;
+    out_.emplace_back(Close{});
+}
+
+} // namespace spoold::smtp

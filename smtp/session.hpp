@@ -1,0 +1,177 @@
+// The SMTP server protocol as a pure state machine: bytes in, replies and actions out.
+// No sockets, no timers, no threads: the Asio driver (smtp/server.hpp) does the I/O and
+// feeds results of the asynchronous intake steps back in.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "common/reply.hpp"
+#include "policy/config.hpp"
+#include "smtp/intake.hpp"
+
+namespace spoold::smtp {
+
+// Body bytes are handed to the intake in appends of about this size, one in flight:
+// together with one read buffer that bounds the memory of a session receiving a message.
+inline constexpr std::size_t kAppendChunk = 64 * 1024;
+
+struct SessionSettings {
+    std::string hostname = "localhost";
+    policy::LimitsConfig limits;
+    bool starttls_offered = false; // a certificate and key are configured
+    bool tls_active = false;       // the connection is already encrypted (implicit TLS)
+    std::string tls_description;   // when tls_active: e.g. "TLSv1.3 cipher=TLS_AES_256_GCM_SHA384"
+    std::string client_addr;       // textual IP address of the peer
+    const Clock* clock = &SystemClock::instance(); // only for the Received: date
+};
+
+// Actions for the driver, in the order they must happen. Replies are to be written
+// in order; the driver may batch consecutive replies into one write (PIPELINING).
+struct AppendBody {
+    IncomingMessage* message = nullptr; // owned by the session; valid until the result is fed back
+    std::string data;
+};
+struct CommitMessage {
+    IncomingMessage* message = nullptr;
+    MessageInfo info;
+};
+struct StartTls {}; // write the pending replies, then do the handshake, then on_tls_established()
+struct Close {};    // write the pending replies, then close the connection
+
+using Action = std::variant<Reply, AppendBody, CommitMessage, StartTls, Close>;
+using Actions = std::vector<Action>;
+
+// One SMTP server session. Intake::admit/check_recipient/begin are called
+// synchronously from inside feed(); IncomingMessage::append/commit are asked for
+// through actions and their results come back through on_append_done/on_commit_result.
+//
+// Rules decided here (documented once, tested in tests/unit/smtp):
+// - Only CRLF "." CRLF ends DATA. A bare LF or bare CR anywhere in the message content
+//   (DATA or BDAT) makes the whole message be refused at its end with
+//   554 5.6.0 and the transaction is discarded; nothing else ends a message early.
+// - A command line longer than limits.max_line_length gets 500 5.5.2 and is skipped.
+//   A text line in DATA longer than RFC 5321's 1000 octets is accepted (we store and
+//   relay it unchanged; only the total size limit applies): refusing long lines bounces
+//   real mail and does nothing for safety, since the parser never buffers a line.
+// - Negative replies caused by the client count as errors; after limits.max_errors the
+//   session ends with 421 4.7.0. Local trouble (4.3.x) and 452 4.5.3 do not count.
+class Session {
+public:
+    Session(SessionSettings settings, Intake& intake);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    // The 220 banner.
+    Actions greeting();
+    // Consumes as much of `bytes` as the state allows and keeps the rest (at most what
+    // the driver read while wants_input() was true).
+    Actions feed(std::string_view bytes);
+    Actions on_append_done(Status status);
+    Actions on_commit_result(Result<CommitInfo> result);
+    Actions on_tls_established(std::string description);
+    // The driver's deadline passed (command or data timeout): 421 4.4.2 and Close.
+    Actions on_timeout();
+    // The server is stopping: 421 4.3.2 and Close (call it when !busy()).
+    Actions on_shutdown();
+    // The connection is gone: drop any message being received.
+    void on_disconnect();
+
+    // The driver reads more input only when this is true; false while an append is
+    // throttling the body, a commit is pending, the TLS handshake is due, or after Close.
+    bool wants_input() const;
+    // Reading message content: the data timeout applies instead of the command timeout.
+    bool in_data() const;
+    // An append or a commit is outstanding: the session must not be dropped at stop.
+    bool busy() const;
+    bool closed() const { return closed_; }
+    std::uint32_t messages_accepted() const { return messages_; }
+
+private:
+    enum class State {
+        kCommand,   // reading command lines
+        kData,      // DATA content until CRLF.CRLF
+        kBdat,      // reading bdat_remaining_ bytes of a BDAT chunk
+        kFinishing, // end of content seen: flushing the last append, then commit
+        kCommit,    // commit outstanding
+        kTls,       // STARTTLS accepted, waiting for the handshake
+    };
+    enum class Content { kLineStart, kMid, kCr, kDot, kDotCr };
+
+    void pump();
+    bool handle_command_input();
+    void handle_command(std::string_view line);
+    void cmd_ehlo(std::string_view arg, bool extended);
+    void cmd_mail(std::string_view arg);
+    void cmd_rcpt(std::string_view arg);
+    void cmd_data(std::string_view arg);
+    void cmd_bdat(std::string_view arg);
+    void cmd_rset(std::string_view arg);
+    void cmd_starttls(std::string_view arg);
+
+    bool ensure_message();
+    std::string received_header() const;
+    void consume_data();
+    void consume_bdat();
+    void emit_content(std::string_view bytes);
+    void maybe_flush();
+    void end_of_content();
+    void continue_finish();
+    void reset_transaction();
+    void drop_message();
+
+    void reply(int code, std::string_view enhanced, std::string_view text);
+    void reply(Reply r);
+    // A negative reply caused by the client: logged and counted towards max_errors.
+    void error(int code, std::string_view enhanced, std::string_view text, std::string_view reason);
+    // A negative reply caused by local trouble: logged, not counted.
+    void local_error(Reply r, std::string_view reason);
+    void close();
+
+    SessionSettings settings_;
+    Intake& intake_;
+    Actions out_;
+    std::string in_;
+    std::size_t in_pos_ = 0;
+    State state_ = State::kCommand;
+    bool closed_ = false;
+    bool skipping_long_line_ = false;
+    bool tls_active_ = false;
+    std::string tls_description_;
+    std::uint32_t errors_ = 0;
+    std::uint32_t messages_ = 0;
+
+    // Greeting state: reset by STARTTLS.
+    std::string helo_;
+    bool esmtp_ = false; // EHLO (not HELO): ESMTP parameters and enhanced codes allowed
+
+    // Transaction state: reset by RSET, EHLO, HELO, STARTTLS and the end of a message.
+    bool have_mail_ = false;
+    MessageInfo info_;
+    std::uint64_t declared_size_ = 0;
+    std::unique_ptr<IncomingMessage> message_;
+    std::unique_ptr<IncomingMessage> retired_; // dropped while an append was in flight
+    bool used_bdat_ = false;
+    bool bdat_last_ = false;
+    bool bdat_discard_ = false; // the current BDAT chunk was refused: read and drop it
+    std::uint64_t bdat_remaining_ = 0;
+
+    // Content state of the message being received.
+    Content content_ = Content::kLineStart;
+    std::string body_;     // decoded bytes not yet handed to the intake
+    std::uint64_t size_ = 0; // decoded client bytes (without our Received: header)
+    bool bare_newline_ = false;
+    bool too_big_ = false;
+    bool append_failed_ = false;
+    Reply append_error_;
+    bool append_in_flight_ = false;
+    char last_byte_ = 0; // for BDAT: the CR of a CRLF may end one chunk
+};
+
+} // namespace spoold::smtp
