@@ -1,0 +1,35 @@
+// The spoolctl verbs, each run against an open spool. Output goes to the given streams;
+// exit codes are decided here. Opening the spool and reading the config are main's job.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+
+#include "common/clock.hpp"
+#include "policy/config.hpp"
+#include "spool/spool.hpp"
+#include "tools/spoolctl/cli.hpp"
+#include "tools/spoolctl/render.hpp"
+
+namespace spoold::spoolctl {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1; // a verb failed, found problems, or was refused
+inline constexpr int kExitUsage = 2;  // bad command line, or no spool at the path
+
+struct Context {
+    CommandLine cl;
+    spool::Spool* spool = nullptr;
+    ClassNames classes;
+    std::shared_ptr<const policy::Config> config; // null when spoolctl runs on --spool alone
+    const Clock* clock = &SystemClock::instance();
+    std::FILE* out = stdout;
+    std::FILE* err = stderr;
+};
+
+// True for verbs that never write, so the spool can be opened without a writer.
+bool is_read_only(const CommandLine& cl);
+
+int run_verb(Context& ctx);
+
+} // namespace spoold::spoolctl
