@@ -398,7 +398,14 @@ int verb_show(Context& ctx) {
     while (pos < text.size()) {
         const auto eol = text.find('\n', pos);
         const auto line = text.substr(pos, eol == std::string::npos ? std::string::npos : eol - pos);
-        shown += printable(line) + "\n";
+        // Tabs are kept: they are how folded header lines continue.
+        std::string safe = printable(line);
+        for (std::size_t i = 0; i < line.size(); ++i) {
+            if (line[i] == '\t') {
+                safe[i] = '\t';
+            }
+        }
+        shown += safe + "\n";
         pos = eol == std::string::npos ? text.size() : eol + 1;
     }
     print(ctx.out, shown);
@@ -775,8 +782,14 @@ public:
     }
 
     void refuse(std::string_view source, std::string_view why) {
+        // The first few say why; a whole mbox without envelopes must not flood the terminal.
+        constexpr std::uint64_t kShownRefusals = 10;
         ++refused_;
-        say(ctx_.err, "spoolctl: import: {}: not imported: {}\n", source, why);
+        if (refused_ <= kShownRefusals) {
+            say(ctx_.err, "spoolctl: import: {}: not imported: {}\n", source, why);
+        } else if (refused_ == kShownRefusals + 1) {
+            say(ctx_.err, "spoolctl: import: further refusals not shown\n");
+        }
     }
 
     int finish() {
