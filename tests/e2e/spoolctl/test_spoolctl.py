@@ -3,6 +3,7 @@ drives every verb of the real spoolctl binary, checking text, --json and exit co
 
 Standard library only. Binaries come from $SPOOLD_BUILD_DIR (default: <repo>/build).
 """
+import ctypes
 import email
 import json
 import os
@@ -34,6 +35,46 @@ def make_spool(tmp, name, count=COUNT, seed=7):
                     "--seed", str(seed), "--deferred", "0.3", "--held", "0.1"],
                    check=True, capture_output=True, timeout=120)
     return path
+
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def queue_id_value(text):
+    v = 0
+    for c in text:
+        v = (v << 5) | CROCKFORD.index(c)
+    return v
+
+
+class MdbVal(ctypes.Structure):
+    _fields_ = [("mv_size", ctypes.c_size_t), ("mv_data", ctypes.c_void_p)]
+
+
+def break_index(spool, table, key, delete):
+    """Deletes or adds one raw index entry behind the spool's back, through liblmdb
+    itself (ctypes), as disk damage or a bug would: the test of `check`."""
+    lib = ctypes.CDLL("liblmdb.so.0")
+    env, txn, dbi = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_uint()
+
+    def ok(rc, what):
+        if rc != 0:
+            raise AssertionError(f"{what}: lmdb error {rc}")
+
+    ok(lib.mdb_env_create(ctypes.byref(env)), "mdb_env_create")
+    ok(lib.mdb_env_set_maxdbs(env, 32), "mdb_env_set_maxdbs")
+    ok(lib.mdb_env_open(env, spool.encode(), 0, 0o600), "mdb_env_open")
+    ok(lib.mdb_txn_begin(env, None, 0, ctypes.byref(txn)), "mdb_txn_begin")
+    ok(lib.mdb_dbi_open(txn, table.encode(), 0, ctypes.byref(dbi)), "mdb_dbi_open")
+    buf = ctypes.create_string_buffer(key, len(key))
+    k = MdbVal(len(key), ctypes.cast(buf, ctypes.c_void_p))
+    if delete:
+        ok(lib.mdb_del(txn, dbi, ctypes.byref(k), None), "mdb_del")
+    else:
+        v = MdbVal(0, None)
+        ok(lib.mdb_put(txn, dbi, ctypes.byref(k), ctypes.byref(v), 0), "mdb_put")
+    ok(lib.mdb_txn_commit(txn), "mdb_txn_commit")
+    lib.mdb_env_close(env)
 
 
 class Spoolctl(unittest.TestCase):
@@ -140,6 +181,23 @@ class Spoolctl(unittest.TestCase):
         p = self.ctl("check", "--bodies")
         self.assertIn(f"check: {COUNT} messages", p.stdout.decode())
         self.assertIn(": ok", p.stdout.decode())
+
+    def test_check_finds_a_missing_and_a_dangling_ready_index_entry(self):
+        sp = make_spool(self.tmp, "broken", count=50, seed=41)
+        self.assertIn(": ok", self.ctl("check", spool=sp).stdout.decode())
+        victim = self.list_json("--state", "ready", "--limit", "1", spool=sp)[0]
+        key = bytes([victim["class_id"]]) + queue_id_value(victim["id"]).to_bytes(8, "big")
+        break_index(sp, "ready", key, delete=True)
+        p = self.ctl("check", spool=sp, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertRegex(p.stdout.decode(), r"ready index class \d+: \d+ entries for \d+ ready records")
+        break_index(sp, "ready", key, delete=False)  # put back: clean again
+        self.assertEqual(self.ctl("check", spool=sp, check=False).returncode, 0)
+        ghost = "0" * 12 + "1"
+        break_index(sp, "ready", bytes([1]) + queue_id_value(ghost).to_bytes(8, "big"), delete=False)
+        p = self.ctl("check", spool=sp, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"ready index class 1: {ghost} has no record", p.stdout.decode())
 
     # ---- bad input ----
 
