@@ -114,6 +114,7 @@ Result<Header> read_header(Reader& r) {
     h.flags = r.u32();
     const std::uint8_t held = r.u8();
     h.facts.size = r.u64();
+    h.facts.body_ref = r.u64();
     if (!r.ok()) {
         return fail(ErrorKind::kCorrupt, "envelope: truncated header");
     }
@@ -128,7 +129,7 @@ Result<Header> read_header(Reader& r) {
 
 } // namespace
 
-IndexFacts facts_of(const Envelope& env) {
+IndexFacts facts_of(const Envelope& env, std::uint64_t body_ref) {
     IndexFacts f;
     f.id = env.id;
     f.klass = env.klass;
@@ -137,11 +138,12 @@ IndexFacts facts_of(const Envelope& env) {
     f.expires = env.expires_ms;
     f.in_expiry = env.expires_ms != 0 && (env.flags & kFlagExpiredHold) == 0;
     f.size = env.size;
+    f.body_ref = body_ref;
     return f;
 }
 
-std::string encode_envelope(const Envelope& env) {
-    const IndexFacts f = facts_of(env);
+std::string encode_envelope(const Envelope& env, std::uint64_t body_ref) {
+    const IndexFacts f = facts_of(env, body_ref);
     Writer w;
     w.u8(kEnvelopeVersion);
     w.u64(env.id.value);
@@ -153,6 +155,7 @@ std::string encode_envelope(const Envelope& env) {
     w.u32(env.flags);
     w.u8(env.held ? 1 : 0);
     w.u64(env.size);
+    w.u64(body_ref);
     w.str(env.mail_from);
     w.str(env.mail_params);
     w.str(env.ret);
@@ -233,7 +236,7 @@ Result<Envelope> decode_envelope(std::string_view bytes) {
     if (r.remaining() != 0) {
         return fail(ErrorKind::kCorrupt, "envelope: trailing bytes");
     }
-    if (facts_of(env) != h->facts) {
+    if (facts_of(env, h->facts.body_ref) != h->facts) {
         return fail(ErrorKind::kCorrupt, "envelope: header disagrees with recipients");
     }
     return env;
@@ -275,7 +278,7 @@ std::uint32_t read_be32(std::string_view s) {
 
 std::string msg_key(QueueId id) { return be64(id.value); }
 
-std::string body_key(QueueId id, std::uint32_t chunk) { return be64(id.value) + be32(chunk); }
+std::string body_key(std::uint64_t body_ref, std::uint32_t chunk) { return be64(body_ref) + be32(chunk); }
 
 std::string ready_key(ClassId klass, QueueId id) {
     return std::string(1, static_cast<char>(klass)) + be64(id.value);

@@ -15,16 +15,19 @@ namespace spoold::spool::record {
 
 // Version 1 layout, all integers big-endian, strings as u32 length + bytes:
 //   u8 version | u64 id | i64 arrival | u8 class | u8 indexed state | i64 indexed due |
-//   i64 expires | u32 flags | u8 held | u64 size |                      (the fixed header)
+//   i64 expires | u32 flags | u8 held | u64 size | u64 body ref |         (the fixed header)
 //   str mail_from, mail_params, ret, envid, client_addr, helo, tls | u32 n |
 //   n x (str address | str orcpt | u8 notify | u8 state | i64 next_attempt | u32 attempts |
 //        str last_response)
 // The header repeats what the indexes and counters were derived from, so a record whose
 // tail is damaged can still be taken out of the indexes exactly when it is quarantined.
+// The body ref is the writer-assigned key of the body chunks (not the queue id): refs grow
+// in commit order, so body chunks are always appended at the end of the body table and
+// its pages fill completely (see "Spool layout" in ARCHITECTURE.md).
 inline constexpr std::uint8_t kEnvelopeVersion = 1;
-inline constexpr std::size_t kHeaderSize = 1 + 8 + 8 + 1 + 1 + 8 + 8 + 4 + 1 + 8;
+inline constexpr std::size_t kHeaderSize = 1 + 8 + 8 + 1 + 1 + 8 + 8 + 4 + 1 + 8 + 8;
 
-std::string encode_envelope(const Envelope& env);
+std::string encode_envelope(const Envelope& env, std::uint64_t body_ref = 0);
 // kCorrupt for truncated data, trailing bytes, out-of-range enums or a newer version.
 Result<Envelope> decode_envelope(std::string_view bytes);
 
@@ -37,10 +40,11 @@ struct IndexFacts {
     UnixMillis expires = 0; // 0 or the expiry-index time
     bool in_expiry = false; // expires != 0 and not already acted on
     std::uint64_t size = 0;
+    std::uint64_t body_ref = 0; // key prefix of the body chunks
 
     friend bool operator==(const IndexFacts&, const IndexFacts&) = default;
 };
-IndexFacts facts_of(const Envelope& env);
+IndexFacts facts_of(const Envelope& env, std::uint64_t body_ref = 0);
 Result<IndexFacts> decode_facts(std::string_view bytes);
 
 // ---- keys ----
@@ -50,7 +54,7 @@ std::uint64_t read_be64(std::string_view s); // s.size() >= 8
 std::uint32_t read_be32(std::string_view s); // s.size() >= 4
 
 std::string msg_key(QueueId id);                       // id
-std::string body_key(QueueId id, std::uint32_t chunk); // id | chunk
+std::string body_key(std::uint64_t body_ref, std::uint32_t chunk); // body ref | chunk
 std::string ready_key(ClassId klass, QueueId id);      // class | id
 std::string time_key(UnixMillis at, QueueId id);       // time | id (deferred, expiry)
 std::string counter_key(ClassId klass, MsgState state); // class | state

@@ -116,17 +116,18 @@ struct Tables {
     lmdb::Dbi msg, body, ready, deferred, expiry, counters, staging, meta, corrupt;
 };
 
-// The staging value: last append time | next chunk number | bytes staged.
+// The staging value: last append time | next chunk number | bytes staged | body ref.
 struct StagingInfo {
     UnixMillis touched = 0;
     std::uint32_t next_chunk = 0;
     std::uint64_t bytes = 0;
+    std::uint64_t body_ref = 0;
 };
-constexpr std::size_t kStagingValueSize = 8 + 4 + 8;
+constexpr std::size_t kStagingValueSize = 8 + 4 + 8 + 8;
 
 std::string encode_staging(const StagingInfo& s) {
     return record::be64(static_cast<std::uint64_t>(s.touched)) + record::be32(s.next_chunk) +
-           record::be64(s.bytes);
+           record::be64(s.bytes) + record::be64(s.body_ref);
 }
 
 std::optional<StagingInfo> decode_staging(std::string_view v) {
@@ -134,8 +135,15 @@ std::optional<StagingInfo> decode_staging(std::string_view v) {
         return std::nullopt;
     }
     return StagingInfo{static_cast<UnixMillis>(record::read_be64(v)), record::read_be32(v.substr(8)),
-                       record::read_be64(v.substr(12))};
+                       record::read_be64(v.substr(12)), record::read_be64(v.substr(20))};
 }
+
+// A stored message as the writer sees it: the envelope and where its body lives.
+struct Stored {
+    Envelope env;
+    std::uint64_t body_ref = 0;
+    IndexFacts facts() const { return record::facts_of(env, body_ref); }
+};
 
 struct Op {
     // Must be re-runnable: a batch is re-applied without a failed op, so apply never
@@ -180,6 +188,24 @@ public:
             if (*last && (*last)->size() >= 8) {
                 ids_.raise_floor(QueueId{record::read_be64(**last)});
             }
+        }
+        // Body refs continue after the newest body chunk and any staged ref (the staging
+        // table holds only sessions in progress, so the scan is short).
+        auto last_body = txn->last_key(t_.body);
+        if (!last_body) {
+            return tl::unexpected(last_body.error());
+        }
+        if (*last_body && (*last_body)->size() >= 8) {
+            last_body_ref_ = record::read_be64(**last_body);
+        }
+        auto staged = txn->scan(t_.staging, {}, [this](std::string_view, std::string_view v) {
+            if (const auto info = decode_staging(v)) {
+                last_body_ref_ = std::max(last_body_ref_, info->body_ref);
+            }
+            return true;
+        });
+        if (!staged) {
+            return staged;
         }
         if (!options_.read_only) {
             writer_ = std::thread([this] { writer_loop(); });
@@ -272,7 +298,7 @@ public:
                       if (!*env) {
                           return fail(ErrorKind::kNotFound, fmt::format("{}: no such message", id.text()));
                       }
-                      return delete_message(txn, record::facts_of(**env));
+                      return delete_message(txn, (*env)->facts());
                   },
                   std::move(done), false});
     }
@@ -354,11 +380,16 @@ public:
         if (!*exists) {
             return fail(ErrorKind::kNotFound, fmt::format("{}: no such message", id.text()));
         }
+        auto facts = record::decode_facts(**exists);
+        if (!facts) {
+            report_corrupt(id, facts.error());
+            return tl::unexpected(facts.error());
+        }
         BodyPiece piece;
         piece.next_chunk = from_chunk;
         piece.done = true;
-        const std::string prefix = record::msg_key(id);
-        auto st = txn->scan(t_.body, record::body_key(id, from_chunk), [&](std::string_view k, std::string_view v) {
+        const std::string prefix = record::be64(facts->body_ref);
+        auto st = txn->scan(t_.body, record::body_key(facts->body_ref, from_chunk), [&](std::string_view k, std::string_view v) {
             if (k.size() != kBodyKeySize || k.substr(0, 8) != prefix) {
                 return false;
             }
@@ -553,7 +584,11 @@ private:
             if (batch.empty()) {
                 continue;
             }
+            const auto started = std::chrono::steady_clock::now();
             std::vector<Status> results = run_batch(batch);
+            log::debug("event=spool_batch ops={} us={}", batch.size(),
+                       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)
+                           .count());
             for (std::size_t i = 0; i < batch.size(); ++i) {
                 if (batch[i].done) {
                     batch[i].done(std::move(results[i]));
@@ -706,35 +741,37 @@ private:
     }
 
     // Empty optional when absent; a corrupt record is quarantined and reported as kCorrupt.
-    Result<std::optional<Envelope>> load(WriteTxn& txn, QueueId id) {
+    Result<std::optional<Stored>> load(WriteTxn& txn, QueueId id) {
         auto raw = txn.get(t_.msg, record::msg_key(id));
         if (!raw) {
             return tl::unexpected(raw.error());
         }
         if (!*raw) {
-            return std::optional<Envelope>{};
+            return std::optional<Stored>{};
         }
         auto env = record::decode_envelope(**raw);
         if (!env) {
             return tl::unexpected(quarantine(txn, id, **raw, env.error()).error());
         }
-        return std::optional<Envelope>{std::move(*env)};
+        const std::uint64_t ref = record::decode_facts(**raw)->body_ref;
+        return std::optional<Stored>{Stored{std::move(*env), ref}};
     }
 
+    // Rewrites a message whose indexes were derived from `old_facts` (same body).
     Status store(WriteTxn& txn, const IndexFacts& old_facts, const Envelope& env) {
         if (auto st = index_remove(txn, old_facts); !st) {
             return st;
         }
-        if (auto r = txn.put(t_.msg, record::msg_key(env.id), record::encode_envelope(env)); !r) {
+        if (auto r = txn.put(t_.msg, record::msg_key(env.id), record::encode_envelope(env, old_facts.body_ref)); !r) {
             return tl::unexpected(r.error());
         }
-        return index_add(txn, record::facts_of(env));
+        return index_add(txn, record::facts_of(env, old_facts.body_ref));
     }
 
-    Status delete_body(WriteTxn& txn, QueueId id) {
+    Status delete_body(WriteTxn& txn, std::uint64_t body_ref) {
         std::vector<std::string> keys;
-        const std::string prefix = record::msg_key(id);
-        auto st = txn.scan(t_.body, record::body_key(id, 0), [&](std::string_view k, std::string_view) {
+        const std::string prefix = record::be64(body_ref);
+        auto st = txn.scan(t_.body, record::body_key(body_ref, 0), [&](std::string_view k, std::string_view) {
             if (k.size() != kBodyKeySize || k.substr(0, 8) != prefix) {
                 return false;
             }
@@ -759,15 +796,15 @@ private:
         if (auto r = txn.del(t_.msg, record::msg_key(f.id)); !r) {
             return tl::unexpected(r.error());
         }
-        return delete_body(txn, f.id);
+        return delete_body(txn, f.body_ref);
     }
 
     // Writes `data` as chunks numbered from `first`; returns the next chunk number.
-    Result<std::uint32_t> put_body(WriteTxn& txn, QueueId id, std::uint32_t first, std::string_view data) {
+    Result<std::uint32_t> put_body(WriteTxn& txn, std::uint64_t body_ref, std::uint32_t first, std::string_view data) {
         std::uint32_t chunk = first;
         for (std::size_t pos = 0; pos < data.size(); pos += chunk_bytes_) {
             const std::size_t n = std::min(chunk_bytes_, data.size() - pos);
-            if (auto r = txn.put(t_.body, record::body_key(id, chunk), data.substr(pos, n)); !r) {
+            if (auto r = txn.put(t_.body, record::body_key(body_ref, chunk), data.substr(pos, n)); !r) {
                 return tl::unexpected(r.error());
             }
             ++chunk;
@@ -811,9 +848,11 @@ private:
             }
             staging = *info;
         }
+        // A fresh ref per attempt is fine: refs of an aborted txn are simply never used.
+        const std::uint64_t ref = staged ? staging.body_ref : ++last_body_ref_;
         Envelope env = msg.envelope;
         env.size = staging.bytes + msg.body.size();
-        auto inserted = txn.put(t_.msg, record::msg_key(id), record::encode_envelope(env),
+        auto inserted = txn.put(t_.msg, record::msg_key(id), record::encode_envelope(env, ref),
                                 WriteTxn::PutMode::kNoOverwrite);
         if (!inserted) {
             return tl::unexpected(inserted.error());
@@ -821,7 +860,7 @@ private:
         if (!*inserted) {
             return fail(ErrorKind::kInternal, fmt::format("{}: queue id already in the spool", id.text()));
         }
-        if (auto next = put_body(txn, id, staging.next_chunk, msg.body); !next) {
+        if (auto next = put_body(txn, ref, staging.next_chunk, msg.body); !next) {
             return tl::unexpected(next.error());
         }
         if (staged) {
@@ -829,7 +868,7 @@ private:
                 return tl::unexpected(r.error());
             }
         }
-        return index_add(txn, record::facts_of(env));
+        return index_add(txn, record::facts_of(env, ref));
     }
 
     Status apply_append_staged(WriteTxn& txn, QueueId id, std::string_view data) {
@@ -854,8 +893,10 @@ private:
                 return fail(ErrorKind::kCorrupt, fmt::format("{}: bad staging record", id.text()));
             }
             info = *decoded;
+        } else {
+            info.body_ref = ++last_body_ref_;
         }
-        auto next = put_body(txn, id, info.next_chunk, data);
+        auto next = put_body(txn, info.body_ref, info.next_chunk, data);
         if (!next) {
             return tl::unexpected(next.error());
         }
@@ -866,14 +907,18 @@ private:
     }
 
     Status apply_discard_staged(WriteTxn& txn, QueueId id) {
-        auto removed = txn.del(t_.staging, record::msg_key(id));
-        if (!removed) {
-            return tl::unexpected(removed.error());
+        auto raw = txn.get(t_.staging, record::msg_key(id));
+        if (!raw) {
+            return tl::unexpected(raw.error());
         }
-        if (!*removed) {
+        if (!*raw) {
             return {}; // discarding twice, or after collection, is not an error
         }
-        return delete_body(txn, id);
+        const auto info = decode_staging(**raw);
+        if (auto r = txn.del(t_.staging, record::msg_key(id)); !r) {
+            return tl::unexpected(r.error());
+        }
+        return info ? delete_body(txn, info->body_ref) : Status{};
     }
 
     Status apply_gc_staged(WriteTxn& txn, UnixMillis older_than) {
@@ -908,12 +953,12 @@ private:
                       if (!*env) {
                           return fail(ErrorKind::kNotFound, fmt::format("{}: no such message", id.text()));
                       }
-                      const IndexFacts old_facts = record::facts_of(**env);
-                      Envelope updated = **env;
+                      const IndexFacts old_facts = (*env)->facts();
+                      Envelope updated = (*env)->env;
                       if (auto st = change(updated); !st) {
                           return st;
                       }
-                      if (record::facts_of(updated) == old_facts && updated == **env) {
+                      if (updated == (*env)->env) {
                           return {};
                       }
                       return store(txn, old_facts, updated);
@@ -930,7 +975,7 @@ private:
         if (!*env) {
             return fail(ErrorKind::kNotFound, fmt::format("{}: no such message", id.text()));
         }
-        Envelope updated = **env;
+        Envelope updated = (*env)->env;
         for (const RecipientUpdate& u : updates) {
             if (u.index >= updated.recipients.size()) {
                 return fail(ErrorKind::kInvalid, fmt::format("{}: no recipient {}", id.text(), u.index));
@@ -955,7 +1000,7 @@ private:
                 return fail(ErrorKind::kInternal, fmt::format("{}: DSN id already in the spool", dsn->envelope.id.text()));
             }
         }
-        const IndexFacts old_facts = record::facts_of(**env);
+        const IndexFacts old_facts = (*env)->facts();
         const bool all_final = std::all_of(updated.recipients.begin(), updated.recipients.end(),
                                            [](const Recipient& r) { return is_final(r.state); });
         Status st = all_final ? delete_message(txn, old_facts) : store(txn, old_facts, updated);
@@ -996,8 +1041,8 @@ private:
                 }
                 continue;
             }
-            const IndexFacts old_facts = record::facts_of(**env);
-            Envelope updated = **env;
+            const IndexFacts old_facts = (*env)->facts();
+            Envelope updated = (*env)->env;
             for (Recipient& r : updated.recipients) {
                 if (r.state == RcptState::kDeferred && r.next_attempt_ms <= now) {
                     r.state = RcptState::kQueued;
@@ -1052,6 +1097,7 @@ private:
     Tables t_;
     std::size_t chunk_bytes_;
     QueueIdGenerator ids_;
+    std::uint64_t last_body_ref_ = 0; // writer thread only (after start)
 
     std::mutex mutex_;
     std::condition_variable cv_;

@@ -97,10 +97,11 @@ TEST_CASE("a record of a newer version or with out-of-range fields is corrupt") 
 
 TEST_CASE("the fixed header alone gives the index facts of a damaged record") {
     const Envelope e = sample();
-    const std::string bytes = record::encode_envelope(e);
+    const std::string bytes = record::encode_envelope(e, 77);
     auto facts = record::decode_facts(bytes.substr(0, record::kHeaderSize));
     REQUIRE(facts.has_value());
-    CHECK(*facts == record::facts_of(e));
+    CHECK(*facts == record::facts_of(e, 77));
+    CHECK(facts->body_ref == 77);
     CHECK(facts->state == MsgState::kDeferred);
     CHECK(facts->due == 1'700'000'600'000);
     CHECK_FALSE(record::decode_facts(bytes.substr(0, record::kHeaderSize - 1)).has_value());
@@ -111,7 +112,8 @@ TEST_CASE("index keys sort by class, then time, then id") {
     CHECK(record::ready_key(1, QueueId{~0ULL}) < record::ready_key(2, QueueId{0}));
     CHECK(record::time_key(100, QueueId{9}) < record::time_key(101, QueueId{1}));
     CHECK(record::time_key(100, QueueId{1}) < record::time_key(100, QueueId{2}));
-    CHECK(record::body_key(QueueId{1}, 255) < record::body_key(QueueId{1}, 256));
+    CHECK(record::body_key(1, 255) < record::body_key(1, 256));
+    CHECK(record::body_key(1, 0xFFFFFFFFU) < record::body_key(2, 0));
     CHECK(record::id_at(record::time_key(7, QueueId{42}), 8) == QueueId{42});
 }
 
