@@ -32,6 +32,7 @@ cmd_start() {
         local mail_user=${DOVECOT_MAIL_USER:-nobody}
         uid=$(id -u "$mail_user"); gid=$(id -g "$mail_user")
         chown "$uid:$gid" "$dir/mail"
+        chmod go+x "$dir" # a mkdtemp directory is 0700: let the mail user through
     fi
     : >"$dir/users"
     local u quota
