@@ -1,0 +1,526 @@
+#include "smtp/server.hpp"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "common/log.hpp"
+#include "smtp/session.hpp"
+
+// Driver style: C++20 coroutines (one per connection, one per listener). Every read,
+// write and handshake races a steady_timer through the awaitable || operator, so the
+// deadline cancels the I/O (and works the same through asio::ssl). Results use
+// as_tuple: errors are values here, not exceptions.
+
+namespace spoold::smtp {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace asio::experimental::awaitable_operators;
+using Millis = std::chrono::milliseconds;
+
+constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
+// Reads are small while commands flow and larger inside a message: idle connections
+// cost little (the benchmark holds 5,000 of them) and bodies still move in big pieces.
+constexpr std::size_t kCommandReadSize = 4096;
+constexpr std::size_t kDataReadSize = 64 * 1024;
+constexpr Millis kAcceptBackoff{100};      // after EMFILE and friends: do not spin
+constexpr Millis kRejectWriteTimeout{5000}; // for the 421 to a connection over the limits
+
+struct Listener {
+    explicit Listener(const asio::any_io_executor& ex) : acceptor(ex) {}
+    tcp::acceptor acceptor;
+    std::unique_ptr<asio::ssl::context> tls; // null: STARTTLS not offered
+};
+
+// Per connection, shared between its coroutine and Server::stop().
+struct Conn {
+    explicit Conn(const asio::any_io_executor& ex) : executor(ex), read_timer(ex) {}
+    asio::any_io_executor executor; // the connection's strand
+    asio::steady_timer read_timer;  // read deadline; stop() cancels it to wake the reader
+    bool stop = false;              // touched on the strand only
+};
+
+struct IoResult {
+    boost::system::error_code ec;
+    std::size_t bytes = 0;
+    bool timed_out = false; // or woken by stop(): the caller checks Conn::stop
+};
+
+void log_escaped(const std::exception_ptr& e) {
+    if (!e) {
+        return;
+    }
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        log::error("event=coroutine_failed error={}", log::quote(ex.what()));
+    } catch (...) {
+        log::error("event=coroutine_failed error=unknown");
+    }
+}
+
+template <typename Stream>
+asio::awaitable<IoResult> read_some(Stream* stream, asio::steady_timer* timer, asio::mutable_buffer buf,
+                                    Millis timeout) {
+    timer->expires_after(timeout);
+    auto r = co_await (stream->async_read_some(buf, kUseTuple) || timer->async_wait(kUseTuple));
+    if (r.index() == 1) {
+        co_return IoResult{{}, 0, true};
+    }
+    const auto& [ec, n] = std::get<0>(r);
+    co_return IoResult{ec, n, false};
+}
+
+template <typename Stream>
+asio::awaitable<IoResult> write_all(Stream* stream, asio::steady_timer* timer, asio::const_buffer buf,
+                                    Millis timeout) {
+    timer->expires_after(timeout);
+    auto r = co_await (asio::async_write(*stream, buf, kUseTuple) || timer->async_wait(kUseTuple));
+    if (r.index() == 1) {
+        co_return IoResult{{}, 0, true};
+    }
+    const auto& [ec, n] = std::get<0>(r);
+    co_return IoResult{ec, n, false};
+}
+
+// Turns an intake call that reports through a std::function (on any thread) into an
+// awaitable that resumes on the caller's executor.
+template <typename T, typename Start, typename Token>
+auto async_callback(Start start, Token&& token) {
+    return asio::async_initiate<Token, void(T)>(
+        [](auto handler, Start st) {
+            using Handler = decltype(handler);
+            auto ex = asio::get_associated_executor(handler);
+            auto slot = std::make_shared<std::optional<Handler>>(std::move(handler));
+            auto work = asio::make_work_guard(ex);
+            st([slot, ex, work](T value) {
+                asio::post(ex, [slot, value = std::move(value)]() mutable {
+                    Handler h = std::move(**slot);
+                    slot->reset();
+                    std::move(h)(std::move(value));
+                });
+            });
+        },
+        token, std::move(start));
+}
+
+std::string describe_tls(SSL* ssl) {
+    return fmt::format("version={} cipher={} bits={}", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+                       SSL_get_cipher_bits(ssl, nullptr));
+}
+
+} // namespace
+
+struct Server::Shared {
+    Shared(asio::io_context& io_context, Intake& in)
+        : io(io_context), intake(in), control(asio::make_strand(io_context)), stop_timer(control) {}
+
+    asio::io_context& io;
+    Intake& intake;
+    // Acceptors, stop_timer and stop_done live on this strand.
+    asio::any_io_executor control;
+    asio::steady_timer stop_timer;
+    std::function<void()> stop_done;
+
+    mutable std::mutex mutex; // guards everything below
+    std::string hostname;
+    policy::LimitsConfig limits;
+    std::vector<policy::ListenerConfig> listener_configs;
+    std::vector<std::shared_ptr<Listener>> listeners;
+    std::vector<tcp::endpoint> endpoints;
+    std::size_t total = 0;
+    std::unordered_map<std::string, std::uint32_t> per_client;
+    std::set<std::shared_ptr<Conn>> conns;
+    bool stopping = false;
+
+    void configure(const policy::Config& config) {
+        const std::lock_guard lock(mutex);
+        hostname = config.hostname;
+        limits = config.limits;
+    }
+
+    // Runs on `control`.
+    void fire_done() {
+        if (stop_done) {
+            auto done = std::move(stop_done);
+            stop_done = nullptr;
+            stop_timer.cancel();
+            done();
+        }
+    }
+};
+
+namespace {
+
+using Shared = Server::Shared;
+
+// Releases a connection's slot however its coroutine ends (return, exception, or the
+// frame being destroyed with the io_context).
+class SlotGuard {
+public:
+    SlotGuard(std::shared_ptr<Shared> shared, std::shared_ptr<Conn> conn, std::string client)
+        : shared_(std::move(shared)), conn_(std::move(conn)), client_(std::move(client)) {}
+    SlotGuard(const SlotGuard&) = delete;
+    SlotGuard& operator=(const SlotGuard&) = delete;
+    ~SlotGuard() {
+        bool notify = false;
+        {
+            const std::lock_guard lock(shared_->mutex);
+            --shared_->total;
+            if (auto it = shared_->per_client.find(client_); it != shared_->per_client.end() && --it->second == 0) {
+                shared_->per_client.erase(it);
+            }
+            shared_->conns.erase(conn_);
+            notify = shared_->stopping && shared_->total == 0;
+        }
+        if (notify) {
+            asio::post(shared_->control, [s = shared_] { s->fire_done(); });
+        }
+    }
+
+private:
+    std::shared_ptr<Shared> shared_;
+    std::shared_ptr<Conn> conn_;
+    std::string client_;
+};
+
+asio::awaitable<void> reject_connection(tcp::socket socket, std::string wire) {
+    asio::steady_timer timer(socket.get_executor());
+    co_await write_all(&socket, &timer, asio::buffer(wire), kRejectWriteTimeout);
+    boost::system::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+}
+
+void append_actions(std::deque<Action>& queue, Actions actions) {
+    for (auto& a : actions) {
+        queue.push_back(std::move(a));
+    }
+}
+
+asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared_ptr<Listener> listener,
+                                     tcp::socket socket, std::shared_ptr<Conn> conn, std::string client) {
+    const SlotGuard slot(shared, conn, client);
+    SessionSettings settings;
+    {
+        const std::lock_guard lock(shared->mutex);
+        settings.hostname = shared->hostname;
+        settings.limits = shared->limits;
+    }
+    settings.starttls_offered = listener->tls != nullptr;
+    settings.client_addr = client;
+    const Millis command_timeout = settings.limits.command_timeout;
+    const Millis data_timeout = settings.limits.data_timeout;
+    Session session(std::move(settings), shared->intake);
+    log::info("event=connect client={}", client);
+
+    std::optional<asio::ssl::stream<tcp::socket&>> tls;
+    asio::steady_timer write_timer(socket.get_executor());
+    std::deque<Action> queue;
+    append_actions(queue, session.greeting());
+    std::string out;
+    std::vector<char> buf(kCommandReadSize);
+    bool open = true;
+
+    while (open) {
+        while (open && !queue.empty()) {
+            Action action = std::move(queue.front());
+            queue.pop_front();
+            if (auto* reply = std::get_if<Reply>(&action)) {
+                out += reply->wire();
+            } else if (auto* append = std::get_if<AppendBody>(&action)) {
+                // Awaited before reading on: one append in flight, and the session's
+                // buffers plus one read bound the memory of this connection.
+                auto start = [m = append->message, d = std::move(append->data)](std::function<void(Status)> cb) mutable {
+                    m->append(std::move(d), std::move(cb));
+                };
+                Status status = co_await async_callback<Status>(std::move(start), asio::use_awaitable);
+                append_actions(queue, session.on_append_done(std::move(status)));
+            } else if (auto* commit = std::get_if<CommitMessage>(&action)) {
+                auto start = [m = commit->message, i = std::move(commit->info)](
+                                 std::function<void(Result<CommitInfo>)> cb) mutable {
+                    m->commit(std::move(i), std::move(cb));
+                };
+                Result<CommitInfo> result =
+                    co_await async_callback<Result<CommitInfo>>(std::move(start), asio::use_awaitable);
+                append_actions(queue, session.on_commit_result(std::move(result)));
+            } else if (std::holds_alternative<StartTls>(action)) {
+                IoResult w;
+                if (!out.empty()) {
+                    w = co_await write_all(&socket, &write_timer, asio::buffer(out), command_timeout);
+                    out.clear();
+                }
+                if (w.ec || w.timed_out) {
+                    open = false;
+                    break;
+                }
+                tls.emplace(socket, *listener->tls);
+                write_timer.expires_after(command_timeout);
+                auto r = co_await (tls->async_handshake(asio::ssl::stream_base::server, kUseTuple) ||
+                                   write_timer.async_wait(kUseTuple));
+                if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
+                    log::info("event=tls_failed client={} error={}", client,
+                              r.index() == 1 ? std::string("timeout")
+                                             : log::quote(std::get<0>(std::get<0>(r)).message()));
+                    session.on_disconnect();
+                    open = false;
+                    break;
+                }
+                append_actions(queue, session.on_tls_established(describe_tls(tls->native_handle())));
+            } else if (std::holds_alternative<Close>(action)) {
+                open = false;
+            }
+        }
+        if (!out.empty()) {
+            // One write per batch of replies: pipelined commands get one answer packet.
+            IoResult w;
+            if (tls) {
+                w = co_await write_all(&*tls, &write_timer, asio::buffer(out), command_timeout);
+            } else {
+                w = co_await write_all(&socket, &write_timer, asio::buffer(out), command_timeout);
+            }
+            out.clear();
+            if (w.ec || w.timed_out) {
+                session.on_disconnect();
+                break;
+            }
+        }
+        if (!open) {
+            break;
+        }
+        if (conn->stop && !session.busy()) {
+            append_actions(queue, session.on_shutdown());
+            continue;
+        }
+        if (!session.wants_input()) {
+            // Cannot happen: appends and commits are awaited above. Refuse to spin.
+            log::error("event=session_stuck client={}", client);
+            session.on_disconnect();
+            break;
+        }
+        const bool data = session.in_data();
+        const std::size_t want = data ? kDataReadSize : kCommandReadSize;
+        if (buf.size() != want) {
+            std::vector<char>(want).swap(buf); // shrink back after a message, too
+        }
+        IoResult r;
+        if (tls) {
+            r = co_await read_some(&*tls, &conn->read_timer, asio::buffer(buf), data ? data_timeout : command_timeout);
+        } else {
+            r = co_await read_some(&socket, &conn->read_timer, asio::buffer(buf), data ? data_timeout : command_timeout);
+        }
+        if (r.timed_out) {
+            append_actions(queue, conn->stop ? session.on_shutdown() : session.on_timeout());
+            continue;
+        }
+        if (r.ec) {
+            session.on_disconnect();
+            break;
+        }
+        append_actions(queue, session.feed(std::string_view(buf.data(), r.bytes)));
+    }
+    boost::system::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+    log::info("event=disconnect client={} messages={}", client, session.messages_accepted());
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared, std::shared_ptr<Listener> listener) {
+    asio::steady_timer backoff(shared->control);
+    for (;;) {
+        auto accepted = co_await listener->acceptor.async_accept(
+            asio::any_io_executor(asio::make_strand(shared->io)), kUseTuple);
+        auto& ec = std::get<0>(accepted);
+        if (ec == asio::error::operation_aborted || !listener->acceptor.is_open()) {
+            co_return;
+        }
+        if (ec) {
+            log::warn("event=accept_failed error={}", log::quote(ec.message()));
+            backoff.expires_after(kAcceptBackoff);
+            co_await backoff.async_wait(kUseTuple);
+            continue;
+        }
+        tcp::socket socket = std::move(std::get<1>(accepted));
+        boost::system::error_code peer_ec;
+        const auto peer = socket.remote_endpoint(peer_ec);
+        if (peer_ec) {
+            continue; // gone already
+        }
+        std::string client = peer.address().to_string();
+        std::string refusal;
+        std::shared_ptr<Conn> conn;
+        {
+            const std::lock_guard lock(shared->mutex);
+            const auto& limits = shared->limits;
+            const auto it = shared->per_client.find(client);
+            const std::uint32_t from_client = it == shared->per_client.end() ? 0 : it->second;
+            if (shared->stopping) {
+                refusal = fmt::format("421 4.3.2 {} Service shutting down, try again later\r\n", shared->hostname);
+            } else if (shared->total >= limits.max_sessions) {
+                refusal = fmt::format("421 4.7.0 {} Too many connections, try again later\r\n", shared->hostname);
+            } else if (from_client >= limits.max_sessions_per_client) {
+                refusal = fmt::format("421 4.7.0 {} Too many connections from your address, try again later\r\n",
+                                      shared->hostname);
+            } else {
+                ++shared->total;
+                ++shared->per_client[client];
+                conn = std::make_shared<Conn>(socket.get_executor());
+                shared->conns.insert(conn);
+            }
+        }
+        if (!conn) {
+            log::info("event=reject client={} reason=session-limit reply={}", client,
+                      log::quote(std::string_view(refusal).substr(0, refusal.size() - 2)));
+            const auto ex = socket.get_executor();
+            asio::co_spawn(ex, reject_connection(std::move(socket), std::move(refusal)), log_escaped);
+            continue;
+        }
+        const auto ex = socket.get_executor();
+        asio::co_spawn(ex, run_connection(shared, listener, std::move(socket), conn, std::move(client)),
+                       log_escaped);
+    }
+}
+
+} // namespace
+
+Server::Server(asio::io_context& io, const policy::Config& config, Intake& intake)
+    : io_(io), shared_(std::make_shared<Shared>(io, intake)) {
+    shared_->configure(config);
+    shared_->listener_configs = config.listeners;
+}
+
+Server::~Server() {
+    // Connection coroutines keep `shared_` alive; only the acceptors must stop here.
+    for (const auto& l : shared_->listeners) {
+        asio::post(shared_->control, [l] {
+            boost::system::error_code ec;
+            l->acceptor.close(ec);
+        });
+    }
+}
+
+Result<std::vector<tcp::endpoint>> Server::start() {
+    std::vector<std::shared_ptr<Listener>> listeners;
+    std::vector<tcp::endpoint> bound;
+    for (const auto& lc : shared_->listener_configs) {
+        auto listener = std::make_shared<Listener>(shared_->control);
+        if (!lc.tls_certificate.empty() && !lc.tls_key.empty()) {
+            auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+            ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                             asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                             asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+            boost::system::error_code ec;
+            ctx->use_certificate_chain_file(lc.tls_certificate, ec);
+            if (!ec) {
+                ctx->use_private_key_file(lc.tls_key, asio::ssl::context::pem, ec);
+            }
+            if (ec) {
+                return fail(ErrorKind::kConfig, fmt::format("listener {}:{}: TLS certificate/key {} / {}: {}",
+                                                            lc.address, lc.port, lc.tls_certificate, lc.tls_key,
+                                                            ec.message()));
+            }
+            listener->tls = std::move(ctx);
+        }
+        boost::system::error_code ec;
+        const auto address = asio::ip::make_address(lc.address, ec);
+        if (ec) {
+            return fail(ErrorKind::kConfig, fmt::format("listener address {}: {}", lc.address, ec.message()));
+        }
+        const tcp::endpoint endpoint(address, lc.port);
+        auto& acc = listener->acceptor;
+        acc.open(endpoint.protocol(), ec);
+        if (!ec) {
+            acc.set_option(tcp::acceptor::reuse_address(true), ec);
+        }
+        if (!ec) {
+            acc.bind(endpoint, ec);
+        }
+        if (!ec) {
+            acc.listen(asio::socket_base::max_listen_connections, ec);
+        }
+        if (ec) {
+            return fail(ErrorKind::kIo, fmt::format("listen on {}:{}: {}", lc.address, lc.port, ec.message()));
+        }
+        bound.push_back(acc.local_endpoint(ec));
+        listeners.push_back(std::move(listener));
+    }
+    {
+        const std::lock_guard lock(shared_->mutex);
+        shared_->listeners = listeners;
+        shared_->endpoints = bound;
+    }
+    for (auto& l : listeners) {
+        asio::co_spawn(shared_->control, accept_loop(shared_, l), log_escaped);
+    }
+    return bound;
+}
+
+const std::vector<tcp::endpoint>& Server::endpoints() const { return shared_->endpoints; }
+
+void Server::reconfigure(const policy::Config& config) { shared_->configure(config); }
+
+void Server::stop(std::chrono::milliseconds grace, std::function<void()> done) {
+    std::vector<std::shared_ptr<Conn>> conns;
+    {
+        const std::lock_guard lock(shared_->mutex);
+        shared_->stopping = true;
+        conns.assign(shared_->conns.begin(), shared_->conns.end());
+    }
+    asio::post(shared_->control, [s = shared_, grace, d = std::move(done)]() mutable {
+        for (const auto& l : s->listeners) {
+            boost::system::error_code ec;
+            l->acceptor.close(ec);
+        }
+        s->stop_done = std::move(d);
+        bool idle = false;
+        {
+            const std::lock_guard lock(s->mutex);
+            idle = s->total == 0;
+        }
+        if (idle) {
+            s->fire_done();
+            return;
+        }
+        s->stop_timer.expires_after(grace);
+        s->stop_timer.async_wait([s](const boost::system::error_code& ec) {
+            if (!ec) {
+                std::size_t left = 0;
+                {
+                    const std::lock_guard lock(s->mutex);
+                    left = s->total;
+                }
+                log::warn("event=stop_grace_expired sessions={}", left);
+                s->fire_done();
+            }
+        });
+    });
+    for (const auto& c : conns) {
+        asio::post(c->executor, [c] {
+            c->stop = true;
+            c->read_timer.cancel();
+        });
+    }
+}
+
+std::size_t Server::session_count() const {
+    const std::lock_guard lock(shared_->mutex);
+    return shared_->total;
+}
+
+} // namespace spoold::smtp
