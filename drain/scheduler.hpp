@@ -44,7 +44,9 @@ public:
     // eligible now (empty, all leased, or every candidate's recipient at its cap).
     // Spool read errors are logged and treated as "nothing now".
     std::optional<Pick> next();
-    // Ends the lease taken by next(); the message may be handed out again.
+    // Leases a message outside next() (expiry works on it); false when already leased.
+    bool lease(QueueId id) { return leases_.try_emplace(id.value).second; }
+    // Ends the lease taken by next() or lease(); the message may be handed out again.
     void release(QueueId id);
     bool leased(QueueId id) const { return leases_.contains(id.value); }
     std::size_t leases() const { return leases_.size(); }

@@ -1,0 +1,175 @@
+// The drain engine: takes ready messages from the spool (via the Scheduler), delivers
+// them into the mailstore under the breaker and the pacing limits, and records every
+// recipient's outcome back through the spool's writer; also promotes due deferrals and
+// applies retention expiry. It does not speak LMTP/SMTP (connectors do) nor build DSNs
+// (the make_dsn hook does).
+#pragma once
+
+#include <array>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "drain/breaker.hpp"
+#include "drain/mailstore.hpp"
+#include "drain/pacing.hpp"
+#include "drain/scheduler.hpp"
+#include "policy/config.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::drain {
+
+// Builds the DSN for recipients that just became final without delivery (kFailed, or
+// kExpired under retention action "bounce"). Gets the message's envelope and only the
+// updates of those recipients; nullopt = no DSN (NOTIFY=NEVER, ...). Never called for a
+// message with a null reverse path: bounces are not bounced.
+using DsnBuilder = std::function<std::optional<spool::NewMessage>(
+    const spool::Envelope&, const std::vector<spool::RecipientUpdate>&)>;
+
+struct MailstoreStatus {
+    std::string name;
+    BreakerState breaker = BreakerState::kClosed;
+    UnixMillis next_probe_ms = 0;        // when open
+    std::uint32_t concurrency_limit = 0; // what pacing and the breaker allow now
+    std::uint32_t in_flight = 0;
+    std::int64_t best_latency_ms = 0;
+};
+
+struct DrainSnapshot {
+    bool running = false;
+    bool paused = false; // by pause() or by spoolctl (spool meta "paused" = "1")
+    bool stopping = false;
+    std::vector<MailstoreStatus> mailstores;
+    // Recipients since start, by the outcome recorded for them.
+    std::uint64_t delivered = 0;
+    std::uint64_t deferred = 0;
+    std::uint64_t failed = 0;
+    std::uint64_t expired = 0;
+    std::uint64_t messages_delivered = 0; // messages with at least one recipient delivered
+    double rate_per_s = 0;                // messages_delivered per second, last 10 s
+};
+
+// How often housekeeping runs (by the Clock) and how often the loop wakes (real time).
+inline constexpr std::int64_t kPromoteIntervalMs = 1000;
+inline constexpr std::int64_t kPauseCheckIntervalMs = 1000;
+inline constexpr std::int64_t kExpiryIntervalMs = 5000;
+inline constexpr std::size_t kExpiryBatch = 256;
+inline constexpr std::chrono::milliseconds kTick{50};
+inline constexpr std::chrono::milliseconds kDefaultStopGrace{std::chrono::seconds(30)};
+inline constexpr std::size_t kBodyPieceBytes = 256 * 1024;
+
+class Drain {
+public:
+    // All work runs on `executor` (one thread, or a strand); every public function may
+    // be called from any thread: they post to it. `mailstores` are in the order of
+    // Config::mailstores. `clock` decides timing (backoff, retries, expiry, rates); the
+    // loop itself wakes on real timers.
+    Drain(boost::asio::any_io_executor executor, spool::Spool& spool, const policy::Config& config,
+          std::vector<std::unique_ptr<Mailstore>> mailstores, const Clock& clock,
+          DsnBuilder make_dsn = {});
+    ~Drain();
+    Drain(const Drain&) = delete;
+    Drain& operator=(const Drain&) = delete;
+
+    void start();
+    // No new deliveries; in-flight ones get `grace` to finish, then are cancelled (their
+    // recipients stay queued). `on_stopped` runs on the executor when nothing of the
+    // drain runs any more; only then may the Drain be destroyed.
+    void stop(std::function<void()> on_stopped = {},
+              std::chrono::milliseconds grace = kDefaultStopGrace);
+    // SIGHUP: new weights, limits, retry bounds. Mailstore connectors are not rebuilt.
+    void reconfigure(std::shared_ptr<const policy::Config> config);
+    void pause(bool paused);
+    // Call on the executor (status and metrics handlers run there).
+    DrainSnapshot snapshot() const;
+
+private:
+    struct Store {
+        std::unique_ptr<Mailstore> mailstore;
+        Breaker breaker;
+        ConcurrencyLimit pacing;
+        RateLimiter rate;
+        std::uint32_t in_flight = 0;
+        bool probing = false;
+        std::unique_ptr<boost::asio::cancellation_signal> probe_cancel;
+    };
+    struct InFlight {
+        std::size_t store = 0;
+        std::unique_ptr<boost::asio::cancellation_signal> cancel;
+    };
+
+    boost::asio::awaitable<void> run();
+    boost::asio::awaitable<void> deliver_one(Pick pick, std::size_t store);
+    boost::asio::awaitable<void> probe_one(std::size_t store);
+    boost::asio::awaitable<void> expire_batch(std::vector<QueueId> ids);
+
+    void apply_config(std::shared_ptr<const policy::Config> config);
+    void housekeeping();
+    void pump();
+    void start_probes();
+    void finish_delivery(QueueId id);
+    bool idle() const;
+    bool paused() const { return paused_local_ || paused_meta_; }
+    std::size_t route(const spool::Envelope& env) const;
+    std::uint32_t allowed(const Store& s) const;
+    // Submits a spool write whose Done is posted back here, counted for stop().
+    void submit_write(std::string what, std::function<void(spool::Done)> submit);
+    void count_delivered_message();
+    void wake();
+
+    boost::asio::any_io_executor executor_;
+    spool::Spool& spool_;
+    std::shared_ptr<const policy::Config> config_;
+    const Clock& clock_;
+    DsnBuilder make_dsn_;
+    std::vector<Store> stores_;
+    Scheduler scheduler_;
+    boost::asio::steady_timer wake_;
+
+    bool started_ = false;
+    bool running_ = false;
+    bool stopping_ = false;
+    bool paused_local_ = false;
+    bool paused_meta_ = false;
+    bool expiry_running_ = false;
+    std::chrono::milliseconds stop_grace_{kDefaultStopGrace};
+    std::vector<std::function<void()>> on_stopped_;
+    std::unordered_map<std::uint64_t, InFlight> in_flight_;
+    std::uint32_t writes_pending_ = 0;
+    UnixMillis next_promote_ms_ = 0;
+    UnixMillis next_pause_check_ms_ = 0;
+    UnixMillis next_expiry_ms_ = 0;
+    UnixMillis local_backoff_until_ms_ = 0; // after a failed spool write
+
+    std::uint64_t delivered_ = 0;
+    std::uint64_t deferred_ = 0;
+    std::uint64_t failed_ = 0;
+    std::uint64_t expired_ = 0;
+    std::uint64_t messages_delivered_ = 0;
+    static constexpr std::size_t kRateSeconds = 10;
+    std::array<std::uint64_t, kRateSeconds> rate_count_{};
+    std::array<std::int64_t, kRateSeconds> rate_second_{};
+};
+
+// Per-recipient retry delay after a 4xx: retry_min doubled per earlier attempt, capped.
+std::chrono::milliseconds retry_delay(const policy::DrainConfig& config, std::uint32_t attempts);
+
+// What a delivery result means for each recipient in `indexes` (positions in the
+// envelope), at `now`. Session-level mailstore trouble leaves recipients queued and
+// uncounted; see the .cpp for the table.
+std::vector<spool::RecipientUpdate> map_result(const spool::Envelope& env,
+                                               const std::vector<std::uint32_t>& indexes,
+                                               const DeliveryResult& result,
+                                               const policy::DrainConfig& config, UnixMillis now);
+
+} // namespace spoold::drain

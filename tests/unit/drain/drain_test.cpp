@@ -1,0 +1,404 @@
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <set>
+
+#include "drain/drain.hpp"
+#include "fake_mailstore.hpp"
+#include "fake_spool.hpp"
+
+using namespace spoold;
+using namespace spoold::drain;
+using namespace std::chrono_literals;
+using spoold::drain::test::FakeMailstore;
+using spoold::drain::test::FakeSpool;
+
+namespace {
+
+policy::Config test_config() {
+    policy::Config c;
+    c.drain.max_concurrency = 8;
+    c.drain.initial_concurrency = 2;
+    c.drain.breaker_failures = 3;
+    c.drain.breaker_min_backoff = 1s;
+    c.drain.breaker_max_backoff = 8s;
+    c.drain.retry_min = 60s;
+    c.drain.retry_max = 1h;
+    return c;
+}
+
+struct DsnCall {
+    QueueId id;
+    std::vector<std::uint32_t> indexes;
+};
+
+// One drain over a fake spool and one fake mailstore, on an io_context run by the test.
+struct Harness {
+    explicit Harness(policy::Config c = test_config()) : config(std::move(c)) {
+        auto m = std::make_unique<FakeMailstore>("lmtp");
+        store = m.get();
+        std::vector<std::unique_ptr<Mailstore>> stores;
+        stores.push_back(std::move(m));
+        drain = std::make_unique<Drain>(ioc.get_executor(), spool, config, std::move(stores), clock,
+                                        [this](const spool::Envelope& env,
+                                               const std::vector<spool::RecipientUpdate>& updates) {
+                                            DsnCall call{env.id, {}};
+                                            for (const auto& u : updates) {
+                                                call.indexes.push_back(u.index);
+                                            }
+                                            dsn_calls.push_back(call);
+                                            spool::NewMessage dsn;
+                                            dsn.envelope.klass = 0;
+                                            dsn.envelope.recipients.push_back(
+                                                spool::Recipient{env.mail_from, "", 0});
+                                            dsn.body = "DSN for " + env.id.text() + "\r\n";
+                                            return std::optional<spool::NewMessage>(std::move(dsn));
+                                        });
+    }
+    ~Harness() {
+        bool stopped = false;
+        drain->stop([&] { stopped = true; }, 1s);
+        run_until([&] { return stopped; });
+    }
+    Harness(const Harness&) = delete;
+    Harness& operator=(const Harness&) = delete;
+
+    // Runs the io_context until `done` holds or ten real seconds pass (no sleeps).
+    template <typename Pred> bool run_until(Pred done, std::chrono::milliseconds limit = 10s) {
+        const auto deadline = std::chrono::steady_clock::now() + limit;
+        while (!done()) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                return false;
+            }
+            ioc.run_for(5ms);
+            if (ioc.stopped()) {
+                ioc.restart();
+            }
+        }
+        return true;
+    }
+    // Lets the loop run for a while of real time (to show that nothing happens).
+    void run_for(std::chrono::milliseconds d) {
+        run_until([] { return false; }, d);
+    }
+    DrainSnapshot snap() { return drain->snapshot(); }
+
+    FakeClock clock;
+    FakeSpool spool{clock};
+    policy::Config config;
+    boost::asio::io_context ioc;
+    FakeMailstore* store = nullptr;
+    std::vector<DsnCall> dsn_calls;
+    std::unique_ptr<Drain> drain;
+};
+
+Reply reply(int code, const char* enhanced) { return make_reply(code, enhanced, "x"); }
+
+} // namespace
+
+TEST_CASE("each recipient gets its own outcome: 250 delivered, 452 deferred, 550 failed with a DSN") {
+    Harness h;
+    const auto id = h.spool.add(1, {"good@example.com", "full@example.com", "nobody@example.com"});
+    int calls = 0;
+    h.store->script = [&](const DeliveryRequest& r) {
+        DeliveryResult res;
+        if (++calls == 1) {
+            REQUIRE(r.recipients.size() == 3);
+            res.per_recipient = {reply(250, "2.0.0"), reply(452, "4.2.2"), reply(550, "5.1.1")};
+        } else {
+            for (std::size_t i = 0; i < r.recipients.size(); ++i) {
+                res.per_recipient.push_back(reply(250, "2.0.0"));
+            }
+        }
+        return res;
+    };
+    const UnixMillis t0 = h.clock.now_ms();
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return !h.spool.outcomes.empty(); }));
+    const auto& env = h.spool.env(id);
+    CHECK(env.recipients[0].state == spool::RcptState::kDelivered);
+    CHECK(env.recipients[1].state == spool::RcptState::kDeferred);
+    CHECK(env.recipients[1].next_attempt_ms == t0 + 60'000);
+    CHECK(env.recipients[1].attempts == 1);
+    CHECK(env.recipients[1].last_response.starts_with("452 4.2.2"));
+    CHECK(env.recipients[2].state == spool::RcptState::kFailed);
+    REQUIRE(h.dsn_calls.size() == 1);
+    CHECK(h.dsn_calls[0].id == id);
+    CHECK(h.dsn_calls[0].indexes == std::vector<std::uint32_t>{2});
+    REQUIRE(h.spool.dsns.size() == 1);
+    REQUIRE(h.run_until([&] { return h.snap().failed == 1; }));
+    CHECK(h.snap().delivered >= 1);
+    CHECK(h.snap().deferred == 1);
+
+    // The deferral comes due: promoted, retried with only that recipient, then gone.
+    h.clock.advance_ms(60'000);
+    REQUIRE(h.run_until([&] { return !h.spool.contains(id); }));
+    const auto retried = std::find_if(h.store->received.begin(), h.store->received.end(),
+                                      [&](const auto& r) { return r.id == id && r.recipients.size() == 1; });
+    REQUIRE(retried != h.store->received.end());
+    CHECK(retried->recipients[0] == "full@example.com");
+}
+
+TEST_CASE("session-level mailstore trouble opens the breaker and does not burn attempts") {
+    auto config = test_config();
+    config.drain.initial_concurrency = 1;
+    Harness h(config);
+    h.store->up = false;
+    std::vector<QueueId> ids;
+    for (int i = 0; i < 5; ++i) {
+        ids.push_back(h.spool.add(1, {"user" + std::to_string(i) + "@example.com"}));
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].breaker == BreakerState::kOpen; }));
+    h.run_for(200ms);
+    CHECK(h.store->attempts == 3);
+    CHECK(h.snap().mailstores[0].in_flight == 0);
+    for (const auto id : ids) {
+        REQUIRE(h.spool.contains(id));
+        const auto& r = h.spool.env(id).recipients[0];
+        CHECK(r.state == spool::RcptState::kQueued);
+        CHECK(r.attempts == 0);
+    }
+    CHECK(h.snap().failed == 0);
+    CHECK(h.snap().deferred == 0);
+
+    // Probes wait for their backoff and fail while the store is down.
+    CHECK(h.store->probes == 0);
+    h.clock.advance_ms(1000);
+    REQUIRE(h.run_until([&] { return h.store->probes == 1; }));
+    h.run_for(100ms);
+    CHECK(h.store->probes == 1);
+    CHECK(h.snap().mailstores[0].breaker == BreakerState::kOpen);
+    CHECK(h.store->attempts == 3);
+
+    // The store comes back: the next probe half-opens, deliveries resume and close it.
+    h.store->up = true;
+    h.clock.advance_ms(8000);
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    CHECK(h.store->probes == 2);
+    CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
+    CHECK(h.store->received.size() == 5);
+    CHECK(h.snap().delivered == 5);
+}
+
+TEST_CASE("per-recipient 4xx alongside mailstore trouble keeps the recipient queued") {
+    const policy::DrainConfig dc = test_config().drain;
+    spool::Envelope env;
+    env.recipients.resize(3);
+    env.recipients[1].attempts = 2;
+    DeliveryResult r;
+    r.mailstore_trouble = true;
+    r.per_recipient = {reply(250, "2.0.0"), reply(451, "4.3.0"), reply(550, "5.1.1")};
+    const auto u = map_result(env, {0, 1, 2}, r, dc, 1000);
+    REQUIRE(u.size() == 3);
+    CHECK(u[0].state == spool::RcptState::kDelivered);
+    CHECK(u[1].state == spool::RcptState::kQueued);
+    CHECK_FALSE(u[1].count_attempt);
+    CHECK(u[2].state == spool::RcptState::kFailed);
+
+    DeliveryResult plain;
+    plain.per_recipient = {reply(452, "4.2.2")};
+    const auto d = map_result(env, {1}, plain, dc, 1000);
+    CHECK(d[0].state == spool::RcptState::kDeferred);
+    CHECK(d[0].count_attempt);
+    CHECK(d[0].next_attempt_ms == 1000 + 240'000); // 2 earlier attempts: 1 min doubled twice
+
+    DeliveryResult session;
+    session.session_reply = reply(554, "5.7.1");
+    const auto f = map_result(env, {0, 2}, session, dc, 1000);
+    CHECK(f[0].state == spool::RcptState::kFailed);
+    CHECK(f[1].state == spool::RcptState::kFailed);
+
+    DeliveryResult short_reply; // a connector bug: fewer replies than recipients
+    short_reply.per_recipient = {reply(250, "2.0.0")};
+    const auto s = map_result(env, {0, 2}, short_reply, dc, 1000);
+    CHECK(s[1].state == spool::RcptState::kDeferred);
+}
+
+TEST_CASE("retry delays double per attempt between retry_min and retry_max") {
+    policy::DrainConfig dc;
+    dc.retry_min = 60s;
+    dc.retry_max = 1h;
+    CHECK(retry_delay(dc, 0) == 60s);
+    CHECK(retry_delay(dc, 1) == 120s);
+    CHECK(retry_delay(dc, 5) == 1920s);
+    CHECK(retry_delay(dc, 6) == 1h);
+    CHECK(retry_delay(dc, 1000) == 1h);
+}
+
+TEST_CASE("urgent mail overtakes a bulk backlog") {
+    auto config = test_config();
+    config.drain.max_concurrency = 2;
+    Harness h(config);
+    for (int i = 0; i < 300; ++i) {
+        h.spool.add(2, {"bulk" + std::to_string(i) + "@example.com"});
+    }
+    std::set<std::uint64_t> urgent;
+    for (int i = 0; i < 5; ++i) {
+        urgent.insert(h.spool.add(0, {"boss" + std::to_string(i) + "@example.com"}).value);
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    REQUIRE(h.store->received.size() == 305);
+    std::size_t last_urgent = 0;
+    for (std::size_t i = 0; i < h.store->received.size(); ++i) {
+        if (urgent.contains(h.store->received[i].id.value)) {
+            last_urgent = i;
+        }
+    }
+    CHECK(last_urgent < 10);
+}
+
+TEST_CASE("a large backlog drains fully, exactly once, within the concurrency limit") {
+    Harness h;
+    constexpr int kMessages = 3000;
+    for (int i = 0; i < kMessages; ++i) {
+        // Some recipients get many messages: the per-recipient cap must not stall them.
+        h.spool.add(static_cast<spool::ClassId>(i % 3), {"user" + std::to_string(i % 50) + "@example.com"},
+                    "Subject: " + std::to_string(i) + "\r\n\r\nbody of message " + std::to_string(i) + "\r\n");
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }, 60s));
+    CHECK(h.store->received.size() == kMessages);
+    std::set<std::uint64_t> ids;
+    for (const auto& r : h.store->received) {
+        CHECK(ids.insert(r.id.value).second);
+    }
+    CHECK(h.store->max_in_flight <= 8);
+    CHECK(h.store->max_in_flight > 2); // grew from initial_concurrency
+    const auto& first = h.store->received.front();
+    CHECK(first.body.starts_with("Subject: "));
+    CHECK(first.body.ends_with("\r\n"));
+    const auto s = h.snap();
+    CHECK(s.delivered == kMessages);
+    CHECK(s.messages_delivered == kMessages);
+    CHECK(s.mailstores[0].in_flight == 0);
+    CHECK(s.mailstores[0].concurrency_limit == 8);
+    CHECK(s.rate_per_s == doctest::Approx(kMessages / 10.0)); // the fake clock stood still
+}
+
+TEST_CASE("the rate limit spaces deliveries by the clock") {
+    auto config = test_config();
+    config.drain.max_rate = 10; // one token per 100 ms, burst of one
+    Harness h(config);
+    for (int i = 0; i < 50; ++i) {
+        h.spool.add(1, {"user" + std::to_string(i) + "@example.com"});
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.store->received.size() == 1; }));
+    h.run_for(150ms);
+    CHECK(h.store->received.size() == 1);
+    for (std::size_t i = 2; i <= 6; ++i) {
+        h.clock.advance_ms(100);
+        REQUIRE(h.run_until([&] { return h.store->received.size() == i; }));
+    }
+    h.run_for(100ms);
+    CHECK(h.store->received.size() == 6);
+}
+
+TEST_CASE("spoolctl pause (spool meta) and pause() stop new deliveries") {
+    Harness h;
+    h.spool.meta["paused"] = "1";
+    for (int i = 0; i < 10; ++i) {
+        h.spool.add(1, {"user" + std::to_string(i) + "@example.com"});
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().paused; }));
+    h.run_for(150ms);
+    CHECK(h.store->attempts == 0);
+    h.spool.meta["paused"] = "0";
+    h.clock.advance_ms(1000);
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+
+    h.drain->pause(true);
+    REQUIRE(h.run_until([&] { return h.snap().paused; }));
+    h.spool.add(1, {"late@example.com"});
+    h.run_for(150ms);
+    CHECK(h.spool.size() == 1);
+    h.drain->pause(false);
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+}
+
+TEST_CASE("expiry applies each class's action: bounce with a DSN, hold, discard") {
+    auto config = test_config();
+    config.classes[0].on_expiry = policy::ExpiryAction::kBounce;
+    config.classes[1].on_expiry = policy::ExpiryAction::kHold;
+    config.classes[2].on_expiry = policy::ExpiryAction::kDiscard;
+    Harness h(config);
+    const auto bounce = h.spool.add(0, {"a@example.com", "b@example.com"});
+    const auto hold = h.spool.add(1, {"c@example.com"});
+    const auto discard = h.spool.add(2, {"d@example.com"});
+    for (const auto id : {bounce, hold, discard}) {
+        h.spool.set_expires(id, h.clock.now_ms() + 1000);
+    }
+    h.drain->pause(true); // the mailstore is unreachable; expiry still runs
+    h.drain->start();
+    h.run_for(100ms);
+    CHECK(h.spool.size() == 3);
+    h.clock.advance_ms(kExpiryIntervalMs);
+    REQUIRE(h.run_until([&] { return !h.spool.contains(bounce) && !h.spool.contains(discard); }));
+    REQUIRE(h.spool.contains(hold));
+    CHECK(h.spool.env(hold).held);
+    CHECK((h.spool.env(hold).flags & spool::kFlagExpiredHold) != 0);
+    REQUIRE(h.dsn_calls.size() == 1);
+    CHECK(h.dsn_calls[0].id == bounce);
+    CHECK(h.dsn_calls[0].indexes == std::vector<std::uint32_t>{0, 1});
+    CHECK(h.snap().expired == 3);
+    CHECK(h.store->attempts == 0);
+}
+
+TEST_CASE("stop lets in-flight deliveries finish and starts no new ones") {
+    Harness h;
+    h.store->block = true;
+    for (int i = 0; i < 20; ++i) {
+        h.spool.add(1, {"user" + std::to_string(i) + "@example.com"});
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.store->in_flight == 2; }));
+    bool stopped = false;
+    h.drain->stop([&] { stopped = true; }, 10s);
+    h.run_for(100ms);
+    CHECK_FALSE(stopped);
+    CHECK(h.snap().stopping);
+    h.store->block = false;
+    REQUIRE(h.run_until([&] { return stopped; }));
+    CHECK(h.store->attempts == 2);
+    CHECK(h.spool.size() == 18);
+    CHECK_FALSE(h.snap().running);
+}
+
+TEST_CASE("stop cancels deliveries that outlive the grace period; their recipients stay queued") {
+    Harness h;
+    h.store->block = true;
+    std::vector<QueueId> ids;
+    for (int i = 0; i < 5; ++i) {
+        ids.push_back(h.spool.add(1, {"user" + std::to_string(i) + "@example.com"}));
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.store->in_flight == 2; }));
+    bool stopped = false;
+    h.drain->stop([&] { stopped = true; }, 50ms);
+    REQUIRE(h.run_until([&] { return stopped; }));
+    CHECK(h.store->in_flight == 0);
+    CHECK(h.spool.size() == 5);
+    for (const auto id : ids) {
+        CHECK(h.spool.env(id).recipients[0].state == spool::RcptState::kQueued);
+        CHECK(h.spool.env(id).recipients[0].attempts == 0);
+    }
+    CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
+}
+
+TEST_CASE("a null-sender message that fails permanently gets no DSN") {
+    Harness h;
+    const auto id = h.spool.add(1, {"nobody@example.com"}, "bounce body\r\n", "");
+    h.store->script = [](const DeliveryRequest&) {
+        DeliveryResult r;
+        r.per_recipient = {reply(550, "5.1.1")};
+        return r;
+    };
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return !h.spool.contains(id); }));
+    CHECK(h.dsn_calls.empty());
+    CHECK(h.spool.dsns.empty());
+}
