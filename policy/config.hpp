@@ -154,4 +154,8 @@ Result<std::shared_ptr<const Config>> load_config(const std::string& path);
 // are resolved against name's directory (left relative when `name` has none).
 Result<std::shared_ptr<const Config>> parse_config(const std::string& text, const std::string& name);
 
+// Every key the schema accepts, as "section.key" with "[]" for list items
+// ("classes[].weight"); lets a test check that etc/spoold.yaml documents them all.
+std::vector<std::string> config_schema_keys();
+
 } // namespace spoold::policy

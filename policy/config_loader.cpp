@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include <locale>
 #include <regex>
 #include <set>
+#include <span>
 #include <sstream>
 #include <utility>
 
@@ -186,6 +188,58 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
     }
 }
 
+// ---- the schema: the keys each mapping may hold ----
+
+using Keys = std::span<const std::string_view>;
+
+constexpr std::array<std::string_view, 14> kTopKeys{
+    "hostname", "listeners", "local_domains", "directory", "limits", "spool", "classes",
+    "default_class", "rules", "mailstores", "drain", "bounces", "metrics", "logging"};
+constexpr std::array<std::string_view, 4> kListenerKeys{"address", "port", "tls_certificate",
+                                                        "tls_key"};
+constexpr std::array<std::string_view, 6> kDirectoryKeys{
+    "file", "format", "when_unavailable", "default_domain", "recipient_delimiter",
+    "poll_interval"};
+constexpr std::array<std::string_view, 8> kLimitsKeys{
+    "max_message_size", "max_recipients",  "max_sessions",    "max_sessions_per_client",
+    "max_errors",       "max_line_length", "command_timeout", "data_timeout"};
+constexpr std::array<std::string_view, 4> kSpoolKeys{"path", "max_size", "high_watermark",
+                                                     "min_free_disk"};
+constexpr std::array<std::string_view, 4> kClassKeys{"name", "weight", "retention", "on_expiry"};
+constexpr std::array<std::string_view, 7> kRuleKeys{"class",   "sender",    "recipient",
+                                                    "client_net", "headers", "size_over",
+                                                    "size_under"};
+constexpr std::array<std::string_view, 2> kHeaderTestKeys{"name", "regex"};
+constexpr std::array<std::string_view, 10> kMailstoreKeys{
+    "name",        "kind",     "maildir_root",    "host",            "port",
+    "unix_socket", "starttls", "connect_timeout", "command_timeout", "data_timeout"};
+constexpr std::array<std::string_view, 10> kDrainKeys{
+    "max_concurrency",     "initial_concurrency", "max_rate",  "strict_class",
+    "breaker_min_backoff", "breaker_max_backoff", "breaker_failures", "retry_min",
+    "retry_max",           "max_per_recipient"};
+constexpr std::array<std::string_view, 4> kBounceKeys{"smarthost", "smarthost_port", "dsn_sender",
+                                                      "delay_warning"};
+constexpr std::array<std::string_view, 2> kMetricsKeys{"address", "port"};
+constexpr std::array<std::string_view, 1> kLoggingKeys{"level"};
+
+struct Section {
+    std::string_view path;
+    Keys keys;
+};
+constexpr std::array<Section, 13> kSections{{{"", kTopKeys},
+                                             {"listeners[]", kListenerKeys},
+                                             {"directory", kDirectoryKeys},
+                                             {"limits", kLimitsKeys},
+                                             {"spool", kSpoolKeys},
+                                             {"classes[]", kClassKeys},
+                                             {"rules[]", kRuleKeys},
+                                             {"rules[].headers[]", kHeaderTestKeys},
+                                             {"mailstores[]", kMailstoreKeys},
+                                             {"drain", kDrainKeys},
+                                             {"bounces", kBounceKeys},
+                                             {"metrics", kMetricsKeys},
+                                             {"logging", kLoggingKeys}}};
+
 // ---- mappings ----
 
 // A mapping with a fixed set of keys: unknown and duplicate keys are refused up front
@@ -193,7 +247,7 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
 class MapReader {
 public:
     MapReader(const YAML::Node& node, std::string path,
-              std::initializer_list<std::string_view> allowed)
+              Keys allowed)
         : node_(node), path_(std::move(path)) {
         if (node.IsNull()) {
             return; // "limits:" with nothing under it is an empty mapping
@@ -316,10 +370,7 @@ public:
         if (!root.IsMap() && !root.IsNull()) {
             bad(root, fmt::format("the top level must be a mapping, got {}", type_name(root)));
         }
-        const MapReader top(root, "",
-                            {"hostname", "listeners", "local_domains", "directory", "limits",
-                             "spool", "classes", "default_class", "rules", "mailstores", "drain",
-                             "bounces", "metrics", "logging"});
+        const MapReader top(root, "", kTopKeys);
         Config c;
         top.str("hostname", c.hostname);
         if (!valid_domain(c.hostname)) {
@@ -361,13 +412,13 @@ public:
             c.bounces = bounces(*n);
         }
         if (const auto* n = top.find("metrics")) {
-            const MapReader m(*n, "metrics", {"address", "port"});
+            const MapReader m(*n, "metrics", kMetricsKeys);
             m.str("address", c.metrics.address);
             check_ip(m, "address", c.metrics.address);
             m.port("port", c.metrics.port, true);
         }
         if (const auto* n = top.find("logging")) {
-            const MapReader m(*n, "logging", {"level"});
+            const MapReader m(*n, "logging", kLoggingKeys);
             m.str("level", c.log_level);
             log::Level level{};
             if (!log::parse_level(c.log_level, level)) {
@@ -403,8 +454,7 @@ private:
         std::vector<ListenerConfig> out;
         std::set<std::pair<std::string, std::uint16_t>> seen;
         for (std::size_t i = 0; i < n.size(); ++i) {
-            const MapReader m(n[i], fmt::format("listeners[{}]", i),
-                              {"address", "port", "tls_certificate", "tls_key"});
+            const MapReader m(n[i], fmt::format("listeners[{}]", i), kListenerKeys);
             ListenerConfig l;
             m.str("address", l.address);
             check_ip(m, "address", l.address);
@@ -443,9 +493,7 @@ private:
     }
 
     DirectoryConfig directory(const YAML::Node& n, const Config& c) const {
-        const MapReader m(n, "directory",
-                          {"file", "format", "when_unavailable", "default_domain", "recipient_delimiter",
-                           "poll_interval"});
+        const MapReader m(n, "directory", kDirectoryKeys);
         DirectoryConfig d;
         d.file = path_value(m, "file", d.file);
         if (const auto* f = m.find("format")) {
@@ -484,10 +532,7 @@ private:
         constexpr std::uint64_t kMinLine = 512;     // RFC 5321 4.5.3.1.4
         constexpr std::uint64_t kMaxLine = 1 << 20; // anything longer is an attack
         constexpr std::uint64_t kMinMessage = 1024;
-        const MapReader m(n, "limits",
-                          {"max_message_size", "max_recipients", "max_sessions",
-                           "max_sessions_per_client", "max_errors", "max_line_length",
-                           "command_timeout", "data_timeout"});
+        const MapReader m(n, "limits", kLimitsKeys);
         LimitsConfig l;
         m.size("max_message_size", l.max_message_size, kMinMessage);
         m.uint("max_recipients", l.max_recipients, 1);
@@ -502,7 +547,7 @@ private:
 
     SpoolConfig spool(const YAML::Node& n) const {
         constexpr std::uint64_t kMinSpool = 1ULL << 20U;
-        const MapReader m(n, "spool", {"path", "max_size", "high_watermark", "min_free_disk"});
+        const MapReader m(n, "spool", kSpoolKeys);
         SpoolConfig s;
         s.path = path_value(m, "path", s.path);
         if (s.path.empty()) {
@@ -532,7 +577,7 @@ private:
         std::vector<ClassConfig> out;
         for (std::size_t i = 0; i < n.size(); ++i) {
             const std::string path = fmt::format("classes[{}]", i);
-            const MapReader m(n[i], path, {"name", "weight", "retention", "on_expiry"});
+            const MapReader m(n[i], path, kClassKeys);
             ClassConfig k;
             k.name = get_string(m.require("name"), m.child("name"));
             const bool name_ok =
@@ -583,9 +628,7 @@ private:
         std::vector<ClassRule> out;
         for (std::size_t i = 0; i < n.size(); ++i) {
             const std::string path = fmt::format("rules[{}]", i);
-            const MapReader m(n[i], path,
-                              {"class", "sender", "recipient", "client_net", "headers",
-                               "size_over", "size_under"});
+            const MapReader m(n[i], path, kRuleKeys);
             ClassRule r;
             r.klass = get_string(m.require("class"), m.child("class"));
             if (!c.class_id(r.klass)) {
@@ -625,7 +668,7 @@ private:
         std::vector<HeaderTest> out;
         for (std::size_t i = 0; i < n.size(); ++i) {
             const std::string p = fmt::format("{}[{}]", path, i);
-            const MapReader m(n[i], p, {"name", "regex"});
+            const MapReader m(n[i], p, kHeaderTestKeys);
             HeaderTest t;
             t.name = get_string(m.require("name"), m.child("name"));
             const bool name_ok =
@@ -656,9 +699,7 @@ private:
         std::vector<MailstoreConfig> out;
         for (std::size_t i = 0; i < n.size(); ++i) {
             const std::string path = fmt::format("mailstores[{}]", i);
-            const MapReader m(n[i], path,
-                              {"name", "kind", "maildir_root", "host", "port", "unix_socket",
-                               "starttls", "connect_timeout", "command_timeout", "data_timeout"});
+            const MapReader m(n[i], path, kMailstoreKeys);
             MailstoreConfig s;
             s.kind = get_enum<MailstoreKind>(m.require("kind"), m.child("kind"),
                                              {{"maildir", MailstoreKind::kMaildir},
@@ -712,10 +753,7 @@ private:
     }
 
     static DrainConfig drain(const YAML::Node& n, const Config& c) {
-        const MapReader m(n, "drain",
-                          {"max_concurrency", "initial_concurrency", "max_rate", "strict_class",
-                           "breaker_min_backoff", "breaker_max_backoff", "breaker_failures",
-                           "retry_min", "retry_max", "max_per_recipient"});
+        const MapReader m(n, "drain", kDrainKeys);
         DrainConfig d;
         m.uint("max_concurrency", d.max_concurrency, 1, 100000);
         m.uint("initial_concurrency", d.initial_concurrency, 1, 100000);
@@ -752,7 +790,7 @@ private:
     }
 
     static BounceConfig bounces(const YAML::Node& n) {
-        const MapReader m(n, "bounces", {"smarthost", "smarthost_port", "dsn_sender", "delay_warning"});
+        const MapReader m(n, "bounces", kBounceKeys);
         BounceConfig b;
         m.str("smarthost", b.smarthost);
         if (b.smarthost.empty()) {
@@ -812,6 +850,17 @@ Result<std::shared_ptr<const Config>> parse_with_base(const std::string& text,
 }
 
 } // namespace
+
+std::vector<std::string> config_schema_keys() {
+    std::vector<std::string> out;
+    for (const auto& section : kSections) {
+        for (const auto key : section.keys) {
+            out.push_back(section.path.empty() ? std::string(key)
+                                               : fmt::format("{}.{}", section.path, key));
+        }
+    }
+    return out;
+}
 
 Result<std::shared_ptr<const Config>> parse_config(const std::string& text,
                                                    const std::string& name) {

@@ -1,6 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <unistd.h>
 
 #include "policy/config.hpp"
 
@@ -222,4 +226,42 @@ TEST_CASE("relative paths stay relative when the name has no directory") {
     auto config = parse_config(kMinimal + "spool: {path: spool}\n", "test.yaml");
     REQUIRE(config);
     CHECK((*config)->spool.path == "spool");
+}
+
+TEST_CASE("the sample configuration documents every key of the schema") {
+    std::ifstream in(SPOOLD_SOURCE_DIR "/etc/spoold.yaml");
+    REQUIRE(in);
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string sample = "\n" + text.str();
+    const auto keys = config_schema_keys();
+    CHECK(keys.size() > 60);
+    for (const auto& key : keys) {
+        const auto dot = key.rfind('.');
+        const std::string leaf = key.substr(dot == std::string::npos ? 0 : dot + 1);
+        CAPTURE(key);
+        if (dot == std::string::npos) {
+            CHECK(sample.find("\n" + leaf + ":") != std::string::npos);
+        } else {
+            CHECK(sample.find(leaf + ":") != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("relative paths resolve against the config file's directory") {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("policy_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto file = dir / "spoold.yaml";
+    {
+        std::ofstream out(file);
+        out << kMinimal << "spool: {path: queue}\ndirectory: {file: ../users}\n"
+            << "mailstores: [{kind: maildir, maildir_root: /abs/mail}]\n";
+    }
+    auto config = load_config(file.string());
+    std::filesystem::remove_all(dir);
+    REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
+    CHECK((*config)->spool.path == (dir / "queue").string());
+    CHECK((*config)->directory.file == (dir.parent_path() / "users").string());
+    CHECK((*config)->mailstores[0].maildir_root == "/abs/mail");
 }
