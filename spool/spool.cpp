@@ -102,7 +102,6 @@ constexpr std::uint32_t kFormatVersion = 1;
 constexpr std::string_view kFormatKey = "format_version";
 constexpr auto kGcPeriod = std::chrono::minutes(10);
 constexpr std::size_t kPageHeaderSize = 16; // LMDB's PAGEHDRSZ on 64-bit builds
-constexpr std::size_t kNodeHeaderSize = 8;  // LMDB's NODESIZE
 constexpr std::size_t kBodyKeySize = 12;    // id | chunk
 constexpr std::uint64_t kMaxMapSize = std::numeric_limits<std::uint64_t>::max() / 2;
 
@@ -1178,10 +1177,9 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
     }
     std::size_t chunk = options.body_chunk_bytes;
     if (chunk == 0) {
-        // LMDB keeps a node in its page when key + data + node header fit in
-        // ((page - header) / 2) - 2 bytes (me_nodemax); two such chunks fill a page.
-        const std::size_t nodemax = ((info->page_size - kPageHeaderSize) / 2 & ~std::size_t{1}) - 2;
-        chunk = nodemax - kNodeHeaderSize - kBodyKeySize;
+        // Exactly one overflow page per chunk: pages are full whatever the key order, and
+        // the freelist never has to find a contiguous run (ARCHITECTURE.md, "Spool layout").
+        chunk = info->page_size - kPageHeaderSize;
     }
     auto spool = std::make_unique<LmdbSpool>(options, std::move(*env), t, chunk);
     if (auto st = spool->start(); !st) {

@@ -136,9 +136,9 @@ struct SpoolOptions {
     bool create = true;                     // create the directory and environment if missing
     bool read_only = false;                 // spoolctl read verbs: no writer thread
     const Clock* clock = &SystemClock::instance();
-    // Body chunk size. 0 = automatic: the largest chunk that still fits two to a page, so
-    // bodies never use overflow pages (see "Spool layout" in ARCHITECTURE.md). Other values
-    // are for the benchmark's layout comparison; SIZE_MAX stores each body as one value.
+    // Body chunk size. 0 = automatic: page size - 16, so each chunk fills exactly one LMDB
+    // overflow page (see "Spool layout" in ARCHITECTURE.md). Other values are for the
+    // benchmark's layout comparison; SIZE_MAX stores each body as one value.
     std::size_t body_chunk_bytes = 0;
 };
 

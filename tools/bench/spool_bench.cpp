@@ -35,6 +35,7 @@ struct Args {
     std::size_t producers = 32;
     std::size_t window = 8;        // enqueues in flight per producer (sessions per thread)
     std::size_t size = 10 * 1024;
+    std::vector<std::size_t> sizes; // --sizes a,b,c: cycle through these instead of --size
     std::size_t k = 100;           // puts per durable commit in (a)
     std::size_t resident = 200'000;
     std::size_t churn = 1'000'000;
@@ -46,7 +47,7 @@ struct Args {
     std::fprintf(stderr,
                  "usage: spool_bench [--dir D] [--runs N] [--count N] [--count-c N] [--producers N]\n"
                  "                   [--window N] [--size BYTES] [--k N] [--resident N] [--churn N]\n"
-                 "                   [--chunk BYTES|whole] [--only abcd]\n"
+                 "                   [--chunk BYTES|whole] [--only abcd] [--sizes B1,B2,...]\n"
                  "smoke: spool_bench --runs 1 --count 500 --count-c 50 --resident 500 --churn 2000\n");
     std::exit(2);
 }
@@ -82,6 +83,12 @@ Args parse(int argc, char** argv) {
             a.churn = num();
         } else if (flag == "--chunk") {
             a.chunk = v == "whole" ? SIZE_MAX : num();
+        } else if (flag == "--sizes") {
+            for (std::size_t pos = 0; pos < v.size();) {
+                const std::size_t comma = std::min(v.find(',', pos), v.size());
+                a.sizes.push_back(static_cast<std::size_t>(std::stoull(v.substr(pos, comma - pos))));
+                pos = comma + 1;
+            }
         } else if (flag == "--only") {
             a.only = v;
         } else {
@@ -141,6 +148,15 @@ double raw_ceiling(const Args& a, const std::string& path) {
         must(txn.commit(), "commit");
     }
     return static_cast<double>(a.count) / seconds_since(start);
+}
+
+std::atomic<std::size_t> g_message_number{0};
+
+std::size_t pick_size(const Args& a) {
+    if (a.sizes.empty()) {
+        return a.size;
+    }
+    return a.sizes[g_message_number.fetch_add(1) % a.sizes.size()];
 }
 
 NewMessage message(Spool& s, std::size_t size) {
@@ -207,7 +223,7 @@ double spool_enqueues(const Args& a, const std::string& path, std::size_t count,
             Window window(a.window);
             while (next.fetch_add(1) < count) {
                 window.acquire();
-                spool->enqueue(message(*spool, a.size), [&window, &failed](const Status& st) {
+                spool->enqueue(message(*spool, pick_size(a)), [&window, &failed](const Status& st) {
                     if (!st) {
                         ++failed;
                     }
@@ -256,7 +272,7 @@ ChurnResult churn(const Args& a, const std::string& path) {
                     window.release();
                 };
                 while (next.fetch_add(1) < count) {
-                    NewMessage m = message(*spool, a.size);
+                    NewMessage m = message(*spool, pick_size(a));
                     std::optional<QueueId> victim;
                     {
                         const std::lock_guard lock(ids_mutex);
@@ -312,7 +328,8 @@ int main(int argc, char** argv) {
     log::set_level(std::getenv("SPOOL_BENCH_DEBUG") != nullptr ? log::Level::kDebug : log::Level::kWarn);
     std::filesystem::create_directories(a.dir);
     const auto has = [&](char c) { return a.only.find(c) != std::string::npos; };
-    fmt::print("spool_bench dir={} runs={} size={} producers={} window={} chunk={}\n", a.dir, a.runs, a.size,
+    fmt::print("spool_bench dir={} runs={} size={} producers={} window={} chunk={}\n", a.dir, a.runs,
+               a.sizes.empty() ? std::to_string(a.size) : std::string("mixed"),
                a.producers, a.window,
                a.chunk == 0 ? std::string("auto") : a.chunk == SIZE_MAX ? std::string("whole") : std::to_string(a.chunk));
     std::vector<double> ra;
