@@ -1,6 +1,6 @@
-// A scripted LMTP server for connector tests, on 127.0.0.1 port 0 or a Unix socket in
-// the test's temp dir. Enough of RFC 2033 to drive the client (LHLO, MAIL, RCPT, DATA
-// with per-recipient replies, RSET, QUIT); not a mail server.
+// A scripted LMTP (or SMTP) server for connector tests, on 127.0.0.1 port 0 or a Unix
+// socket in the test's temp dir. Enough of RFC 2033/5321 to drive the client (LHLO/EHLO,
+// STARTTLS, MAIL, RCPT, DATA with per-recipient or one reply, RSET, QUIT); not a mail server.
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>
@@ -9,6 +9,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <type_traits>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <exception>
@@ -29,12 +32,18 @@ struct FakeLmtpScript {
     bool stall = false;             // accept, then never say anything
     bool close_after_message = false; // drop the connection after the final replies
     std::string capabilities = "250-fake\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
+    bool smtp = false; // EHLO, and one reply after the dot for all recipients
+    // SMTP over TCP: offer STARTTLS with this context (certificate and key loaded).
+    std::shared_ptr<boost::asio::ssl::context> tls;
+    bool stall_tls_handshake = false; // say 220 to STARTTLS, then never handshake
+    bool stall_after_tls = false;     // handshake, then never answer EHLO
 };
 
 struct FakeLmtpLog {
     int connections = 0;
     std::vector<std::string> commands;
     std::vector<std::string> bodies; // un-dot-stuffed, CRLF line ends, as the server received
+    int tls_sessions = 0;            // completed server-side TLS handshakes
 };
 
 inline void log_escaped(std::exception_ptr e, const char* what) {
@@ -89,16 +98,20 @@ private:
         }
     }
 
-    static boost::asio::awaitable<void> say(std::shared_ptr<Socket> sock, std::string text) {
+    template <typename Stream>
+    static boost::asio::awaitable<void> say(std::shared_ptr<Stream> sock, std::string text) {
         (void)co_await boost::asio::async_write(*sock, boost::asio::buffer(text),
                                                 boost::asio::as_tuple(boost::asio::use_awaitable));
     }
 
-    static boost::asio::awaitable<void> session(std::shared_ptr<Socket> sock, FakeLmtpScript script,
-                                                std::shared_ptr<FakeLmtpLog> log) {
+    template <typename Stream>
+    static boost::asio::awaitable<void> session(std::shared_ptr<Stream> sock, FakeLmtpScript script,
+                                                std::shared_ptr<FakeLmtpLog> log, bool in_tls = false) {
         constexpr auto kTuple = boost::asio::as_tuple(boost::asio::use_awaitable);
         std::string in;
-        co_await say(sock, "220 fake LMTP ready\r\n");
+        if (!in_tls) {
+            co_await say(sock, "220 fake ready\r\n");
+        }
         std::vector<std::string> accepted;
         while (true) {
             auto [ec, n] = co_await boost::asio::async_read_until(*sock, boost::asio::dynamic_buffer(in), "\r\n", kTuple);
@@ -109,8 +122,34 @@ private:
             in.erase(0, n);
             log->commands.push_back(line);
             std::string reply;
-            if (line.starts_with("LHLO")) {
+            if (line.starts_with("LHLO") || (script.smtp && line.starts_with("EHLO"))) {
+                if (in_tls && script.stall_after_tls) {
+                    co_await hold_forever(sock);
+                    co_return;
+                }
                 reply = script.capabilities;
+                if (script.tls && !in_tls) {
+                    reply = "250-fake\r\n250-STARTTLS\r\n" + script.capabilities.substr(script.capabilities.find("\r\n") + 2);
+                }
+            } else if (line == "STARTTLS" && script.tls && !in_tls) {
+                if constexpr (std::is_same_v<Stream, boost::asio::ip::tcp::socket>) {
+                    co_await say(sock, "220 2.0.0 Ready to start TLS\r\n");
+                    if (script.stall_tls_handshake) {
+                        co_await hold_forever(sock);
+                        co_return;
+                    }
+                    auto tls = std::make_shared<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>(
+                        std::move(*sock), *script.tls);
+                    auto [hec] = co_await tls->async_handshake(boost::asio::ssl::stream_base::server, kTuple);
+                    if (hec) {
+                        co_return;
+                    }
+                    ++log->tls_sessions;
+                    co_await session(tls, script, log, true);
+                    co_return;
+                } else {
+                    reply = "454 4.7.0 TLS not available\r\n";
+                }
             } else if (line.starts_with("MAIL FROM:")) {
                 accepted.clear();
                 reply = "250 2.1.0 OK\r\n";
@@ -144,6 +183,9 @@ private:
                         body += data_line;
                     }
                     log->bodies.push_back(body);
+                    if (script.smtp) {
+                        accepted.resize(1); // SMTP: one reply for the message
+                    }
                     for (const auto& a : accepted) {
                         auto it = script.final.find(a);
                         reply += it != script.final.end() ? it->second : "250 2.0.0 <" + a + "> Saved\r\n";
@@ -151,7 +193,11 @@ private:
                     co_await say(sock, reply);
                     if (script.close_after_message) {
                         boost::system::error_code ignored;
-                        sock->close(ignored);
+                        if constexpr (std::is_same_v<Stream, Socket>) {
+                            sock->close(ignored);
+                        } else {
+                            sock->next_layer().close(ignored);
+                        }
                         co_return;
                     }
                     continue;
@@ -165,6 +211,19 @@ private:
                 reply = "500 5.5.2 what\r\n";
             }
             co_await say(sock, reply);
+        }
+    }
+
+    // Reads and discards until the peer goes: a server that hangs mid-protocol.
+    template <typename Stream> static boost::asio::awaitable<void> hold_forever(std::shared_ptr<Stream> sock) {
+        std::array<char, 4096> sink{};
+        while (true) {
+            auto [ec, n] = co_await sock->async_read_some(boost::asio::buffer(sink),
+                                                          boost::asio::as_tuple(boost::asio::use_awaitable));
+            if (ec) {
+                co_return;
+            }
+            (void)n;
         }
     }
 
