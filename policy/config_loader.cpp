@@ -441,7 +441,10 @@ private:
     }
 
     static void check_ip(const MapReader& m, std::string_view key, const std::string& value) {
-        if (!parse_ip(value)) {
+        // Plain literals only: the brackets and "IPv6:" that parse_ip also takes are SMTP
+        // syntax, and a socket cannot bind them.
+        if (!parse_ip(value) || value.front() == '[' ||
+            ascii_lower(value).rfind("ipv6:", 0) == 0) {
             bad(m.mark(key), fmt::format("{}: \"{}\" is not an IP address", m.child(key), value));
         }
     }

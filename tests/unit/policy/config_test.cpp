@@ -190,6 +190,8 @@ TEST_CASE("each kind of mistake is one error with file, line and column") {
         {"local_domains: [a.example\n", "test.yaml:2:1: "},
         {"local_domains: [a.example]\nlisteners:\n  - {address: localhost}\n",
          "test.yaml:3:15: listeners[0].address: \"localhost\" is not an IP address"},
+        {"local_domains: [a.example]\nlisteners:\n  - {address: \"[::1]\"}\n",
+         "test.yaml:3:15: listeners[0].address: \"[::1]\" is not an IP address"},
         {"local_domains: [a.example]\nlisteners:\n  - {tls_key: k.pem}\n",
          "test.yaml:3:5: listeners[0]: tls_certificate and tls_key go together"},
         {"local_domains: [a.example]\ndrain: {max_concurrency: 2, initial_concurrency: 3}\n",
