@@ -536,7 +536,253 @@ public:
         return out;
     }
 
+    Result<CheckReport> check(bool bodies, bool repair) override {
+        CheckReport report;
+        {
+            auto txn = env_->begin_read();
+            if (!txn) {
+                return tl::unexpected(txn.error());
+            }
+            if (auto st = check_in(*txn, bodies, report); !st) {
+                return tl::unexpected(st.error());
+            }
+        }
+        if (repair) {
+            if (options_.read_only) {
+                return fail(ErrorKind::kInvalid, "repair needs a writable spool");
+            }
+            auto st = wait([this](Done d) {
+                submit(Op{[this](WriteTxn& txn) { return apply_rebuild(txn); }, std::move(d), true});
+            });
+            if (!st) {
+                return tl::unexpected(st.error());
+            }
+            report.repaired = true;
+        }
+        return report;
+    }
+
 private:
+    static void problem(CheckReport& r, std::string line) {
+        if (r.problems.size() < kMaxCheckProblems) {
+            r.problems.push_back(std::move(line));
+        } else {
+            ++r.more_problems;
+        }
+    }
+
+    Status check_in(const lmdb::ReadTxn& txn, bool bodies, CheckReport& report) {
+        Status inner;
+        auto has = [&](lmdb::Dbi dbi, const std::string& key) {
+            auto v = txn.get(dbi, key);
+            if (!v) {
+                inner = tl::unexpected(v.error());
+                return false;
+            }
+            return v->has_value();
+        };
+        // Records: each in exactly the indexes its facts call for, bodies add up.
+        auto st = txn.scan(t_.msg, {}, [&](std::string_view k, std::string_view v) {
+            ++report.records;
+            const QueueId id = k.size() == 8 ? record::id_at(k, 0) : QueueId{0};
+            auto env = record::decode_envelope(v);
+            if (!env) {
+                problem(report, fmt::format("record {}: {}", id.text(), env.error().message));
+                return true;
+            }
+            const IndexFacts f = *record::decode_facts(v);
+            const auto si = static_cast<std::size_t>(f.state);
+            report.scanned.messages[f.klass][si] += 1;
+            report.scanned.bytes[f.klass][si] += f.size;
+            const bool in_ready = has(t_.ready, record::ready_key(f.klass, id));
+            const bool in_deferred = f.state == MsgState::kDeferred && has(t_.deferred, record::time_key(f.due, id));
+            const bool in_expiry = f.in_expiry && has(t_.expiry, record::time_key(f.expires, id));
+            if ((f.state == MsgState::kReady) != in_ready) {
+                problem(report, fmt::format("record {}: {} but {} the ready index of class {}", id.text(),
+                                            to_string(f.state), in_ready ? "in" : "not in", f.klass));
+            }
+            if (f.state == MsgState::kDeferred && !in_deferred) {
+                problem(report, fmt::format("record {}: deferred at {} but not in the deferred index", id.text(), f.due));
+            }
+            if (f.in_expiry && !in_expiry) {
+                problem(report, fmt::format("record {}: expires at {} but not in the expiry index", id.text(), f.expires));
+            }
+            if (bodies) {
+                std::uint64_t stored = 0;
+                const std::string prefix = record::be64(f.body_ref);
+                auto b = txn.scan(t_.body, record::body_key(f.body_ref, 0), [&](std::string_view bk, std::string_view bv) {
+                    if (bk.size() != kBodyKeySize || bk.substr(0, 8) != prefix) {
+                        return false;
+                    }
+                    stored += bv.size();
+                    return true;
+                });
+                if (!b) {
+                    inner = b;
+                    return false;
+                }
+                if (stored != f.size) {
+                    problem(report, fmt::format("body {}: chunks hold {} bytes, envelope says {}", id.text(), stored, f.size));
+                }
+            }
+            return static_cast<bool>(inner);
+        });
+        if (!st) {
+            return st;
+        }
+        if (!inner) {
+            return inner;
+        }
+        // Index entries: each points at a record whose facts match the key.
+        auto facts_for = [&](QueueId id) -> std::optional<IndexFacts> {
+            auto v = txn.get(t_.msg, record::msg_key(id));
+            if (!v) {
+                inner = tl::unexpected(v.error());
+                return std::nullopt;
+            }
+            if (!*v) {
+                return std::nullopt;
+            }
+            auto f = record::decode_facts(**v);
+            return f ? std::optional<IndexFacts>{*f} : std::nullopt;
+        };
+        st = txn.scan(t_.ready, {}, [&](std::string_view k, std::string_view) {
+            ++report.index_entries;
+            if (k.size() != 9) {
+                problem(report, "ready index: malformed key");
+                return true;
+            }
+            const QueueId id = record::id_at(k, 1);
+            const auto klass = static_cast<ClassId>(k[0]);
+            const auto f = facts_for(id);
+            if (!f) {
+                problem(report, fmt::format("ready index: class {} id {} has no record", klass, id.text()));
+            } else if (f->klass != klass || f->state != MsgState::kReady) {
+                problem(report, fmt::format("ready index: class {} id {} but the record is {} in class {}", klass,
+                                            id.text(), to_string(f->state), f->klass));
+            }
+            return static_cast<bool>(inner);
+        });
+        if (!st || !inner) {
+            return !st ? st : inner;
+        }
+        for (const bool deferred : {true, false}) {
+            const char* name = deferred ? "deferred" : "expiry";
+            st = txn.scan(deferred ? t_.deferred : t_.expiry, {}, [&](std::string_view k, std::string_view) {
+                ++report.index_entries;
+                if (k.size() != 16) {
+                    problem(report, fmt::format("{} index: malformed key", name));
+                    return true;
+                }
+                const auto at = static_cast<UnixMillis>(record::read_be64(k));
+                const QueueId id = record::id_at(k, 8);
+                const auto f = facts_for(id);
+                if (!f) {
+                    problem(report, fmt::format("{} index: id {} at {} has no record", name, id.text(), at));
+                } else if (deferred ? (f->state != MsgState::kDeferred || f->due != at)
+                                    : (!f->in_expiry || f->expires != at)) {
+                    problem(report, fmt::format("{} index: id {} at {} disagrees with its record", name, id.text(), at));
+                }
+                return static_cast<bool>(inner);
+            });
+            if (!st || !inner) {
+                return !st ? st : inner;
+            }
+        }
+        // Counters.
+        Counters stored;
+        st = txn.scan(t_.counters, {}, [&](std::string_view k, std::string_view v) {
+            if (k.size() == 2 && v.size() == 16 && static_cast<std::uint8_t>(k[0]) < kMaxClasses &&
+                static_cast<std::uint8_t>(k[1]) < kNumMsgStates) {
+                stored.messages[static_cast<std::uint8_t>(k[0])][static_cast<std::uint8_t>(k[1])] = record::read_be64(v);
+                stored.bytes[static_cast<std::uint8_t>(k[0])][static_cast<std::uint8_t>(k[1])] =
+                    record::read_be64(v.substr(8));
+            } else {
+                problem(report, "counters: malformed entry");
+            }
+            return true;
+        });
+        if (!st) {
+            return st;
+        }
+        for (std::size_t c = 0; c < kMaxClasses; ++c) {
+            for (std::size_t s = 0; s < kNumMsgStates; ++s) {
+                if (stored.messages[c][s] != report.scanned.messages[c][s] ||
+                    stored.bytes[c][s] != report.scanned.bytes[c][s]) {
+                    problem(report, fmt::format("counters: class {} {} stores {} messages / {} bytes, scan counts {} / {}",
+                                                c, to_string(static_cast<MsgState>(s)), stored.messages[c][s],
+                                                stored.bytes[c][s], report.scanned.messages[c][s],
+                                                report.scanned.bytes[c][s]));
+                }
+            }
+        }
+        return {};
+    }
+
+    // Rebuilds indexes and counters from the records; undecodable records are quarantined.
+    Status apply_rebuild(WriteTxn& txn) {
+        for (const lmdb::Dbi dbi : {t_.ready, t_.deferred, t_.expiry, t_.counters}) {
+            if (auto st = txn.clear(dbi); !st) {
+                return st;
+            }
+        }
+        std::vector<std::pair<QueueId, Error>> bad;
+        std::vector<IndexFacts> good;
+        constexpr std::size_t kStep = 10'000; // bounded memory: collect, apply, continue
+        std::string from;
+        for (;;) {
+            good.clear();
+            bad.clear();
+            std::string last;
+            auto st = txn.scan(t_.msg, from, [&](std::string_view k, std::string_view v) {
+                if (good.size() + bad.size() >= kStep) {
+                    return false;
+                }
+                last = std::string(k);
+                const QueueId id = k.size() == 8 ? record::id_at(k, 0) : QueueId{0};
+                auto env = record::decode_envelope(v);
+                if (!env) {
+                    bad.emplace_back(id, env.error());
+                } else {
+                    good.push_back(*record::decode_facts(v));
+                }
+                return true;
+            });
+            if (!st) {
+                return st;
+            }
+            for (const IndexFacts& f : good) {
+                if (auto a = index_add(txn, f); !a) {
+                    return a;
+                }
+            }
+            for (const auto& [id, why] : bad) {
+                // The indexes were cleared, so the record is only moved, not un-indexed.
+                auto raw = txn.get(t_.msg, record::msg_key(id));
+                if (!raw) {
+                    return tl::unexpected(raw.error());
+                }
+                if (*raw) {
+                    const std::string copy(**raw);
+                    if (auto r = txn.put(t_.corrupt, record::msg_key(id), copy); !r) {
+                        return tl::unexpected(r.error());
+                    }
+                    if (auto r = txn.del(t_.msg, record::msg_key(id)); !r) {
+                        return tl::unexpected(r.error());
+                    }
+                    log::error("event=spool_quarantine id={} reason={} indexes=rebuilt", id.text(), log::quote(why.message));
+                }
+            }
+            if (good.size() + bad.size() < kStep || last.empty()) {
+                break;
+            }
+            // Continue strictly after the last key seen (quarantined ones are gone anyway).
+            from = record::msg_key(QueueId{record::read_be64(last) + 1});
+        }
+        log::info("event=spool_rebuild done=1");
+        return {};
+    }
+
     // ---- writer thread ----
 
     void submit(Op op) {

@@ -149,6 +149,17 @@ inline constexpr std::int64_t kStagedOrphanAgeMs = 60LL * 60 * 1000;
 // call again while due() is not empty.
 inline constexpr std::size_t kMaxPromotePerOp = 10'000;
 
+// What check() found. Problems are one line each, at most kMaxCheckProblems of them.
+struct CheckReport {
+    std::uint64_t records = 0;         // envelopes scanned
+    std::uint64_t index_entries = 0;   // ready + deferred + expiry entries seen
+    std::vector<std::string> problems; // e.g. "ready index: class 2 id ... has no record"
+    std::uint64_t more_problems = 0;   // problems found beyond the listed ones
+    Counters scanned;                  // counters recomputed from the records
+    bool repaired = false;
+};
+inline constexpr std::size_t kMaxCheckProblems = 1000;
+
 // Asynchronous completion: called on the writer thread after the commit returned
 // (or failed). Keep it short: post to your own executor.
 using Done = std::function<void(Status)>;
@@ -217,6 +228,16 @@ public:
     virtual Result<std::optional<QueueId>> oldest() = 0;
     virtual Result<std::optional<std::string>> get_meta(std::string_view key) = 0;
     virtual Result<SpaceInfo> space() = 0;
+    // Verifies in one read transaction that every index entry points at a record whose
+    // facts match its key, every record is in exactly the indexes its facts call for, the
+    // counters equal the scan and (with `bodies`) every body adds up to Envelope::size.
+    // Memory is bounded (point lookups, no id sets). With `repair` (not read-only), the
+    // writer then rebuilds the three indexes and the counters from the records in one
+    // transaction and quarantines undecodable records; it never deletes a record or a body.
+    // The report is what was found before the repair.
+    virtual Result<CheckReport> check(bool /*bodies*/, bool /*repair*/) {
+        return fail(ErrorKind::kInternal, "check not implemented");
+    }
     // Ids of records moved to the `corrupt` table because they could not be decoded.
     virtual Result<std::vector<QueueId>> quarantined(std::size_t /*max*/) {
         return fail(ErrorKind::kInternal, "quarantined not implemented");

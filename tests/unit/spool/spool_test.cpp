@@ -438,3 +438,54 @@ TEST_CASE("a corrupt record is quarantined and the rest of the spool works on") 
 }
 
 } // namespace spoold::spool
+
+namespace spoold::spool {
+
+TEST_CASE("check finds a damaged index and repair rebuilds indexes and counters") {
+    test::TempDir dir;
+    FakeClock clock;
+    SpoolOptions o;
+    o.path = dir.sub("spool");
+    o.max_size_bytes = 64ULL << 20U;
+    o.clock = &clock;
+    QueueId victim;
+    {
+        auto spool = test::open_spool(o);
+        for (int i = 0; i < 20; ++i) {
+            NewMessage m = test::make_message(*spool, static_cast<ClassId>(i % 3), 1, std::string(5000, 'c'),
+                                              clock.now_ms(), clock.now_ms() + 1000);
+            victim = m.envelope.id;
+            REQUIRE(test::enqueue_sync(*spool, m));
+        }
+        auto clean = spool->check(true, false);
+        REQUIRE(clean.has_value());
+        CHECK(clean->records == 20);
+        CHECK(clean->index_entries == 40);
+        CHECK(clean->problems.empty());
+    }
+    {
+        lmdb::EnvOptions eo;
+        eo.path = o.path;
+        eo.map_size = o.max_size_bytes;
+        auto env = lmdb::Env::open(eo);
+        REQUIRE(env.has_value());
+        auto ready = (*env)->table("ready", false);
+        REQUIRE(ready.has_value());
+        auto txn = (*env)->begin_write();
+        REQUIRE(txn.has_value());
+        REQUIRE(*txn->del(*ready, record::ready_key(19 % 3, victim)));
+        REQUIRE(*txn->put(*ready, record::ready_key(7, QueueId{42}), {}));
+        REQUIRE(txn->commit());
+    }
+    auto spool = test::open_spool(o);
+    auto found = spool->check(true, true);
+    REQUIRE(found.has_value());
+    CHECK(found->problems.size() == 2);
+    CHECK(found->repaired);
+    auto after = spool->check(true, false);
+    REQUIRE(after.has_value());
+    CHECK(after->problems.empty());
+    test::check_consistent(*spool);
+}
+
+} // namespace spoold::spool
