@@ -100,6 +100,7 @@ using record::IndexFacts;
 
 constexpr std::uint32_t kFormatVersion = 1;
 constexpr std::string_view kFormatKey = "format_version";
+constexpr std::string_view kBodyRefKey = "last_body_ref"; // big-endian u64
 constexpr auto kGcPeriod = std::chrono::minutes(10);
 constexpr std::size_t kPageHeaderSize = 16; // LMDB's PAGEHDRSZ on 64-bit builds
 constexpr std::size_t kBodyKeySize = 12;    // id | chunk
@@ -188,24 +189,7 @@ public:
                 ids_.raise_floor(QueueId{record::read_be64(**last)});
             }
         }
-        // Body refs continue after the newest body chunk and any staged ref (the staging
-        // table holds only sessions in progress, so the scan is short).
-        auto last_body = txn->last_key(t_.body);
-        if (!last_body) {
-            return tl::unexpected(last_body.error());
-        }
-        if (*last_body && (*last_body)->size() >= 8) {
-            last_body_ref_ = record::read_be64(**last_body);
-        }
-        auto staged = txn->scan(t_.staging, {}, [this](std::string_view, std::string_view v) {
-            if (const auto info = decode_staging(v)) {
-                last_body_ref_ = std::max(last_body_ref_, info->body_ref);
-            }
-            return true;
-        });
-        if (!staged) {
-            return staged;
-        }
+
         if (!options_.read_only) {
             writer_ = std::thread([this] { writer_loop(); });
             gc_staged(clock_.now_ms() - kStagedOrphanAgeMs, [](const Status& st) {
@@ -1044,6 +1028,32 @@ private:
         return delete_body(txn, f.body_ref);
     }
 
+    // The next body ref, from a counter in `meta` updated in the same txn: another process
+    // (spoolctl) writing the same spool sees it, and an aborted batch leaves no trace.
+    Result<std::uint64_t> alloc_body_ref(WriteTxn& txn) {
+        auto cur = txn.get(t_.meta, kBodyRefKey);
+        if (!cur) {
+            return tl::unexpected(cur.error());
+        }
+        std::uint64_t last = 0;
+        if (*cur && (*cur)->size() == 8) {
+            last = record::read_be64(**cur);
+        } else {
+            // A spool without the counter: continue after the newest body chunk.
+            auto key = txn.last_key(t_.body);
+            if (!key) {
+                return tl::unexpected(key.error());
+            }
+            if (*key && (*key)->size() >= 8) {
+                last = record::read_be64(**key);
+            }
+        }
+        if (auto r = txn.put(t_.meta, kBodyRefKey, record::be64(last + 1)); !r) {
+            return tl::unexpected(r.error());
+        }
+        return last + 1;
+    }
+
     // Writes `data` as chunks numbered from `first`; returns the next chunk number.
     Result<std::uint32_t> put_body(WriteTxn& txn, std::uint64_t body_ref, std::uint32_t first, std::string_view data) {
         std::uint32_t chunk = first;
@@ -1093,8 +1103,14 @@ private:
             }
             staging = *info;
         }
-        // A fresh ref per attempt is fine: refs of an aborted txn are simply never used.
-        const std::uint64_t ref = staged ? staging.body_ref : ++last_body_ref_;
+        std::uint64_t ref = staging.body_ref;
+        if (!staged) {
+            auto fresh = alloc_body_ref(txn);
+            if (!fresh) {
+                return tl::unexpected(fresh.error());
+            }
+            ref = *fresh;
+        }
         Envelope env = msg.envelope;
         env.size = staging.bytes + msg.body.size();
         auto inserted = txn.put(t_.msg, record::msg_key(id), record::encode_envelope(env, ref),
@@ -1139,7 +1155,11 @@ private:
             }
             info = *decoded;
         } else {
-            info.body_ref = ++last_body_ref_;
+            auto fresh = alloc_body_ref(txn);
+            if (!fresh) {
+                return tl::unexpected(fresh.error());
+            }
+            info.body_ref = *fresh;
         }
         auto next = put_body(txn, info.body_ref, info.next_chunk, data);
         if (!next) {
@@ -1342,7 +1362,6 @@ private:
     Tables t_;
     std::size_t chunk_bytes_;
     QueueIdGenerator ids_;
-    std::uint64_t last_body_ref_ = 0; // writer thread only (after start)
 
     std::mutex mutex_;
     std::condition_variable cv_;
