@@ -307,7 +307,7 @@ std::vector<double> commit_seconds_bounds() {
 SpooldMetrics::SpooldMetrics(Registry& r)
     : smtp_connections_total(
           r.counter("spoold_smtp_connections_total", "SMTP connections accepted.")),
-      smtp_connections(r.gauge("spoold_smtp_connections", "SMTP connections open now.")),
+      smtp_connections(r.gauge("spoold_smtp_connections_open", "SMTP connections open now.")),
       messages_accepted_total(r.counter_family(
           "spoold_messages_accepted_total",
           "Messages committed to the spool and acknowledged with 250, by class.", {"class"})),

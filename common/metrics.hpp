@@ -182,7 +182,9 @@ struct SpooldMetrics {
 
     // smtp/
     Counter& smtp_connections_total;         // spoold_smtp_connections_total
-    Gauge& smtp_connections;                 // spoold_smtp_connections (open now)
+    // spoold_smtp_connections_open: not plain "spoold_smtp_connections", the name
+    // OpenMetrics parsers give the counter above once they strip "_total".
+    Gauge& smtp_connections;
     CounterFamily& messages_accepted_total;  // {class}: one per message committed, 250 sent
     CounterFamily& messages_rejected_total;  // {reason}: kReject* values
     Counter& accepted_bytes_total;           // spoold_accepted_bytes_total (message bytes)

@@ -136,7 +136,7 @@ TEST_CASE("SpooldMetrics registers every daemon metric once and renders them") {
     m.commit_batch_size.observe(3);
     const auto text = r.render_prometheus();
     for (const char* needle :
-         {"# TYPE spoold_smtp_connections_total counter", "# TYPE spoold_smtp_connections gauge",
+         {"# TYPE spoold_smtp_connections_total counter", "# TYPE spoold_smtp_connections_open gauge",
           "# TYPE spoold_messages_accepted_total counter",
           "# TYPE spoold_messages_rejected_total counter", "spoold_accepted_bytes_total 0",
           "spoold_spool_messages{class=\"urgent\",state=\"ready\"} 7",
