@@ -115,6 +115,7 @@ class Spoold:
         self._lock = threading.Lock()
 
     def write_config(self):
+        os.makedirs(self.maildir, exist_ok=True)
         with open(self.config_path, "w") as f:
             f.write(yaml_value(self.config, 0) + "\n")
 

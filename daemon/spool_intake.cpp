@@ -1,0 +1,163 @@
+#include "daemon/spool_intake.hpp"
+
+#include <atomic>
+#include <mutex>
+
+#include "common/log.hpp"
+
+namespace spoold::daemon {
+namespace {
+
+class SpoolIncomingMessage final : public smtp::IncomingMessage {
+public:
+    SpoolIncomingMessage(spool::Spool& spool, std::shared_ptr<const IntakeHooks> hooks,
+                         const Clock& clock)
+        : spool_(spool), hooks_(std::move(hooks)), clock_(clock), id_(spool.new_id()),
+          arrival_ms_(clock.now_ms()) {}
+
+    ~SpoolIncomingMessage() override { rollback(); }
+
+    QueueId id() const override { return id_; }
+
+    void append(std::string data, std::function<void(Status)> done) override {
+        size_ += data.size();
+        if (header_.size() < kHeaderScanBytes) {
+            header_.append(data, 0, std::min(data.size(), kHeaderScanBytes - header_.size()));
+        }
+        buffer_ += data;
+        if (buffer_.size() < kStageThreshold) {
+            done(Status{});
+            return;
+        }
+        // Large message: move what we hold into the spool's staging area so memory
+        // stays bounded by a few chunks whatever the message size.
+        staged_ = true;
+        std::string chunk;
+        chunk.swap(buffer_);
+        spool_.append_staged(id_, std::move(chunk), std::move(done));
+    }
+
+    void commit(smtp::MessageInfo info, std::function<void(Result<smtp::CommitInfo>)> done) override {
+        committed_ = true;
+        const ClassifyInput input{&info, header_, size_};
+        const ClassDecision decision = hooks_->classify(input, arrival_ms_);
+
+        spool::NewMessage msg;
+        spool::Envelope& env = msg.envelope;
+        env.id = id_;
+        env.arrival_ms = arrival_ms_;
+        env.klass = decision.klass;
+        env.size = size_;
+        env.mail_from = std::move(info.mail_from);
+        env.mail_params = std::move(info.mail_params);
+        env.ret = std::move(info.ret);
+        env.envid = std::move(info.envid);
+        env.client_addr = std::move(info.client_addr);
+        env.helo = std::move(info.helo);
+        env.tls = std::move(info.tls);
+        env.expires_ms = decision.expires_ms;
+        if (info.smtputf8) {
+            env.flags |= spool::kFlagSmtpUtf8;
+        }
+        if (info.eight_bit_mime) {
+            env.flags |= spool::kFlag8BitMime;
+        }
+        env.recipients.reserve(info.recipients.size());
+        for (auto& r : info.recipients) {
+            spool::Recipient rcpt;
+            rcpt.address = std::move(r.address);
+            rcpt.orcpt = std::move(r.orcpt);
+            rcpt.notify = r.notify;
+            env.recipients.push_back(std::move(rcpt));
+        }
+        msg.body.swap(buffer_);
+        header_.clear();
+        header_.shrink_to_fit();
+
+        auto finish = [done = std::move(done), name = decision.name](Status st) {
+            if (!st) {
+                done(tl::unexpected(st.error()));
+                return;
+            }
+            done(smtp::CommitInfo{name});
+        };
+        if (staged_) {
+            spool_.enqueue_staged(std::move(msg), std::move(finish));
+        } else {
+            spool_.enqueue(std::move(msg), std::move(finish));
+        }
+    }
+
+    void rollback() override {
+        if (committed_ || rolled_back_) {
+            return;
+        }
+        rolled_back_ = true;
+        if (staged_) {
+            const QueueId id = id_;
+            spool_.discard_staged(id_, [id](Status st) {
+                if (!st) {
+                    log::warn("event=staging_discard_failed id={} error={}", id.text(),
+                              log::quote(st.error().describe()));
+                }
+            });
+        }
+    }
+
+private:
+    spool::Spool& spool_;
+    std::shared_ptr<const IntakeHooks> hooks_;
+    const Clock& clock_;
+    QueueId id_;
+    UnixMillis arrival_ms_;
+    std::string buffer_;
+    std::string header_;
+    std::uint64_t size_ = 0;
+    bool staged_ = false;
+    bool committed_ = false;
+    bool rolled_back_ = false;
+};
+
+} // namespace
+
+SpoolIntake::SpoolIntake(spool::Spool& spool, IntakeHooks hooks, const Clock& clock)
+    : spool_(spool), hooks_(std::make_shared<const IntakeHooks>(std::move(hooks))), clock_(clock) {}
+
+Status SpoolIntake::admit() {
+    if (!accepting_.load(std::memory_order_relaxed)) {
+        return fail(ErrorKind::kSpoolFull, "spool above its watermark");
+    }
+    return {};
+}
+
+smtp::RecipientVerdict SpoolIntake::check_recipient(const std::string& address) {
+    return hooks()->check_recipient(address);
+}
+
+Result<std::unique_ptr<smtp::IncomingMessage>> SpoolIntake::begin() {
+    return std::make_unique<SpoolIncomingMessage>(spool_, hooks(), clock_);
+}
+
+void SpoolIntake::set_accepting(bool accepting, std::string reason) {
+    const bool was = accepting_.exchange(accepting);
+    if (was != accepting) {
+        if (accepting) {
+            log::info("event=admission state=accepting");
+        } else {
+            log::warn("event=admission state=refusing reason={}", log::quote(reason));
+        }
+    }
+}
+
+void SpoolIntake::set_hooks(IntakeHooks hooks) {
+    auto fresh = std::make_shared<const IntakeHooks>(std::move(hooks));
+    const std::lock_guard lock(hooks_mutex_);
+    hooks_ = std::move(fresh);
+}
+
+std::shared_ptr<const IntakeHooks> SpoolIntake::hooks() const {
+    const std::lock_guard lock(hooks_mutex_);
+    return hooks_;
+}
+
+} // namespace spoold::daemon

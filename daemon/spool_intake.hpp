@@ -1,0 +1,62 @@
+// smtp::Intake over the spool: body buffering and staging, classification at commit,
+// recipient verdicts and admission by watermark. The policy decisions themselves come
+// in as functions so this file knows how to store, not what the rules are.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "smtp/intake.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::daemon {
+
+// What the classifier sees of a message at the end of DATA.
+struct ClassifyInput {
+    const smtp::MessageInfo* info = nullptr;
+    std::string_view header_block; // at most kHeaderScanBytes from the start of the body
+    std::uint64_t size = 0;
+};
+
+struct ClassDecision {
+    spool::ClassId klass = 0;
+    std::string name;
+    UnixMillis expires_ms = 0; // 0 = never
+};
+
+struct IntakeHooks {
+    std::function<smtp::RecipientVerdict(const std::string&)> check_recipient;
+    std::function<ClassDecision(const ClassifyInput&, UnixMillis arrival_ms)> classify;
+};
+
+// Bodies up to this size stay in memory and are committed in one operation; larger
+// ones are staged in chunks of this size, so a 50 MiB message costs a few of these.
+inline constexpr std::size_t kStageThreshold = 256 * 1024;
+inline constexpr std::size_t kHeaderScanBytes = 64 * 1024;
+
+class SpoolIntake final : public smtp::Intake {
+public:
+    SpoolIntake(spool::Spool& spool, IntakeHooks hooks, const Clock& clock);
+
+    Status admit() override;
+    smtp::RecipientVerdict check_recipient(const std::string& address) override;
+    Result<std::unique_ptr<smtp::IncomingMessage>> begin() override;
+
+    // Called by the daemon's admission timer: false makes admit() answer kSpoolFull.
+    void set_accepting(bool accepting, std::string reason);
+    void set_hooks(IntakeHooks hooks);
+
+private:
+    std::shared_ptr<const IntakeHooks> hooks() const;
+
+    spool::Spool& spool_;
+    mutable std::mutex hooks_mutex_; // reload swaps hooks while sessions run
+    std::shared_ptr<const IntakeHooks> hooks_;
+    const Clock& clock_;
+    std::atomic<bool> accepting_{true};
+};
+
+} // namespace spoold::daemon
