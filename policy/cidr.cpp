@@ -12,7 +12,8 @@ std::optional<IpAddress> parse_ip(std::string_view text) {
         text = text.substr(1, text.size() - 2);
     }
     constexpr std::string_view kV6Tag = "IPv6:";
-    if (text.size() > kV6Tag.size() && strncasecmp(text.data(), kV6Tag.data(), kV6Tag.size()) == 0) {
+    if (text.size() > kV6Tag.size() &&
+        strncasecmp(text.data(), kV6Tag.data(), kV6Tag.size()) == 0) {
         text.remove_prefix(kV6Tag.size());
     }
     // inet_pton wants a terminated string; INET6_ADDRSTRLEN bounds any valid address.
@@ -40,7 +41,7 @@ std::optional<IpAddress> parse_ip(std::string_view text) {
 
 namespace {
 
-bool prefix_equal(const IpAddress& a, const IpAddress& b, int prefix) {
+bool prefix_equal(const IpAddress &a, const IpAddress &b, int prefix) {
     const auto whole = static_cast<std::size_t>(prefix / 8);
     if (std::memcmp(a.bytes.data(), b.bytes.data(), whole) != 0) {
         return false;
@@ -55,7 +56,7 @@ bool prefix_equal(const IpAddress& a, const IpAddress& b, int prefix) {
 
 } // namespace
 
-bool Cidr::contains(const IpAddress& address) const {
+bool Cidr::contains(const IpAddress &address) const {
     return address.v4 == network.v4 && prefix_equal(address, network, prefix);
 }
 
@@ -81,8 +82,8 @@ Result<Cidr> parse_cidr(std::string_view text) {
         const auto byte = static_cast<std::size_t>(bit / 8);
         const auto mask = static_cast<std::uint8_t>(0x80U >> static_cast<unsigned>(bit % 8));
         if ((address->bytes[byte] & mask) != 0) {
-            return fail(ErrorKind::kInvalid, "host bits set in network \"" + std::string(text) +
-                                                 "\"");
+            return fail(ErrorKind::kInvalid,
+                        "host bits set in network \"" + std::string(text) + "\"");
         }
     }
     Cidr out{*address, prefix};

@@ -24,18 +24,18 @@ inline constexpr std::size_t kMaxClasses = 16;
 
 struct ListenerConfig {
     std::string address = "127.0.0.1";
-    std::uint16_t port = 2525;      // 0 = any free port (tests); the daemon logs the real one
-    std::string tls_certificate;    // PEM path; STARTTLS offered when both are set
+    std::uint16_t port = 2525;   // 0 = any free port (tests); the daemon logs the real one
+    std::string tls_certificate; // PEM path; STARTTLS offered when both are set
     std::string tls_key;
 };
 
 struct LimitsConfig {
-    std::uint64_t max_message_size = 50ULL << 20U; // SIZE and the hard limit, bytes
-    std::uint32_t max_recipients = 1000;           // per message; more get 452 4.5.3
-    std::uint32_t max_sessions = 10000;            // in total; more get 421 4.7.0
-    std::uint32_t max_sessions_per_client = 50;    // per client address
-    std::uint32_t max_errors = 10;                 // per session, then 421
-    std::uint32_t max_line_length = 4096;          // command lines; RFC 5321 minimum is 512
+    std::uint64_t max_message_size = 50ULL << 20U;   // SIZE and the hard limit, bytes
+    std::uint32_t max_recipients = 1000;             // per message; more get 452 4.5.3
+    std::uint32_t max_sessions = 10000;              // in total; more get 421 4.7.0
+    std::uint32_t max_sessions_per_client = 50;      // per client address
+    std::uint32_t max_errors = 10;                   // per session, then 421
+    std::uint32_t max_line_length = 4096;            // command lines; RFC 5321 minimum is 512
     Millis command_timeout{std::chrono::minutes(5)}; // RFC 5321 4.5.3.2
     Millis data_timeout{std::chrono::minutes(10)};
 };
@@ -44,7 +44,7 @@ enum class ExpiryAction { kBounce, kHold, kDiscard };
 
 struct ClassConfig {
     std::string name;
-    std::uint32_t weight = 1;                  // drain weight
+    std::uint32_t weight = 1; // drain weight
     Seconds retention{std::chrono::hours(24 * 30)};
     ExpiryAction on_expiry = ExpiryAction::kBounce;
 };
@@ -55,10 +55,10 @@ struct HeaderTest {
     std::string regex; // ECMAScript, case-insensitive; empty = header present
 };
 struct ClassRule {
-    std::string klass; // class name
-    std::vector<std::string> sender;      // address or "@domain" or "domain"
-    std::vector<std::string> recipient;   // address or "@domain" or "domain"
-    std::vector<std::string> client_net;  // CIDR
+    std::string klass;                   // class name
+    std::vector<std::string> sender;     // address or "@domain" or "domain"
+    std::vector<std::string> recipient;  // address or "@domain" or "domain"
+    std::vector<std::string> client_net; // CIDR
     std::vector<HeaderTest> headers;
     std::optional<std::uint64_t> size_over;  // message size > this
     std::optional<std::uint64_t> size_under; // message size < this
@@ -71,16 +71,16 @@ struct DirectoryConfig {
     std::string file; // empty = no directory: every local-domain address is accepted
     DirectoryFormat format = DirectoryFormat::kList;
     DirectoryMissing when_unavailable = DirectoryMissing::kTempFail;
-    std::string default_domain;        // domain for bare user names in the file (lower case)
+    std::string default_domain;            // domain for bare user names in the file (lower case)
     std::string recipient_delimiter = "+"; // "user+tag@dom" is looked up as "user@dom"; "" = off
     Millis poll_interval{std::chrono::seconds(30)}; // file change check; 0 = SIGHUP only
 };
 
 struct SpoolConfig {
     std::string path = "/var/spool/spoold";
-    std::uint64_t max_size = 64ULL << 30U;          // LMDB map size
-    double high_watermark = 0.90;                    // fraction of max_size: above it 452
-    std::uint64_t min_free_disk = 1ULL << 30U;       // below this free disk: 452
+    std::uint64_t max_size = 64ULL << 30U;     // LMDB map size
+    double high_watermark = 0.90;              // fraction of max_size: above it 452
+    std::uint64_t min_free_disk = 1ULL << 30U; // below this free disk: 452
 };
 
 enum class MailstoreKind { kMaildir, kLmtp, kSmtp };
@@ -88,34 +88,35 @@ enum class MailstoreKind { kMaildir, kLmtp, kSmtp };
 struct MailstoreConfig {
     std::string name = "default";
     MailstoreKind kind = MailstoreKind::kMaildir;
-    std::string maildir_root = "/var/mail/spoold"; // Maildir: <root>/<domain>/<local>/ (new, cur, tmp)
-    std::string host = "127.0.0.1";                // LMTP/SMTP over TCP
+    std::string maildir_root =
+        "/var/mail/spoold";         // Maildir: <root>/<domain>/<local>/ (new, cur, tmp)
+    std::string host = "127.0.0.1"; // LMTP/SMTP over TCP
     std::uint16_t port = 24;
-    std::string unix_socket;                       // LMTP over a Unix socket, when set
-    bool starttls = true;                          // SMTP: use STARTTLS when offered
+    std::string unix_socket; // LMTP over a Unix socket, when set
+    bool starttls = true;    // SMTP: use STARTTLS when offered
     Millis connect_timeout{std::chrono::seconds(10)};
     Millis command_timeout{std::chrono::seconds(60)};
     Millis data_timeout{std::chrono::seconds(300)};
 };
 
 struct DrainConfig {
-    std::uint32_t max_concurrency = 16;      // deliveries in flight per mailstore
-    std::uint32_t initial_concurrency = 2;   // after recovery (slow start)
-    double max_rate = 0;                     // messages/s; 0 = unlimited
-    std::string strict_class;                // served before all others when set
+    std::uint32_t max_concurrency = 16;    // deliveries in flight per mailstore
+    std::uint32_t initial_concurrency = 2; // after recovery (slow start)
+    double max_rate = 0;                   // messages/s; 0 = unlimited
+    std::string strict_class;              // served before all others when set
     Millis breaker_min_backoff{std::chrono::seconds(1)};
     Millis breaker_max_backoff{std::chrono::minutes(5)};
-    std::uint32_t breaker_failures = 3;      // consecutive trouble signals that open it
-    Millis retry_min{std::chrono::minutes(1)};  // per-recipient 4xx backoff
+    std::uint32_t breaker_failures = 3;        // consecutive trouble signals that open it
+    Millis retry_min{std::chrono::minutes(1)}; // per-recipient 4xx backoff
     Millis retry_max{std::chrono::hours(1)};
-    std::uint32_t max_per_recipient = 4;     // deliveries in flight to one recipient
+    std::uint32_t max_per_recipient = 4; // deliveries in flight to one recipient
 };
 
 struct BounceConfig {
     std::string smarthost = "127.0.0.1"; // DSNs go out through this SMTP relay
     std::uint16_t smarthost_port = 25;
     std::string dsn_sender = "MAILER-DAEMON"; // local part (domain = hostname) or full address
-    std::optional<Seconds> delay_warning;      // off when empty
+    std::optional<Seconds> delay_warning;     // off when empty
 };
 
 struct MetricsConfig {
@@ -131,9 +132,10 @@ struct Config {
     DirectoryConfig directory;
     LimitsConfig limits;
     SpoolConfig spool;
-    std::vector<ClassConfig> classes{{"urgent", 8, std::chrono::hours(24 * 30), ExpiryAction::kBounce},
-                                     {"normal", 4, std::chrono::hours(24 * 30), ExpiryAction::kBounce},
-                                     {"bulk", 1, std::chrono::hours(24 * 30), ExpiryAction::kBounce}};
+    std::vector<ClassConfig> classes{
+        {"urgent", 8, std::chrono::hours(24 * 30), ExpiryAction::kBounce},
+        {"normal", 4, std::chrono::hours(24 * 30), ExpiryAction::kBounce},
+        {"bulk", 1, std::chrono::hours(24 * 30), ExpiryAction::kBounce}};
     std::string default_class = "normal";
     std::vector<ClassRule> rules;
     std::vector<MailstoreConfig> mailstores{MailstoreConfig{}};
@@ -143,16 +145,17 @@ struct Config {
     std::string log_level = "info";
 
     // Index of a class by name (the ClassId stored in the spool), or nullopt.
-    std::optional<std::uint8_t> class_id(const std::string& name) const;
+    std::optional<std::uint8_t> class_id(const std::string &name) const;
 };
 
 // Loads and validates a YAML file. Errors are kConfig with "file:line:column: message"
 // (1-based), exactly one per call: the first problem found. Relative paths in the file are
 // resolved against the file's directory. Never throws.
-Result<std::shared_ptr<const Config>> load_config(const std::string& path);
+Result<std::shared_ptr<const Config>> load_config(const std::string &path);
 // Same, from text (tests); `name` stands for the file name in messages, and relative paths
 // are resolved against name's directory (left relative when `name` has none).
-Result<std::shared_ptr<const Config>> parse_config(const std::string& text, const std::string& name);
+Result<std::shared_ptr<const Config>> parse_config(const std::string &text,
+                                                   const std::string &name);
 
 // Every key the schema accepts, as "section.key" with "[]" for list items
 // ("classes[].weight"); lets a test check that etc/spoold.yaml documents them all.

@@ -84,7 +84,7 @@ std::string status_from_reply(std::string_view reply, char klass) {
                : std::string();
 }
 
-std::string status_of(const DsnRecipient& r) {
+std::string status_of(const DsnRecipient &r) {
     if (!r.status.empty()) {
         return header_safe(r.status);
     }
@@ -97,7 +97,8 @@ std::string status_of(const DsnRecipient& r) {
         auto s = status_from_reply(r.diagnostic, '4');
         return s.empty() ? "4.0.0" : s;
     }
-    case DsnAction::kExpired: return "4.4.7"; // RFC 3463: delivery time expired
+    case DsnAction::kExpired:
+        return "4.4.7"; // RFC 3463: delivery time expired
     }
     return "5.0.0";
 }
@@ -111,15 +112,15 @@ std::string with_address_type(std::string_view value) {
 std::string boundary_char_safe(std::string_view s) {
     std::string out;
     for (const char c : s) {
-        out.push_back(std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-'
-                          ? c
-                          : '_');
+        out.push_back(
+            std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '-' ? c : '_');
     }
     return out;
 }
 
 bool has_8bit(std::string_view s) {
-    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 128; });
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) >= 128; });
 }
 
 } // namespace
@@ -138,8 +139,8 @@ bool dsn_wanted(std::string_view envelope_sender, std::uint8_t notify, DsnAction
     return (notify & bit) != 0;
 }
 
-std::string dsn_from_address(const Config& config) {
-    const std::string& s = config.bounces.dsn_sender;
+std::string dsn_from_address(const Config &config) {
+    const std::string &s = config.bounces.dsn_sender;
     return s.find('@') != std::string::npos ? s : s + "@" + config.hostname;
 }
 
@@ -158,12 +159,11 @@ std::string rfc5322_date(UnixMillis ms) {
                        tm.tm_min, tm.tm_sec);
 }
 
-std::string build_dsn(const DsnInput& in) {
-    const bool all_delayed = !in.recipients.empty() &&
-                             std::all_of(in.recipients.begin(), in.recipients.end(),
-                                         [](const DsnRecipient& r) {
-                                             return r.action == DsnAction::kDelayed;
-                                         });
+std::string build_dsn(const DsnInput &in) {
+    const bool all_delayed =
+        !in.recipients.empty() &&
+        std::all_of(in.recipients.begin(), in.recipients.end(),
+                    [](const DsnRecipient &r) { return r.action == DsnAction::kDelayed; });
     const std::string host = header_safe(in.reporting_host);
     const std::string queue_id = header_safe(in.queue_id);
 
@@ -185,18 +185,18 @@ std::string build_dsn(const DsnInput& in) {
     }
     text += fmt::format("\r\nQueue id {}, arrived {}.\r\n\r\n", queue_id.empty() ? "-" : queue_id,
                         rfc5322_date(in.arrival_ms));
-    for (const auto& r : in.recipients) {
+    for (const auto &r : in.recipients) {
         std::string why = header_safe(r.diagnostic);
         if (r.action == DsnAction::kExpired) {
             why = why.empty() ? "not delivered within the retention period"
                               : "not delivered within the retention period; last reply: " + why;
         } else if (why.empty()) {
-            why = r.action == DsnAction::kDelayed ? "delivery is being retried"
-                                                  : "delivery failed";
+            why = r.action == DsnAction::kDelayed ? "delivery is being retried" : "delivery failed";
         }
         text += fmt::format("<{}>: {}\r\n", header_safe(r.address), why);
     }
-    text += full ? "\r\nYour message is attached.\r\n" : "\r\nThe header of your message is attached.\r\n";
+    text += full ? "\r\nYour message is attached.\r\n"
+                 : "\r\nThe header of your message is attached.\r\n";
 
     // Machine-readable part (RFC 3464 2.2, 2.3).
     std::string status = fmt::format("Reporting-MTA: dns; {}\r\n", host);
@@ -204,13 +204,15 @@ std::string build_dsn(const DsnInput& in) {
         status += fmt::format("Original-Envelope-Id: {}\r\n", header_safe(in.envid));
     }
     status += fmt::format("Arrival-Date: {}\r\n", rfc5322_date(in.arrival_ms));
-    for (const auto& r : in.recipients) {
+    for (const auto &r : in.recipients) {
         status += kCrlf;
         if (!r.orcpt.empty()) {
-            status += fmt::format("Original-Recipient: {}\r\n", with_address_type(header_safe(r.orcpt)));
+            status +=
+                fmt::format("Original-Recipient: {}\r\n", with_address_type(header_safe(r.orcpt)));
         }
         status += fmt::format("Final-Recipient: rfc822; {}\r\n", header_safe(r.address));
-        status += fmt::format("Action: {}\r\n", r.action == DsnAction::kDelayed ? "delayed" : "failed");
+        status +=
+            fmt::format("Action: {}\r\n", r.action == DsnAction::kDelayed ? "delayed" : "failed");
         status += fmt::format("Status: {}\r\n", status_of(r));
         if (!r.diagnostic.empty()) {
             status += fmt::format("Diagnostic-Code: smtp; {}\r\n", header_safe(r.diagnostic));
@@ -221,8 +223,8 @@ std::string build_dsn(const DsnInput& in) {
     }
 
     // A boundary that does not occur in any part (RFC 2046 5.1.1).
-    std::string boundary = fmt::format("{}.{}/{}", boundary_char_safe(queue_id), in.now_ms,
-                                       boundary_char_safe(host));
+    std::string boundary =
+        fmt::format("{}.{}/{}", boundary_char_safe(queue_id), in.now_ms, boundary_char_safe(host));
     for (int n = 1; returned.find("--" + boundary) != std::string::npos ||
                     text.find("--" + boundary) != std::string::npos ||
                     status.find("--" + boundary) != std::string::npos;

@@ -34,11 +34,11 @@ enum class DsnAction {
 bool dsn_wanted(std::string_view envelope_sender, std::uint8_t notify, DsnAction action);
 
 struct DsnRecipient {
-    std::string address;         // the recipient we tried (Final-Recipient)
-    std::string orcpt;           // ORCPT as given, "rfc822;addr" (xtext-decoded); may be empty
+    std::string address; // the recipient we tried (Final-Recipient)
+    std::string orcpt;   // ORCPT as given, "rfc822;addr" (xtext-decoded); may be empty
     DsnAction action = DsnAction::kFailed;
-    std::string status;          // "5.1.1"; empty = taken from diagnostic, else a default
-    std::string diagnostic;      // last reply, one line, "550 5.1.1 no such user"; may be empty
+    std::string status;             // "5.1.1"; empty = taken from diagnostic, else a default
+    std::string diagnostic;         // last reply, one line, "550 5.1.1 no such user"; may be empty
     UnixMillis last_attempt_ms = 0; // 0 = never attempted (no Last-Attempt-Date)
 };
 
@@ -59,14 +59,14 @@ struct DsnInput {
 };
 
 // From: of DSNs: bounces.dsn_sender when it holds '@', else "<it>@<hostname>".
-std::string dsn_from_address(const Config& config);
+std::string dsn_from_address(const Config &config);
 
 // The complete message, CRLF line ends, ready to spool with the null sender as MAIL FROM
 // and input.envelope_sender as the only recipient: multipart/report;
 // report-type=delivery-status with a text/plain explanation, message/delivery-status and
 // text/rfc822-headers (or message/rfc822 for RET=FULL). The boundary never occurs in the
 // returned original.
-std::string build_dsn(const DsnInput& input);
+std::string build_dsn(const DsnInput &input);
 
 // "Sun, 22 Nov 2026 20:10:00 +0000" (RFC 5322 3.3, always UTC).
 std::string rfc5322_date(UnixMillis ms);

@@ -6,7 +6,9 @@
 namespace spoold::policy {
 namespace {
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
+bool is_blank(char c) {
+    return c == ' ' || c == '\t';
+}
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (is_blank(s.front()) || s.front() == '\r')) {
@@ -30,8 +32,7 @@ bool valid_name(std::string_view name) {
 } // namespace
 
 bool header_name_equal(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
                return std::tolower(static_cast<unsigned char>(x)) ==
                       std::tolower(static_cast<unsigned char>(y));
            });
@@ -60,7 +61,7 @@ std::vector<HeaderField> scan_headers(std::string_view message, std::size_t max_
         if (is_blank(line.front())) {
             if (current_valid) {
                 // Unfolding (RFC 5322 2.2.3) removes the line break, keeping the blank.
-                auto& value = fields.back().value;
+                auto &value = fields.back().value;
                 const std::string_view more = trim(line);
                 if (!more.empty()) {
                     if (!value.empty()) {

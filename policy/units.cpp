@@ -31,14 +31,14 @@ Result<Split> split_number(std::string_view text, std::string_view what) {
         ++digits;
     }
     if (digits == 0) {
-        return fail(ErrorKind::kInvalid, std::string(what) + " must start with a number: \"" +
-                                             std::string(text) + "\"");
+        return fail(ErrorKind::kInvalid,
+                    std::string(what) + " must start with a number: \"" + std::string(text) + "\"");
     }
     Split out;
     const auto [ptr, ec] = std::from_chars(t.data(), t.data() + digits, out.number);
     if (ec != std::errc{} || ptr != t.data() + digits) {
-        return fail(ErrorKind::kInvalid, std::string(what) + " is too large: \"" +
-                                             std::string(text) + "\"");
+        return fail(ErrorKind::kInvalid,
+                    std::string(what) + " is too large: \"" + std::string(text) + "\"");
     }
     // One blank between number and unit ("10 MiB") is tolerated; people write it.
     for (const char c : trim(t.substr(digits))) {
@@ -47,7 +47,7 @@ Result<Split> split_number(std::string_view text, std::string_view what) {
     return out;
 }
 
-bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t& out) {
+bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t &out) {
     return __builtin_mul_overflow(a, b, &out);
 }
 
@@ -72,16 +72,16 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
         if (split->number == 0) {
             return std::chrono::milliseconds(0);
         }
-        return fail(ErrorKind::kInvalid, "duration needs a unit (ms, s, m, h, d, w): \"" +
-                                             std::string(text) + "\"");
+        return fail(ErrorKind::kInvalid,
+                    "duration needs a unit (ms, s, m, h, d, w): \"" + std::string(text) + "\"");
     }
-    for (const auto& unit : kUnits) {
+    for (const auto &unit : kUnits) {
         if (split->unit == unit.name) {
             std::uint64_t ms = 0;
             if (mul_overflows(split->number, unit.ms, ms) ||
                 ms > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-                return fail(ErrorKind::kInvalid, "duration is too large: \"" +
-                                                     std::string(text) + "\"");
+                return fail(ErrorKind::kInvalid,
+                            "duration is too large: \"" + std::string(text) + "\"");
             }
             return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
         }
@@ -110,12 +110,12 @@ Result<std::uint64_t> parse_size(std::string_view text) {
                                                   {"mb", 1'000'000ULL},
                                                   {"gb", 1'000'000'000ULL},
                                                   {"tb", 1'000'000'000'000ULL}}};
-    for (const auto& unit : kUnits) {
+    for (const auto &unit : kUnits) {
         if (split->unit == unit.name) {
             std::uint64_t bytes = 0;
             if (mul_overflows(split->number, unit.bytes, bytes)) {
-                return fail(ErrorKind::kInvalid, "size is too large: \"" + std::string(text) +
-                                                     "\"");
+                return fail(ErrorKind::kInvalid,
+                            "size is too large: \"" + std::string(text) + "\"");
             }
             return bytes;
         }

@@ -36,9 +36,9 @@ struct FakeDirectory {
             return std::optional<std::string>{it->second};
         };
     }
-    void load(const std::vector<DirectoryEntry>& list) {
+    void load(const std::vector<DirectoryEntry> &list) {
         entries.clear();
-        for (const auto& e : list) {
+        for (const auto &e : list) {
             entries.emplace(e.key, e.target);
         }
     }
@@ -70,11 +70,12 @@ TEST_CASE("list directory files parse into sorted normalized entries") {
 TEST_CASE("passwd-file directories take the user field") {
     DirectoryConfig c = list_config();
     c.format = DirectoryFormat::kPasswd;
-    const auto entries = parse_directory("carol@example.com:{SHA512-CRYPT}$6$x:1000:1000::/home/carol::\n"
-                                         "# disabled:x:1:1\n"
-                                         "dave:{PLAIN}secret:1001:1001\n",
-                                         c, "users")
-                             .value();
+    const auto entries =
+        parse_directory("carol@example.com:{SHA512-CRYPT}$6$x:1000:1000::/home/carol::\n"
+                        "# disabled:x:1:1\n"
+                        "dave:{PLAIN}secret:1001:1001\n",
+                        c, "users")
+            .value();
     REQUIRE(entries.size() == 2);
     CHECK(entries[0].key == "carol@example.com");
     CHECK(entries[1].key == "dave@example.com");
@@ -87,8 +88,9 @@ TEST_CASE("bad directory lines are refused with file and line") {
           "f:2: \"bob\" has no domain and directory.default_domain is not set");
     CHECK(parse_directory("a b@example.com\n", list_config(), "f").error().message ==
           "f:1: \"a b@example.com\" has a bad local part");
-    CHECK(parse_directory("a@exa mple.com\n", list_config(), "f").error().message.starts_with(
-        "f:1: "));
+    CHECK(parse_directory("a@exa mple.com\n", list_config(), "f")
+              .error()
+              .message.starts_with("f:1: "));
     CHECK(parse_directory("a@example.com:\n", list_config(), "f").error().message ==
           "f:1: alias without a target");
     CHECK(parse_directory("a@example.com: @example.com\n", list_config(), "f").error().kind ==
@@ -144,7 +146,7 @@ TEST_CASE("recipients are checked against local domains and the directory") {
         {"@example.com", Verdict::kUnknownUser},
         {"loop1@example.com", Verdict::kTempFail},
     };
-    for (const auto& c : cases) {
+    for (const auto &c : cases) {
         CAPTURE(c.address);
         CHECK(policy.check(c.address) == c.expected);
     }
@@ -176,6 +178,7 @@ TEST_CASE("a reloaded directory picks up a new address") {
     dir.load({{"alice@example.com", ""}});
     const RecipientPolicy policy({"example.com"}, dir.lookup(), list_config());
     CHECK(policy.check("newbie@example.com") == Verdict::kUnknownUser);
-    dir.load(parse_directory("alice@example.com\nnewbie@example.com\n", list_config(), "f").value());
+    dir.load(
+        parse_directory("alice@example.com\nnewbie@example.com\n", list_config(), "f").value());
     CHECK(policy.check("newbie@example.com") == Verdict::kAccept);
 }
