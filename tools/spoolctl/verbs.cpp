@@ -30,6 +30,7 @@ constexpr std::size_t kMaxInFlight = 2048;
 constexpr std::size_t kBodyReadBytes = 1U << 20U;
 constexpr std::size_t kHeaderReadLimit = 1U << 20U;
 constexpr std::size_t kIndexPage = 4096;
+constexpr std::size_t kListBufferBytes = 64U << 10U;
 
 using MatchFn = std::function<bool(const spool::Envelope&, spool::MsgState)>;
 
@@ -120,9 +121,9 @@ Result<Filter> resolved_filter(const Context& ctx) {
     return f;
 }
 
-// Calls fn for each message matching `filter` in id order until fn returns false.
-// Memory holds one page of envelopes, whatever the spool size.
-Status scan(Context& ctx, const Filter& filter, const MatchFn& fn) {
+// Calls fn for each message matching `filter` in id order until fn returns false, and
+// on_page (when given) after each page. Memory holds one page, whatever the spool size.
+Status scan(Context& ctx, const Filter& filter, const MatchFn& fn, const std::function<void()>& on_page = {}) {
     QueueId after{0};
     std::size_t page = kFirstPage;
     for (;;) {
@@ -139,6 +140,9 @@ Status scan(Context& ctx, const Filter& filter, const MatchFn& fn) {
             if (filter.matches(env, state, now) && !fn(env, state)) {
                 return {};
             }
+        }
+        if (on_page) {
+            on_page();
         }
         after = batch->back().id;
         page = std::min(page * 4, kMaxPage);
@@ -214,9 +218,12 @@ Status for_each_target(Context& ctx, const Selection& sel, const MatchFn& fn, in
     return scan(ctx, *filter, fn);
 }
 
-Result<std::string> read_message(Context& ctx, QueueId id, std::size_t limit = std::numeric_limits<std::size_t>::max(),
-                                 bool headers_only = false) {
-    std::string out;
+// Reads a whole message into `out` (replacing its contents). Callers that read many
+// messages pass the same string: reusing its capacity keeps malloc from growing and
+// trimming the heap for every message, which dominated export time on big messages.
+Status read_message_into(Context& ctx, QueueId id, std::string& out,
+                         std::size_t limit = std::numeric_limits<std::size_t>::max(), bool headers_only = false) {
+    out.clear();
     std::uint32_t chunk = 0;
     for (;;) {
         auto piece = ctx.spool->read_body(id, chunk, kBodyReadBytes);
@@ -225,10 +232,10 @@ Result<std::string> read_message(Context& ctx, QueueId id, std::size_t limit = s
         }
         out += piece->data;
         if (piece->done || out.size() >= limit) {
-            return out;
+            return {};
         }
         if (headers_only && (out.find("\r\n\r\n") != std::string::npos || out.find("\n\n") != std::string::npos)) {
-            return out;
+            return {};
         }
         chunk = piece->next_chunk;
     }
@@ -310,6 +317,15 @@ int verb_list(Context& ctx) {
     std::uint64_t shown = 0;
     std::uint64_t bytes = 0;
     std::string buffer;
+    // Rows go out as they are found (the first ones one by one, then at least once a
+    // page), so a person watching a sparse filter on millions of messages sees progress.
+    const auto flush_rows = [&] {
+        if (!buffer.empty()) {
+            print(ctx.out, buffer);
+            std::fflush(ctx.out);
+            buffer.clear();
+        }
+    };
     const Status st = scan(ctx, *filter, [&](const spool::Envelope& env, spool::MsgState state) {
         if (shown >= limit) {
             return false;
@@ -319,14 +335,11 @@ int verb_list(Context& ctx) {
                               : table_row(env, state, now, ctx.classes);
         ++shown;
         bytes += env.size;
-        // Rows go out as they are found: a person watching a slow filter sees progress.
-        if (shown <= kFirstPage || buffer.size() > kBodyReadBytes / 16) {
-            print(ctx.out, buffer);
-            std::fflush(ctx.out);
-            buffer.clear();
+        if (shown <= kFirstPage || buffer.size() > kListBufferBytes) {
+            flush_rows();
         }
         return shown < limit;
-    });
+    }, flush_rows);
     print(ctx.out, buffer);
     if (!st) {
         std::fflush(ctx.out);
@@ -375,11 +388,11 @@ int verb_show(Context& ctx) {
         std::fflush(ctx.out);
         return kExitOk;
     }
-    auto message = read_message(ctx, *id, kHeaderReadLimit, true);
-    if (!message) {
-        return fail_with(ctx, message.error());
+    std::string message;
+    if (auto st = read_message_into(ctx, *id, message, kHeaderReadLimit, true); !st) {
+        return fail_with(ctx, st.error());
     }
-    const auto headers = header_section(*message);
+    const auto headers = header_section(message);
     if (ctx.cl.json) {
         std::string line = json_message(**env, state, ctx.clock->now_ms(), ctx.classes);
         line.pop_back(); // "}\n" -> add the headers as one more member
@@ -631,14 +644,15 @@ int verb_export(Context& ctx) {
     int exit_code = kExitOk;
     Status write_error;
     std::string buffer;
+    std::string message;
+    std::string block;
     const Status st = for_each_target(ctx, *sel, [&](const spool::Envelope& env, spool::MsgState) {
-        auto message = read_message(ctx, env.id);
-        if (!message) {
-            say(ctx.err, "spoolctl: export: {}: {}\n", env.id.text(), message.error().describe());
+        if (auto r = read_message_into(ctx, env.id, message); !r) {
+            say(ctx.err, "spoolctl: export: {}: {}\n", env.id.text(), r.error().describe());
             exit_code = kExitFailed;
             return true;
         }
-        std::string block;
+        block.clear();
         if (ctx.cl.with_envelope) {
             FileEnvelope fe;
             fe.mail_from = env.mail_from;
@@ -652,17 +666,18 @@ int verb_export(Context& ctx) {
         }
         if (mbox != nullptr) {
             buffer.clear();
-            append_mboxrd(buffer, mbox_from_line(env.mail_from, env.arrival_ms), block + *message);
+            block += message;
+            append_mboxrd(buffer, mbox_from_line(env.mail_from, env.arrival_ms), block);
             if (std::fwrite(buffer.data(), 1, buffer.size(), mbox) != buffer.size()) {
                 write_error = fail(ErrorKind::kIo, fmt::format("{}: {}", ctx.cl.mbox, std::strerror(errno)));
                 return false;
             }
-        } else if (auto w = write_file_atomically(ctx.cl.dir, env.id.text() + ".eml", block, *message); !w) {
+        } else if (auto w = write_file_atomically(ctx.cl.dir, env.id.text() + ".eml", block, message); !w) {
             write_error = w;
             return false;
         }
         ++exported;
-        bytes += message->size();
+        bytes += message.size();
         return exported < limit;
     }, exit_code);
     if (mbox != nullptr) {
@@ -1040,13 +1055,13 @@ int verb_check(Context& ctx) {
         problems.push_back(fmt::format("oldest: {} has no record", (*oldest)->text()));
     }
     if (ctx.cl.bodies) {
+        std::string body;
         for (const auto& f : facts) {
-            auto body = read_message(ctx, f.id);
-            if (!body) {
-                problems.push_back(fmt::format("body {}: {}", f.id.text(), body.error().describe()));
-            } else if (body->size() != f.size) {
+            if (auto r = read_message_into(ctx, f.id, body); !r) {
+                problems.push_back(fmt::format("body {}: {}", f.id.text(), r.error().describe()));
+            } else if (body.size() != f.size) {
                 problems.push_back(
-                    fmt::format("body {}: {} bytes stored, envelope says {}", f.id.text(), body->size(), f.size));
+                    fmt::format("body {}: {} bytes stored, envelope says {}", f.id.text(), body.size(), f.size));
             }
         }
     }
