@@ -352,6 +352,37 @@ SpooldMetrics& spoold_metrics() {
     return m;
 }
 
+RateMeter::RateMeter(std::int64_t window_ms) : window_ms_(window_ms) {
+    if (window_ms_ <= 0) {
+        throw std::invalid_argument("rate window must be positive");
+    }
+}
+
+double RateMeter::update(UnixMillis t_ms, std::uint64_t count) {
+    if (!samples_.empty() && (t_ms < samples_.back().first || count < samples_.back().second)) {
+        samples_.clear();
+    }
+    samples_.emplace_back(t_ms, count);
+    // Keep one sample at or before the window's start so the rate spans the whole window.
+    while (samples_.size() > 2 && samples_[1].first <= t_ms - window_ms_) {
+        samples_.pop_front();
+    }
+    return rate();
+}
+
+double RateMeter::rate() const {
+    if (samples_.size() < 2) {
+        return 0;
+    }
+    const auto& [t0, c0] = samples_.front();
+    const auto& [t1, c1] = samples_.back();
+    if (t1 <= t0) {
+        return 0;
+    }
+    constexpr double kMsPerSecond = 1000.0;
+    return static_cast<double>(c1 - c0) * kMsPerSecond / static_cast<double>(t1 - t0);
+}
+
 History::History(std::size_t capacity, std::int64_t min_interval_ms)
     : capacity_(capacity), min_interval_ms_(min_interval_ms) {
     if (capacity_ == 0) {

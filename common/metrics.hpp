@@ -206,6 +206,24 @@ struct SpooldMetrics {
 // SpooldMetrics over global(), constructed on first use.
 SpooldMetrics& spoold_metrics();
 
+inline constexpr std::int64_t kRateWindowMs = 60'000;
+
+// Events per second from a monotonic count sampled on the daemon's tick (e.g. a Counter's
+// value), over a sliding window so a burst shows for a minute and fades instead of the
+// figure flapping every second. Not thread-safe: one ticking thread owns it.
+class RateMeter {
+public:
+    explicit RateMeter(std::int64_t window_ms = kRateWindowMs);
+    // Records `count` at `t_ms` and returns the rate over the window ending there. A count
+    // or clock that went backwards (restart, clock step) starts the window afresh.
+    double update(UnixMillis t_ms, std::uint64_t count);
+    double rate() const;
+
+private:
+    std::int64_t window_ms_;
+    std::deque<std::pair<UnixMillis, std::uint64_t>> samples_;
+};
+
 // One point of the status page's charts.
 struct HistorySample {
     UnixMillis t_ms = 0;

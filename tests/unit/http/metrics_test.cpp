@@ -198,3 +198,27 @@ TEST_CASE("History default covers one hour at 5 s") {
     const auto s = h.snapshot();
     CHECK(s.back().t_ms - s.front().t_ms == 719 * 5000);
 }
+
+TEST_CASE("RateMeter gives events per second over its sliding window") {
+    RateMeter r(10'000);
+    CHECK(r.update(0, 100) == 0); // one sample: no rate yet
+    CHECK(r.update(1000, 110) == doctest::Approx(10));
+    for (int s = 2; s <= 10; ++s) {
+        r.update(s * 1000, 110 + static_cast<std::uint64_t>(s - 1) * 10);
+    }
+    CHECK(r.rate() == doctest::Approx(10));
+    // Idle for the whole window: the rate decays to zero, not stuck at the last burst.
+    for (int s = 11; s <= 21; ++s) {
+        r.update(s * 1000, 200);
+    }
+    CHECK(r.rate() == doctest::Approx(0));
+}
+
+TEST_CASE("RateMeter restarts when the count or the clock goes backwards") {
+    RateMeter r(10'000);
+    r.update(0, 1000);
+    r.update(1000, 1100);
+    CHECK(r.update(2000, 5) == 0); // counter reset: no huge negative or wrapped rate
+    CHECK(r.update(3000, 15) == doctest::Approx(10));
+    CHECK(r.update(1000, 20) == 0); // clock stepped back
+}
