@@ -41,7 +41,7 @@ std::optional<IpAddress> parse_ip(std::string_view text) {
 
 namespace {
 
-bool prefix_equal(const IpAddress &a, const IpAddress &b, int prefix) {
+bool prefix_equal(const IpAddress& a, const IpAddress& b, int prefix) {
     const auto whole = static_cast<std::size_t>(prefix / 8);
     if (std::memcmp(a.bytes.data(), b.bytes.data(), whole) != 0) {
         return false;
@@ -56,7 +56,7 @@ bool prefix_equal(const IpAddress &a, const IpAddress &b, int prefix) {
 
 } // namespace
 
-bool Cidr::contains(const IpAddress &address) const {
+bool Cidr::contains(const IpAddress& address) const {
     return address.v4 == network.v4 && prefix_equal(address, network, prefix);
 }
 

@@ -16,7 +16,7 @@ struct IpAddress {
     std::array<std::uint8_t, 16> bytes{}; // IPv4 in the first 4 bytes
     bool v4 = false;
 
-    friend bool operator==(const IpAddress &, const IpAddress &) = default;
+    friend bool operator==(const IpAddress&, const IpAddress&) = default;
 };
 
 // "203.0.113.5", "2001:db8::1", also "[...]" and "IPv6:..." as SMTP writes them.
@@ -27,7 +27,7 @@ struct Cidr {
     IpAddress network; // host bits cleared
     int prefix = 0;
 
-    bool contains(const IpAddress &address) const;
+    bool contains(const IpAddress& address) const;
 };
 
 // "10.0.0.0/8", "2001:db8::/32"; a bare address is a /32 or /128. Host bits set in the

@@ -6,7 +6,7 @@
 
 namespace spoold::policy {
 
-Result<Classifier> Classifier::compile(const Config &config) {
+Result<Classifier> Classifier::compile(const Config& config) {
     Classifier out;
     const auto default_id = config.class_id(config.default_class);
     if (!default_id) {
@@ -14,16 +14,16 @@ Result<Classifier> Classifier::compile(const Config &config) {
                     "default class \"" + config.default_class + "\" is unknown");
     }
     out.default_class_ = *default_id;
-    for (const auto &rule : config.rules) {
+    for (const auto& rule : config.rules) {
         CompiledRule r;
         const auto id = config.class_id(rule.klass);
         if (!id) {
             return fail(ErrorKind::kConfig, "rule names unknown class \"" + rule.klass + "\"");
         }
         r.klass = *id;
-        const auto patterns = [](const std::vector<std::string> &in) {
+        const auto patterns = [](const std::vector<std::string>& in) {
             std::vector<Pattern> ps;
-            for (const auto &p : in) {
+            for (const auto& p : in) {
                 const std::string l = ascii_lower(p);
                 if (l.find('@') == std::string::npos) {
                     ps.push_back(Pattern{l, true});
@@ -37,20 +37,20 @@ Result<Classifier> Classifier::compile(const Config &config) {
         };
         r.sender = patterns(rule.sender);
         r.recipient = patterns(rule.recipient);
-        for (const auto &net : rule.client_net) {
+        for (const auto& net : rule.client_net) {
             auto cidr = parse_cidr(net);
             if (!cidr) {
                 return fail(ErrorKind::kConfig, cidr.error().message);
             }
             r.client_net.push_back(*cidr);
         }
-        for (const auto &test : rule.headers) {
+        for (const auto& test : rule.headers) {
             CompiledHeaderTest t{test.name, std::nullopt};
             if (!test.regex.empty()) {
                 try {
                     t.regex.emplace(test.regex, std::regex::ECMAScript | std::regex::icase |
                                                     std::regex::optimize);
-                } catch (const std::regex_error &e) {
+                } catch (const std::regex_error& e) {
                     return fail(ErrorKind::kConfig,
                                 "bad regular expression \"" + test.regex + "\": " + e.what());
                 }
@@ -83,10 +83,10 @@ bool pattern_matches(std::string_view text, bool domain_only, std::string_view a
 
 } // namespace
 
-bool Classifier::matches(const CompiledRule &rule, const MessageFacts &facts,
-                         const std::vector<HeaderField> &headers) {
-    const auto any_pattern = [](const std::vector<Pattern> &patterns, std::string_view address) {
-        return std::any_of(patterns.begin(), patterns.end(), [&](const Pattern &p) {
+bool Classifier::matches(const CompiledRule& rule, const MessageFacts& facts,
+                         const std::vector<HeaderField>& headers) {
+    const auto any_pattern = [](const std::vector<Pattern>& patterns, std::string_view address) {
+        return std::any_of(patterns.begin(), patterns.end(), [&](const Pattern& p) {
             return pattern_matches(p.text, p.domain_only, address);
         });
     };
@@ -101,7 +101,7 @@ bool Classifier::matches(const CompiledRule &rule, const MessageFacts &facts,
     if (!rule.client_net.empty()) {
         const auto ip = parse_ip(facts.client_address);
         if (!ip || std::none_of(rule.client_net.begin(), rule.client_net.end(),
-                                [&](const Cidr &c) { return c.contains(*ip); })) {
+                                [&](const Cidr& c) { return c.contains(*ip); })) {
             return false;
         }
     }
@@ -111,8 +111,8 @@ bool Classifier::matches(const CompiledRule &rule, const MessageFacts &facts,
     if (rule.size_under && !(facts.size < *rule.size_under)) {
         return false;
     }
-    for (const auto &test : rule.headers) {
-        const bool found = std::any_of(headers.begin(), headers.end(), [&](const HeaderField &f) {
+    for (const auto& test : rule.headers) {
+        const bool found = std::any_of(headers.begin(), headers.end(), [&](const HeaderField& f) {
             if (!header_name_equal(f.name, test.name)) {
                 return false;
             }
@@ -129,7 +129,7 @@ bool Classifier::matches(const CompiledRule &rule, const MessageFacts &facts,
     return true;
 }
 
-std::optional<std::size_t> Classifier::matching_rule(const MessageFacts &facts) const {
+std::optional<std::size_t> Classifier::matching_rule(const MessageFacts& facts) const {
     std::vector<HeaderField> headers;
     if (needs_headers_) {
         headers = scan_headers(facts.header_block, kHeaderScanBytes);
@@ -142,7 +142,7 @@ std::optional<std::size_t> Classifier::matching_rule(const MessageFacts &facts) 
     return std::nullopt;
 }
 
-std::uint8_t Classifier::classify(const MessageFacts &facts) const {
+std::uint8_t Classifier::classify(const MessageFacts& facts) const {
     const auto rule = matching_rule(facts);
     return rule ? rules_[*rule].klass : default_class_;
 }

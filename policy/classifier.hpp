@@ -35,13 +35,13 @@ class Classifier {
 public:
     // Compiles config.rules. Errors: kConfig when a rule does not compile (cannot happen
     // for a Config from load_config, which validated the same things).
-    static Result<Classifier> compile(const Config &config);
+    static Result<Classifier> compile(const Config& config);
 
     // The class id (index into Config::classes) of the first matching rule, else the
     // default class.
-    std::uint8_t classify(const MessageFacts &facts) const;
+    std::uint8_t classify(const MessageFacts& facts) const;
     // Index into Config::rules of the first matching rule (for logs), nullopt = default.
-    std::optional<std::size_t> matching_rule(const MessageFacts &facts) const;
+    std::optional<std::size_t> matching_rule(const MessageFacts& facts) const;
 
     std::uint8_t default_class() const { return default_class_; }
 
@@ -64,8 +64,8 @@ private:
         std::optional<std::uint64_t> size_under;
     };
 
-    static bool matches(const CompiledRule &rule, const MessageFacts &facts,
-                        const std::vector<HeaderField> &headers);
+    static bool matches(const CompiledRule& rule, const MessageFacts& facts,
+                        const std::vector<HeaderField>& headers);
 
     std::vector<CompiledRule> rules_;
     std::uint8_t default_class_ = 0;

@@ -2,7 +2,7 @@
 
 namespace spoold::policy {
 
-std::optional<std::uint8_t> Config::class_id(const std::string &name) const {
+std::optional<std::uint8_t> Config::class_id(const std::string& name) const {
     for (std::size_t i = 0; i < classes.size() && i < kMaxClasses; ++i) {
         if (classes[i].name == name) {
             return static_cast<std::uint8_t>(i);

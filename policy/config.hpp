@@ -145,17 +145,17 @@ struct Config {
     std::string log_level = "info";
 
     // Index of a class by name (the ClassId stored in the spool), or nullopt.
-    std::optional<std::uint8_t> class_id(const std::string &name) const;
+    std::optional<std::uint8_t> class_id(const std::string& name) const;
 };
 
 // Loads and validates a YAML file. Errors are kConfig with "file:line:column: message"
 // (1-based), exactly one per call: the first problem found. Relative paths in the file are
 // resolved against the file's directory. Never throws.
-Result<std::shared_ptr<const Config>> load_config(const std::string &path);
+Result<std::shared_ptr<const Config>> load_config(const std::string& path);
 // Same, from text (tests); `name` stands for the file name in messages, and relative paths
 // are resolved against name's directory (left relative when `name` has none).
-Result<std::shared_ptr<const Config>> parse_config(const std::string &text,
-                                                   const std::string &name);
+Result<std::shared_ptr<const Config>> parse_config(const std::string& text,
+                                                   const std::string& name);
 
 // Every key the schema accepts, as "section.key" with "[]" for list items
 // ("classes[].weight"); lets a test check that etc/spoold.yaml documents them all.

@@ -37,14 +37,14 @@ struct LoadError {
     std::string message;
 };
 
-[[noreturn]] void bad(const YAML::Mark &mark, std::string message) {
+[[noreturn]] void bad(const YAML::Mark& mark, std::string message) {
     throw LoadError{mark, std::move(message)};
 }
-[[noreturn]] void bad(const YAML::Node &node, std::string message) {
+[[noreturn]] void bad(const YAML::Node& node, std::string message) {
     bad(node.Mark(), std::move(message));
 }
 
-std::string_view type_name(const YAML::Node &node) {
+std::string_view type_name(const YAML::Node& node) {
     switch (node.Type()) {
     case YAML::NodeType::Scalar:
         return "a scalar";
@@ -78,14 +78,14 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 
 // ---- scalars ----
 
-std::string get_string(const YAML::Node &n, const std::string &path) {
+std::string get_string(const YAML::Node& n, const std::string& path) {
     if (!n.IsScalar()) {
         bad(n, fmt::format("{}: expected a string, got {}", path, type_name(n)));
     }
     return n.Scalar();
 }
 
-std::uint64_t get_uint(const YAML::Node &n, const std::string &path, std::uint64_t min,
+std::uint64_t get_uint(const YAML::Node& n, const std::string& path, std::uint64_t min,
                        std::uint64_t max) {
     const std::string s = get_string(n, path);
     std::uint64_t v = 0;
@@ -107,7 +107,7 @@ std::uint64_t get_uint(const YAML::Node &n, const std::string &path, std::uint64
     return v;
 }
 
-double get_double(const YAML::Node &n, const std::string &path) {
+double get_double(const YAML::Node& n, const std::string& path) {
     const std::string s = get_string(n, path);
     std::istringstream in(s);
     in.imbue(std::locale::classic());
@@ -119,7 +119,7 @@ double get_double(const YAML::Node &n, const std::string &path) {
     return v;
 }
 
-bool get_bool(const YAML::Node &n, const std::string &path) {
+bool get_bool(const YAML::Node& n, const std::string& path) {
     const std::string s = ascii_lower(get_string(n, path));
     if (s == "true" || s == "yes" || s == "on") {
         return true;
@@ -130,7 +130,7 @@ bool get_bool(const YAML::Node &n, const std::string &path) {
     bad(n, fmt::format("{}: expected true or false, got \"{}\"", path, s));
 }
 
-Millis get_millis(const YAML::Node &n, const std::string &path) {
+Millis get_millis(const YAML::Node& n, const std::string& path) {
     auto d = parse_duration(get_string(n, path));
     if (!d) {
         bad(n, fmt::format("{}: {}", path, d.error().message));
@@ -138,7 +138,7 @@ Millis get_millis(const YAML::Node &n, const std::string &path) {
     return *d;
 }
 
-Seconds get_seconds(const YAML::Node &n, const std::string &path) {
+Seconds get_seconds(const YAML::Node& n, const std::string& path) {
     const Millis ms = get_millis(n, path);
     if (ms.count() % 1000 != 0) {
         bad(n, fmt::format("{}: must be a whole number of seconds", path));
@@ -146,7 +146,7 @@ Seconds get_seconds(const YAML::Node &n, const std::string &path) {
     return std::chrono::duration_cast<Seconds>(ms);
 }
 
-std::uint64_t get_size(const YAML::Node &n, const std::string &path) {
+std::uint64_t get_size(const YAML::Node& n, const std::string& path) {
     auto s = parse_size(get_string(n, path));
     if (!s) {
         bad(n, fmt::format("{}: {}", path, s.error().message));
@@ -155,11 +155,11 @@ std::uint64_t get_size(const YAML::Node &n, const std::string &path) {
 }
 
 template <typename E>
-E get_enum(const YAML::Node &n, const std::string &path,
+E get_enum(const YAML::Node& n, const std::string& path,
            std::initializer_list<std::pair<std::string_view, E>> names) {
     const std::string s = get_string(n, path);
     std::string choices;
-    for (const auto &[name, value] : names) {
+    for (const auto& [name, value] : names) {
         if (s == name) {
             return value;
         }
@@ -170,7 +170,7 @@ E get_enum(const YAML::Node &n, const std::string &path,
 }
 
 // A list of strings; a single scalar is taken as a list of one.
-std::vector<std::string> get_strings(const YAML::Node &n, const std::string &path) {
+std::vector<std::string> get_strings(const YAML::Node& n, const std::string& path) {
     std::vector<std::string> out;
     if (n.IsScalar()) {
         out.push_back(n.Scalar());
@@ -185,7 +185,7 @@ std::vector<std::string> get_strings(const YAML::Node &n, const std::string &pat
     return out;
 }
 
-void check_sequence(const YAML::Node &n, const std::string &path) {
+void check_sequence(const YAML::Node& n, const std::string& path) {
     if (!n.IsSequence()) {
         bad(n, fmt::format("{}: expected a list, got {}", path, type_name(n)));
     }
@@ -254,7 +254,7 @@ constexpr std::array<Section, 13> kSections{{{"", kTopKeys},
 // (before any value is read, so a misspelt key is reported as such and not as "missing").
 class MapReader {
 public:
-    MapReader(const YAML::Node &node, std::string path, Keys allowed)
+    MapReader(const YAML::Node& node, std::string path, Keys allowed)
         : node_(node), path_(std::move(path)) {
         if (node.IsNull()) {
             return; // "limits:" with nothing under it is an empty mapping
@@ -278,7 +278,7 @@ public:
                 }
                 bad(key, fmt::format("unknown key \"{}\" in {}{}", name, where(), hint));
             }
-            for (const auto &e : entries_) {
+            for (const auto& e : entries_) {
                 if (e.name == name) {
                     bad(key, fmt::format("duplicate key \"{}\" in {}", name, where()));
                 }
@@ -287,16 +287,16 @@ public:
         }
     }
 
-    const YAML::Node *find(std::string_view key) const {
-        for (const auto &e : entries_) {
+    const YAML::Node* find(std::string_view key) const {
+        for (const auto& e : entries_) {
             if (e.name == key) {
                 return &e.value;
             }
         }
         return nullptr;
     }
-    const YAML::Node &require(std::string_view key) const {
-        const YAML::Node *n = find(key);
+    const YAML::Node& require(std::string_view key) const {
+        const YAML::Node* n = find(key);
         if (n == nullptr) {
             bad(node_, fmt::format("missing required key \"{}\" in {}", key, where()));
         }
@@ -305,7 +305,7 @@ public:
     bool has(std::string_view key) const { return find(key) != nullptr; }
     // Where a problem with `key` is reported: its value, else the mapping itself.
     YAML::Mark mark(std::string_view key) const {
-        const YAML::Node *n = find(key);
+        const YAML::Node* n = find(key);
         return n != nullptr ? n->Mark() : node_.Mark();
     }
     std::string child(std::string_view key) const {
@@ -313,47 +313,47 @@ public:
     }
     std::string where() const { return path_.empty() ? "the top level" : path_; }
 
-    void str(std::string_view key, std::string &out) const {
-        if (const auto *n = find(key)) {
+    void str(std::string_view key, std::string& out) const {
+        if (const auto* n = find(key)) {
             out = get_string(*n, child(key));
         }
     }
     template <typename T>
-    void uint(std::string_view key, T &out, std::uint64_t min = 0,
+    void uint(std::string_view key, T& out, std::uint64_t min = 0,
               std::uint64_t max = std::numeric_limits<T>::max()) const {
-        if (const auto *n = find(key)) {
+        if (const auto* n = find(key)) {
             out = static_cast<T>(get_uint(*n, child(key), min, max));
         }
     }
-    void port(std::string_view key, std::uint16_t &out, bool zero_ok) const {
+    void port(std::string_view key, std::uint16_t& out, bool zero_ok) const {
         uint(key, out, zero_ok ? 0 : 1, 65535);
     }
-    void size(std::string_view key, std::uint64_t &out, std::uint64_t min = 0) const {
-        if (const auto *n = find(key)) {
+    void size(std::string_view key, std::uint64_t& out, std::uint64_t min = 0) const {
+        if (const auto* n = find(key)) {
             out = get_size(*n, child(key));
             if (out < min) {
                 bad(*n, fmt::format("{}: must be at least {} bytes", child(key), min));
             }
         }
     }
-    void millis(std::string_view key, Millis &out, bool zero_ok = false) const {
-        if (const auto *n = find(key)) {
+    void millis(std::string_view key, Millis& out, bool zero_ok = false) const {
+        if (const auto* n = find(key)) {
             out = get_millis(*n, child(key));
             if (!zero_ok && out.count() == 0) {
                 bad(*n, fmt::format("{}: must be greater than zero", child(key)));
             }
         }
     }
-    void seconds(std::string_view key, Seconds &out) const {
-        if (const auto *n = find(key)) {
+    void seconds(std::string_view key, Seconds& out) const {
+        if (const auto* n = find(key)) {
             out = get_seconds(*n, child(key));
             if (out.count() == 0) {
                 bad(*n, fmt::format("{}: must be greater than zero", child(key)));
             }
         }
     }
-    void boolean(std::string_view key, bool &out) const {
-        if (const auto *n = find(key)) {
+    void boolean(std::string_view key, bool& out) const {
+        if (const auto* n = find(key)) {
             out = get_bool(*n, child(key));
         }
     }
@@ -373,7 +373,7 @@ class Builder {
 public:
     explicit Builder(fs::path base) : base_(std::move(base)) {}
 
-    Config build(const YAML::Node &root) {
+    Config build(const YAML::Node& root) {
         if (!root.IsMap() && !root.IsNull()) {
             bad(root, fmt::format("the top level must be a mapping, got {}", type_name(root)));
         }
@@ -384,20 +384,20 @@ public:
             bad(top.mark("hostname"),
                 fmt::format("hostname: \"{}\" is not a host name", c.hostname));
         }
-        if (const auto *n = top.find("listeners")) {
+        if (const auto* n = top.find("listeners")) {
             c.listeners = listeners(*n);
         }
         local_domains(top.require("local_domains"), c);
-        if (const auto *n = top.find("directory")) {
+        if (const auto* n = top.find("directory")) {
             c.directory = directory(*n, c);
         }
-        if (const auto *n = top.find("limits")) {
+        if (const auto* n = top.find("limits")) {
             c.limits = limits(*n);
         }
-        if (const auto *n = top.find("spool")) {
+        if (const auto* n = top.find("spool")) {
             c.spool = spool(*n);
         }
-        if (const auto *n = top.find("classes")) {
+        if (const auto* n = top.find("classes")) {
             c.classes = classes(*n);
         }
         top.str("default_class", c.default_class);
@@ -406,25 +406,25 @@ public:
                 top.has("default_class") ? top.mark("default_class") : top.mark("classes");
             bad(m, fmt::format("default_class: \"{}\" is not among the classes", c.default_class));
         }
-        if (const auto *n = top.find("rules")) {
+        if (const auto* n = top.find("rules")) {
             c.rules = rules(*n, c);
         }
-        if (const auto *n = top.find("mailstores")) {
+        if (const auto* n = top.find("mailstores")) {
             c.mailstores = mailstores(*n);
         }
-        if (const auto *n = top.find("drain")) {
+        if (const auto* n = top.find("drain")) {
             c.drain = drain(*n, c);
         }
-        if (const auto *n = top.find("bounces")) {
+        if (const auto* n = top.find("bounces")) {
             c.bounces = bounces(*n);
         }
-        if (const auto *n = top.find("metrics")) {
+        if (const auto* n = top.find("metrics")) {
             const MapReader m(*n, "metrics", kMetricsKeys);
             m.str("address", c.metrics.address);
             check_ip(m, "address", c.metrics.address);
             m.port("port", c.metrics.port, true);
         }
-        if (const auto *n = top.find("logging")) {
+        if (const auto* n = top.find("logging")) {
             const MapReader m(*n, "logging", kLoggingKeys);
             m.str("level", c.log_level);
             log::Level level{};
@@ -438,7 +438,7 @@ public:
     }
 
 private:
-    std::string path_value(const MapReader &m, std::string_view key, std::string current) const {
+    std::string path_value(const MapReader& m, std::string_view key, std::string current) const {
         m.str(key, current);
         if (current.empty() || base_.empty()) {
             return current;
@@ -447,7 +447,7 @@ private:
         return p.is_absolute() ? current : (base_ / p).lexically_normal().string();
     }
 
-    static void check_ip(const MapReader &m, std::string_view key, const std::string &value) {
+    static void check_ip(const MapReader& m, std::string_view key, const std::string& value) {
         // Plain literals only: the brackets and "IPv6:" that parse_ip also takes are SMTP
         // syntax, and a socket cannot bind them.
         if (!parse_ip(value) || value.front() == '[' || ascii_lower(value).rfind("ipv6:", 0) == 0) {
@@ -455,7 +455,7 @@ private:
         }
     }
 
-    std::vector<ListenerConfig> listeners(const YAML::Node &n) const {
+    std::vector<ListenerConfig> listeners(const YAML::Node& n) const {
         check_sequence(n, "listeners");
         if (n.size() == 0) {
             bad(n, "listeners: at least one listener is needed");
@@ -482,7 +482,7 @@ private:
         return out;
     }
 
-    static void local_domains(const YAML::Node &n, Config &c) {
+    static void local_domains(const YAML::Node& n, Config& c) {
         const auto domains = get_strings(n, "local_domains");
         if (domains.empty()) {
             bad(n, "local_domains: at least one domain is needed");
@@ -501,16 +501,16 @@ private:
         }
     }
 
-    DirectoryConfig directory(const YAML::Node &n, const Config &c) const {
+    DirectoryConfig directory(const YAML::Node& n, const Config& c) const {
         const MapReader m(n, "directory", kDirectoryKeys);
         DirectoryConfig d;
         d.file = path_value(m, "file", d.file);
-        if (const auto *f = m.find("format")) {
+        if (const auto* f = m.find("format")) {
             d.format = get_enum<DirectoryFormat>(
                 *f, "directory.format",
                 {{"list", DirectoryFormat::kList}, {"passwd", DirectoryFormat::kPasswd}});
         }
-        if (const auto *w = m.find("when_unavailable")) {
+        if (const auto* w = m.find("when_unavailable")) {
             d.when_unavailable = get_enum<DirectoryMissing>(
                 *w, "directory.when_unavailable",
                 {{"accept", DirectoryMissing::kAccept}, {"tempfail", DirectoryMissing::kTempFail}});
@@ -536,7 +536,7 @@ private:
         return d;
     }
 
-    static LimitsConfig limits(const YAML::Node &n) {
+    static LimitsConfig limits(const YAML::Node& n) {
         constexpr std::uint64_t kMinLine = 512;     // RFC 5321 4.5.3.1.4
         constexpr std::uint64_t kMaxLine = 1 << 20; // anything longer is an attack
         constexpr std::uint64_t kMinMessage = 1024;
@@ -553,7 +553,7 @@ private:
         return l;
     }
 
-    SpoolConfig spool(const YAML::Node &n) const {
+    SpoolConfig spool(const YAML::Node& n) const {
         constexpr std::uint64_t kMinSpool = 1ULL << 20U;
         const MapReader m(n, "spool", kSpoolKeys);
         SpoolConfig s;
@@ -562,7 +562,7 @@ private:
             bad(m.mark("path"), "spool.path: must not be empty");
         }
         m.size("max_size", s.max_size, kMinSpool);
-        if (const auto *w = m.find("high_watermark")) {
+        if (const auto* w = m.find("high_watermark")) {
             s.high_watermark = get_double(*w, "spool.high_watermark");
             if (!(s.high_watermark > 0.0 && s.high_watermark <= 1.0)) {
                 bad(*w,
@@ -573,7 +573,7 @@ private:
         return s;
     }
 
-    static std::vector<ClassConfig> classes(const YAML::Node &n) {
+    static std::vector<ClassConfig> classes(const YAML::Node& n) {
         constexpr std::uint64_t kMaxWeight = 1000;
         check_sequence(n, "classes");
         if (n.size() == 0) {
@@ -597,7 +597,7 @@ private:
                 bad(m.mark("name"),
                     fmt::format("{}.name: \"{}\" must be letters, digits, - or _", path, k.name));
             }
-            for (const auto &other : out) {
+            for (const auto& other : out) {
                 if (other.name == k.name) {
                     bad(m.mark("name"),
                         fmt::format("{}.name: duplicate class \"{}\"", path, k.name));
@@ -605,7 +605,7 @@ private:
             }
             m.uint("weight", k.weight, 1, kMaxWeight);
             m.seconds("retention", k.retention);
-            if (const auto *a = m.find("on_expiry")) {
+            if (const auto* a = m.find("on_expiry")) {
                 k.on_expiry = get_enum<ExpiryAction>(*a, m.child("on_expiry"),
                                                      {{"bounce", ExpiryAction::kBounce},
                                                       {"hold", ExpiryAction::kHold},
@@ -616,11 +616,11 @@ private:
         return out;
     }
 
-    static std::vector<std::string> patterns(const MapReader &m, std::string_view key) {
+    static std::vector<std::string> patterns(const MapReader& m, std::string_view key) {
         std::vector<std::string> out;
-        if (const auto *n = m.find(key)) {
+        if (const auto* n = m.find(key)) {
             out = get_strings(*n, m.child(key));
-            for (auto &p : out) {
+            for (auto& p : out) {
                 const auto at = p.rfind('@');
                 const std::string domain =
                     ascii_lower(at == std::string::npos ? p : p.substr(at + 1));
@@ -634,7 +634,7 @@ private:
         return out;
     }
 
-    static std::vector<ClassRule> rules(const YAML::Node &n, const Config &c) {
+    static std::vector<ClassRule> rules(const YAML::Node& n, const Config& c) {
         check_sequence(n, "rules");
         std::vector<ClassRule> out;
         for (std::size_t i = 0; i < n.size(); ++i) {
@@ -647,7 +647,7 @@ private:
             }
             r.sender = patterns(m, "sender");
             r.recipient = patterns(m, "recipient");
-            if (const auto *nets = m.find("client_net")) {
+            if (const auto* nets = m.find("client_net")) {
                 r.client_net = get_strings(*nets, m.child("client_net"));
                 for (std::size_t j = 0; j < r.client_net.size(); ++j) {
                     if (auto cidr = parse_cidr(r.client_net[j]); !cidr) {
@@ -657,13 +657,13 @@ private:
                     }
                 }
             }
-            if (const auto *h = m.find("headers")) {
+            if (const auto* h = m.find("headers")) {
                 r.headers = header_tests(*h, m.child("headers"));
             }
-            if (const auto *s = m.find("size_over")) {
+            if (const auto* s = m.find("size_over")) {
                 r.size_over = get_size(*s, m.child("size_over"));
             }
-            if (const auto *s = m.find("size_under")) {
+            if (const auto* s = m.find("size_under")) {
                 r.size_under = get_size(*s, m.child("size_under"));
             }
             if (r.size_over && r.size_under && *r.size_under <= *r.size_over + 1) {
@@ -675,7 +675,7 @@ private:
         return out;
     }
 
-    static std::vector<HeaderTest> header_tests(const YAML::Node &n, const std::string &path) {
+    static std::vector<HeaderTest> header_tests(const YAML::Node& n, const std::string& path) {
         check_sequence(n, path);
         std::vector<HeaderTest> out;
         for (std::size_t i = 0; i < n.size(); ++i) {
@@ -694,7 +694,7 @@ private:
             m.str("regex", t.regex);
             try {
                 const std::regex compiled(t.regex, std::regex::ECMAScript | std::regex::icase);
-            } catch (const std::regex_error &e) {
+            } catch (const std::regex_error& e) {
                 bad(m.mark("regex"), fmt::format("{}.regex: bad regular expression \"{}\": {}", p,
                                                  t.regex, e.what()));
             }
@@ -703,7 +703,7 @@ private:
         return out;
     }
 
-    std::vector<MailstoreConfig> mailstores(const YAML::Node &n) const {
+    std::vector<MailstoreConfig> mailstores(const YAML::Node& n) const {
         check_sequence(n, "mailstores");
         if (n.size() == 0) {
             bad(n, "mailstores: at least one mailstore is needed");
@@ -740,7 +740,7 @@ private:
             if (s.name.empty()) {
                 bad(m.mark("name"), fmt::format("{}.name: must not be empty", path));
             }
-            for (const auto &other : out) {
+            for (const auto& other : out) {
                 if (other.name == s.name) {
                     bad(m.mark("name"),
                         fmt::format("{}.name: duplicate mailstore \"{}\"", path, s.name));
@@ -765,7 +765,7 @@ private:
         return out;
     }
 
-    static DrainConfig drain(const YAML::Node &n, const Config &c) {
+    static DrainConfig drain(const YAML::Node& n, const Config& c) {
         const MapReader m(n, "drain", kDrainKeys);
         DrainConfig d;
         m.uint("max_concurrency", d.max_concurrency, 1, 100000);
@@ -775,7 +775,7 @@ private:
                 fmt::format("drain.initial_concurrency: {} is above max_concurrency {}",
                             d.initial_concurrency, d.max_concurrency));
         }
-        if (const auto *r = m.find("max_rate")) {
+        if (const auto* r = m.find("max_rate")) {
             d.max_rate = get_double(*r, "drain.max_rate");
             if (d.max_rate < 0) {
                 bad(*r, "drain.max_rate: must not be negative (0 = unlimited)");
@@ -802,7 +802,7 @@ private:
         return d;
     }
 
-    static BounceConfig bounces(const YAML::Node &n) {
+    static BounceConfig bounces(const YAML::Node& n) {
         const MapReader m(n, "bounces", kBounceKeys);
         BounceConfig b;
         m.str("smarthost", b.smarthost);
@@ -821,7 +821,7 @@ private:
                 fmt::format("bounces.dsn_sender: \"{}\" is not a local part or address",
                             b.dsn_sender));
         }
-        if (const auto *w = m.find("delay_warning")) {
+        if (const auto* w = m.find("delay_warning")) {
             if (w->IsScalar() && ascii_lower(w->Scalar()) == "off") {
                 b.delay_warning.reset();
             } else {
@@ -837,7 +837,7 @@ private:
     fs::path base_;
 };
 
-std::string where(const std::string &name, const YAML::Mark &mark) {
+std::string where(const std::string& name, const YAML::Mark& mark) {
     // Only an empty document has no position; its problems are "at the start".
     if (mark.is_null()) {
         return fmt::format("{}:1:1", name);
@@ -846,17 +846,17 @@ std::string where(const std::string &name, const YAML::Mark &mark) {
 }
 
 Result<std::shared_ptr<const Config>>
-parse_with_base(const std::string &text, const std::string &name, const fs::path &base) {
+parse_with_base(const std::string& text, const std::string& name, const fs::path& base) {
     try {
         const YAML::Node root = YAML::Load(text);
         auto config = std::make_shared<Config>(Builder(base).build(root));
         config->source_file = name;
         return std::shared_ptr<const Config>(std::move(config));
-    } catch (const LoadError &e) {
+    } catch (const LoadError& e) {
         return fail(ErrorKind::kConfig, fmt::format("{}: {}", where(name, e.mark), e.message));
-    } catch (const YAML::Exception &e) {
+    } catch (const YAML::Exception& e) {
         return fail(ErrorKind::kConfig, fmt::format("{}: {}", where(name, e.mark), e.msg));
-    } catch (const std::exception &e) {
+    } catch (const std::exception& e) {
         return fail(ErrorKind::kConfig, fmt::format("{}: {}", name, e.what()));
     }
 }
@@ -865,7 +865,7 @@ parse_with_base(const std::string &text, const std::string &name, const fs::path
 
 std::vector<std::string> config_schema_keys() {
     std::vector<std::string> out;
-    for (const auto &section : kSections) {
+    for (const auto& section : kSections) {
         for (const auto key : section.keys) {
             out.push_back(section.path.empty() ? std::string(key)
                                                : fmt::format("{}.{}", section.path, key));
@@ -874,12 +874,12 @@ std::vector<std::string> config_schema_keys() {
     return out;
 }
 
-Result<std::shared_ptr<const Config>> parse_config(const std::string &text,
-                                                   const std::string &name) {
+Result<std::shared_ptr<const Config>> parse_config(const std::string& text,
+                                                   const std::string& name) {
     return parse_with_base(text, name, fs::path(name).parent_path());
 }
 
-Result<std::shared_ptr<const Config>> load_config(const std::string &path) {
+Result<std::shared_ptr<const Config>> load_config(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         return fail(ErrorKind::kConfig,

@@ -22,8 +22,8 @@ bool valid_local_part(std::string_view local) {
 }
 
 // "user@dom", "@dom" (catch_all_ok) or "user" (with a default domain) -> normalized.
-std::optional<std::string> normalize(std::string_view text, const DirectoryConfig &config,
-                                     bool catch_all_ok, std::string &why) {
+std::optional<std::string> normalize(std::string_view text, const DirectoryConfig& config,
+                                     bool catch_all_ok, std::string& why) {
     const auto at = text.rfind('@');
     std::string local;
     std::string domain;
@@ -59,7 +59,7 @@ std::optional<std::string> normalize(std::string_view text, const DirectoryConfi
 } // namespace
 
 Result<std::vector<DirectoryEntry>>
-parse_directory(std::string_view text, const DirectoryConfig &config, std::string_view name) {
+parse_directory(std::string_view text, const DirectoryConfig& config, std::string_view name) {
     std::vector<DirectoryEntry> entries;
     std::size_t line_no = 0;
     std::size_t pos = 0;
@@ -72,7 +72,7 @@ parse_directory(std::string_view text, const DirectoryConfig &config, std::strin
         if (line.empty() || line.front() == '#') {
             continue;
         }
-        const auto bad = [&](const std::string &why) {
+        const auto bad = [&](const std::string& why) {
             return fail(ErrorKind::kConfig, fmt::format("{}:{}: {}", name, line_no, why));
         };
         std::string why;
@@ -108,16 +108,16 @@ parse_directory(std::string_view text, const DirectoryConfig &config, std::strin
     }
     std::stable_sort(
         entries.begin(), entries.end(),
-        [](const DirectoryEntry &a, const DirectoryEntry &b) { return a.key < b.key; });
+        [](const DirectoryEntry& a, const DirectoryEntry& b) { return a.key < b.key; });
     entries.erase(std::unique(entries.begin(), entries.end(),
-                              [](const DirectoryEntry &a, const DirectoryEntry &b) {
+                              [](const DirectoryEntry& a, const DirectoryEntry& b) {
                                   return a.key == b.key;
                               }),
                   entries.end());
     return entries;
 }
 
-Result<std::vector<DirectoryEntry>> load_directory(const DirectoryConfig &config) {
+Result<std::vector<DirectoryEntry>> load_directory(const DirectoryConfig& config) {
     if (config.file.empty()) {
         return fail(ErrorKind::kInvalid, "no directory file is configured");
     }
@@ -158,7 +158,7 @@ std::string_view to_string(Verdict verdict) {
 RecipientPolicy::RecipientPolicy(std::vector<std::string> local_domains, DirectoryLookup lookup,
                                  DirectoryConfig config)
     : lookup_(std::move(lookup)), config_(std::move(config)) {
-    for (auto &d : local_domains) {
+    for (auto& d : local_domains) {
         local_domains_.push_back(ascii_lower(d));
     }
 }
@@ -203,7 +203,7 @@ Verdict RecipientPolicy::check(std::string_view address) const {
     return resolve(local + "@" + ascii_lower(domain), 0);
 }
 
-Verdict RecipientPolicy::resolve(const std::string &address, int depth) const {
+Verdict RecipientPolicy::resolve(const std::string& address, int depth) const {
     if (depth > kMaxAliasDepth) {
         return Verdict::kTempFail; // an alias loop is our misconfiguration, not the sender's
     }
@@ -212,7 +212,7 @@ Verdict RecipientPolicy::resolve(const std::string &address, int depth) const {
     if (!is_local_domain(domain)) {
         return Verdict::kAccept;
     }
-    const auto follow = [&](const std::string &target) {
+    const auto follow = [&](const std::string& target) {
         return target.empty() ? Verdict::kAccept : resolve(target, depth + 1);
     };
     auto found = lookup_(address);

@@ -21,7 +21,7 @@ struct DirectoryEntry {
     std::string key;    // "local@domain" (a mailbox or alias), or "@domain" (catch-all)
     std::string target; // "" = the key itself is valid; else the address it stands for
 
-    friend bool operator==(const DirectoryEntry &, const DirectoryEntry &) = default;
+    friend bool operator==(const DirectoryEntry&, const DirectoryEntry&) = default;
 };
 
 // Parses the text of a directory file. `name` is used in errors ("name:LINE: message",
@@ -32,12 +32,12 @@ struct DirectoryEntry {
 //           "@dom: target"; blank lines and lines starting with '#' are skipped.
 //   passwd: "user[@dom]:password:uid:gid:..." (only the user field is read); '#' comments.
 Result<std::vector<DirectoryEntry>>
-parse_directory(std::string_view text, const DirectoryConfig &config, std::string_view name);
+parse_directory(std::string_view text, const DirectoryConfig& config, std::string_view name);
 
 // Reads config.file and parses it. kIo when the file cannot be read (the caller applies
 // when_unavailable), kConfig for a bad line. Files above kMaxDirectoryFileBytes: kConfig.
 inline constexpr std::size_t kMaxDirectoryFileBytes = 1ULL << 30U;
-Result<std::vector<DirectoryEntry>> load_directory(const DirectoryConfig &config);
+Result<std::vector<DirectoryEntry>> load_directory(const DirectoryConfig& config);
 
 enum class Verdict {
     kAccept,      // 250
@@ -71,7 +71,7 @@ public:
     bool is_local_domain(std::string_view domain) const; // case-insensitive, exact
 
 private:
-    Verdict resolve(const std::string &address, int depth) const;
+    Verdict resolve(const std::string& address, int depth) const;
     Verdict unavailable() const;
 
     std::vector<std::string> local_domains_; // lower case

@@ -84,7 +84,7 @@ std::string status_from_reply(std::string_view reply, char klass) {
                : std::string();
 }
 
-std::string status_of(const DsnRecipient &r) {
+std::string status_of(const DsnRecipient& r) {
     if (!r.status.empty()) {
         return header_safe(r.status);
     }
@@ -139,8 +139,8 @@ bool dsn_wanted(std::string_view envelope_sender, std::uint8_t notify, DsnAction
     return (notify & bit) != 0;
 }
 
-std::string dsn_from_address(const Config &config) {
-    const std::string &s = config.bounces.dsn_sender;
+std::string dsn_from_address(const Config& config) {
+    const std::string& s = config.bounces.dsn_sender;
     return s.find('@') != std::string::npos ? s : s + "@" + config.hostname;
 }
 
@@ -159,11 +159,11 @@ std::string rfc5322_date(UnixMillis ms) {
                        tm.tm_min, tm.tm_sec);
 }
 
-std::string build_dsn(const DsnInput &in) {
+std::string build_dsn(const DsnInput& in) {
     const bool all_delayed =
         !in.recipients.empty() &&
         std::all_of(in.recipients.begin(), in.recipients.end(),
-                    [](const DsnRecipient &r) { return r.action == DsnAction::kDelayed; });
+                    [](const DsnRecipient& r) { return r.action == DsnAction::kDelayed; });
     const std::string host = header_safe(in.reporting_host);
     const std::string queue_id = header_safe(in.queue_id);
 
@@ -185,7 +185,7 @@ std::string build_dsn(const DsnInput &in) {
     }
     text += fmt::format("\r\nQueue id {}, arrived {}.\r\n\r\n", queue_id.empty() ? "-" : queue_id,
                         rfc5322_date(in.arrival_ms));
-    for (const auto &r : in.recipients) {
+    for (const auto& r : in.recipients) {
         std::string why = header_safe(r.diagnostic);
         if (r.action == DsnAction::kExpired) {
             why = why.empty() ? "not delivered within the retention period"
@@ -204,7 +204,7 @@ std::string build_dsn(const DsnInput &in) {
         status += fmt::format("Original-Envelope-Id: {}\r\n", header_safe(in.envid));
     }
     status += fmt::format("Arrival-Date: {}\r\n", rfc5322_date(in.arrival_ms));
-    for (const auto &r : in.recipients) {
+    for (const auto& r : in.recipients) {
         status += kCrlf;
         if (!r.orcpt.empty()) {
             status +=

@@ -59,14 +59,14 @@ struct DsnInput {
 };
 
 // From: of DSNs: bounces.dsn_sender when it holds '@', else "<it>@<hostname>".
-std::string dsn_from_address(const Config &config);
+std::string dsn_from_address(const Config& config);
 
 // The complete message, CRLF line ends, ready to spool with the null sender as MAIL FROM
 // and input.envelope_sender as the only recipient: multipart/report;
 // report-type=delivery-status with a text/plain explanation, message/delivery-status and
 // text/rfc822-headers (or message/rfc822 for RET=FULL). The boundary never occurs in the
 // returned original.
-std::string build_dsn(const DsnInput &input);
+std::string build_dsn(const DsnInput& input);
 
 // "Sun, 22 Nov 2026 20:10:00 +0000" (RFC 5322 3.3, always UTC).
 std::string rfc5322_date(UnixMillis ms);

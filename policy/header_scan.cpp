@@ -61,7 +61,7 @@ std::vector<HeaderField> scan_headers(std::string_view message, std::size_t max_
         if (is_blank(line.front())) {
             if (current_valid) {
                 // Unfolding (RFC 5322 2.2.3) removes the line break, keeping the blank.
-                auto &value = fields.back().value;
+                auto& value = fields.back().value;
                 const std::string_view more = trim(line);
                 if (!more.empty()) {
                     if (!value.empty()) {

@@ -14,14 +14,14 @@ UnixMillis add_saturating(UnixMillis base, std::chrono::milliseconds delta) {
     return out;
 }
 
-const ClassConfig *find_class(const Config &config, std::uint8_t class_id) {
+const ClassConfig* find_class(const Config& config, std::uint8_t class_id) {
     return class_id < config.classes.size() ? &config.classes[class_id] : nullptr;
 }
 
 } // namespace
 
-UnixMillis expiry_ms(const Config &config, std::uint8_t class_id, UnixMillis arrival_ms) {
-    const ClassConfig *klass = find_class(config, class_id);
+UnixMillis expiry_ms(const Config& config, std::uint8_t class_id, UnixMillis arrival_ms) {
+    const ClassConfig* klass = find_class(config, class_id);
     if (klass == nullptr) {
         const auto fallback = config.class_id(config.default_class);
         klass = fallback ? find_class(config, *fallback) : nullptr;
@@ -31,8 +31,8 @@ UnixMillis expiry_ms(const Config &config, std::uint8_t class_id, UnixMillis arr
                           std::chrono::duration_cast<std::chrono::milliseconds>(retention));
 }
 
-ExpiryAction expiry_action(const Config &config, std::uint8_t class_id) {
-    const ClassConfig *klass = find_class(config, class_id);
+ExpiryAction expiry_action(const Config& config, std::uint8_t class_id) {
+    const ClassConfig* klass = find_class(config, class_id);
     return klass != nullptr ? klass->on_expiry : ExpiryAction::kHold;
 }
 
@@ -40,7 +40,7 @@ bool is_expired(UnixMillis expires_ms, UnixMillis now_ms) {
     return expires_ms != 0 && now_ms >= expires_ms;
 }
 
-bool delay_warning_due(const BounceConfig &bounces, UnixMillis arrival_ms, UnixMillis now_ms) {
+bool delay_warning_due(const BounceConfig& bounces, UnixMillis arrival_ms, UnixMillis now_ms) {
     if (!bounces.delay_warning) {
         return false;
     }

@@ -47,7 +47,7 @@ Result<Split> split_number(std::string_view text, std::string_view what) {
     return out;
 }
 
-bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t &out) {
+bool mul_overflows(std::uint64_t a, std::uint64_t b, std::uint64_t& out) {
     return __builtin_mul_overflow(a, b, &out);
 }
 
@@ -75,7 +75,7 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
         return fail(ErrorKind::kInvalid,
                     "duration needs a unit (ms, s, m, h, d, w): \"" + std::string(text) + "\"");
     }
-    for (const auto &unit : kUnits) {
+    for (const auto& unit : kUnits) {
         if (split->unit == unit.name) {
             std::uint64_t ms = 0;
             if (mul_overflows(split->number, unit.ms, ms) ||
@@ -110,7 +110,7 @@ Result<std::uint64_t> parse_size(std::string_view text) {
                                                   {"mb", 1'000'000ULL},
                                                   {"gb", 1'000'000'000ULL},
                                                   {"tb", 1'000'000'000'000ULL}}};
-    for (const auto &unit : kUnits) {
+    for (const auto& unit : kUnits) {
         if (split->unit == unit.name) {
             std::uint64_t bytes = 0;
             if (mul_overflows(split->number, unit.bytes, bytes)) {

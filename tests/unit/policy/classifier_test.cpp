@@ -8,7 +8,7 @@ using namespace spoold::policy;
 
 namespace {
 
-Classifier sample_classifier(const Config **out = nullptr) {
+Classifier sample_classifier(const Config** out = nullptr) {
     static const auto config = load_config(SPOOLD_SOURCE_DIR "/etc/spoold.yaml");
     REQUIRE(config);
     if (out != nullptr) {
@@ -22,7 +22,7 @@ Classifier sample_classifier(const Config **out = nullptr) {
 } // namespace
 
 TEST_CASE("the sample rules classify a table of messages") {
-    const Config *config = nullptr;
+    const Config* config = nullptr;
     const Classifier classifier = sample_classifier(&config);
     const auto urgent = *config->class_id("urgent");
     const auto normal = *config->class_id("normal");
@@ -59,7 +59,7 @@ TEST_CASE("the sample rules classify a table of messages") {
         {"", normal},
         {"garbage without structure \x01\x02\r\n\r\n", normal},
     };
-    for (const auto &c : cases) {
+    for (const auto& c : cases) {
         MessageFacts facts;
         facts.sender = "someone@example.org";
         facts.recipients = {"alice@example.com"};
@@ -117,7 +117,7 @@ rules:
         {"x@partner.example", "a@example.com", "192.0.2.1", 1023, urgent, 4},
         {"x@partner.example", "a@example.com", "192.0.2.1", 1024, normal, std::nullopt},
     };
-    for (const auto &c : cases) {
+    for (const auto& c : cases) {
         MessageFacts facts;
         facts.sender = c.sender;
         facts.recipients = {"other@example.com", c.recipient};

@@ -16,7 +16,7 @@ namespace {
 
 const std::string kMinimal = "local_domains: [example.com]\n";
 
-std::string error_of(const std::string &text) {
+std::string error_of(const std::string& text) {
     auto config = parse_config(text, "test.yaml");
     if (config) {
         return "(no error)";
@@ -25,7 +25,7 @@ std::string error_of(const std::string &text) {
     return config.error().message;
 }
 
-bool starts_with(const std::string &s, const std::string &prefix) {
+bool starts_with(const std::string& s, const std::string& prefix) {
     return s.rfind(prefix, 0) == 0;
 }
 
@@ -34,7 +34,7 @@ bool starts_with(const std::string &s, const std::string &prefix) {
 TEST_CASE("the sample configuration in etc/ validates") {
     auto config = load_config(SPOOLD_SOURCE_DIR "/etc/spoold.yaml");
     REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
-    const Config &c = **config;
+    const Config& c = **config;
     CHECK(c.hostname == "mx1.example.com");
     REQUIRE(c.listeners.size() == 1);
     CHECK(c.listeners[0].address == "127.0.0.1");
@@ -59,7 +59,7 @@ TEST_CASE("the sample configuration in etc/ validates") {
 TEST_CASE("a minimal configuration takes the embedded defaults") {
     auto config = parse_config(kMinimal, "test.yaml");
     REQUIRE(config);
-    const Config &c = **config;
+    const Config& c = **config;
     CHECK(c.local_domains == std::vector<std::string>{"example.com"});
     CHECK(c.default_class == "normal");
     CHECK(c.classes.size() == 3);
@@ -101,7 +101,7 @@ logging: {level: debug}
 )",
                                "/etc/spoold/spoold.yaml");
     REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
-    const Config &c = **config;
+    const Config& c = **config;
     CHECK(c.hostname == "MX.example.org");
     CHECK(c.local_domains[0] == "example.com");
     CHECK(c.listeners[1].port == 587);
@@ -212,7 +212,7 @@ TEST_CASE("each kind of mistake is one error with file, line and column") {
          "test.yaml:3:27: rules[0].sender: \"bad address\" is not an address"},
         {"- 1\n- 2\n", "test.yaml:1:1: the top level must be a mapping"},
     };
-    for (const auto &c : cases) {
+    for (const auto& c : cases) {
         const std::string error = error_of(c.text);
         CAPTURE(c.text);
         CHECK_MESSAGE(starts_with(error, c.expected), error);
@@ -240,7 +240,7 @@ TEST_CASE("the sample configuration documents every key of the schema") {
     const std::string sample = "\n" + text.str();
     const auto keys = config_schema_keys();
     CHECK(keys.size() > 60);
-    for (const auto &key : keys) {
+    for (const auto& key : keys) {
         const auto dot = key.rfind('.');
         const std::string leaf = key.substr(dot == std::string::npos ? 0 : dot + 1);
         CAPTURE(key);

@@ -36,9 +36,9 @@ struct FakeDirectory {
             return std::optional<std::string>{it->second};
         };
     }
-    void load(const std::vector<DirectoryEntry> &list) {
+    void load(const std::vector<DirectoryEntry>& list) {
         entries.clear();
-        for (const auto &e : list) {
+        for (const auto& e : list) {
             entries.emplace(e.key, e.target);
         }
     }
@@ -146,7 +146,7 @@ TEST_CASE("recipients are checked against local domains and the directory") {
         {"@example.com", Verdict::kUnknownUser},
         {"loop1@example.com", Verdict::kTempFail},
     };
-    for (const auto &c : cases) {
+    for (const auto& c : cases) {
         CAPTURE(c.address);
         CHECK(policy.check(c.address) == c.expected);
     }

@@ -49,8 +49,8 @@ struct Part {
     std::string body;
 };
 
-std::string header(const std::vector<HeaderField> &fields, std::string_view name) {
-    for (const auto &f : fields) {
+std::string header(const std::vector<HeaderField>& fields, std::string_view name) {
+    for (const auto& f : fields) {
         if (header_name_equal(f.name, name)) {
             return f.value;
         }
@@ -66,7 +66,7 @@ Part split(std::string_view message) {
 }
 
 // A small independent MIME reader: the parts of a multipart body by its boundary.
-std::vector<Part> parts_of(const std::string &body, const std::string &boundary) {
+std::vector<Part> parts_of(const std::string& body, const std::string& boundary) {
     const std::string delimiter = "\r\n--" + boundary;
     const std::string padded = "\r\n" + body;
     std::vector<Part> parts;
@@ -88,7 +88,7 @@ std::vector<Part> parts_of(const std::string &body, const std::string &boundary)
     return parts;
 }
 
-std::string boundary_of(const std::string &content_type) {
+std::string boundary_of(const std::string& content_type) {
     const auto at = content_type.find("boundary=\"");
     REQUIRE(at != std::string::npos);
     const auto start = at + 10;
@@ -131,7 +131,7 @@ TEST_CASE("a failure DSN parses back into a three-part multipart/report") {
 
     CHECK(header(parts[1].headers, "Content-Type") == "message/delivery-status");
     // The delivery-status body: per-message fields, then one block per recipient.
-    const std::string &status = parts[1].body;
+    const std::string& status = parts[1].body;
     const auto first_blank = status.find("\r\n\r\n");
     const auto per_message = scan_headers(status.substr(0, first_blank + 2));
     CHECK(header(per_message, "Reporting-MTA") == "dns; mx1.example.com");

@@ -25,7 +25,7 @@ std::string sample_text() {
     return text.str();
 }
 
-std::string mutate(std::string s, std::mt19937 &rng) {
+std::string mutate(std::string s, std::mt19937& rng) {
     static constexpr std::string_view kAlphabet = " :-[]{}\"'#\n\t|>&*!%@`,?0123456789abcz\\";
     const int edits = 1 + static_cast<int>(rng() % 4);
     for (int e = 0; e < edits && !s.empty(); ++e) {
@@ -76,7 +76,7 @@ TEST_CASE("random bytes never upset the header scanner or the classifier") {
     std::mt19937 rng(777);
     for (int i = 0; i < 2000; ++i) {
         std::string bytes(rng() % 3000, '\0');
-        for (auto &b : bytes) {
+        for (auto& b : bytes) {
             // Mostly header-like text, with line breaks and raw bytes mixed in.
             const auto r = rng() % 16;
             b = r == 0   ? '\n'
@@ -88,7 +88,7 @@ TEST_CASE("random bytes never upset the header scanner or the classifier") {
         }
         const std::size_t bound = rng() % 4096;
         const auto fields = scan_headers(bytes, bound);
-        for (const auto &f : fields) {
+        for (const auto& f : fields) {
             CHECK(f.name.size() + f.value.size() <= bound);
         }
         MessageFacts facts;
@@ -106,7 +106,7 @@ TEST_CASE("random directory files parse or fail with a line number") {
     static constexpr std::string_view kAlphabet = "ab@.:# \n\r\t-+_A";
     for (int i = 0; i < 2000; ++i) {
         std::string text(rng() % 200, ' ');
-        for (auto &ch : text) {
+        for (auto& ch : text) {
             ch = kAlphabet[rng() % kAlphabet.size()];
         }
         c.format = (i % 2) == 0 ? DirectoryFormat::kList : DirectoryFormat::kPasswd;
