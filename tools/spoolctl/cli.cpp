@@ -210,7 +210,11 @@ Verbs:
   export ID... | FILTER | --all  (--dir DIR | --mbox FILE [--append]) [--with-envelope]
                                   DIR/<queue id>.eml per message, or one mboxrd file
   import (FILE.eml | DIR)... | --mbox FILE  [--to ADDR]... [--from ADDR] [--class NAME]
-  check [--bodies] [--repair]     integrity of indexes and counters (--repair rebuilds)
+  check [--bodies] [--repair] [--json]
+                                  every index entry against its record and back, counters
+                                  against a scan, in one snapshot (safe while spoold runs);
+                                  --bodies also reads every body; --repair rebuilds the
+                                  indexes and counters from the records (never deletes)
 
 Filter (all given conditions must hold):
   --class NAME|N  --state ready|deferred|held  --held

@@ -911,174 +911,67 @@ int verb_import(Context& ctx) {
 
 // ---- check ----
 
-struct Fact {
-    QueueId id;
-    spool::ClassId klass = 0;
-    spool::MsgState state = spool::MsgState::kReady;
-    bool in_expiry = false;
-    std::uint64_t size = 0;
-};
-
-bool same_counters(const spool::Counters& a, const spool::Counters& b) {
-    return a.messages == b.messages && a.bytes == b.bytes;
+std::string check_json(const spool::CheckReport& r) {
+    JsonWriter w;
+    w.begin_object();
+    w.key("records").value(static_cast<std::uint64_t>(r.records));
+    w.key("index_entries").value(static_cast<std::uint64_t>(r.index_entries));
+    w.key("problems").begin_array();
+    for (const auto& p : r.problems) {
+        w.value(p);
+    }
+    w.end_array();
+    w.key("more_problems").value(static_cast<std::uint64_t>(r.more_problems));
+    w.key("repaired").value(r.repaired);
+    w.end_object();
+    return w.str() + "\n";
 }
 
+void print_check(Context& ctx, const spool::CheckReport& r, bool bodies) {
+    for (const auto& p : r.problems) {
+        say(ctx.out, "problem: {}\n", printable(p));
+    }
+    if (r.more_problems > 0) {
+        say(ctx.out, "problem: ... and {} more\n", r.more_problems);
+    }
+    const std::uint64_t n = r.problems.size() + r.more_problems;
+    say(ctx.out, "check: {} messages, {} index entries{}: {}\n", r.records, r.index_entries,
+        bodies ? ", bodies read" : "", n == 0 ? std::string("ok") : fmt::format("{} problem{}", n, n == 1 ? "" : "s"));
+}
+
+// The spool checks itself in one read transaction (a consistent snapshot even while
+// spoold writes) and repairs on its writer: spoolctl only asks and reports.
 int verb_check(Context& ctx) {
-    if (ctx.cl.repair) {
-        say(ctx.err, "spoolctl: check: --repair is not available in this build: the spool does not yet "
-                     "offer an index rebuild (tools/spoolctl/NEEDS_FROM_SPOOL.md)\n");
-        return kExitFailed;
+    if (!ctx.cl.operands.empty()) {
+        return usage_error(ctx, "check takes no operands");
     }
-    std::vector<std::string> problems;
-    auto before = ctx.spool->counters();
-    if (!before) {
-        return fail_with(ctx, before.error());
+    auto report = ctx.spool->check(ctx.cl.bodies, ctx.cl.repair);
+    if (!report) {
+        return fail_with(ctx, report.error());
     }
-    std::vector<Fact> facts;
-    spool::Counters scanned;
-    const Status st = scan(ctx, Filter{}, [&](const spool::Envelope& env, spool::MsgState state) {
-        const bool in_expiry = env.expires_ms != 0 && (env.flags & spool::kFlagExpiredHold) == 0;
-        facts.push_back(Fact{env.id, env.klass, state, in_expiry, env.size});
-        if (env.klass >= spool::kMaxClasses) {
-            problems.push_back(fmt::format("record {}: class {} out of range", env.id.text(), env.klass));
-            return true;
+    const bool found = !report->problems.empty() || report->more_problems > 0;
+    if (!report->repaired) {
+        print(ctx.out, ctx.cl.json ? check_json(*report) : std::string());
+        if (!ctx.cl.json) {
+            print_check(ctx, *report, ctx.cl.bodies);
         }
-        const auto s = static_cast<std::size_t>(state);
-        scanned.messages[env.klass][s] += 1;
-        scanned.bytes[env.klass][s] += env.size;
-        if (env.recipients.empty() ||
-            std::none_of(env.recipients.begin(), env.recipients.end(), pending)) {
-            problems.push_back(fmt::format("record {}: no recipient left to deliver", env.id.text()));
-        }
-        return true;
-    });
-    if (!st) {
-        problems.push_back(fmt::format("scan stopped: {}", st.error().describe()));
+        return found ? kExitFailed : kExitOk;
     }
-    auto after = ctx.spool->counters();
+    // After a repair, what counts is whether the spool is now clean: check again.
+    auto after = ctx.spool->check(false, false);
     if (!after) {
         return fail_with(ctx, after.error());
     }
-    const bool moving = !same_counters(*before, *after);
-    auto find = [&](QueueId id) -> const Fact* {
-        const auto it = std::lower_bound(facts.begin(), facts.end(), id,
-                                         [](const Fact& f, QueueId v) { return f.id < v; });
-        return it != facts.end() && it->id == id ? &*it : nullptr;
-    };
-    if (!same_counters(scanned, *after)) {
-        for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
-            for (std::size_t s = 0; s < spool::kNumMsgStates; ++s) {
-                if (scanned.messages[k][s] != after->messages[k][s] || scanned.bytes[k][s] != after->bytes[k][s]) {
-                    problems.push_back(fmt::format(
-                        "counters: class {} {}: stored {} messages {} bytes, records have {} messages {} bytes",
-                        ctx.classes.name(static_cast<spool::ClassId>(k)), s == 0 ? "ready" : s == 1 ? "deferred" : "held",
-                        after->messages[k][s], after->bytes[k][s], scanned.messages[k][s], scanned.bytes[k][s]));
-                }
-            }
-        }
-    }
-    std::uint64_t entries = 0;
-    for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
-        QueueId cursor{0};
-        std::uint64_t count = 0;
-        const auto klass = static_cast<spool::ClassId>(k);
-        for (;;) {
-            auto ids = ctx.spool->ready_after(klass, cursor, kIndexPage);
-            if (!ids) {
-                problems.push_back(fmt::format("ready index class {}: {}", k, ids.error().describe()));
-                break;
-            }
-            if (ids->empty()) {
-                break;
-            }
-            for (const auto id : *ids) {
-                ++count;
-                const Fact* f = find(id);
-                if (f == nullptr) {
-                    problems.push_back(fmt::format("ready index class {}: {} has no record", k, id.text()));
-                } else if (f->state != spool::MsgState::kReady || f->klass != klass) {
-                    problems.push_back(fmt::format("ready index class {}: record {} is class {}, not ready", k,
-                                                   id.text(), f->klass));
-                }
-            }
-            cursor = ids->back();
-        }
-        entries += count;
-        std::uint64_t expected = 0;
-        for (const auto& f : facts) {
-            expected += f.klass == klass && f.state == spool::MsgState::kReady ? 1 : 0;
-        }
-        if (count != expected) {
-            problems.push_back(fmt::format("ready index class {}: {} entries for {} ready records", k, count, expected));
-        }
-    }
-    // due() and expired() have no cursor: ask for everything there could be, plus slack to
-    // notice extra entries. Ids only, 8 bytes each.
-    const auto count_if = [&](auto pred) {
-        return static_cast<std::size_t>(std::count_if(facts.begin(), facts.end(), pred));
-    };
-    constexpr std::size_t kSlack = 1024;
-    const std::size_t deferred = count_if([](const Fact& f) { return f.state == spool::MsgState::kDeferred; });
-    if (auto ids = ctx.spool->due(std::numeric_limits<UnixMillis>::max(), deferred + kSlack); ids) {
-        entries += ids->size();
-        for (const auto id : *ids) {
-            const Fact* f = find(id);
-            if (f == nullptr || f->state != spool::MsgState::kDeferred) {
-                problems.push_back(fmt::format("deferred index: {} {}", id.text(),
-                                               f == nullptr ? "has no record" : "is not deferred"));
-            }
-        }
-        if (ids->size() != deferred) {
-            problems.push_back(fmt::format("deferred index: {} entries for {} deferred records", ids->size(), deferred));
-        }
+    const bool still = !after->problems.empty() || after->more_problems > 0;
+    if (ctx.cl.json) {
+        print(ctx.out, check_json(*report));
+        print(ctx.out, check_json(*after));
     } else {
-        problems.push_back(fmt::format("deferred index: {}", ids.error().describe()));
+        print_check(ctx, *report, ctx.cl.bodies);
+        say(ctx.out, "repaired: indexes and counters rebuilt from the records\n");
+        print_check(ctx, *after, false);
     }
-    const std::size_t expiring = count_if([](const Fact& f) { return f.in_expiry; });
-    if (auto ids = ctx.spool->expired(std::numeric_limits<UnixMillis>::max(), expiring + kSlack); ids) {
-        entries += ids->size();
-        for (const auto id : *ids) {
-            const Fact* f = find(id);
-            if (f == nullptr || !f->in_expiry) {
-                problems.push_back(fmt::format("expiry index: {} {}", id.text(),
-                                               f == nullptr ? "has no record" : "should not be there"));
-            }
-        }
-        if (ids->size() != expiring) {
-            problems.push_back(fmt::format("expiry index: {} entries for {} records with an expiry", ids->size(),
-                                           expiring));
-        }
-    } else {
-        problems.push_back(fmt::format("expiry index: {}", ids.error().describe()));
-    }
-    if (auto oldest = ctx.spool->oldest(); oldest && *oldest && find(**oldest) == nullptr) {
-        problems.push_back(fmt::format("oldest: {} has no record", (*oldest)->text()));
-    }
-    if (ctx.cl.bodies) {
-        std::string body;
-        for (const auto& f : facts) {
-            if (auto r = read_message_into(ctx, f.id, body); !r) {
-                problems.push_back(fmt::format("body {}: {}", f.id.text(), r.error().describe()));
-            } else if (body.size() != f.size) {
-                problems.push_back(
-                    fmt::format("body {}: {} bytes stored, envelope says {}", f.id.text(), body.size(), f.size));
-            }
-        }
-    }
-    if (auto q = ctx.spool->quarantined(kIndexPage); q && !q->empty()) {
-        say(ctx.out, "note: {} record{} quarantined as undecodable (first {})\n", q->size(),
-            q->size() == 1 ? "" : "s", q->front().text());
-    }
-    for (const auto& p : problems) {
-        say(ctx.out, "problem: {}\n", p);
-    }
-    say(ctx.out, "check: {} messages, {} index entries{}: {}\n", facts.size(), entries,
-        ctx.cl.bodies ? ", bodies read" : "", problems.empty() ? "ok" : fmt::format("{} problems", problems.size()));
-    if (!problems.empty() && moving) {
-        say(ctx.out, "note: the spool changed during the check (spoold is running): run it again before "
-                     "believing these\n");
-    }
-    return problems.empty() ? kExitOk : kExitFailed;
+    return still ? kExitFailed : kExitOk;
 }
 
 } // namespace

@@ -182,7 +182,7 @@ class Spoolctl(unittest.TestCase):
         self.assertIn(f"check: {COUNT} messages", p.stdout.decode())
         self.assertIn(": ok", p.stdout.decode())
 
-    def test_check_finds_a_missing_and_a_dangling_ready_index_entry(self):
+    def test_check_finds_a_missing_and_a_dangling_ready_index_entry_and_repair_fixes_them(self):
         sp = make_spool(self.tmp, "broken", count=50, seed=41)
         self.assertIn(": ok", self.ctl("check", spool=sp).stdout.decode())
         victim = self.list_json("--state", "ready", "--limit", "1", spool=sp)[0]
@@ -190,14 +190,27 @@ class Spoolctl(unittest.TestCase):
         break_index(sp, "ready", key, delete=True)
         p = self.ctl("check", spool=sp, check=False)
         self.assertEqual(p.returncode, 1)
-        self.assertRegex(p.stdout.decode(), r"ready index class \d+: \d+ entries for \d+ ready records")
+        self.assertIn(f"record {victim['id']}: ready but not in the ready index", p.stdout.decode())
         break_index(sp, "ready", key, delete=False)  # put back: clean again
         self.assertEqual(self.ctl("check", spool=sp, check=False).returncode, 0)
         ghost = "0" * 12 + "1"
         break_index(sp, "ready", bytes([1]) + queue_id_value(ghost).to_bytes(8, "big"), delete=False)
-        p = self.ctl("check", spool=sp, check=False)
+        break_index(sp, "ready", key, delete=True)
+        p = self.ctl("check", "--json", spool=sp, check=False)
         self.assertEqual(p.returncode, 1)
-        self.assertIn(f"ready index class 1: {ghost} has no record", p.stdout.decode())
+        report = json.loads(p.stdout)
+        self.assertEqual(report["records"], 50)
+        self.assertTrue(any(f"{ghost} has no record" in x for x in report["problems"]), report)
+        self.assertEqual(len(report["problems"]), 2, report)
+
+        p = self.ctl("check", "--repair", spool=sp)
+        out = p.stdout.decode()
+        self.assertIn("2 problems", out)
+        self.assertIn("repaired:", out)
+        self.assertTrue(out.rstrip().endswith(": ok"), out)
+        self.assertIn(": ok", self.ctl("check", "--bodies", spool=sp).stdout.decode())
+        self.assertEqual(self.status_json(spool=sp)["messages"], 50)  # repair removes nothing
+        self.assertIn(victim["id"], [r["id"] for r in self.list_json("--state", "ready", spool=sp)])
 
     # ---- bad input ----
 
