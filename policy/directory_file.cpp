@@ -60,6 +60,11 @@ std::optional<std::string> normalize(std::string_view text, const DirectoryConfi
 
 Result<std::vector<DirectoryEntry>>
 parse_directory(std::string_view text, const DirectoryConfig& config, std::string_view name) {
+    // Editors on other systems save a UTF-8 byte order mark; it is not part of an address.
+    constexpr std::string_view kBom = "\xEF\xBB\xBF";
+    if (text.starts_with(kBom)) {
+        text.remove_prefix(kBom.size());
+    }
     std::vector<DirectoryEntry> entries;
     std::size_t line_no = 0;
     std::size_t pos = 0;

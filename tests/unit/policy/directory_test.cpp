@@ -67,6 +67,16 @@ TEST_CASE("list directory files parse into sorted normalized entries") {
     CHECK(entries == expected);
 }
 
+TEST_CASE("a byte order mark and CRLF line ends are not part of the addresses") {
+    const auto entries = parse_directory("\xEF\xBB\xBF"
+                                         "alice@example.com\r\nbob@example.com\r\n",
+                                         list_config(), "f")
+                             .value();
+    REQUIRE(entries.size() == 2);
+    CHECK(entries[0].key == "alice@example.com");
+    CHECK(entries[1].key == "bob@example.com");
+}
+
 TEST_CASE("passwd-file directories take the user field") {
     DirectoryConfig c = list_config();
     c.format = DirectoryFormat::kPasswd;
