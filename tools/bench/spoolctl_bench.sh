@@ -34,7 +34,9 @@ def have_spool():
     if not os.path.exists(os.path.join(spool, "data.mdb")):
         return False
     st = json.loads(subprocess.run(ctl("status", "--json"), capture_output=True, check=True).stdout)
-    return st["messages"] == n
+    # Counters survive a record format change; a listing does not: regenerate then.
+    first = subprocess.run(ctl("list", "--json", "--limit", "1"), capture_output=True).stdout
+    return st["messages"] == n and first.strip() != b""
 
 if not have_spool():
     shutil.rmtree(base, ignore_errors=True)
