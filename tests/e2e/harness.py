@@ -218,7 +218,7 @@ class Spoold:
 def swaks(port, *args, timeout=60, input=None):
     """Runs swaks against 127.0.0.1:port; returns (exit code, transcript)."""
     cmd = ["swaks", "--server", "127.0.0.1", "--port", str(port), "--timeout", "20",
-           "--hide-informational", "--no-hints"] + list(args)
+           "--hide-informational"] + list(args)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
                        errors="replace")
     return r.returncode, r.stdout + r.stderr
@@ -228,7 +228,7 @@ def server_replies(transcript):
     """The reply lines (code and text) swaks received, in order."""
     out = []
     for line in transcript.splitlines():
-        m = re.match(r"^\s*<[~*]?\s+(\d{3})([ -])(.*)$", line)
+        m = re.match(r"^\s*<[-~*]{0,2}\s+(\d{3})([ -])(.*)$", line)
         if m and m.group(2) == " ":
             out.append(f"{m.group(1)} {m.group(3)}".strip())
     return out

@@ -147,7 +147,7 @@ def bench_spoold(tool, messages, size, work):
         node.stop()
         meter.close()
     return {"rate": messages / wall, "cpu_ms": 1000 * cpu / messages,
-            "gen_cpu_ms": 1000 * gen_cpu / messages, "queued": st.get("total_messages")}
+            "gen_cpu_ms": 1000 * gen_cpu / messages, "queued": st.get("messages")}
 
 
 def latency_at(work, rate, messages, size):
