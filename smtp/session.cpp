@@ -855,7 +855,7 @@ Actions Session::on_commit_result(Result<CommitInfo> result) {
         reply(250, "2.0.0", fmt::format("OK queued as {}", id));
     } else {
         local_error(reply_for_local_error(result.error()),
-                    fmt::format("commit-failed id={} error={}", id, log::quote(result.error().describe())));
+                    fmt::format("commit-failed: {}", result.error().describe()));
     }
     // Committed, or failed and (by the contract) already gone: no rollback.
     message_.reset();
@@ -937,7 +937,7 @@ void Session::reply(Reply r) {
 
 void Session::error(int code, std::string_view enhanced, std::string_view text, std::string_view reason) {
     const Reply r = make_reply(code, enhanced, text);
-    log::info("event=reject client={} reason={} reply={}", settings_.client_addr, reason,
+    log::info("event=reject client={}{} reason={} reply={}", settings_.client_addr, id_field(), reason,
               log::quote(r.summary()));
     reply(r);
     ++errors_;
@@ -951,9 +951,13 @@ void Session::error(int code, std::string_view enhanced, std::string_view text, 
 }
 
 void Session::local_error(Reply r, std::string_view reason) {
-    log::info("event=reject client={} reason={} reply={}", settings_.client_addr, log::quote(reason),
-              log::quote(r.summary()));
+    log::info("event=reject client={}{} reason={} reply={}", settings_.client_addr, id_field(),
+              log::quote(reason), log::quote(r.summary()));
     reply(std::move(r));
+}
+
+std::string Session::id_field() const {
+    return message_ ? " id=" + message_->id().text() : std::string();
 }
 
 void Session::close() {

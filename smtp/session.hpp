@@ -133,6 +133,8 @@ private:
     // A negative reply caused by local trouble: logged, not counted.
     void local_error(Reply r, std::string_view reason);
     void close();
+    // " id=<queue id>" while a message exists, for log lines.
+    std::string id_field() const;
 
     SessionSettings settings_;
     Intake& intake_;
