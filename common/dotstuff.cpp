@@ -4,29 +4,41 @@ namespace spoold {
 
 void DotStuffer::feed(std::string_view in, std::string& out) {
     out.reserve(out.size() + in.size() + in.size() / 32 + 4);
-    for (const char c : in) {
+    std::size_t i = 0;
+    while (i < in.size()) {
         if (pending_cr_) {
             pending_cr_ = false;
             out += "\r\n";
             line_start_ = true;
-            if (c == '\n') {
-                continue; // the LF of a CRLF: already written
+            if (in[i] == '\n') {
+                ++i; // the LF of a CRLF: already written
+                continue;
             }
         }
-        if (c == '\r') {
-            pending_cr_ = true; // decide at the next byte whether it was CRLF or bare CR
-            continue;
-        }
-        if (c == '\n') {
-            out += "\r\n";
-            line_start_ = true;
-            continue;
-        }
-        if (line_start_ && c == '.') {
+        if (line_start_ && in[i] == '.') {
             out += '.';
         }
-        out += c;
-        line_start_ = false;
+        // Copy the run up to the next line end in one append: bodies are mostly text
+        // lines, and this is the drain's per-byte cost.
+        std::size_t stop = in.find_first_of("\r\n", i);
+        if (stop == std::string_view::npos) {
+            stop = in.size();
+        }
+        if (stop > i) {
+            out.append(in.substr(i, stop - i));
+            line_start_ = false;
+            i = stop;
+        }
+        if (i == in.size()) {
+            break;
+        }
+        if (in[i] == '\r') {
+            pending_cr_ = true; // decide at the next byte whether it was CRLF or bare CR
+        } else {
+            out += "\r\n";
+            line_start_ = true;
+        }
+        ++i;
     }
 }
 

@@ -1,6 +1,9 @@
 #include "drain/connectors/wire_mailstore.hpp"
 
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
 #include "common/log.hpp"
@@ -51,38 +54,88 @@ DeliveryResult failure_result(const DeliveryRequest& request, const WireFailure&
 WireMailstore::WireMailstore(asio::any_io_executor executor, std::string name, WireOptions wire,
                              ConnectorOptions options)
     : executor_(std::move(executor)), name_(std::move(name)),
-      wire_(std::make_shared<const WireOptions>(std::move(wire))), options_(std::move(options)) {}
+      wire_(std::make_shared<const WireOptions>(std::move(wire))), options_(std::move(options)),
+      pool_(std::make_shared<Pool>(executor_)) {}
 
-WireMailstore::~WireMailstore() = default;
-
-std::size_t WireMailstore::idle_connections() const {
-    const std::lock_guard lock(mutex_);
-    return idle_.size();
+WireMailstore::~WireMailstore() {
+    {
+        const std::lock_guard lock(pool_->mutex);
+        pool_->stopped = true;
+        pool_->idle.clear();
+    }
+    pool_->timer.cancel(); // the sweeper wakes, sees `stopped` and ends
 }
 
-std::unique_ptr<Connection> WireMailstore::take_idle() {
-    const std::lock_guard lock(mutex_);
-    const auto oldest_allowed = std::chrono::steady_clock::now() - options_.idle_timeout;
-    // Idle connections past the bound are closed here rather than by a timer: nothing
-    // else needs to outlive the mailstore, and a server that dropped one earlier only
-    // costs the single retry on a fresh connection.
-    std::erase_if(idle_, [&](const std::unique_ptr<Connection>& c) {
+std::size_t WireMailstore::idle_connections() const {
+    const std::lock_guard lock(pool_->mutex);
+    return pool_->idle.size();
+}
+
+namespace {
+
+void drop_expired(std::vector<std::unique_ptr<Connection>>& idle, std::chrono::milliseconds idle_timeout) {
+    const auto oldest_allowed = std::chrono::steady_clock::now() - idle_timeout;
+    std::erase_if(idle, [&](const std::unique_ptr<Connection>& c) {
         return !c->usable() || c->idle_since() < oldest_allowed;
     });
-    if (idle_.empty()) {
+}
+
+} // namespace
+
+std::unique_ptr<Connection> WireMailstore::take_idle() {
+    const std::lock_guard lock(pool_->mutex);
+    drop_expired(pool_->idle, options_.idle_timeout);
+    if (pool_->idle.empty()) {
         return nullptr;
     }
-    auto conn = std::move(idle_.back());
-    idle_.pop_back();
+    auto conn = std::move(pool_->idle.back());
+    pool_->idle.pop_back();
     return conn;
 }
 
 void WireMailstore::give_back(std::unique_ptr<Connection> conn) {
     conn->mark_idle();
-    const std::lock_guard lock(mutex_);
-    idle_.push_back(std::move(conn));
-    if (idle_.size() > options_.max_idle_connections) {
-        idle_.erase(idle_.begin()); // the least recently used goes
+    bool start_sweeper = false;
+    {
+        const std::lock_guard lock(pool_->mutex);
+        pool_->idle.push_back(std::move(conn));
+        if (pool_->idle.size() > options_.max_idle_connections) {
+            pool_->idle.erase(pool_->idle.begin()); // the least recently used goes
+        }
+        start_sweeper = !std::exchange(pool_->sweeping, true);
+    }
+    if (start_sweeper) {
+        // Outside the lock: co_spawn may start the sweeper inline, and it locks too.
+        asio::co_spawn(executor_, sweep(pool_, options_.idle_timeout), [name = name_](std::exception_ptr e) {
+            if (!e) {
+                return;
+            }
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("event=connection_sweeper_failed mailstore={} error={}", name, log::quote(ex.what()));
+            }
+        });
+    }
+}
+
+asio::awaitable<void> WireMailstore::sweep(std::shared_ptr<Pool> pool, std::chrono::milliseconds idle_timeout) {
+    while (true) {
+        {
+            const std::lock_guard lock(pool->mutex);
+            if (pool->stopped) {
+                co_return;
+            }
+            drop_expired(pool->idle, idle_timeout);
+            if (pool->idle.empty()) {
+                pool->sweeping = false;
+                co_return;
+            }
+            // The least recently used is first: wake when it expires.
+            pool->timer.expires_at(pool->idle.front()->idle_since() + idle_timeout +
+                                   std::chrono::milliseconds(1));
+        }
+        (void)co_await pool->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
 }
 

@@ -43,12 +43,23 @@ private:
     void give_back(std::unique_ptr<Connection> conn);
     boost::asio::awaitable<tl::expected<std::unique_ptr<Connection>, WireFailure>> open_fresh();
 
+    // Shared with the sweeper coroutine, which runs only while connections are idle
+    // and closes each one idle_timeout after its last use.
+    struct Pool {
+        explicit Pool(boost::asio::any_io_executor executor) : timer(std::move(executor)) {}
+        std::mutex mutex;
+        std::vector<std::unique_ptr<Connection>> idle; // most recently used last
+        boost::asio::steady_timer timer;
+        bool sweeping = false;
+        bool stopped = false;
+    };
+    static boost::asio::awaitable<void> sweep(std::shared_ptr<Pool> pool, std::chrono::milliseconds idle_timeout);
+
     boost::asio::any_io_executor executor_;
     std::string name_;
     std::shared_ptr<const WireOptions> wire_;
     ConnectorOptions options_;
-    mutable std::mutex mutex_;
-    std::vector<std::unique_ptr<Connection>> idle_; // most recently used last
+    std::shared_ptr<Pool> pool_;
     std::atomic<std::uint64_t> opened_{0};
 };
 

@@ -161,3 +161,22 @@ TEST_CASE("a 421 after the envelope fails the message as trouble and drops the c
     CHECK(res.per_recipient.at(0).code == 421);
     CHECK(store.idle_connections() == 0);
 }
+
+TEST_CASE("idle pooled connections are closed after the idle bound") {
+    asio::io_context ctx;
+    test::FakeLmtpServer<tcp> server(ctx, {asio::ip::make_address("127.0.0.1"), 0}, {});
+    ConnectorOptions options;
+    options.idle_timeout = 100ms;
+    LmtpMailstore store(ctx.get_executor(), lmtp_config(server.endpoint().port()), options);
+    CHECK(test::run(ctx, store.deliver(test::make_request({"a@x.test"}, "x\r\n"))).per_recipient.at(0).code == 250);
+    CHECK(store.idle_connections() == 1);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (store.idle_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+        ctx.restart();
+        ctx.run_for(20ms);
+    }
+    CHECK(store.idle_connections() == 0);
+    // The next message opens a fresh connection.
+    CHECK(test::run(ctx, store.deliver(test::make_request({"b@x.test"}, "y\r\n"))).per_recipient.at(0).code == 250);
+    CHECK(store.connections_opened() == 2);
+}
