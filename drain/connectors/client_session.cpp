@@ -54,8 +54,16 @@ bool is_trouble(const Reply& reply) {
     if (reply.code == 421) {
         return true;
     }
-    return reply.transient() &&
-           (reply.enhanced.starts_with("4.3.") || reply.enhanced.starts_with("4.4."));
+    if (!reply.transient()) {
+        return false;
+    }
+    if (reply.enhanced.starts_with("4.3.") || reply.enhanced.starts_with("4.4.")) {
+        return true;
+    }
+    // 451 is "local error in processing" (RFC 5321 4.2.3). Dovecot answers a storage
+    // failure with "451 4.2.0 Internal error occurred" per recipient, so the enhanced
+    // code alone would hide an outage; 451 4.7.x is policy (greylisting), not trouble.
+    return reply.code == 451 && !reply.enhanced.starts_with("4.7.");
 }
 
 ClientSession::ClientSession(Dialect dialect, std::string helo_name, bool use_starttls)

@@ -274,11 +274,13 @@ TEST_CASE("a refused greeting or LHLO ends the session") {
     CHECK(h.next == Next::kClose);
 }
 
-TEST_CASE("trouble is 421, 4.3.x and 4.4.x; a recipient's 4.2.2 is not") {
+TEST_CASE("trouble is 421, 4.3.x, 4.4.x and 451; a recipient's 4.2.2 and greylisting are not") {
     CHECK(is_trouble(make_reply(421, "4.4.2", "x")));
     CHECK(is_trouble(make_reply(451, "4.3.0", "x")));
     CHECK(is_trouble(make_reply(452, "4.3.1", "x")));
     CHECK(is_trouble(make_reply(451, "4.4.1", "x")));
+    CHECK(is_trouble(make_reply(451, "4.2.0", "Internal error occurred"))); // Dovecot, storage down
+    CHECK_FALSE(is_trouble(make_reply(451, "4.7.1", "greylisted")));
     CHECK_FALSE(is_trouble(make_reply(452, "4.2.2", "x")));
     CHECK_FALSE(is_trouble(make_reply(550, "5.1.1", "x")));
     CHECK_FALSE(is_trouble(make_reply(250, "2.0.0", "x")));

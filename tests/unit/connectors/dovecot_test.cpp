@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <unistd.h>
 
 #include "drain/connectors/wire_mailstore.hpp"
 #include "tests/unit/connectors/connector_test_support.hpp"
@@ -106,4 +107,32 @@ TEST_CASE("a real Dovecot LMTP takes two messages for two users over one connect
     CHECK(has(alice, big));
     CHECK(has(bob, "Subject: first"));
     CHECK(messages_in(dir.path() / "mail" / "example.test" / "full" / "new").empty());
+}
+
+TEST_CASE("a real Dovecot that cannot reach a mailbox's storage is mailstore trouble") {
+    if (!dovecot_installed() || ::geteuid() != 0) {
+        MESSAGE("needs dovecot and root (the mail user then differs from us); skipped");
+        return;
+    }
+    test::TempDir dir;
+    const std::uint16_t port = free_port();
+    Dovecot dovecot(dir.path(), port, "alice@example.test");
+    REQUIRE(dovecot.started());
+    // Storage the mail user cannot enter: what Dovecot sees when the array is gone.
+    const fs::path box = dir.path() / "mail" / "example.test" / "alice";
+    fs::create_directories(box);
+    fs::permissions(dir.path() / "mail" / "example.test", fs::perms::owner_all);
+
+    asio::io_context ctx;
+    policy::MailstoreConfig config;
+    config.kind = policy::MailstoreKind::kLmtp;
+    config.port = port;
+    config.connect_timeout = 5s;
+    config.command_timeout = 10s;
+    config.data_timeout = 10s;
+    LmtpMailstore store(ctx.get_executor(), config, {});
+    const auto res = test::run(ctx, store.deliver(test::make_request({"alice@example.test"}, "x\r\n")));
+    REQUIRE(res.per_recipient.size() == 1);
+    CHECK(res.per_recipient[0].code == 451); // Dovecot: "451 4.2.0 Internal error occurred"
+    CHECK(res.mailstore_trouble);
 }
