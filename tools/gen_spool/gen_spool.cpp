@@ -26,18 +26,18 @@ struct Options {
     std::string spool;
     std::uint64_t count = 0;
     std::string domain = "example.org";
-    std::uint32_t users = 10'000;         // recipients are user0..user<users-1>@domain
-    std::uint32_t max_recipients = 3;     // 1..max per message
-    std::size_t body_size = 1500;         // body bytes after the headers (approximate)
+    std::uint32_t users = 10'000;     // recipients are user0..user<users-1>@domain
+    std::uint32_t max_recipients = 3; // 1..max per message
+    std::size_t body_size = 1500;     // body bytes after the headers (approximate)
     std::uint32_t classes = 3;
-    double deferred = 0.2;                // fraction of messages with a deferred recipient
-    double held = 0.02;                   // fraction held
+    double deferred = 0.2;                     // fraction of messages with a deferred recipient
+    double held = 0.02;                        // fraction held
     std::int64_t spread_ms = 7 * 24 * kHourMs; // arrivals spread over this much of the past
     std::uint64_t seed = 1;
     std::uint64_t map_size = 64ULL << 30U;
 };
 
-const char* const kUsage =
+const char *const kUsage =
     "usage: gen_spool --spool DIR --count N [--recipients-domain D] [--users N]\n"
     "                 [--max-recipients N] [--body-size BYTES] [--classes N]\n"
     "                 [--deferred FRACTION] [--held FRACTION] [--spread-hours H] [--seed N]\n"
@@ -46,22 +46,22 @@ const char* const kUsage =
     "Arrival times are spread over the past --spread-hours (default 168). Writes meta\n"
     "\"classes\" = urgent,normal,bulk when the spool has none.\n";
 
-template <typename T> bool parse_number(const std::string& text, T& out) {
+template <typename T> bool parse_number(const std::string &text, T &out) {
     const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
     return ec == std::errc{} && ptr == text.data() + text.size() && !text.empty();
 }
 
-bool parse_fraction(const std::string& text, double& out) {
+bool parse_fraction(const std::string &text, double &out) {
     try {
         std::size_t used = 0;
         out = std::stod(text, &used);
         return used == text.size() && out >= 0 && out <= 1;
-    } catch (const std::exception&) {
+    } catch (const std::exception &) {
         return false;
     }
 }
 
-bool parse_args(int argc, char** argv, Options& o) {
+bool parse_args(int argc, char **argv, Options &o) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--help") {
@@ -118,18 +118,19 @@ bool parse_args(int argc, char** argv, Options& o) {
     return true;
 }
 
-std::string make_body(const spool::Envelope& env, std::size_t body_size, std::mt19937_64& rng) {
+std::string make_body(const spool::Envelope &env, std::size_t body_size, std::mt19937_64 &rng) {
     std::string b;
     b.reserve(body_size + 512);
-    b += fmt::format("Received: from gen.example (gen.example [192.0.2.1])\r\n\tby mx.{} with ESMTP id {}\r\n",
-                     "example.net", env.id.text());
+    b += fmt::format(
+        "Received: from gen.example (gen.example [192.0.2.1])\r\n\tby mx.{} with ESMTP id {}\r\n",
+        "example.net", env.id.text());
     b += fmt::format("From: <{}>\r\nTo: <{}>\r\nSubject: synthetic message {}\r\n", env.mail_from,
                      env.recipients.front().address, env.id.text());
     b += fmt::format("Message-ID: <{}@gen.example>\r\nMIME-Version: 1.0\r\n", env.id.text());
     b += "Content-Type: text/plain; charset=us-ascii\r\n\r\n";
     // One line in eight starts with "From " so that mbox export has quoting to do.
-    static constexpr std::string_view kWords[] = {"spool", "drain", "mailstore", "retry", "outage",
-                                                  "From ",  "queue", "deliver"};
+    static constexpr std::string_view kWords[] = {"spool",  "drain", "mailstore", "retry",
+                                                  "outage", "From ", "queue",     "deliver"};
     std::string line;
     while (b.size() < body_size) {
         line.clear();
@@ -145,7 +146,7 @@ std::string make_body(const spool::Envelope& env, std::size_t body_size, std::mt
 
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
     Options o;
     if (!parse_args(argc, argv, o)) {
         return 2;
@@ -157,12 +158,14 @@ int main(int argc, char** argv) {
     so.max_size_bytes = o.map_size;
     auto opened = spool::Spool::open(so);
     if (!opened) {
-        std::fprintf(stderr, "gen_spool: %s: %s\n", o.spool.c_str(), opened.error().describe().c_str());
+        std::fprintf(stderr, "gen_spool: %s: %s\n", o.spool.c_str(),
+                     opened.error().describe().c_str());
         return 1;
     }
-    auto& s = **opened;
+    auto &s = **opened;
     if (auto m = s.get_meta("classes"); m && !*m) {
-        (void)s.wait([&](spool::Done d) { s.put_meta("classes", "urgent,normal,bulk", std::move(d)); });
+        (void)s.wait(
+            [&](spool::Done d) { s.put_meta("classes", "urgent,normal,bulk", std::move(d)); });
     }
 
     std::mt19937_64 rng(o.seed);
@@ -177,9 +180,11 @@ int main(int argc, char** argv) {
 
     for (std::uint64_t i = 0; i < o.count; ++i) {
         spool::NewMessage m;
-        auto& env = m.envelope;
+        auto &env = m.envelope;
         env.id = s.new_id();
-        env.arrival_ms = now - static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(std::max<std::int64_t>(o.spread_ms, 1)));
+        env.arrival_ms =
+            now - static_cast<std::int64_t>(
+                      rng() % static_cast<std::uint64_t>(std::max<std::int64_t>(o.spread_ms, 1)));
         env.klass = static_cast<spool::ClassId>(rng() % o.classes);
         const std::uint64_t sender = rng() % 1000;
         env.mail_from = fmt::format("sender{}@list{}.example", sender, sender % 50);
@@ -223,10 +228,11 @@ int main(int argc, char** argv) {
         std::unique_lock lock(mutex);
         cv.wait(lock, [&] { return in_flight == 0; });
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("gen_spool: %llu messages (%.1f MB) in %.2f s: %.0f msg/s, %llu failed\n",
-                static_cast<unsigned long long>(o.count - failed), static_cast<double>(bytes) / 1e6, secs,
-                static_cast<double>(o.count) / secs, static_cast<unsigned long long>(failed));
+                static_cast<unsigned long long>(o.count - failed), static_cast<double>(bytes) / 1e6,
+                secs, static_cast<double>(o.count) / secs, static_cast<unsigned long long>(failed));
     if (failed > 0) {
         std::fprintf(stderr, "gen_spool: first error: %s\n", first_error.c_str());
         return 1;

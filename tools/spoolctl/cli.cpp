@@ -11,16 +11,16 @@ namespace spoold::spoolctl {
 namespace {
 
 const std::set<std::string, std::less<>> kVerbs = {
-    "status", "list", "show", "hold", "release", "delete", "flush", "set-class",
-    "pause", "resume", "export", "import", "check", "help"};
+    "status",    "list",  "show",   "hold",   "release", "delete", "flush",
+    "set-class", "pause", "resume", "export", "import",  "check",  "help"};
 
 // Options that take a value; every other option is a flag.
 const std::set<std::string, std::less<>> kValued = {
-    "--spool", "--config", "--class", "--state", "--sender", "--recipient", "--older-than",
-    "--newer-than", "--min-size", "--max-size", "--limit", "--mbox", "--dir", "--mailstore",
-    "--from", "--to"};
+    "--spool",      "--config",     "--class",    "--state",    "--sender", "--recipient",
+    "--older-than", "--newer-than", "--min-size", "--max-size", "--limit",  "--mbox",
+    "--dir",        "--mailstore",  "--from",     "--to"};
 
-Status set_option(CommandLine& cl, std::string_view name, const std::string& value) {
+Status set_option(CommandLine &cl, std::string_view name, const std::string &value) {
     auto bad = [&](std::string_view why) {
         return fail(ErrorKind::kInvalid, fmt::format("{} {}: {}", name, value, why));
     };
@@ -93,7 +93,7 @@ Status set_option(CommandLine& cl, std::string_view name, const std::string& val
     return {};
 }
 
-Status set_flag(CommandLine& cl, std::string_view name) {
+Status set_flag(CommandLine &cl, std::string_view name) {
     if (name == "--json") {
         cl.json = true;
     } else if (name == "--yes" || name == "-y") {
@@ -117,18 +117,19 @@ Status set_flag(CommandLine& cl, std::string_view name) {
     } else if (name == "--help" || name == "-h") {
         cl.help = true;
     } else {
-        return fail(ErrorKind::kInvalid, fmt::format("unknown option {} (see spoolctl --help)", name));
+        return fail(ErrorKind::kInvalid,
+                    fmt::format("unknown option {} (see spoolctl --help)", name));
     }
     return {};
 }
 
 } // namespace
 
-Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
+Result<CommandLine> parse_command_line(const std::vector<std::string> &args) {
     CommandLine cl;
     bool options_done = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& arg = args[i];
+        const std::string &arg = args[i];
         if (!options_done && arg == "--") {
             options_done = true;
             continue;
@@ -162,7 +163,8 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
         }
         if (cl.verb.empty()) {
             if (!kVerbs.contains(arg)) {
-                return fail(ErrorKind::kInvalid, fmt::format("unknown verb '{}' (see spoolctl --help)", arg));
+                return fail(ErrorKind::kInvalid,
+                            fmt::format("unknown verb '{}' (see spoolctl --help)", arg));
             }
             cl.verb = arg;
             continue;

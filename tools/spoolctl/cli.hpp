@@ -13,7 +13,7 @@
 
 namespace spoold::spoolctl {
 
-inline constexpr const char* kDefaultConfig = "/etc/spoold/spoold.yaml";
+inline constexpr const char *kDefaultConfig = "/etc/spoold/spoold.yaml";
 
 struct CommandLine {
     std::string spool_path;  // --spool
@@ -21,31 +21,31 @@ struct CommandLine {
     std::string verb;
     std::vector<std::string> operands; // queue ids, files, a class name: whatever the verb takes
 
-    Filter filter;                     // everything but the class, which needs the names
+    Filter filter;                           // everything but the class, which needs the names
     std::optional<std::string> class_filter; // --class, resolved once the names are known
-    bool all = false;                  // --all: the empty filter, said explicitly
+    bool all = false;                        // --all: the empty filter, said explicitly
     std::optional<std::size_t> limit;
 
     bool json = false;
     bool yes = false;
-    bool body = false;          // show --body
-    bool repair = false;        // check --repair
-    bool bodies = false;        // check --bodies: also read every body
-    bool with_envelope = false; // export --with-envelope
-    bool append = false;        // export --mbox ... --append
-    bool no_header = false;     // list --no-header
-    std::string mbox;           // export/import --mbox FILE
-    std::string dir;            // export --dir DIR
-    std::string mailstore;      // pause/resume --mailstore NAME
-    std::optional<std::string> from;  // import --from ADDRESS ("" = null sender)
-    std::vector<std::string> to;      // import --to ADDRESS (repeatable)
+    bool body = false;                       // show --body
+    bool repair = false;                     // check --repair
+    bool bodies = false;                     // check --bodies: also read every body
+    bool with_envelope = false;              // export --with-envelope
+    bool append = false;                     // export --mbox ... --append
+    bool no_header = false;                  // list --no-header
+    std::string mbox;                        // export/import --mbox FILE
+    std::string dir;                         // export --dir DIR
+    std::string mailstore;                   // pause/resume --mailstore NAME
+    std::optional<std::string> from;         // import --from ADDRESS ("" = null sender)
+    std::vector<std::string> to;             // import --to ADDRESS (repeatable)
     std::optional<std::string> import_class; // import --class NAME
 
     bool help = false;
 };
 
 // Parses argv (without argv[0]). Errors are kInvalid with a message for the operator.
-Result<CommandLine> parse_command_line(const std::vector<std::string>& args);
+Result<CommandLine> parse_command_line(const std::vector<std::string> &args);
 
 std::string usage();
 

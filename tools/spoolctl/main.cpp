@@ -17,14 +17,14 @@ using namespace spoold::spoolctl;
 
 namespace {
 
-int die(int code, const std::string& message) {
+int die(int code, const std::string &message) {
     std::fprintf(stderr, "spoolctl: %s\n", message.c_str());
     return code;
 }
 
 } // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     auto parsed = parse_command_line(args);
     if (!parsed) {
@@ -44,8 +44,10 @@ int main(int argc, char** argv) {
     if (config_path.empty() && ctx.cl.spool_path.empty()) {
         std::error_code ec;
         if (!std::filesystem::exists(kDefaultConfig, ec)) {
-            return die(kExitUsage, fmt::format("no spool given: use --spool DIR or --config FILE ({} does not exist)",
-                                               kDefaultConfig));
+            return die(
+                kExitUsage,
+                fmt::format("no spool given: use --spool DIR or --config FILE ({} does not exist)",
+                            kDefaultConfig));
         }
         config_path = kDefaultConfig;
     }
@@ -74,14 +76,15 @@ int main(int argc, char** argv) {
     }
     auto opened = spool::Spool::open(options);
     if (!opened) {
-        return die(kExitUsage, fmt::format("{}: cannot open the spool: {}", path, opened.error().describe()));
+        return die(kExitUsage,
+                   fmt::format("{}: cannot open the spool: {}", path, opened.error().describe()));
     }
     std::unique_ptr<spool::Spool> spool = std::move(*opened);
     ctx.spool = spool.get();
 
     if (ctx.config) {
         std::vector<std::string> names;
-        for (const auto& c : ctx.config->classes) {
+        for (const auto &c : ctx.config->classes) {
             names.push_back(c.name);
         }
         ctx.classes = ClassNames(std::move(names));

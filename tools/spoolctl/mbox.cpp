@@ -29,7 +29,8 @@ std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
         s.remove_prefix(1);
     }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    while (!s.empty() &&
+           (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
         s.remove_suffix(1);
     }
     return s;
@@ -54,12 +55,12 @@ bool is_quotable_from(std::string_view line) {
 
 } // namespace
 
-std::string envelope_block(const FileEnvelope& envelope) {
+std::string envelope_block(const FileEnvelope &envelope) {
     std::string out;
     if (envelope.mail_from) {
         out.append(kEnvelopeFromHeader).append(": <").append(*envelope.mail_from).append(">\r\n");
     }
-    for (const auto& rcpt : envelope.recipients) {
+    for (const auto &rcpt : envelope.recipients) {
         out.append(kEnvelopeToHeader).append(": <").append(rcpt).append(">\r\n");
     }
     if (!envelope.klass.empty()) {
@@ -68,7 +69,7 @@ std::string envelope_block(const FileEnvelope& envelope) {
     return out;
 }
 
-FileEnvelope take_envelope_block(std::string& message) {
+FileEnvelope take_envelope_block(std::string &message) {
     FileEnvelope env;
     std::size_t pos = 0;
     while (pos < message.size()) {
@@ -76,9 +77,11 @@ FileEnvelope take_envelope_block(std::string& message) {
         const std::size_t end = eol == std::string::npos ? message.size() : eol + 1;
         const std::string_view line(message.data() + pos, end - pos);
         if (iequals_prefix(line, kEnvelopeFromHeader)) {
-            env.mail_from = std::string(strip_angles(trim(line.substr(kEnvelopeFromHeader.size() + 1))));
+            env.mail_from =
+                std::string(strip_angles(trim(line.substr(kEnvelopeFromHeader.size() + 1))));
         } else if (iequals_prefix(line, kEnvelopeToHeader)) {
-            env.recipients.emplace_back(strip_angles(trim(line.substr(kEnvelopeToHeader.size() + 1))));
+            env.recipients.emplace_back(
+                strip_angles(trim(line.substr(kEnvelopeToHeader.size() + 1))));
         } else if (iequals_prefix(line, kEnvelopeClassHeader)) {
             env.klass = std::string(trim(line.substr(kEnvelopeClassHeader.size() + 1)));
         } else {
@@ -134,7 +137,7 @@ std::string mbox_from_line(std::string_view sender, UnixMillis arrival_ms) {
     return std::string(kFromPrefix) + who + " " + format_asctime(arrival_ms) + "\n";
 }
 
-void append_mboxrd(std::string& out, std::string_view from_line, std::string_view message) {
+void append_mboxrd(std::string &out, std::string_view from_line, std::string_view message) {
     out.append(from_line);
     std::size_t pos = 0;
     while (pos < message.size()) {
@@ -156,9 +159,9 @@ void append_mboxrd(std::string& out, std::string_view from_line, std::string_vie
     out += '\n';
 }
 
-bool MboxReader::read_line(std::string& line) {
+bool MboxReader::read_line(std::string &line) {
     // getline(3) rather than fgets: a NUL byte inside a line must not cut it short.
-    char* buf = nullptr;
+    char *buf = nullptr;
     std::size_t cap = 0;
     const ssize_t n = ::getline(&buf, &cap, file_);
     if (n <= 0) {
@@ -232,7 +235,7 @@ std::vector<MboxMessage> parse_mbox(std::string_view text) {
     if (text.empty()) {
         return out;
     }
-    std::FILE* f = fmemopen(const_cast<char*>(text.data()), text.size(), "r"); // NOLINT: read only
+    std::FILE *f = fmemopen(const_cast<char *>(text.data()), text.size(), "r"); // NOLINT: read only
     if (f == nullptr) {
         return out;
     }

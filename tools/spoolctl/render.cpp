@@ -18,25 +18,33 @@ constexpr std::size_t kResponseWidth = 48;
 // on them), so they are spelled here rather than borrowed from the spool's log strings.
 std::string_view msg_state_name(spool::MsgState s) {
     switch (s) {
-    case spool::MsgState::kReady: return "ready";
-    case spool::MsgState::kDeferred: return "deferred";
-    case spool::MsgState::kHeld: return "held";
+    case spool::MsgState::kReady:
+        return "ready";
+    case spool::MsgState::kDeferred:
+        return "deferred";
+    case spool::MsgState::kHeld:
+        return "held";
     }
     return "unknown";
 }
 
 std::string_view rcpt_state_name(spool::RcptState s) {
     switch (s) {
-    case spool::RcptState::kQueued: return "queued";
-    case spool::RcptState::kDeferred: return "deferred";
-    case spool::RcptState::kDelivered: return "delivered";
-    case spool::RcptState::kFailed: return "failed";
-    case spool::RcptState::kExpired: return "expired";
+    case spool::RcptState::kQueued:
+        return "queued";
+    case spool::RcptState::kDeferred:
+        return "deferred";
+    case spool::RcptState::kDelivered:
+        return "delivered";
+    case spool::RcptState::kFailed:
+        return "failed";
+    case spool::RcptState::kExpired:
+        return "expired";
     }
     return "unknown";
 }
 
-bool pending(const spool::Recipient& r) {
+bool pending(const spool::Recipient &r) {
     return r.state == spool::RcptState::kQueued || r.state == spool::RcptState::kDeferred;
 }
 
@@ -48,19 +56,19 @@ std::string fit(std::string text, std::size_t width) {
     return text;
 }
 
-std::string sender_text(const spool::Envelope& env) {
+std::string sender_text(const spool::Envelope &env) {
     return env.mail_from.empty() ? std::string("<>") : printable(env.mail_from);
 }
 
 // The reply that best explains why the message is still here: the first waiting recipient
 // that has one, else any recipient's.
-std::string last_response(const spool::Envelope& env) {
-    for (const auto& r : env.recipients) {
+std::string last_response(const spool::Envelope &env) {
+    for (const auto &r : env.recipients) {
         if (pending(r) && !r.last_response.empty()) {
             return r.last_response;
         }
     }
-    for (const auto& r : env.recipients) {
+    for (const auto &r : env.recipients) {
         if (!r.last_response.empty()) {
             return r.last_response;
         }
@@ -68,14 +76,16 @@ std::string last_response(const spool::Envelope& env) {
     return {};
 }
 
-std::size_t pending_count(const spool::Envelope& env) {
-    return static_cast<std::size_t>(std::count_if(env.recipients.begin(), env.recipients.end(), pending));
+std::size_t pending_count(const spool::Envelope &env) {
+    return static_cast<std::size_t>(
+        std::count_if(env.recipients.begin(), env.recipients.end(), pending));
 }
 
 // Summed here rather than with Counters' own totals so the formatting needs no spool code.
-std::uint64_t total(const std::array<std::array<std::uint64_t, spool::kNumMsgStates>, spool::kMaxClasses>& t) {
+std::uint64_t
+total(const std::array<std::array<std::uint64_t, spool::kNumMsgStates>, spool::kMaxClasses> &t) {
     std::uint64_t sum = 0;
-    for (const auto& row : t) {
+    for (const auto &row : t) {
         for (const auto v : row) {
             sum += v;
         }
@@ -120,7 +130,8 @@ std::optional<spool::ClassId> ClassNames::find(std::string_view text) const {
     }
     unsigned value = 0;
     const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec == std::errc{} && ptr == text.data() + text.size() && !text.empty() && value < spool::kMaxClasses) {
+    if (ec == std::errc{} && ptr == text.data() + text.size() && !text.empty() &&
+        value < spool::kMaxClasses) {
         return static_cast<spool::ClassId>(value);
     }
     return std::nullopt;
@@ -130,7 +141,7 @@ std::string printable(std::string_view text) {
     std::string out(text);
     constexpr unsigned char kFirstPrintable = 0x20;
     constexpr unsigned char kDelete = 0x7F;
-    for (char& c : out) {
+    for (char &c : out) {
         const auto u = static_cast<unsigned char>(c);
         if (u < kFirstPrintable || u == kDelete) {
             c = '?';
@@ -140,16 +151,17 @@ std::string printable(std::string_view text) {
 }
 
 std::string table_header() {
-    return fmt::format("{:<13} {:>6} {:>6} {:<8} {:<{}} {:<{}} {:<8} {}\n", "QUEUE ID", "AGE", "SIZE", "CLASS",
-                       "SENDER", kSenderWidth, "RECIPIENTS", kRecipientWidth, "STATE", "LAST RESPONSE");
+    return fmt::format("{:<13} {:>6} {:>6} {:<8} {:<{}} {:<{}} {:<8} {}\n", "QUEUE ID", "AGE",
+                       "SIZE", "CLASS", "SENDER", kSenderWidth, "RECIPIENTS", kRecipientWidth,
+                       "STATE", "LAST RESPONSE");
 }
 
-std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
-                      const ClassNames& classes) {
+std::string table_row(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames &classes) {
     std::string rcpts;
     const std::size_t waiting = pending_count(env);
-    const spool::Recipient* first = nullptr;
-    for (const auto& r : env.recipients) {
+    const spool::Recipient *first = nullptr;
+    for (const auto &r : env.recipients) {
         if (pending(r)) {
             first = &r;
             break;
@@ -169,13 +181,14 @@ std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMil
         }
     }
     return fmt::format("{:<13} {:>6} {:>6} {:<8} {:<{}} {:<{}} {:<8} {}\n", env.id.text(),
-                       format_age(now_ms - env.arrival_ms), format_size(env.size), fit(classes.name(env.klass), 8),
-                       fit(sender_text(env), kSenderWidth), kSenderWidth, fit(rcpts, kRecipientWidth),
-                       kRecipientWidth, msg_state_name(state), fit(printable(last_response(env)), kResponseWidth));
+                       format_age(now_ms - env.arrival_ms), format_size(env.size),
+                       fit(classes.name(env.klass), 8), fit(sender_text(env), kSenderWidth),
+                       kSenderWidth, fit(rcpts, kRecipientWidth), kRecipientWidth,
+                       msg_state_name(state), fit(printable(last_response(env)), kResponseWidth));
 }
 
-std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
-                         const ClassNames& classes) {
+std::string json_message(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
+                         const ClassNames &classes) {
     JsonWriter w;
     w.begin_object();
     w.key("id").value(env.id.text());
@@ -191,7 +204,7 @@ std::string json_message(const spool::Envelope& env, spool::MsgState state, Unix
     w.key("expires_ms").value(static_cast<std::int64_t>(env.expires_ms));
     w.key("client").value(env.client_addr);
     w.key("recipients").begin_array();
-    for (const auto& r : env.recipients) {
+    for (const auto &r : env.recipients) {
         w.begin_object();
         w.key("address").value(r.address);
         w.key("state").value(rcpt_state_name(r.state));
@@ -205,8 +218,8 @@ std::string json_message(const spool::Envelope& env, spool::MsgState state, Unix
     return w.str() + "\n";
 }
 
-std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
-                      const ClassNames& classes) {
+std::string show_text(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames &classes) {
     std::string out;
     out += fmt::format("queue id:    {}\n", env.id.text());
     out += fmt::format("arrival:     {} ({} ago)\n", format_rfc5322_date(env.arrival_ms),
@@ -219,7 +232,8 @@ std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMil
     if (!env.mail_params.empty()) {
         out += fmt::format("parameters:  {}\n", printable(env.mail_params));
     }
-    out += fmt::format("client:      {} helo={}\n", printable(env.client_addr), printable(env.helo));
+    out +=
+        fmt::format("client:      {} helo={}\n", printable(env.client_addr), printable(env.helo));
     if (!env.tls.empty()) {
         out += fmt::format("tls:         {}\n", printable(env.tls));
     }
@@ -233,8 +247,9 @@ std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMil
         out += "flags:       delivery status notification\n";
     }
     out += fmt::format("recipients:  {}\n", env.recipients.size());
-    for (const auto& r : env.recipients) {
-        out += fmt::format("  <{}> {} attempts={}", printable(r.address), rcpt_state_name(r.state), r.attempts);
+    for (const auto &r : env.recipients) {
+        out += fmt::format("  <{}> {} attempts={}", printable(r.address), rcpt_state_name(r.state),
+                           r.attempts);
         if (r.state == spool::RcptState::kDeferred && r.next_attempt_ms != 0) {
             out += fmt::format(" next={}", r.next_attempt_ms > now_ms
                                                ? "in " + format_age(r.next_attempt_ms - now_ms)
@@ -248,55 +263,61 @@ std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMil
     return out;
 }
 
-std::string status_text(const StatusReport& report, const ClassNames& classes) {
+std::string status_text(const StatusReport &report, const ClassNames &classes) {
     std::string out;
-    const auto& c = report.counters;
-    out += fmt::format("messages: {}  bytes: {}  drain: {}\n", total(c.messages), format_size(total(c.bytes)),
-                       report.paused ? "PAUSED" : "running");
+    const auto &c = report.counters;
+    out += fmt::format("messages: {}  bytes: {}  drain: {}\n", total(c.messages),
+                       format_size(total(c.bytes)), report.paused ? "PAUSED" : "running");
     if (report.oldest_arrival_ms) {
-        out += fmt::format("oldest:   {} ({} old)\n", report.oldest ? report.oldest->text() : std::string("-"),
+        out += fmt::format("oldest:   {} ({} old)\n",
+                           report.oldest ? report.oldest->text() : std::string("-"),
                            format_age(report.now_ms - *report.oldest_arrival_ms));
     } else {
         out += "oldest:   -\n";
     }
     if (report.space) {
-        const auto& s = *report.space;
-        out += fmt::format("space:    {} used of {} map, {} free on disk\n", format_size(s.used_bytes),
-                           format_size(s.map_size), format_size(s.fs_free_bytes));
+        const auto &s = *report.space;
+        out +=
+            fmt::format("space:    {} used of {} map, {} free on disk\n", format_size(s.used_bytes),
+                        format_size(s.map_size), format_size(s.fs_free_bytes));
     }
-    out += fmt::format("\n{:<10} {:>10} {:>8} {:>10} {:>8} {:>10} {:>8}\n", "CLASS", "READY", "BYTES", "DEFERRED",
-                       "BYTES", "HELD", "BYTES");
+    out += fmt::format("\n{:<10} {:>10} {:>8} {:>10} {:>8} {:>10} {:>8}\n", "CLASS", "READY",
+                       "BYTES", "DEFERRED", "BYTES", "HELD", "BYTES");
     for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
-        const auto& m = c.messages[k];
-        const auto& b = c.bytes[k];
+        const auto &m = c.messages[k];
+        const auto &b = c.bytes[k];
         const bool named = k < classes.names().size();
         if (!named && m[0] + m[1] + m[2] == 0) {
             continue; // unnamed classes with nothing in them are noise
         }
         out += fmt::format("{:<10} {:>10} {:>8} {:>10} {:>8} {:>10} {:>8}\n",
-                           fit(classes.name(static_cast<spool::ClassId>(k)), 10), m[0], format_size(b[0]), m[1],
-                           format_size(b[1]), m[2], format_size(b[2]));
+                           fit(classes.name(static_cast<spool::ClassId>(k)), 10), m[0],
+                           format_size(b[0]), m[1], format_size(b[1]), m[2], format_size(b[2]));
     }
     if (!report.mailstores.empty()) {
-        out += fmt::format("\n{:<16} {:<10} {:>10} {}\n", "MAILSTORE", "BREAKER", "RATE/S", "DRAIN");
-        for (const auto& ms : report.mailstores) {
-            out += fmt::format("{:<16} {:<10} {:>10} {}\n", printable(ms.name), printable(ms.breaker.value_or("-")),
-                               printable(ms.rate.value_or("-")), ms.paused || report.paused ? "paused" : "running");
+        out +=
+            fmt::format("\n{:<16} {:<10} {:>10} {}\n", "MAILSTORE", "BREAKER", "RATE/S", "DRAIN");
+        for (const auto &ms : report.mailstores) {
+            out +=
+                fmt::format("{:<16} {:<10} {:>10} {}\n", printable(ms.name),
+                            printable(ms.breaker.value_or("-")), printable(ms.rate.value_or("-")),
+                            ms.paused || report.paused ? "paused" : "running");
         }
     }
     return out;
 }
 
-std::string status_json(const StatusReport& report, const ClassNames& classes) {
+std::string status_json(const StatusReport &report, const ClassNames &classes) {
     JsonWriter w;
-    const auto& c = report.counters;
+    const auto &c = report.counters;
     w.begin_object();
     w.key("messages").value(static_cast<std::uint64_t>(total(c.messages)));
     w.key("bytes").value(static_cast<std::uint64_t>(total(c.bytes)));
     w.key("paused").value(report.paused);
     if (report.oldest_arrival_ms) {
         w.key("oldest_id").value(report.oldest ? report.oldest->text() : std::string());
-        w.key("oldest_age_s").value(static_cast<std::int64_t>((report.now_ms - *report.oldest_arrival_ms) / 1000));
+        w.key("oldest_age_s")
+            .value(static_cast<std::int64_t>((report.now_ms - *report.oldest_arrival_ms) / 1000));
     } else {
         w.key("oldest_id").null();
         w.key("oldest_age_s").null();
@@ -310,16 +331,16 @@ std::string status_json(const StatusReport& report, const ClassNames& classes) {
     }
     w.key("classes").begin_array();
     for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
-        const auto& m = c.messages[k];
-        const auto& b = c.bytes[k];
+        const auto &m = c.messages[k];
+        const auto &b = c.bytes[k];
         if (k >= classes.names().size() && m[0] + m[1] + m[2] == 0) {
             continue;
         }
         w.begin_object();
         w.key("class").value(classes.name(static_cast<spool::ClassId>(k)));
         w.key("class_id").value(static_cast<int>(k));
-        constexpr std::array<spool::MsgState, 3> kStates = {spool::MsgState::kReady, spool::MsgState::kDeferred,
-                                                            spool::MsgState::kHeld};
+        constexpr std::array<spool::MsgState, 3> kStates = {
+            spool::MsgState::kReady, spool::MsgState::kDeferred, spool::MsgState::kHeld};
         for (const auto s : kStates) {
             const auto i = static_cast<std::size_t>(s);
             w.key(msg_state_name(s)).begin_object();
@@ -331,7 +352,7 @@ std::string status_json(const StatusReport& report, const ClassNames& classes) {
     }
     w.end_array();
     w.key("mailstores").begin_array();
-    for (const auto& ms : report.mailstores) {
+    for (const auto &ms : report.mailstores) {
         w.begin_object();
         w.key("name").value(ms.name);
         w.key("breaker");

@@ -18,12 +18,18 @@ constexpr std::uint64_t kKiB = 1024;
 
 std::optional<std::int64_t> unit_ms(char unit) {
     switch (unit) {
-    case 's': return kSecondMs;
-    case 'm': return kMinuteMs;
-    case 'h': return kHourMs;
-    case 'd': return kDayMs;
-    case 'w': return kWeekMs;
-    default: return std::nullopt;
+    case 's':
+        return kSecondMs;
+    case 'm':
+        return kMinuteMs;
+    case 'h':
+        return kHourMs;
+    case 'd':
+        return kDayMs;
+    case 'w':
+        return kWeekMs;
+    default:
+        return std::nullopt;
     }
 }
 
@@ -34,9 +40,9 @@ std::tm utc_tm(UnixMillis ms) {
     return tm;
 }
 
-constexpr std::array<const char*, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+constexpr std::array<const char *, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+constexpr std::array<const char *, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 } // namespace
 
@@ -48,7 +54,7 @@ std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
     std::size_t pos = 0;
     while (pos < text.size()) {
         std::int64_t value = 0;
-        const auto* begin = text.data() + pos;
+        const auto *begin = text.data() + pos;
         const auto [ptr, ec] = std::from_chars(begin, text.data() + text.size(), value);
         if (ec != std::errc{} || ptr == begin || value < 0) {
             return std::nullopt;
@@ -89,10 +95,20 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     }
     if (rest.size() == 1) {
         switch (rest[0]) {
-        case 'k': case 'K': mult = kKiB; break;
-        case 'm': case 'M': mult = kKiB * kKiB; break;
-        case 'g': case 'G': mult = kKiB * kKiB * kKiB; break;
-        default: return std::nullopt;
+        case 'k':
+        case 'K':
+            mult = kKiB;
+            break;
+        case 'm':
+        case 'M':
+            mult = kKiB * kKiB;
+            break;
+        case 'g':
+        case 'G':
+            mult = kKiB * kKiB * kKiB;
+            break;
+        default:
+            return std::nullopt;
         }
     }
     if (value > std::numeric_limits<std::uint64_t>::max() / mult) {
@@ -138,22 +154,24 @@ std::string format_size(std::uint64_t bytes) {
 
 std::string format_rfc5322_date(UnixMillis ms) {
     const std::tm tm = utc_tm(ms);
-    return fmt::format("{}, {:02} {} {} {:02}:{:02}:{:02} +0000", kDays.at(static_cast<std::size_t>(tm.tm_wday)),
-                       tm.tm_mday, kMonths.at(static_cast<std::size_t>(tm.tm_mon)), tm.tm_year + 1900,
+    return fmt::format("{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
+                       kDays.at(static_cast<std::size_t>(tm.tm_wday)), tm.tm_mday,
+                       kMonths.at(static_cast<std::size_t>(tm.tm_mon)), tm.tm_year + 1900,
                        tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 std::string format_asctime(UnixMillis ms) {
     const std::tm tm = utc_tm(ms);
-    return fmt::format("{} {} {:2} {:02}:{:02}:{:02} {}", kDays.at(static_cast<std::size_t>(tm.tm_wday)),
-                       kMonths.at(static_cast<std::size_t>(tm.tm_mon)), tm.tm_mday, tm.tm_hour, tm.tm_min,
-                       tm.tm_sec, tm.tm_year + 1900);
+    return fmt::format("{} {} {:2} {:02}:{:02}:{:02} {}",
+                       kDays.at(static_cast<std::size_t>(tm.tm_wday)),
+                       kMonths.at(static_cast<std::size_t>(tm.tm_mon)), tm.tm_mday, tm.tm_hour,
+                       tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
 }
 
 std::string format_iso8601(UnixMillis ms) {
     const std::tm tm = utc_tm(ms);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec, ms % kSecondMs);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % kSecondMs);
 }
 
 } // namespace spoold::spoolctl

@@ -32,17 +32,18 @@ constexpr std::size_t kHeaderReadLimit = 1U << 20U;
 constexpr std::size_t kIndexPage = 4096;
 constexpr std::size_t kListBufferBytes = 64U << 10U;
 
-using MatchFn = std::function<bool(const spool::Envelope&, spool::MsgState)>;
+using MatchFn = std::function<bool(const spool::Envelope &, spool::MsgState)>;
 
-void print(std::FILE* f, std::string_view text) {
+void print(std::FILE *f, std::string_view text) {
     std::fwrite(text.data(), 1, text.size(), f);
 }
 
-template <typename... Args> void say(std::FILE* f, fmt::format_string<Args...> format, Args&&... args) {
+template <typename... Args>
+void say(std::FILE *f, fmt::format_string<Args...> format, Args &&...args) {
     print(f, fmt::format(format, std::forward<Args>(args)...));
 }
 
-bool pending(const spool::Recipient& r) {
+bool pending(const spool::Recipient &r) {
     return r.state == spool::RcptState::kQueued || r.state == spool::RcptState::kDeferred;
 }
 
@@ -50,12 +51,12 @@ bool pending(const spool::Recipient& r) {
 // the outcomes. Completions arrive on the spool's writer thread.
 class Pipeline {
 public:
-    Pipeline(std::FILE* err, std::string verb) : err_(err), verb_(std::move(verb)) {}
-    Pipeline(const Pipeline&) = delete;
-    Pipeline& operator=(const Pipeline&) = delete;
+    Pipeline(std::FILE *err, std::string verb) : err_(err), verb_(std::move(verb)) {}
+    Pipeline(const Pipeline &) = delete;
+    Pipeline &operator=(const Pipeline &) = delete;
     ~Pipeline() { finish(); }
 
-    void submit(QueueId id, const std::function<void(spool::Done)>& op) {
+    void submit(QueueId id, const std::function<void(spool::Done)> &op) {
         {
             std::unique_lock lock(mutex_);
             cv_.wait(lock, [&] { return in_flight_ < kMaxInFlight; });
@@ -88,7 +89,7 @@ public:
     std::uint64_t gone() const { return gone_; }
 
 private:
-    std::FILE* err_;
+    std::FILE *err_;
     std::string verb_;
     std::mutex mutex_;
     std::condition_variable cv_;
@@ -98,23 +99,24 @@ private:
     std::uint64_t gone_ = 0;
 };
 
-int fail_with(Context& ctx, const Error& e) {
+int fail_with(Context &ctx, const Error &e) {
     say(ctx.err, "spoolctl: {}: {}\n", ctx.cl.verb, e.describe());
     return kExitFailed;
 }
 
-int usage_error(Context& ctx, std::string_view message) {
+int usage_error(Context &ctx, std::string_view message) {
     say(ctx.err, "spoolctl: {}: {}\n", ctx.cl.verb, message);
     return kExitUsage;
 }
 
 // The filter with --class resolved against the class names.
-Result<Filter> resolved_filter(const Context& ctx) {
+Result<Filter> resolved_filter(const Context &ctx) {
     Filter f = ctx.cl.filter;
     if (ctx.cl.class_filter) {
         const auto id = ctx.classes.find(*ctx.cl.class_filter);
         if (!id) {
-            return fail(ErrorKind::kInvalid, fmt::format("unknown class '{}'", *ctx.cl.class_filter));
+            return fail(ErrorKind::kInvalid,
+                        fmt::format("unknown class '{}'", *ctx.cl.class_filter));
         }
         f.klass = *id;
     }
@@ -123,7 +125,8 @@ Result<Filter> resolved_filter(const Context& ctx) {
 
 // Calls fn for each message matching `filter` in id order until fn returns false, and
 // on_page (when given) after each page. Memory holds one page, whatever the spool size.
-Status scan(Context& ctx, const Filter& filter, const MatchFn& fn, const std::function<void()>& on_page = {}) {
+Status scan(Context &ctx, const Filter &filter, const MatchFn &fn,
+            const std::function<void()> &on_page = {}) {
     QueueId after{0};
     std::size_t page = kFirstPage;
     for (;;) {
@@ -135,7 +138,7 @@ Status scan(Context& ctx, const Filter& filter, const MatchFn& fn, const std::fu
             return {};
         }
         const UnixMillis now = ctx.clock->now_ms();
-        for (const auto& env : *batch) {
+        for (const auto &env : *batch) {
             const auto state = spool::message_state(env);
             if (filter.matches(env, state, now) && !fn(env, state)) {
                 return {};
@@ -149,9 +152,9 @@ Status scan(Context& ctx, const Filter& filter, const MatchFn& fn, const std::fu
     }
 }
 
-Result<std::vector<QueueId>> parse_ids(const std::vector<std::string>& texts) {
+Result<std::vector<QueueId>> parse_ids(const std::vector<std::string> &texts) {
     std::vector<QueueId> ids;
-    for (const auto& t : texts) {
+    for (const auto &t : texts) {
         const auto id = QueueId::parse(t);
         if (!id) {
             return fail(ErrorKind::kInvalid, fmt::format("'{}' is not a queue id", t));
@@ -168,7 +171,8 @@ struct Selection {
     bool by_filter = false;
 };
 
-Result<Selection> select_targets(Context& ctx, const std::vector<std::string>& operands, bool default_all) {
+Result<Selection> select_targets(Context &ctx, const std::vector<std::string> &operands,
+                                 bool default_all) {
     Selection sel;
     auto ids = parse_ids(operands);
     if (!ids) {
@@ -193,7 +197,7 @@ Result<Selection> select_targets(Context& ctx, const std::vector<std::string>& o
 }
 
 // Calls fn for each selected message that exists (ids) or matches (filter).
-Status for_each_target(Context& ctx, const Selection& sel, const MatchFn& fn, int& exit_code) {
+Status for_each_target(Context &ctx, const Selection &sel, const MatchFn &fn, int &exit_code) {
     if (!sel.by_filter) {
         for (const auto id : sel.ids) {
             auto env = ctx.spool->get(id);
@@ -221,8 +225,9 @@ Status for_each_target(Context& ctx, const Selection& sel, const MatchFn& fn, in
 // Reads a whole message into `out` (replacing its contents). Callers that read many
 // messages pass the same string: reusing its capacity keeps malloc from growing and
 // trimming the heap for every message, which dominated export time on big messages.
-Status read_message_into(Context& ctx, QueueId id, std::string& out,
-                         std::size_t limit = std::numeric_limits<std::size_t>::max(), bool headers_only = false) {
+Status read_message_into(Context &ctx, QueueId id, std::string &out,
+                         std::size_t limit = std::numeric_limits<std::size_t>::max(),
+                         bool headers_only = false) {
     out.clear();
     std::uint32_t chunk = 0;
     for (;;) {
@@ -234,21 +239,22 @@ Status read_message_into(Context& ctx, QueueId id, std::string& out,
         if (piece->done || out.size() >= limit) {
             return {};
         }
-        if (headers_only && (out.find("\r\n\r\n") != std::string::npos || out.find("\n\n") != std::string::npos)) {
+        if (headers_only &&
+            (out.find("\r\n\r\n") != std::string::npos || out.find("\n\n") != std::string::npos)) {
             return {};
         }
         chunk = piece->next_chunk;
     }
 }
 
-std::string meta_or(Context& ctx, std::string_view key, std::string fallback) {
+std::string meta_or(Context &ctx, std::string_view key, std::string fallback) {
     auto v = ctx.spool->get_meta(key);
     return v && *v ? **v : fallback;
 }
 
 // ---- status ----
 
-int verb_status(Context& ctx) {
+int verb_status(Context &ctx) {
     StatusReport r;
     r.now_ms = ctx.clock->now_ms();
     auto counters = ctx.spool->counters();
@@ -272,19 +278,19 @@ int verb_status(Context& ctx) {
     r.paused = meta_or(ctx, "paused", "0") == "1";
     std::vector<std::string> names;
     if (ctx.config) {
-        for (const auto& m : ctx.config->mailstores) {
+        for (const auto &m : ctx.config->mailstores) {
             names.push_back(m.name);
         }
     } else {
         // The same comma list as the class names; parsed by ClassNames for that reason only.
         const ClassNames published = ClassNames::from_csv(meta_or(ctx, "mailstores", ""));
-        for (const auto& n : published.names()) {
+        for (const auto &n : published.names()) {
             if (!n.empty()) {
                 names.push_back(n);
             }
         }
     }
-    for (const auto& n : names) {
+    for (const auto &n : names) {
         MailstoreStatus ms;
         ms.name = n;
         if (auto v = ctx.spool->get_meta(fmt::format("mailstore.{}.breaker", n)); v && *v) {
@@ -302,7 +308,7 @@ int verb_status(Context& ctx) {
 
 // ---- list ----
 
-int verb_list(Context& ctx) {
+int verb_list(Context &ctx) {
     if (!ctx.cl.operands.empty()) {
         return usage_error(ctx, "list takes no operands (use the filter options)");
     }
@@ -326,20 +332,23 @@ int verb_list(Context& ctx) {
             buffer.clear();
         }
     };
-    const Status st = scan(ctx, *filter, [&](const spool::Envelope& env, spool::MsgState state) {
-        if (shown >= limit) {
-            return false;
-        }
-        const UnixMillis now = ctx.clock->now_ms();
-        buffer += ctx.cl.json ? json_message(env, state, now, ctx.classes)
-                              : table_row(env, state, now, ctx.classes);
-        ++shown;
-        bytes += env.size;
-        if (shown <= kFirstPage || buffer.size() > kListBufferBytes) {
-            flush_rows();
-        }
-        return shown < limit;
-    }, flush_rows);
+    const Status st = scan(
+        ctx, *filter,
+        [&](const spool::Envelope &env, spool::MsgState state) {
+            if (shown >= limit) {
+                return false;
+            }
+            const UnixMillis now = ctx.clock->now_ms();
+            buffer += ctx.cl.json ? json_message(env, state, now, ctx.classes)
+                                  : table_row(env, state, now, ctx.classes);
+            ++shown;
+            bytes += env.size;
+            if (shown <= kFirstPage || buffer.size() > kListBufferBytes) {
+                flush_rows();
+            }
+            return shown < limit;
+        },
+        flush_rows);
     print(ctx.out, buffer);
     if (!st) {
         std::fflush(ctx.out);
@@ -354,7 +363,7 @@ int verb_list(Context& ctx) {
 
 // ---- show ----
 
-int verb_show(Context& ctx) {
+int verb_show(Context &ctx) {
     if (ctx.cl.operands.size() != 1) {
         return usage_error(ctx, "show takes exactly one queue id");
     }
@@ -410,7 +419,8 @@ int verb_show(Context& ctx) {
     std::size_t pos = 0;
     while (pos < text.size()) {
         const auto eol = text.find('\n', pos);
-        const auto line = text.substr(pos, eol == std::string::npos ? std::string::npos : eol - pos);
+        const auto line =
+            text.substr(pos, eol == std::string::npos ? std::string::npos : eol - pos);
         // Tabs are kept: they are how folded header lines continue.
         std::string safe = printable(line);
         for (std::size_t i = 0; i < line.size(); ++i) {
@@ -427,13 +437,13 @@ int verb_show(Context& ctx) {
 
 // ---- writes by id or filter ----
 
-bool confirm(Context& ctx, std::string_view question) {
+bool confirm(Context &ctx, std::string_view question) {
     if (ctx.cl.yes) {
         return true;
     }
     if (isatty(STDIN_FILENO) == 0) {
-        say(ctx.err, "spoolctl: {}: refusing without --yes: {} (stdin is not a terminal)\n", ctx.cl.verb,
-            question);
+        say(ctx.err, "spoolctl: {}: refusing without --yes: {} (stdin is not a terminal)\n",
+            ctx.cl.verb, question);
         return false;
     }
     say(ctx.err, "{} [y/N] ", question);
@@ -445,7 +455,7 @@ bool confirm(Context& ctx, std::string_view question) {
     return answer[0] == 'y' || answer[0] == 'Y';
 }
 
-int report_writes(Context& ctx, const Pipeline& p, std::string_view done_word, int exit_code) {
+int report_writes(Context &ctx, const Pipeline &p, std::string_view done_word, int exit_code) {
     if (!ctx.cl.json) {
         say(ctx.out, "{} {} message{}", done_word, p.ok(), p.ok() == 1 ? "" : "s");
         if (p.gone() > 0) {
@@ -456,20 +466,21 @@ int report_writes(Context& ctx, const Pipeline& p, std::string_view done_word, i
         }
         print(ctx.out, "\n");
     } else {
-        say(ctx.out, "{{\"verb\":\"{}\",\"done\":{},\"gone\":{},\"failed\":{}}}\n", ctx.cl.verb, p.ok(), p.gone(),
-            p.failed());
+        say(ctx.out, "{{\"verb\":\"{}\",\"done\":{},\"gone\":{},\"failed\":{}}}\n", ctx.cl.verb,
+            p.ok(), p.gone(), p.failed());
     }
     return p.failed() > 0 ? kExitFailed : exit_code;
 }
 
 // hold, release, delete, flush and set-class share the selection, confirmation and pipeline.
-int verb_write(Context& ctx) {
-    const std::string& verb = ctx.cl.verb;
+int verb_write(Context &ctx) {
+    const std::string &verb = ctx.cl.verb;
     std::vector<std::string> operands = ctx.cl.operands;
     std::optional<spool::ClassId> new_class;
     if (verb == "set-class") {
         if (operands.empty()) {
-            return usage_error(ctx, "set-class needs the class: set-class ID... CLASS, or set-class FILTER CLASS");
+            return usage_error(
+                ctx, "set-class needs the class: set-class ID... CLASS, or set-class FILTER CLASS");
         }
         new_class = ctx.classes.find(operands.back());
         if (!new_class) {
@@ -484,7 +495,7 @@ int verb_write(Context& ctx) {
     }
     // Which selected messages the operation would change at all: skipping the rest keeps a
     // "hold everything from this sender" from rewriting messages already held.
-    auto applies = [&](const spool::Envelope& env) {
+    auto applies = [&](const spool::Envelope &env) {
         if (verb == "hold") {
             return !env.held;
         }
@@ -492,16 +503,17 @@ int verb_write(Context& ctx) {
             return env.held;
         }
         if (is_flush) {
-            return std::any_of(env.recipients.begin(), env.recipients.end(),
-                               [](const spool::Recipient& r) { return r.state == spool::RcptState::kDeferred; });
+            return std::any_of(
+                env.recipients.begin(), env.recipients.end(),
+                [](const spool::Recipient &r) { return r.state == spool::RcptState::kDeferred; });
         }
         if (new_class) {
             return env.klass != *new_class;
         }
         return true;
     };
-    auto submit = [&](Pipeline& p, QueueId id) {
-        spool::Spool* s = ctx.spool;
+    auto submit = [&](Pipeline &p, QueueId id) {
+        spool::Spool *s = ctx.spool;
         if (verb == "hold" || verb == "release") {
             const bool held = verb == "hold";
             p.submit(id, [s, id, held](spool::Done d) { s->set_held(id, held, std::move(d)); });
@@ -520,28 +532,37 @@ int verb_write(Context& ctx) {
     if (!needs_confirmation) {
         // Ids found by a scan are written as the scan goes: pages are keyed by id, so
         // changing a message's state or class does not disturb the walk.
-        const Status st = for_each_target(ctx, *sel, [&](const spool::Envelope& env, spool::MsgState) {
-            if (applies(env) || !sel->by_filter) {
-                submit(pipeline, env.id);
-            }
-            return true;
-        }, exit_code);
+        const Status st = for_each_target(
+            ctx, *sel,
+            [&](const spool::Envelope &env, spool::MsgState) {
+                if (applies(env) || !sel->by_filter) {
+                    submit(pipeline, env.id);
+                }
+                return true;
+            },
+            exit_code);
         pipeline.finish();
         if (!st) {
             return fail_with(ctx, st.error());
         }
-        const char* word = verb == "hold" ? "held" : verb == "release" ? "released" : verb == "delete" ? "deleted"
-                           : is_flush ? "flushed" : "moved";
+        const char *word = verb == "hold"      ? "held"
+                           : verb == "release" ? "released"
+                           : verb == "delete"  ? "deleted"
+                           : is_flush          ? "flushed"
+                                               : "moved";
         return report_writes(ctx, pipeline, word, exit_code);
     }
     // delete by filter: find everything first, so the question states what will go.
     std::vector<QueueId> ids;
     std::uint64_t bytes = 0;
-    const Status st = for_each_target(ctx, *sel, [&](const spool::Envelope& env, spool::MsgState) {
-        ids.push_back(env.id);
-        bytes += env.size;
-        return true;
-    }, exit_code);
+    const Status st = for_each_target(
+        ctx, *sel,
+        [&](const spool::Envelope &env, spool::MsgState) {
+            ids.push_back(env.id);
+            bytes += env.size;
+            return true;
+        },
+        exit_code);
     if (!st) {
         return fail_with(ctx, st.error());
     }
@@ -549,8 +570,8 @@ int verb_write(Context& ctx) {
         say(ctx.out, "no message matches\n");
         return kExitOk;
     }
-    if (!confirm(ctx, fmt::format("delete {} message{} ({})?", ids.size(), ids.size() == 1 ? "" : "s",
-                                  format_size(bytes)))) {
+    if (!confirm(ctx, fmt::format("delete {} message{} ({})?", ids.size(),
+                                  ids.size() == 1 ? "" : "s", format_size(bytes)))) {
         say(ctx.err, "spoolctl: delete: nothing deleted\n");
         return kExitFailed;
     }
@@ -563,7 +584,7 @@ int verb_write(Context& ctx) {
 
 // ---- pause / resume ----
 
-int verb_pause(Context& ctx) {
+int verb_pause(Context &ctx) {
     if (!ctx.cl.operands.empty()) {
         return usage_error(ctx, "takes no operands (use --mailstore NAME for one mailstore)");
     }
@@ -571,12 +592,15 @@ int verb_pause(Context& ctx) {
     std::string key = "paused";
     if (!ctx.cl.mailstore.empty()) {
         if (ctx.config && std::none_of(ctx.config->mailstores.begin(), ctx.config->mailstores.end(),
-                                       [&](const policy::MailstoreConfig& m) { return m.name == ctx.cl.mailstore; })) {
-            return usage_error(ctx, fmt::format("no mailstore '{}' in {}", ctx.cl.mailstore, ctx.config->source_file));
+                                       [&](const policy::MailstoreConfig &m) {
+                                           return m.name == ctx.cl.mailstore;
+                                       })) {
+            return usage_error(ctx, fmt::format("no mailstore '{}' in {}", ctx.cl.mailstore,
+                                                ctx.config->source_file));
         }
         key += "." + ctx.cl.mailstore;
     }
-    spool::Spool* s = ctx.spool;
+    spool::Spool *s = ctx.spool;
     const std::string value = pause ? "1" : "0";
     const Status st = s->wait([&](spool::Done d) { s->put_meta(key, value, std::move(d)); });
     if (!st) {
@@ -589,11 +613,11 @@ int verb_pause(Context& ctx) {
 
 // ---- export ----
 
-Status write_file_atomically(const std::string& dir, const std::string& name, std::string_view a,
+Status write_file_atomically(const std::string &dir, const std::string &name, std::string_view a,
                              std::string_view b) {
     const std::string tmp = dir + "/." + name + ".tmp";
     const std::string final_path = dir + "/" + name;
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    std::FILE *f = std::fopen(tmp.c_str(), "wb");
     if (f == nullptr) {
         return fail(ErrorKind::kIo, fmt::format("{}: {}", tmp, std::strerror(errno)));
     }
@@ -610,7 +634,7 @@ Status write_file_atomically(const std::string& dir, const std::string& name, st
     return {};
 }
 
-int verb_export(Context& ctx) {
+int verb_export(Context &ctx) {
     if (ctx.cl.dir.empty() == ctx.cl.mbox.empty()) {
         return usage_error(ctx, "give exactly one of --dir DIR or --mbox FILE");
     }
@@ -618,7 +642,7 @@ int verb_export(Context& ctx) {
     if (!sel) {
         return usage_error(ctx, sel.error().message);
     }
-    std::FILE* mbox = nullptr;
+    std::FILE *mbox = nullptr;
     if (!ctx.cl.dir.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(ctx.cl.dir, ec);
@@ -646,44 +670,51 @@ int verb_export(Context& ctx) {
     std::string buffer;
     std::string message;
     std::string block;
-    const Status st = for_each_target(ctx, *sel, [&](const spool::Envelope& env, spool::MsgState) {
-        if (auto r = read_message_into(ctx, env.id, message); !r) {
-            say(ctx.err, "spoolctl: export: {}: {}\n", env.id.text(), r.error().describe());
-            exit_code = kExitFailed;
-            return true;
-        }
-        block.clear();
-        if (ctx.cl.with_envelope) {
-            FileEnvelope fe;
-            fe.mail_from = env.mail_from;
-            for (const auto& r : env.recipients) {
-                if (pending(r)) {
-                    fe.recipients.push_back(r.address);
-                }
+    const Status st = for_each_target(
+        ctx, *sel,
+        [&](const spool::Envelope &env, spool::MsgState) {
+            if (auto r = read_message_into(ctx, env.id, message); !r) {
+                say(ctx.err, "spoolctl: export: {}: {}\n", env.id.text(), r.error().describe());
+                exit_code = kExitFailed;
+                return true;
             }
-            fe.klass = ctx.classes.name(env.klass);
-            block = envelope_block(fe);
-        }
-        if (mbox != nullptr) {
-            buffer.clear();
-            block += message;
-            append_mboxrd(buffer, mbox_from_line(env.mail_from, env.arrival_ms), block);
-            if (std::fwrite(buffer.data(), 1, buffer.size(), mbox) != buffer.size()) {
-                write_error = fail(ErrorKind::kIo, fmt::format("{}: {}", ctx.cl.mbox, std::strerror(errno)));
+            block.clear();
+            if (ctx.cl.with_envelope) {
+                FileEnvelope fe;
+                fe.mail_from = env.mail_from;
+                for (const auto &r : env.recipients) {
+                    if (pending(r)) {
+                        fe.recipients.push_back(r.address);
+                    }
+                }
+                fe.klass = ctx.classes.name(env.klass);
+                block = envelope_block(fe);
+            }
+            if (mbox != nullptr) {
+                buffer.clear();
+                block += message;
+                append_mboxrd(buffer, mbox_from_line(env.mail_from, env.arrival_ms), block);
+                if (std::fwrite(buffer.data(), 1, buffer.size(), mbox) != buffer.size()) {
+                    write_error = fail(ErrorKind::kIo,
+                                       fmt::format("{}: {}", ctx.cl.mbox, std::strerror(errno)));
+                    return false;
+                }
+            } else if (auto w = write_file_atomically(ctx.cl.dir, env.id.text() + ".eml", block,
+                                                      message);
+                       !w) {
+                write_error = w;
                 return false;
             }
-        } else if (auto w = write_file_atomically(ctx.cl.dir, env.id.text() + ".eml", block, message); !w) {
-            write_error = w;
-            return false;
-        }
-        ++exported;
-        bytes += message.size();
-        return exported < limit;
-    }, exit_code);
+            ++exported;
+            bytes += message.size();
+            return exported < limit;
+        },
+        exit_code);
     if (mbox != nullptr) {
         // The export is only complete once it is on disk: flush and fsync before saying so.
         if ((std::fflush(mbox) != 0 || ::fsync(fileno(mbox)) != 0) && write_error) {
-            write_error = fail(ErrorKind::kIo, fmt::format("{}: {}", ctx.cl.mbox, std::strerror(errno)));
+            write_error =
+                fail(ErrorKind::kIo, fmt::format("{}: {}", ctx.cl.mbox, std::strerror(errno)));
         }
         std::fclose(mbox);
     }
@@ -693,8 +724,8 @@ int verb_export(Context& ctx) {
     if (!write_error) {
         return fail_with(ctx, write_error.error());
     }
-    say(ctx.out, "exported {} message{} ({}) to {}\n", exported, exported == 1 ? "" : "s", format_size(bytes),
-        ctx.cl.dir.empty() ? ctx.cl.mbox : ctx.cl.dir);
+    say(ctx.out, "exported {} message{} ({}) to {}\n", exported, exported == 1 ? "" : "s",
+        format_size(bytes), ctx.cl.dir.empty() ? ctx.cl.mbox : ctx.cl.dir);
     return exit_code;
 }
 
@@ -708,18 +739,20 @@ bool plausible_address(std::string_view a) {
 
 class Importer {
 public:
-    explicit Importer(Context& ctx) : ctx_(ctx), pipeline_(ctx.err, "import") {}
+    explicit Importer(Context &ctx) : ctx_(ctx), pipeline_(ctx.err, "import") {}
 
     // Resolves what applies to every message; false (after saying why) when it cannot.
     bool prepare() {
-        for (const auto& a : ctx_.cl.to) {
+        for (const auto &a : ctx_.cl.to) {
             if (!plausible_address(a)) {
                 say(ctx_.err, "spoolctl: import: --to {}: not an address\n", a);
                 return false;
             }
         }
         if (ctx_.cl.from && !ctx_.cl.from->empty() && !plausible_address(*ctx_.cl.from)) {
-            say(ctx_.err, "spoolctl: import: --from {}: not an address (use --from '<>' for the null sender)\n",
+            say(ctx_.err,
+                "spoolctl: import: --from {}: not an address (use --from '<>' for the null "
+                "sender)\n",
                 *ctx_.cl.from);
             return false;
         }
@@ -739,7 +772,7 @@ public:
     void add(std::string source, std::string message, std::optional<std::string> mbox_sender) {
         FileEnvelope fe = take_envelope_block(message);
         spool::NewMessage m;
-        auto& env = m.envelope;
+        auto &env = m.envelope;
         if (ctx_.cl.from) {
             env.mail_from = *ctx_.cl.from;
         } else if (fe.mail_from) {
@@ -750,12 +783,12 @@ public:
             refuse(source, "no envelope sender (give --from ADDRESS, or --from '<>')");
             return;
         }
-        const std::vector<std::string>& rcpts = ctx_.cl.to.empty() ? fe.recipients : ctx_.cl.to;
+        const std::vector<std::string> &rcpts = ctx_.cl.to.empty() ? fe.recipients : ctx_.cl.to;
         if (rcpts.empty()) {
             refuse(source, "no recipients (give --to ADDRESS, or export with --with-envelope)");
             return;
         }
-        for (const auto& a : rcpts) {
+        for (const auto &a : rcpts) {
             if (!plausible_address(a)) {
                 refuse(source, fmt::format("recipient '{}' is not an address", a));
                 return;
@@ -785,15 +818,18 @@ public:
         env.helo = "spoolctl-import";
         if (ctx_.config && env.klass < ctx_.config->classes.size()) {
             const auto retention = ctx_.config->classes[env.klass].retention;
-            env.expires_ms = env.arrival_ms + std::chrono::duration_cast<std::chrono::milliseconds>(retention).count();
+            env.expires_ms =
+                env.arrival_ms +
+                std::chrono::duration_cast<std::chrono::milliseconds>(retention).count();
         }
         m.body = to_crlf(message);
         env.size = m.body.size();
         bytes_ += env.size;
         const QueueId id = env.id;
-        spool::Spool* s = ctx_.spool;
+        spool::Spool *s = ctx_.spool;
         auto shared = std::make_shared<spool::NewMessage>(std::move(m));
-        pipeline_.submit(id, [s, shared](spool::Done d) { s->enqueue(std::move(*shared), std::move(d)); });
+        pipeline_.submit(
+            id, [s, shared](spool::Done d) { s->enqueue(std::move(*shared), std::move(d)); });
     }
 
     void refuse(std::string_view source, std::string_view why) {
@@ -816,13 +852,14 @@ public:
         }
         print(ctx_.out, "\n");
         if (!ctx_.config && pipeline_.ok() > 0) {
-            say(ctx_.err, "spoolctl: import: no --config: imported messages have no retention limit\n");
+            say(ctx_.err,
+                "spoolctl: import: no --config: imported messages have no retention limit\n");
         }
         return refused_ + pipeline_.failed() > 0 ? kExitFailed : kExitOk;
     }
 
 private:
-    Context& ctx_;
+    Context &ctx_;
     Pipeline pipeline_;
     std::optional<spool::ClassId> class_;
     std::optional<spool::ClassId> default_class_;
@@ -830,8 +867,8 @@ private:
     std::uint64_t bytes_ = 0;
 };
 
-Result<std::string> read_whole_file(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
+Result<std::string> read_whole_file(const std::string &path) {
+    std::FILE *f = std::fopen(path.c_str(), "rb");
     if (f == nullptr) {
         return fail(ErrorKind::kIo, fmt::format("{}: {}", path, std::strerror(errno)));
     }
@@ -849,7 +886,7 @@ Result<std::string> read_whole_file(const std::string& path) {
     return out;
 }
 
-int verb_import(Context& ctx) {
+int verb_import(Context &ctx) {
     if (ctx.cl.mbox.empty() == ctx.cl.operands.empty()) {
         return usage_error(ctx, "give .eml files or directories, or --mbox FILE (not both)");
     }
@@ -858,7 +895,7 @@ int verb_import(Context& ctx) {
         return kExitUsage;
     }
     if (!ctx.cl.mbox.empty()) {
-        std::FILE* f = std::fopen(ctx.cl.mbox.c_str(), "rb");
+        std::FILE *f = std::fopen(ctx.cl.mbox.c_str(), "rb");
         if (f == nullptr) {
             say(ctx.err, "spoolctl: import: {}: {}\n", ctx.cl.mbox, std::strerror(errno));
             return kExitFailed;
@@ -867,23 +904,24 @@ int verb_import(Context& ctx) {
         std::uint64_t n = 0;
         while (auto m = reader.next()) {
             ++n;
-            importer.add(fmt::format("{} message {}", ctx.cl.mbox, n), std::move(m->message), m->sender);
+            importer.add(fmt::format("{} message {}", ctx.cl.mbox, n), std::move(m->message),
+                         m->sender);
         }
         std::fclose(f);
         if (reader.bad_format()) {
-            say(ctx.err, "spoolctl: import: {}: not an mbox (line {} is not a From_ line)\n", ctx.cl.mbox,
-                reader.line_number());
+            say(ctx.err, "spoolctl: import: {}: not an mbox (line {} is not a From_ line)\n",
+                ctx.cl.mbox, reader.line_number());
             importer.finish();
             return kExitFailed;
         }
         return importer.finish();
     }
     std::vector<std::string> files;
-    for (const auto& operand : ctx.cl.operands) {
+    for (const auto &operand : ctx.cl.operands) {
         std::error_code ec;
         if (std::filesystem::is_directory(operand, ec)) {
             std::vector<std::string> found;
-            for (const auto& e : std::filesystem::directory_iterator(operand, ec)) {
+            for (const auto &e : std::filesystem::directory_iterator(operand, ec)) {
                 if (e.path().extension() == ".eml" && e.is_regular_file()) {
                     found.push_back(e.path().string());
                 }
@@ -898,7 +936,7 @@ int verb_import(Context& ctx) {
             return kExitFailed;
         }
     }
-    for (const auto& path : files) {
+    for (const auto &path : files) {
         auto text = read_whole_file(path);
         if (!text) {
             importer.refuse(path, text.error().message);
@@ -911,13 +949,13 @@ int verb_import(Context& ctx) {
 
 // ---- check ----
 
-std::string check_json(const spool::CheckReport& r) {
+std::string check_json(const spool::CheckReport &r) {
     JsonWriter w;
     w.begin_object();
     w.key("records").value(static_cast<std::uint64_t>(r.records));
     w.key("index_entries").value(static_cast<std::uint64_t>(r.index_entries));
     w.key("problems").begin_array();
-    for (const auto& p : r.problems) {
+    for (const auto &p : r.problems) {
         w.value(p);
     }
     w.end_array();
@@ -927,8 +965,8 @@ std::string check_json(const spool::CheckReport& r) {
     return w.str() + "\n";
 }
 
-void print_check(Context& ctx, const spool::CheckReport& r, bool bodies) {
-    for (const auto& p : r.problems) {
+void print_check(Context &ctx, const spool::CheckReport &r, bool bodies) {
+    for (const auto &p : r.problems) {
         say(ctx.out, "problem: {}\n", printable(p));
     }
     if (r.more_problems > 0) {
@@ -936,12 +974,13 @@ void print_check(Context& ctx, const spool::CheckReport& r, bool bodies) {
     }
     const std::uint64_t n = r.problems.size() + r.more_problems;
     say(ctx.out, "check: {} messages, {} index entries{}: {}\n", r.records, r.index_entries,
-        bodies ? ", bodies read" : "", n == 0 ? std::string("ok") : fmt::format("{} problem{}", n, n == 1 ? "" : "s"));
+        bodies ? ", bodies read" : "",
+        n == 0 ? std::string("ok") : fmt::format("{} problem{}", n, n == 1 ? "" : "s"));
 }
 
 // The spool checks itself in one read transaction (a consistent snapshot even while
 // spoold writes) and repairs on its writer: spoolctl only asks and reports.
-int verb_check(Context& ctx) {
+int verb_check(Context &ctx) {
     if (!ctx.cl.operands.empty()) {
         return usage_error(ctx, "check takes no operands");
     }
@@ -976,13 +1015,13 @@ int verb_check(Context& ctx) {
 
 } // namespace
 
-bool is_read_only(const CommandLine& cl) {
+bool is_read_only(const CommandLine &cl) {
     return cl.verb == "status" || cl.verb == "list" || cl.verb == "show" || cl.verb == "export" ||
            (cl.verb == "check" && !cl.repair);
 }
 
-int run_verb(Context& ctx) {
-    const std::string& v = ctx.cl.verb;
+int run_verb(Context &ctx) {
+    const std::string &v = ctx.cl.verb;
     if (v == "status") {
         return verb_status(ctx);
     }

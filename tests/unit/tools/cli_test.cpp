@@ -6,8 +6,9 @@ using namespace spoold;
 using namespace spoold::spoolctl;
 
 TEST_CASE("global options, verb, filter options and operands parse in any order") {
-    const auto cl = parse_command_line({"list", "--spool", "/s", "--recipient=@x.example", "--older-than", "2h",
-                                        "--state", "deferred", "--limit", "100", "--json", "--class", "bulk"});
+    const auto cl =
+        parse_command_line({"list", "--spool", "/s", "--recipient=@x.example", "--older-than", "2h",
+                            "--state", "deferred", "--limit", "100", "--json", "--class", "bulk"});
     REQUIRE(cl);
     CHECK(cl->spool_path == "/s");
     CHECK(cl->verb == "list");
@@ -20,14 +21,16 @@ TEST_CASE("global options, verb, filter options and operands parse in any order"
 }
 
 TEST_CASE("operands after the verb are kept in order, also after --") {
-    const auto cl = parse_command_line({"--config", "c.yaml", "set-class", "AAA", "BBB", "--", "-odd", "bulk"});
+    const auto cl =
+        parse_command_line({"--config", "c.yaml", "set-class", "AAA", "BBB", "--", "-odd", "bulk"});
     REQUIRE(cl);
     CHECK(cl->config_path == "c.yaml");
     CHECK(cl->operands == std::vector<std::string>{"AAA", "BBB", "-odd", "bulk"});
 }
 
 TEST_CASE("import takes repeated and comma-separated --to and the null sender") {
-    const auto cl = parse_command_line({"import", "--to", "a@x,b@y", "--to=c@z", "--from", "<>", "m.eml"});
+    const auto cl =
+        parse_command_line({"import", "--to", "a@x,b@y", "--to=c@z", "--from", "<>", "m.eml"});
     REQUIRE(cl);
     CHECK(cl->to == std::vector<std::string>{"a@x", "b@y", "c@z"});
     CHECK(cl->from == std::optional<std::string>(""));

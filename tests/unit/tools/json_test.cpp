@@ -12,8 +12,10 @@ TEST_CASE("json strings escape quotes, backslashes and control bytes") {
 
 TEST_CASE("json strings keep valid UTF-8 and replace invalid bytes") {
     CHECK(json_string("caf\xC3\xA9") == "\"caf\xC3\xA9\"");
-    CHECK(json_string("a\xFF" "b") == "\"a\xEF\xBF\xBD" "b\"");
-    CHECK(json_string("\xC3") == "\"\xEF\xBF\xBD\"");         // truncated sequence
+    CHECK(json_string("a\xFF"
+                      "b") == "\"a\xEF\xBF\xBD"
+                              "b\"");
+    CHECK(json_string("\xC3") == "\"\xEF\xBF\xBD\"");                 // truncated sequence
     CHECK(json_string("\xC0\xAF") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\""); // overlong '/'
     CHECK(json_string("\xED\xA0\x80") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""); // surrogate
 }

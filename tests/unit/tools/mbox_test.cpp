@@ -5,7 +5,8 @@
 using namespace spoold::spoolctl;
 
 TEST_CASE("mboxrd quotes From_ lines at any depth and the round trip restores them") {
-    const std::string message = "Subject: x\r\n\r\nFrom here\r\n>From there\r\n>>From far\r\nFromage\r\n";
+    const std::string message =
+        "Subject: x\r\n\r\nFrom here\r\n>From there\r\n>>From far\r\nFromage\r\n";
     std::string mbox;
     append_mboxrd(mbox, mbox_from_line("a@b", 0), message);
     CHECK(mbox == "From a@b Thu Jan  1 00:00:00 1970\n"
@@ -17,8 +18,8 @@ TEST_CASE("mboxrd quotes From_ lines at any depth and the round trip restores th
 }
 
 TEST_CASE("several messages, empty lines at their ends and the null sender survive an mbox") {
-    const std::vector<std::string> messages = {"A: 1\r\n\r\nbody\r\n", "B: 2\r\n\r\nends blank\r\n\r\n",
-                                               "C: 3\r\n\r\n\r\n\r\nFrom x\r\n"};
+    const std::vector<std::string> messages = {
+        "A: 1\r\n\r\nbody\r\n", "B: 2\r\n\r\nends blank\r\n\r\n", "C: 3\r\n\r\n\r\n\r\nFrom x\r\n"};
     std::string mbox;
     append_mboxrd(mbox, mbox_from_line("", 0), messages[0]);
     append_mboxrd(mbox, mbox_from_line("s@x", 0), messages[1]);
@@ -35,7 +36,7 @@ TEST_CASE("several messages, empty lines at their ends and the null sender survi
 
 TEST_CASE("text that is not an mbox is refused, not imported as one message") {
     std::string text = "Subject: hi\n\nbody\n";
-    std::FILE* f = fmemopen(text.data(), text.size(), "r");
+    std::FILE *f = fmemopen(text.data(), text.size(), "r");
     REQUIRE(f != nullptr);
     MboxReader reader(f);
     CHECK_FALSE(reader.next().has_value());

@@ -14,7 +14,7 @@ spool::Envelope sample() {
     env.klass = 2;
     env.size = 4300;
     env.mail_from = "news@list.example";
-    for (const char* a : {"a@x.example", "b@x.example", "c@x.example"}) {
+    for (const char *a : {"a@x.example", "b@x.example", "c@x.example"}) {
         spool::Recipient r;
         r.address = a;
         env.recipients.push_back(r);
@@ -57,12 +57,14 @@ TEST_CASE("a table row shows the first waiting recipient, the others waiting and
 
 TEST_CASE("a JSON line holds the envelope and every recipient") {
     const auto env = sample();
-    const auto line = json_message(env, spool::MsgState::kDeferred, env.arrival_ms + 5000, ClassNames());
+    const auto line =
+        json_message(env, spool::MsgState::kDeferred, env.arrival_ms + 5000, ClassNames());
     CHECK(line.find(R"("id":")" + env.id.text() + "\"") != std::string::npos);
     CHECK(line.find(R"("class":"2")") != std::string::npos);
     CHECK(line.find(R"("state":"deferred")") != std::string::npos);
     CHECK(line.find(R"("age_s":5)") != std::string::npos);
-    CHECK(line.find(R"({"address":"b@x.example","state":"deferred","attempts":3)") != std::string::npos);
+    CHECK(line.find(R"({"address":"b@x.example","state":"deferred","attempts":3)") !=
+          std::string::npos);
     CHECK(line.find(R"(\"over quota\"\u001b[2J)") != std::string::npos);
     CHECK(line.find('\n') == line.size() - 1);
 }
@@ -89,5 +91,6 @@ TEST_CASE("status shows totals, each named class and each mailstore") {
     CHECK(json.find(R"("messages":11)") != std::string::npos);
     CHECK(json.find(R"("class":"normal","class_id":1,"ready":{"messages":10,"bytes":10240})") !=
           std::string::npos);
-    CHECK(json.find(R"("name":"dovecot","breaker":"open","rate":"12.5","paused":true)") != std::string::npos);
+    CHECK(json.find(R"("name":"dovecot","breaker":"open","rate":"12.5","paused":true)") !=
+          std::string::npos);
 }
