@@ -4,6 +4,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <filesystem>
 #include <set>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include "drain/connectors/connectors.hpp"
@@ -149,4 +150,50 @@ TEST_CASE("a spool read failure mid-body is not mailstore trouble and leaves no 
     CHECK(res.per_recipient.at(0).code == 451);
     CHECK(files_in(root.path() / "x.test" / "a" / "new").empty());
     CHECK(files_in(root.path() / "x.test" / "a" / "tmp").empty());
+}
+
+namespace {
+
+// A tiny tmpfs to fill up; needs CAP_SYS_ADMIN, so the test is skipped without it.
+class TinyFilesystem {
+public:
+    explicit TinyFilesystem(const fs::path& at) : at_(at) {
+        fs::create_directories(at_);
+        mounted_ = ::mount("tmpfs", at_.c_str(), "tmpfs", 0, "size=64k,mode=0700") == 0;
+    }
+    ~TinyFilesystem() {
+        if (mounted_) {
+            ::umount2(at_.c_str(), MNT_DETACH);
+        }
+    }
+    TinyFilesystem(const TinyFilesystem&) = delete;
+    TinyFilesystem& operator=(const TinyFilesystem&) = delete;
+    bool mounted() const { return mounted_; }
+
+private:
+    fs::path at_;
+    bool mounted_ = false;
+};
+
+} // namespace
+
+TEST_CASE("a full disk defers each recipient with 452 4.3.1, counts as trouble and leaves no tmp file") {
+    test::TempDir dir;
+    TinyFilesystem tiny(dir.path() / "store");
+    if (!tiny.mounted()) {
+        MESSAGE("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); skipped");
+        return;
+    }
+    asio::io_context ctx;
+    MaildirMailstore store(ctx.get_executor(), maildir_config(dir.path() / "store"), {});
+    const auto res = test::run(ctx, store.deliver(test::make_request(
+                                        {"a@x.test", "b@x.test"}, std::string(256 * 1024, 'z') + "\r\n")));
+    CHECK(res.mailstore_trouble);
+    REQUIRE(res.per_recipient.size() == 2);
+    CHECK(res.per_recipient[0].summary().starts_with("452 4.3.1"));
+    CHECK(res.per_recipient[1].summary().starts_with("452 4.3.1"));
+    for (const char* who : {"a", "b"}) {
+        CHECK(files_in(dir.path() / "store" / "x.test" / who / "tmp").empty());
+        CHECK(files_in(dir.path() / "store" / "x.test" / who / "new").empty());
+    }
 }
