@@ -333,6 +333,10 @@ asio::awaitable<void> Drain::run() {
     }
     if (!idle()) {
         log::warn("event=drain_stop_cancelling in_flight={}", in_flight_.size());
+    }
+    while (!idle()) {
+        // Emitted every tick: a signal that arrives while an operation has completed but
+        // its coroutine has not resumed yet is lost, and the next operation would wait.
         for (auto& [id, f] : in_flight_) {
             f.cancel->emit(asio::cancellation_type::terminal);
         }
@@ -341,10 +345,8 @@ asio::awaitable<void> Drain::run() {
                 s.probe_cancel->emit(asio::cancellation_type::terminal);
             }
         }
-        while (!idle()) {
-            wake_.expires_after(kTick);
-            co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
-        }
+        wake_.expires_after(kTick);
+        co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     running_ = false;
     log::info("event=drain_stopped delivered={} deferred={} failed={} expired={}", delivered_,

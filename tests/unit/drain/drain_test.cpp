@@ -402,3 +402,21 @@ TEST_CASE("a null-sender message that fails permanently gets no DSN") {
     CHECK(h.dsn_calls.empty());
     CHECK(h.spool.dsns.empty());
 }
+
+TEST_CASE("reconfigure applies new limits to a running drain") {
+    Harness h;
+    h.store->block = true;
+    for (int i = 0; i < 20; ++i) {
+        h.spool.add(1, {"user" + std::to_string(i) + "@example.com"});
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.store->in_flight == 2; }));
+    auto config = std::make_shared<policy::Config>(test_config());
+    config->drain.max_concurrency = 1;
+    h.drain->reconfigure(config);
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].concurrency_limit == 1; }));
+    h.store->max_in_flight = 0; // the two already running were admitted under the old limit
+    h.store->block = false;
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    CHECK(h.store->max_in_flight == 1);
+}
