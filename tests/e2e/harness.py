@@ -290,6 +290,7 @@ class SpooldTestCase(unittest.TestCase):
 
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="spoold-e2e-")
+        os.chmod(self.workdir, 0o755)  # Dovecot's auth process runs as user dovecot
         self._procs = []
         self._cleanups_run = False
 
