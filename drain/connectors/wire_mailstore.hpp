@@ -18,6 +18,9 @@
 
 namespace spoold::drain::connectors {
 
+// While connections sit idle a sweeper timer is pending on the executor, so an
+// io_context.run() returns only idle_timeout after the last delivery (or once the
+// mailstore is destroyed); a daemon never notices, a one-shot tool should stop().
 // Results from these connectors always carry one reply per recipient in
 // per_recipient; session_reply is set as well when the session failed before any
 // recipient had a final answer. A recipient answered 2xx after the final dot never
