@@ -6,6 +6,9 @@
 #include <fmt/format.h>
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
+#include "daemon/dsn_hook.hpp"
+#include "daemon/http/server.hpp"
 #include "drain/connectors/connectors.hpp"
 #include "drain/drain.hpp"
 #include "smtp/server.hpp"
@@ -60,9 +63,17 @@ Status Daemon::open_spool() {
         return tl::unexpected(opened.error());
     }
     spool_ = std::move(*opened);
-    const Status st = spool_->wait([&](spool::Done done) {
+    Status st = spool_->wait([&](spool::Done done) {
         spool_->put_meta("classes", join_class_names(*config_), std::move(done));
     });
+    if (!st) {
+        return st;
+    }
+    std::string stores;
+    for (const auto& m : config_->mailstores) {
+        stores += (stores.empty() ? "" : ",") + m.name;
+    }
+    st = spool_->wait([&](spool::Done done) { spool_->put_meta("mailstores", stores, std::move(done)); });
     if (!st) {
         return st;
     }
@@ -136,12 +147,22 @@ Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Confi
     auto compiled = std::make_shared<const policy::Classifier>(std::move(*classifier));
 
     IntakeHooks hooks;
-    hooks.check_recipient = [recipients](const std::string& address) {
+    auto& rejected = metrics::spoold_metrics().messages_rejected_total;
+    metrics::Counter* relay_denied = &rejected.with({std::string(metrics::kRejectRelayDenied)});
+    metrics::Counter* unknown = &rejected.with({std::string(metrics::kRejectUnknownRecipient)});
+    metrics::Counter* local = &rejected.with({std::string(metrics::kRejectLocalError)});
+    hooks.check_recipient = [recipients, relay_denied, unknown, local](const std::string& address) {
         switch (recipients->check(address)) {
         case policy::Verdict::kAccept: return smtp::RecipientVerdict::kAccept;
-        case policy::Verdict::kRelayDenied: return smtp::RecipientVerdict::kRelayDenied;
-        case policy::Verdict::kUnknownUser: return smtp::RecipientVerdict::kUnknownUser;
-        case policy::Verdict::kTempFail: return smtp::RecipientVerdict::kTempFail;
+        case policy::Verdict::kRelayDenied:
+            relay_denied->inc();
+            return smtp::RecipientVerdict::kRelayDenied;
+        case policy::Verdict::kUnknownUser:
+            unknown->inc();
+            return smtp::RecipientVerdict::kUnknownUser;
+        case policy::Verdict::kTempFail:
+            local->inc();
+            return smtp::RecipientVerdict::kTempFail;
         }
         return smtp::RecipientVerdict::kTempFail;
     };
@@ -189,12 +210,20 @@ int Daemon::run() {
 
     std::vector<std::unique_ptr<drain::Mailstore>> stores;
     for (const auto& mc : config_->mailstores) {
-        stores.push_back(drain::connectors::make_mailstore(io_.get_executor(), mc));
+        stores.push_back(drain::connectors::make_mailstore(io_->get_executor(), mc));
     }
-    drain_ = std::make_unique<drain::Drain>(io_.get_executor(), *spool_, *config_,
-                                            std::move(stores), SystemClock::instance());
+    config_holder_ = std::make_shared<std::shared_ptr<const policy::Config>>(config_);
+    drain_ = std::make_unique<drain::Drain>(
+        io_->get_executor(), *spool_, *config_, std::move(stores), SystemClock::instance(),
+        make_dsn_builder(*spool_, config_holder_, SystemClock::instance()));
+    if (!config_->mailstores.empty()) {
+        drain_->set_dsn_relay(drain::connectors::make_smarthost(
+            io_->get_executor(), config_->bounces.smarthost, config_->bounces.smarthost_port,
+            config_->mailstores.front()));
+    }
+    reporter_ = std::make_unique<StatusReporter>(started_ms_);
 
-    server_ = std::make_unique<smtp::Server>(io_, *config_, *intake_);
+    server_ = std::make_unique<smtp::Server>(*io_, *config_, *intake_);
     auto endpoints = server_->start();
     if (!endpoints) {
         log::error("event=listen_failed error={}", log::quote(endpoints.error().describe()));
@@ -204,7 +233,21 @@ int Daemon::run() {
         log::info("event=listening address={} port={}", ep.address().to_string(), ep.port());
     }
 
-    boost::asio::signal_set signals(io_, SIGHUP, SIGTERM, SIGINT);
+    if (config_->metrics.port != 0) {
+        StatusReporter* reporter = reporter_.get();
+        http_ = std::make_unique<http::HttpServer>(io_->get_executor(), config_->metrics.address,
+                                                   config_->metrics.port,
+                                                   [reporter] { return reporter->json(); });
+        auto port = http_->start();
+        if (!port) {
+            log::error("event=metrics_listen_failed error={}", log::quote(port.error().describe()));
+            return 1;
+        }
+        log::info("event=metrics_listening address={} port={}", config_->metrics.address, *port);
+    }
+    sample_status();
+
+    auto signals = std::make_unique<boost::asio::signal_set>(*io_, SIGHUP, SIGTERM, SIGINT);
     std::function<void(const boost::system::error_code&, int)> on_signal;
     on_signal = [&](const boost::system::error_code& ec, int signo) {
         if (ec) {
@@ -217,29 +260,37 @@ int Daemon::run() {
             shutdown();
         }
         if (!stopping_) {
-            signals.async_wait(on_signal);
+            signals->async_wait(on_signal);
         }
     };
-    signals.async_wait(on_signal);
+    signals->async_wait(on_signal);
     std::signal(SIGPIPE, SIG_IGN);
 
     drain_->start();
     schedule_tick();
     log::info("event=ready config={} spool={}", log::quote(config_path_),
               log::quote(config_->spool.path));
-    io_.run();
-    // Everything stopped; the spool's destructor drains its writer queue and joins.
+    io_->run();
+    // Teardown order: objects that own Asio I/O objects go while the io_context lives;
+    // then the io_context, whose leftover coroutine frames (a session whose commit
+    // outlived the grace) roll their message back into the still-open spool; then the
+    // intake and the spool, whose destructor drains the writer queue and joins it.
+    signals.reset();
+    tick_timer_.reset();
+    http_.reset();
     drain_.reset();
     server_.reset();
+    io_.reset();
     intake_.reset();
+    directory_.reset();
     spool_.reset();
     log::info("event=stopped");
     return exit_status_;
 }
 
 void Daemon::schedule_tick() {
-    tick_timer_.expires_after(kTickInterval);
-    tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+    tick_timer_->expires_after(kTickInterval);
+    tick_timer_->async_wait([this](const boost::system::error_code& ec) {
         if (ec || stopping_) {
             return;
         }
@@ -256,10 +307,29 @@ void Daemon::tick() {
         next_directory_poll_ms_ = now + poll;
         load_directory(false);
     }
+    sample_status();
     if (now >= next_publish_ms_) {
         next_publish_ms_ = now + kPublishIntervalMs;
         publish_state();
     }
+}
+
+void Daemon::sample_status() {
+    auto counters = spool_->counters();
+    auto oldest = spool_->oldest();
+    if (!counters || !oldest) {
+        return;
+    }
+    const drain::DrainSnapshot snap = drain_->snapshot();
+    StatusInputs in;
+    in.now_ms = SystemClock::instance().now_ms();
+    in.config = config_.get();
+    in.counters = &*counters;
+    in.oldest = *oldest;
+    in.drain = &snap;
+    in.smtp_sessions = server_ ? server_->session_count() : 0;
+    in.accepted_total = intake_->accepted_total();
+    reporter_->sample(in);
 }
 
 void Daemon::update_admission() {
@@ -308,6 +378,7 @@ void Daemon::reload() {
         log::warn("event=reload_note note={}", log::quote("spool.path changes need a restart"));
     }
     config_ = *fresh;
+    *config_holder_ = config_;
     log::Level level = log::Level::kInfo;
     if (log::parse_level(config_->log_level, level)) {
         log::set_level(level);
@@ -324,9 +395,14 @@ void Daemon::shutdown() {
         return;
     }
     stopping_ = true;
-    tick_timer_.cancel();
+    tick_timer_->cancel();
     server_->stop(kStopGrace, [this] {
-        drain_->stop([this] { io_.stop(); }, kStopGrace);
+        drain_->stop([this] {
+            if (http_) {
+                http_->stop();
+            }
+            io_->stop();
+        }, kStopGrace);
     });
 }
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "daemon/spool_intake.hpp"
+#include "daemon/status_reporter.hpp"
 #include "policy/classifier.hpp"
 #include "policy/config.hpp"
 #include "policy/directory_file.hpp"
@@ -21,6 +22,9 @@ class Server;
 }
 namespace spoold::drain {
 class Drain;
+}
+namespace spoold::http {
+class HttpServer;
 }
 
 namespace spoold::daemon {
@@ -42,10 +46,14 @@ private:
     void schedule_tick();
     void update_admission();
     void publish_state();
+    void sample_status();
 
     std::string config_path_;
     std::shared_ptr<const policy::Config> config_;
-    boost::asio::io_context io_{1};
+    // What the DSN builder reads; swapped on reload (all on the io thread).
+    std::shared_ptr<std::shared_ptr<const policy::Config>> config_holder_;
+    // Destruction order matters (see run()): the spool and the intake outlive the
+    // io_context, whose leftover coroutine frames may roll back a message on the way out.
     std::unique_ptr<spool::Spool> spool_;
     std::unique_ptr<spool::DirectoryStore> directory_;
     bool directory_loaded_ = false;
@@ -53,9 +61,13 @@ private:
     UnixMillis next_directory_poll_ms_ = 0;
     UnixMillis next_publish_ms_ = 0;
     std::unique_ptr<SpoolIntake> intake_;
+    std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
     std::unique_ptr<smtp::Server> server_;
     std::unique_ptr<drain::Drain> drain_;
-    boost::asio::steady_timer tick_timer_{io_};
+    std::unique_ptr<http::HttpServer> http_;
+    std::unique_ptr<StatusReporter> reporter_;
+    std::unique_ptr<boost::asio::steady_timer> tick_timer_ =
+        std::make_unique<boost::asio::steady_timer>(*io_);
     bool stopping_ = false;
     int exit_status_ = 0;
     UnixMillis started_ms_ = 0;

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 
 namespace spoold::daemon {
 namespace {
@@ -11,9 +12,9 @@ namespace {
 class SpoolIncomingMessage final : public smtp::IncomingMessage {
 public:
     SpoolIncomingMessage(spool::Spool& spool, std::shared_ptr<const IntakeHooks> hooks,
-                         const Clock& clock)
+                         const Clock& clock, std::shared_ptr<std::atomic<std::uint64_t>> accepted)
         : spool_(spool), hooks_(std::move(hooks)), clock_(clock), id_(spool.new_id()),
-          arrival_ms_(clock.now_ms()) {}
+          arrival_ms_(clock.now_ms()), accepted_(std::move(accepted)) {}
 
     ~SpoolIncomingMessage() override { rollback(); }
 
@@ -74,11 +75,21 @@ public:
         header_.clear();
         header_.shrink_to_fit();
 
-        auto finish = [done = std::move(done), name = decision.name](Status st) {
+        auto finish = [done = std::move(done), name = decision.name, accepted = accepted_,
+                       size = size_](Status st) {
+            auto& m = metrics::spoold_metrics();
             if (!st) {
+                const bool full = st.error().kind == ErrorKind::kSpoolFull ||
+                                  st.error().kind == ErrorKind::kDiskFull;
+                m.messages_rejected_total
+                    .with({std::string(full ? metrics::kRejectSpoolFull : metrics::kRejectLocalError)})
+                    .inc();
                 done(tl::unexpected(st.error()));
                 return;
             }
+            accepted->fetch_add(1, std::memory_order_relaxed);
+            m.messages_accepted_total.with({name}).inc();
+            m.accepted_bytes_total.inc(size);
             done(smtp::CommitInfo{name});
         };
         if (staged_) {
@@ -112,6 +123,7 @@ private:
     UnixMillis arrival_ms_;
     std::string buffer_;
     std::string header_;
+    std::shared_ptr<std::atomic<std::uint64_t>> accepted_;
     std::uint64_t size_ = 0;
     bool staged_ = false;
     bool committed_ = false;
@@ -125,6 +137,7 @@ SpoolIntake::SpoolIntake(spool::Spool& spool, IntakeHooks hooks, const Clock& cl
 
 Status SpoolIntake::admit() {
     if (!accepting_.load(std::memory_order_relaxed)) {
+        metrics::spoold_metrics().messages_rejected_total.with({std::string(metrics::kRejectSpoolFull)}).inc();
         return fail(ErrorKind::kSpoolFull, "spool above its watermark");
     }
     return {};
@@ -135,7 +148,7 @@ smtp::RecipientVerdict SpoolIntake::check_recipient(const std::string& address) 
 }
 
 Result<std::unique_ptr<smtp::IncomingMessage>> SpoolIntake::begin() {
-    return std::make_unique<SpoolIncomingMessage>(spool_, hooks(), clock_);
+    return std::make_unique<SpoolIncomingMessage>(spool_, hooks(), clock_, accepted_);
 }
 
 void SpoolIntake::set_accepting(bool accepting, std::string reason) {

@@ -48,6 +48,8 @@ public:
     // Called by the daemon's admission timer: false makes admit() answer kSpoolFull.
     void set_accepting(bool accepting, std::string reason);
     void set_hooks(IntakeHooks hooks);
+    // Messages committed (250 sent) since start.
+    std::uint64_t accepted_total() const { return accepted_->load(std::memory_order_relaxed); }
 
 private:
     std::shared_ptr<const IntakeHooks> hooks() const;
@@ -57,6 +59,8 @@ private:
     std::shared_ptr<const IntakeHooks> hooks_;
     const Clock& clock_;
     std::atomic<bool> accepting_{true};
+    // Shared with in-flight messages, whose commit callbacks may outlive a reload.
+    std::shared_ptr<std::atomic<std::uint64_t>> accepted_ = std::make_shared<std::atomic<std::uint64_t>>(0);
 };
 
 } // namespace spoold::daemon

@@ -302,10 +302,21 @@ std::uint32_t Drain::allowed(const Store& s) const {
     return std::min(s.pacing.limit(), s.breaker.concurrency_cap());
 }
 
-std::size_t Drain::route(const spool::Envelope&) const {
-    // One mailstore per node is the normal case. Routing by recipient domain to several
-    // stores would go here (and the scheduler would then need a queue per store).
+std::size_t Drain::route(const spool::Envelope& env) const {
+    // DSNs leave through the smarthost; everything else goes to the mailstore. Routing by
+    // recipient domain to several stores would go here too.
+    if (dsn_store_ && (env.flags & spool::kFlagDsn) != 0) {
+        return *dsn_store_;
+    }
     return 0;
+}
+
+void Drain::set_dsn_relay(std::unique_ptr<Mailstore> relay) {
+    std::string name = relay->name();
+    stores_.push_back(Store{std::move(relay), Breaker(std::move(name), breaker_options(*config_), clock_),
+                            ConcurrencyLimit(pacing_options(*config_), clock_),
+                            RateLimiter(config_->drain.max_rate, clock_)});
+    dsn_store_ = stores_.size() - 1;
 }
 
 asio::awaitable<void> Drain::run() {
@@ -520,8 +531,13 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
         co_return; // gone or held since the scheduler looked
     }
     const spool::Envelope env = std::move(**got);
-    if (route(env) != store) {
-        co_return;
+    // The scheduler feeds the first store; a message routed elsewhere (a DSN to the
+    // smarthost) is delivered there, under that store's breaker.
+    if (const std::size_t target = route(env); target != store) {
+        if (!stores_[target].breaker.admits()) {
+            co_return;
+        }
+        store = target;
     }
     DeliveryRequest request;
     request.id = env.id;

@@ -90,6 +90,10 @@ public:
     // SIGHUP: new weights, limits, retry bounds. Mailstore connectors are not rebuilt.
     void reconfigure(std::shared_ptr<const policy::Config> config);
     void pause(bool paused);
+    // The SMTP relay (bounces.smarthost) that DSNs we generated (kFlagDsn) go out
+    // through, with its own breaker. Call before start(). Without it DSNs go to the
+    // first mailstore like any other message.
+    void set_dsn_relay(std::unique_ptr<Mailstore> relay);
     // Call on the executor (status and metrics handlers run there).
     DrainSnapshot snapshot() const;
 
@@ -133,6 +137,7 @@ private:
     const Clock& clock_;
     DsnBuilder make_dsn_;
     std::vector<Store> stores_;
+    std::optional<std::size_t> dsn_store_; // index in stores_ of the DSN relay
     Scheduler scheduler_;
     boost::asio::steady_timer wake_;
 

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "spool/lmdb/lmdb.hpp"
 #include "spool/record.hpp"
 
@@ -815,9 +816,12 @@ private:
             }
             const auto started = std::chrono::steady_clock::now();
             std::vector<Status> results = run_batch(batch);
-            log::debug("event=spool_batch ops={} us={}", batch.size(),
-                       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)
-                           .count());
+            const auto took_us =
+                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)
+                    .count();
+            log::debug("event=spool_batch ops={} us={}", batch.size(), took_us);
+            batch_size_metric_.observe(static_cast<double>(batch.size()));
+            commit_seconds_metric_.observe(static_cast<double>(took_us) / 1e6);
             for (std::size_t i = 0; i < batch.size(); ++i) {
                 if (batch[i].done) {
                     batch[i].done(std::move(results[i]));
@@ -1368,6 +1372,8 @@ private:
     std::deque<Op> queue_;
     bool stopping_ = false;
     std::thread writer_;
+    metrics::Histogram& batch_size_metric_ = metrics::spoold_metrics().commit_batch_size;
+    metrics::Histogram& commit_seconds_metric_ = metrics::spoold_metrics().commit_duration_seconds;
 };
 
 Status check_format(lmdb::Env& env, lmdb::Dbi meta) {

@@ -1,0 +1,118 @@
+#include "daemon/dsn_hook.hpp"
+
+#include "common/log.hpp"
+#include "policy/dsn.hpp"
+
+namespace spoold::daemon {
+namespace {
+
+static_assert(policy::kDsnNotifyNever == spool::kNotifyNever);
+static_assert(policy::kDsnNotifySuccess == spool::kNotifySuccess);
+static_assert(policy::kDsnNotifyFailure == spool::kNotifyFailure);
+static_assert(policy::kDsnNotifyDelay == spool::kNotifyDelay);
+
+// The DSN returns the original's header (RET=HDRS) or all of it (RET=FULL) up to this;
+// reading it is a few short spool read transactions.
+constexpr std::size_t kMaxReturnedBytes = 10ULL << 20U;
+constexpr std::size_t kHeaderOnlyBytes = 256 * 1024;
+constexpr std::size_t kReadPiece = 256 * 1024;
+
+std::string read_original(spool::Spool& spool, const spool::Envelope& env, std::size_t limit) {
+    std::string out;
+    std::uint32_t chunk = 0;
+    while (out.size() < limit) {
+        auto piece = spool.read_body(env.id, chunk, kReadPiece);
+        if (!piece) {
+            log::warn("event=dsn_original_unreadable id={} error={}", env.id.text(),
+                      log::quote(piece.error().describe()));
+            break;
+        }
+        out += piece->data;
+        if (piece->done) {
+            break;
+        }
+        chunk = piece->next_chunk;
+    }
+    if (out.size() > limit) {
+        out.resize(limit);
+    }
+    return out;
+}
+
+} // namespace
+
+drain::DsnBuilder make_dsn_builder(spool::Spool& spool,
+                                   std::shared_ptr<const std::shared_ptr<const policy::Config>> config,
+                                   const Clock& clock) {
+    return [&spool, config, &clock](const spool::Envelope& env,
+                                    const std::vector<spool::RecipientUpdate>& updates)
+               -> std::optional<spool::NewMessage> {
+        const policy::Config& cfg = **config;
+        const UnixMillis now = clock.now_ms();
+        policy::DsnInput in;
+        in.reporting_host = cfg.hostname;
+        in.from_address = policy::dsn_from_address(cfg);
+        in.envelope_sender = env.mail_from;
+        in.envid = env.envid;
+        in.ret = env.ret;
+        in.queue_id = env.id.text();
+        in.arrival_ms = env.arrival_ms;
+        in.now_ms = now;
+        in.max_full_bytes = kMaxReturnedBytes;
+        for (const auto& u : updates) {
+            if (u.index >= env.recipients.size()) {
+                continue;
+            }
+            const spool::Recipient& r = env.recipients[u.index];
+            const auto action =
+                u.state == spool::RcptState::kExpired ? policy::DsnAction::kExpired : policy::DsnAction::kFailed;
+            if (!policy::dsn_wanted(env.mail_from, r.notify, action)) {
+                continue;
+            }
+            policy::DsnRecipient d;
+            d.address = r.address;
+            d.orcpt = r.orcpt;
+            d.action = action;
+            d.diagnostic = u.response.empty() ? r.last_response : u.response;
+            d.last_attempt_ms = (r.attempts > 0 || u.count_attempt) ? now : 0;
+            in.recipients.push_back(std::move(d));
+        }
+        if (in.recipients.empty()) {
+            return std::nullopt;
+        }
+        const bool full = env.ret == "FULL" && env.size <= kMaxReturnedBytes;
+        const std::string original = read_original(spool, env, full ? kMaxReturnedBytes : kHeaderOnlyBytes);
+        in.original = original;
+
+        spool::NewMessage msg;
+        msg.body = policy::build_dsn(in);
+        spool::Envelope& dsn = msg.envelope;
+        dsn.id = spool.new_id();
+        dsn.arrival_ms = now;
+        const auto klass = cfg.class_id(cfg.default_class).value_or(0);
+        dsn.klass = klass;
+        dsn.size = msg.body.size();
+        dsn.mail_from.clear(); // the null sender: nobody answers a DSN with a DSN
+        dsn.client_addr = "127.0.0.1";
+        dsn.helo = cfg.hostname;
+        dsn.flags = spool::kFlagDsn;
+        for (const char ch : msg.body) {
+            if (static_cast<unsigned char>(ch) >= 0x80) {
+                dsn.flags |= spool::kFlag8BitMime;
+                break;
+            }
+        }
+        const auto retention =
+            std::chrono::duration_cast<std::chrono::milliseconds>(cfg.classes.at(klass).retention).count();
+        dsn.expires_ms = retention > 0 ? now + retention : 0;
+        spool::Recipient to;
+        to.address = env.mail_from;
+        to.notify = spool::kNotifyNever;
+        dsn.recipients.push_back(std::move(to));
+        log::info("event=dsn id={} original={} to={} recipients={}", dsn.id.text(), env.id.text(),
+                  log::quote(env.mail_from), in.recipients.size());
+        return msg;
+    };
+}
+
+} // namespace spoold::daemon

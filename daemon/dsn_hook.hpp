@@ -1,0 +1,19 @@
+// Turns a message's permanently failed or expired recipients into a spooled DSN
+// (policy::build_dsn), for the drain's DsnBuilder hook. The DSN is a new message from
+// the null sender to the original sender, flagged kFlagDsn so it goes to the smarthost.
+#pragma once
+
+#include <memory>
+
+#include "drain/drain.hpp"
+#include "policy/config.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::daemon {
+
+// `config` is read at each call (the daemon swaps it on reload through the holder).
+drain::DsnBuilder make_dsn_builder(spool::Spool& spool,
+                                   std::shared_ptr<const std::shared_ptr<const policy::Config>> config,
+                                   const Clock& clock);
+
+} // namespace spoold::daemon

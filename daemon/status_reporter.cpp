@@ -1,0 +1,100 @@
+#include "daemon/status_reporter.hpp"
+
+#include <algorithm>
+
+namespace spoold::daemon {
+
+metrics::BreakerLevel breaker_level(drain::BreakerState s) {
+    switch (s) {
+    case drain::BreakerState::kClosed: return metrics::BreakerLevel::kClosed;
+    case drain::BreakerState::kHalfOpen: return metrics::BreakerLevel::kHalfOpen;
+    case drain::BreakerState::kOpen: return metrics::BreakerLevel::kOpen;
+    }
+    return metrics::BreakerLevel::kOpen;
+}
+
+StatusReporter::StatusReporter(UnixMillis started_ms)
+    : started_ms_(started_ms), m_(metrics::spoold_metrics()) {}
+
+void StatusReporter::sample(const StatusInputs& in) {
+    const policy::Config& cfg = *in.config;
+    const spool::Counters& c = *in.counters;
+    const drain::DrainSnapshot& d = *in.drain;
+
+    http::StatusSnapshot snap;
+    snap.version = "0.1.0";
+    snap.now_ms = in.now_ms;
+    snap.uptime_s = static_cast<double>(in.now_ms - started_ms_) / 1000.0;
+    snap.paused = d.paused;
+
+    metrics::HistorySample h;
+    h.t_ms = in.now_ms;
+    for (std::size_t k = 0; k < cfg.classes.size() && k < spool::kMaxClasses; ++k) {
+        http::ClassStatus cs;
+        cs.name = cfg.classes[k].name;
+        cs.ready = c.messages[k][static_cast<std::size_t>(spool::MsgState::kReady)];
+        cs.deferred = c.messages[k][static_cast<std::size_t>(spool::MsgState::kDeferred)];
+        cs.held = c.messages[k][static_cast<std::size_t>(spool::MsgState::kHeld)];
+        std::uint64_t bytes = 0;
+        for (std::size_t s = 0; s < spool::kNumMsgStates; ++s) {
+            bytes += c.bytes[k][s];
+        }
+        cs.bytes = bytes;
+        m_.spool_messages.with({cs.name, std::string(metrics::kStateReady)}).set(static_cast<double>(cs.ready));
+        m_.spool_messages.with({cs.name, std::string(metrics::kStateDeferred)})
+            .set(static_cast<double>(cs.deferred));
+        m_.spool_messages.with({cs.name, std::string(metrics::kStateHeld)}).set(static_cast<double>(cs.held));
+        m_.spool_bytes.with({cs.name}).set(static_cast<double>(bytes));
+        h.backlog.emplace_back(cs.name, cs.ready + cs.deferred);
+        snap.classes.push_back(std::move(cs));
+    }
+    const double oldest_age =
+        in.oldest ? std::max(0.0, static_cast<double>(in.now_ms - in.oldest->millis()) / 1000.0) : 0.0;
+    snap.oldest_age_s = oldest_age;
+    m_.spool_oldest_message_age_seconds.set(oldest_age);
+    m_.smtp_connections.set(static_cast<double>(in.smtp_sessions));
+
+    metrics::BreakerLevel worst = metrics::BreakerLevel::kClosed;
+    for (const auto& ms : d.mailstores) {
+        const metrics::BreakerLevel level = breaker_level(ms.breaker);
+        worst = std::max(worst, level);
+        m_.breaker_state.with({ms.name}).set(static_cast<double>(level));
+        m_.concurrency_limit.with({ms.name}).set(static_cast<double>(ms.concurrency_limit));
+        m_.concurrency_in_use.with({ms.name}).set(static_cast<double>(ms.in_flight));
+        snap.mailstores.push_back(
+            http::MailstoreStatus{ms.name, level, ms.concurrency_limit, ms.in_flight, 0.0});
+    }
+    // Deliveries are counted per recipient by the drain; the counters only move forward.
+    const std::string store = d.mailstores.empty() ? std::string("default") : d.mailstores.front().name;
+    auto bump = [&](std::uint64_t now_value, std::uint64_t& seen, std::string_view outcome) {
+        if (now_value > seen) {
+            m_.deliveries_total.with({store, std::string(outcome)}).inc(now_value - seen);
+        }
+        seen = now_value;
+    };
+    bump(d.delivered, delivered_seen_, metrics::kOutcomeDelivered);
+    bump(d.deferred, deferred_seen_, metrics::kOutcomeDeferred);
+    bump(d.failed, failed_seen_, metrics::kOutcomeFailed);
+
+    snap.ingest_rate = ingest_.update(in.now_ms, in.accepted_total);
+    snap.drain_rate = drain_.update(in.now_ms, d.messages_delivered);
+    if (!snap.mailstores.empty()) {
+        snap.mailstores.front().rate = snap.drain_rate;
+    }
+    m_.drain_rate.set(snap.drain_rate);
+    h.ingest_rate = snap.ingest_rate;
+    h.drain_rate = snap.drain_rate;
+    h.breaker = worst;
+    history_.offer(std::move(h));
+    snap.history = history_.snapshot();
+
+    const std::lock_guard lock(mutex_);
+    last_ = std::move(snap);
+}
+
+std::string StatusReporter::json() const {
+    const std::lock_guard lock(mutex_);
+    return http::status_json(last_);
+}
+
+} // namespace spoold::daemon

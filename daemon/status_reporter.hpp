@@ -1,0 +1,51 @@
+// Samples the running daemon once per tick into the metrics registry (spool gauges,
+// drain and breaker state, rates), the status page's history, and the /status JSON.
+// It decides nothing: it only turns the components' snapshots into numbers.
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/metrics.hpp"
+#include "daemon/http/status.hpp"
+#include "drain/drain.hpp"
+#include "policy/config.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::daemon {
+
+struct StatusInputs {
+    UnixMillis now_ms = 0;
+    const policy::Config* config = nullptr;
+    const spool::Counters* counters = nullptr;
+    std::optional<QueueId> oldest;
+    const drain::DrainSnapshot* drain = nullptr;
+    std::size_t smtp_sessions = 0;
+    std::uint64_t accepted_total = 0; // messages committed since start
+};
+
+class StatusReporter {
+public:
+    explicit StatusReporter(UnixMillis started_ms);
+    // Called on the daemon's tick (one thread).
+    void sample(const StatusInputs& in);
+    // The last sample as /status JSON; safe from any thread.
+    std::string json() const;
+
+private:
+    UnixMillis started_ms_;
+    metrics::SpooldMetrics& m_;
+    metrics::RateMeter ingest_;
+    metrics::RateMeter drain_;
+    metrics::History history_;
+    std::uint64_t delivered_seen_ = 0;
+    std::uint64_t deferred_seen_ = 0;
+    std::uint64_t failed_seen_ = 0;
+    mutable std::mutex mutex_;
+    http::StatusSnapshot last_;
+};
+
+metrics::BreakerLevel breaker_level(drain::BreakerState s);
+
+} // namespace spoold::daemon
