@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 
 namespace spoold::drain {
 
@@ -112,6 +113,9 @@ void Breaker::transition(BreakerState to) {
     }
     const BreakerState from = state_;
     state_ = to;
+    metrics::spoold_metrics()
+        .breaker_transitions_total.with({mailstore_, std::string(to_string(to))})
+        .inc();
     if (to == BreakerState::kOpen) {
         log::warn("event=breaker mailstore={} from={} to={} next_probe_in_ms={}",
                   log::quote(mailstore_), to_string(from), to_string(to),

@@ -19,6 +19,7 @@
 #include <unordered_map>
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "smtp/session.hpp"
 
 // Driver style: C++20 coroutines (one per connection, one per listener). Every read,
@@ -229,6 +230,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared
     const Millis data_timeout = settings.limits.data_timeout;
     Session session(std::move(settings), shared->intake);
     log::info("event=connect client={}", client);
+    metrics::spoold_metrics().smtp_connections_total.inc();
 
     std::optional<asio::ssl::stream<tcp::socket&>> tls;
     asio::steady_timer write_timer(socket.get_executor());
