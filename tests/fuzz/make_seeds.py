@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+# Writes the seed corpora under tests/fuzz/corpus/ (committed; rerun after changing a format).
+# Seeds are realistic inputs in each target's input layout; the fuzzer mutates from there.
+import os
+import shutil
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(HERE, "corpus")
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+# ---- SMTP session: 8 control bytes (seed of splits and intake verdicts), then the client.
+def session(name, control, transcript):
+    write("fuzz_smtp_session", name, struct.pack("<Q", control) + transcript.encode("utf-8"))
+
+
+ENVELOPE = "EHLO client.example\r\nMAIL FROM:<sender@origin.example>\r\nRCPT TO:<user@example.com>\r\n"
+BODY = "From: a@origin.example\r\nTo: user@example.com\r\nSubject: hi\r\n\r\nHello\r\n"
+
+session("plain", 1, ENVELOPE + "DATA\r\n" + BODY + ".\r\nQUIT\r\n")
+session("pipelined", 2, "EHLO c\r\nMAIL FROM:<a@b.example> SIZE=120\r\nRCPT TO:<x@example.com>\r\n"
+        "RCPT TO:<y@example.com>\r\nRCPT TO:<unknown@example.com>\r\nDATA\r\n" + BODY + ".\r\n"
+        "MAIL FROM:<>\r\nRCPT TO:<postmaster@example.com>\r\nRSET\r\nNOOP\r\nQUIT\r\n")
+session("smuggle_lf_dot_lf", 3, ENVELOPE + "DATA\r\n" + BODY + "\n.\nMAIL FROM:<evil@x.example>\r\n"
+        "RCPT TO:<victim@example.com>\r\nDATA\r\nforged\r\n.\r\n.\r\nQUIT\r\n")
+session("smuggle_cr_dot_cr", 4, ENVELOPE + "DATA\r\n" + BODY + "\r.\rMAIL FROM:<e@x.example>\r\n.\r\nQUIT\r\n")
+session("smuggle_mixed", 5, ENVELOPE + "DATA\r\n" + BODY + "\r\n.\nRCPT TO:<z@example.com>\r\n\n.\r\n"
+        "..dotstuffed\r\n.\r\nQUIT\r\n")
+session("bdat", 6, ENVELOPE + "BDAT 20\r\nSubject: chunked\r\n\r\nBDAT 9 LAST\r\nbody.\r\n\r\n"
+        "MAIL FROM:<a@b.example>\r\nRCPT TO:<user@example.com>\r\nBDAT 0 LAST\r\nQUIT\r\n")
+session("bdat_bad", 7, "EHLO c\r\nBDAT 5\r\nhello MAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.com>\r\n"
+        "BDAT 99999999999999999999 LAST\r\nBDAT 3\r\na\nbBDAT -1\r\nDATA\r\n.\r\nQUIT\r\n")
+session("starttls", 8, "EHLO c\r\nSTARTTLS\r\nEHLO c\r\nSTARTTLS\r\n" + ENVELOPE[len("EHLO client.example\r\n"):]
+        + "DATA\r\n" + BODY + ".\r\nQUIT\r\n")
+session("helo_garbage", 9, "HELO c\r\n\x00\x01\xff junk\r\nmail from:<A@B.EXAMPLE>\r\nrcpt to:<Postmaster>\r\n"
+        "data\r\n\r\n.\r\n" + "X" * 700 + "\r\nVRFY u\r\nEXPN l\r\nHELP\r\nquit\r\nafter quit\r\n")
+session("dsn_utf8", 10, "EHLO c\r\nMAIL FROM:<s@origin.example> RET=HDRS ENVID=id+2B1 BODY=8BITMIME SMTPUTF8\r\n"
+        "RCPT TO:<user@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user+40example.com\r\n"
+        "RCPT TO:<δοκιμή@example.com> NOTIFY=NEVER ORCPT=utf-8;δοκιμή@example.com\r\n"
+        "DATA\r\nSubject: ü\r\n\r\n.\r\nQUIT\r\n")
+session("errors", 11, "EHLO\r\nMAIL FROM:<a@b.example>\r\nMAIL FROM:a@b\r\nRCPT TO:<>\r\nDATA\r\n"
+        "MAIL FROM:<a@b.example> SIZE=999999999999\r\nMAIL FROM:<a@b.example> FOO=BAR\r\n"
+        "RCPT TO:<a@other.example>\r\nRCPT TO:<temp@example.com>\r\nBDAT 1\r\nx" * 2)
+session("long_data", 12, ENVELOPE + "DATA\r\n" + ("line " * 300 + "\r\n") * 4 + ".\r\nQUIT\r\n")
+
+# ---- addresses: one options byte (1 allow null, 2 allow UTF-8, 4 allow Postmaster), then text.
+for i, (opts, text) in enumerate([
+    (0, "<user@example.com>"),
+    (1, "<> SIZE=100 BODY=8BITMIME"),
+    (0, "<\"quoted local\\\"part\"@example.com> RET=FULL ENVID=abc+2Bdef"),
+    (0, "<@relay1.example,@relay2.example:user@example.com>"),
+    (4, "<Postmaster>"),
+    (0, "<user@[192.0.2.1]>"),
+    (0, "<user@[IPv6:2001:db8::1]>"),
+    (2, "<δοκιμή@παράδειγμα.δοκιμή> SMTPUTF8"),
+    (2, "utf-8;δοκιμή@example.com"),
+    (0, "rfc822;user+40example.com"),
+    (0, "SUCCESS,FAILURE,DELAY"),
+    (0, "NEVER"),
+    (0, "<user@example.com> NOTIFY=SUCCESS ORCPT=rfc822;a+40b.example"),
+    (3, "<a.b-c+tag@sub-domain.example.com>"),
+]):
+    write("fuzz_address", "seed%02d" % i, bytes([opts]) + text.encode("utf-8"))
+
+# ---- headers: 2 bytes of scan bound selector, then sender NUL recipients NUL client NUL message.
+def headers(name, bound, sender, rcpts, client, message):
+    write("fuzz_header_scan", name, struct.pack(">H", bound) + b"\0".join(
+        [sender.encode(), rcpts.encode(), client.encode(), message.encode("utf-8")]))
+
+
+headers("urgent", 0x8000, "boss@example.com", "user@example.com", "192.0.2.7",
+        "From: Boss <boss@example.com>\r\nPriority: urgent\r\nSubject: now\r\n\r\nbody\r\n")
+headers("bulk_list", 0x8000, "list@lists.example.com", "noc@example.com,a@example.com", "2001:db8:1::5",
+        "List-Id: <news.lists.example.com>\r\nList-Unsubscribe: <mailto:u@x>\r\nPrecedence:  bulk \r\n\r\n")
+headers("folded", 0x8000, "", "user@example.com", "[203.0.113.5]",
+        "Subject: a\r\n very\r\n\tlong\r\n  folded line\r\nX-Priority: 1 (Highest)\r\n"
+        "Importance: high\r\nAuto-Submitted: auto-replied\r\n\r\n")
+headers("bare_lf_cut", 0x0040, "alerts@monitoring.example.com", "x@example.net", "192.0.2.200",
+        "From: a\nSubject: aaabbbc123\n continued\nno colon line\n : empty name\nBad Name: x\nTo: y\n\n")
+headers("garbage", 0x0100, "a", "b", "not an ip", "\x01\x02: \x7f\r\n\r\r\n\tcontinuation first\r\nX:\r\n")
+
+# ---- spool record v1 (see spool/record.hpp), written by a tiny encoder.
+def s(b):
+    b = b.encode("utf-8") if isinstance(b, str) else b
+    return struct.pack(">I", len(b)) + b
+
+
+def record(ident, arrival, klass, state, due, expires, flags, held, size, body_ref, strings, rcpts):
+    out = struct.pack(">BQqBBqqIBQQ", 1, ident, arrival, klass, state, due, expires, flags, held, size, body_ref)
+    out += b"".join(s(x) for x in strings)
+    out += struct.pack(">I", len(rcpts))
+    for address, orcpt, notify, rstate, next_attempt, attempts, last in rcpts:
+        out += s(address) + s(orcpt) + struct.pack(">BBqI", notify, rstate, next_attempt, attempts) + s(last)
+    return out
+
+
+STRINGS = ["sender@origin.example", "SIZE=120 BODY=8BITMIME", "HDRS", "id-1", "192.0.2.7", "client.example",
+           "TLSv1.3 cipher=TLS_AES_256_GCM_SHA384"]
+T = 1_700_000_000_000
+write("fuzz_record", "ready_one_rcpt", record(0x1234567, T, 1, 0, 0, T + 86400000, 0, 0, 2048, 7, STRINGS,
+                                            [("user@example.com", "rfc822;user@example.com", 6, 0, 0, 0, "")]))
+write("fuzz_record", "deferred_two_rcpts", record(
+    0x1234568, T, 0, 1, T + 60000, 0, 4, 0, 100, 8, ["", "", "", "", "2001:db8::1", "h", ""],
+    [("a@example.com", "", 0, 1, T + 60000, 3, "451 4.2.0 try later"),
+     ("b@example.com", "", 1, 2, 0, 1, "250 2.0.0 ok")]))
+write("fuzz_record", "held_expired", record(0x99, T, 2, 2, 0, T, 8, 1, 1, 9, STRINGS,
+                                          [("c@example.com", "", 0, 4, 0, 9, "expired")]))
+write("fuzz_record", "build_mode", b"\xff" + bytes(range(200)))
+
+# ---- config: the sample file and a few small ones.
+write("fuzz_config", "minimal.yaml", "local_domains: [example.com]\n")
+write("fuzz_config", "rules.yaml", """local_domains: [example.com, example.net]
+classes:
+  - {name: urgent, weight: 8, retention: 7d, on_expiry: bounce}
+  - {name: normal, weight: 4}
+  - {name: bulk, weight: 1, retention: 2d, on_expiry: discard}
+default_class: normal
+rules:
+  - class: urgent
+    sender: ["alerts@example.com", "@monitoring.example.com"]
+    client_net: [192.0.2.0/24, "2001:db8:1::/48"]
+  - class: bulk
+    size_over: 20MiB
+    headers:
+      - {name: Precedence, regex: "^\\\\s*(bulk|list)"}
+limits: {max_message_size: 10MiB, max_line_length: 1KiB}
+""")
+write("fuzz_config", "bad.yaml", "local_domains: [example.com\nclasses: {name: x}\n  - : :\n")
+shutil.copy(os.path.join(ROOT, "etc", "spoold.yaml"), os.path.join(CORPUS, "fuzz_config", "spoold.yaml"))
