@@ -471,6 +471,7 @@ void Drain::pump() {
     if (now < local_backoff_until_ms_) {
         return;
     }
+    pump_dsns();
     // With one store the scheduler's pick goes to it; route() keeps the seam for more.
     const std::size_t store = 0;
     for (;;) {
@@ -483,20 +484,42 @@ void Drain::pump() {
             return;
         }
         (void)s.rate.try_acquire();
-        ++s.in_flight;
-        InFlight f{store, std::make_unique<asio::cancellation_signal>()};
-        auto slot = f.cancel->slot();
-        const QueueId id = pick->id;
-        in_flight_.emplace(id.value, std::move(f));
-        asio::co_spawn(executor_, deliver_one(*pick, store),
-                       asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e) {
-                           if (e) {
-                               log::error("event=delivery_failed id={} error={}", id.text(),
-                                          log::quote(describe(e)));
-                           }
-                           finish_delivery(id);
-                       }));
+        launch(*pick, store);
     }
+}
+
+void Drain::pump_dsns() {
+    // DSNs leave through the smarthost even while the mailstore's breaker is open: an
+    // expiry bounce during a long outage must not wait for the store to come back.
+    if (!dsn_store_) {
+        return;
+    }
+    Store& d = stores_[*dsn_store_];
+    while (!dsn_queue_.empty() && d.breaker.admits() && d.in_flight < allowed(d)) {
+        const QueueId id = dsn_queue_.front();
+        dsn_queue_.pop_front();
+        if (!scheduler_.lease(id)) {
+            continue; // the scheduler handed it out already
+        }
+        launch(Pick{id, 0}, *dsn_store_);
+    }
+}
+
+void Drain::launch(Pick pick, std::size_t store) {
+    Store& s = stores_[store];
+    ++s.in_flight;
+    InFlight f{store, std::make_unique<asio::cancellation_signal>()};
+    auto slot = f.cancel->slot();
+    const QueueId id = pick.id;
+    in_flight_.emplace(id.value, std::move(f));
+    asio::co_spawn(executor_, deliver_one(pick, store),
+                   asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e) {
+                       if (e) {
+                           log::error("event=delivery_failed id={} error={}", id.text(),
+                                      log::quote(describe(e)));
+                       }
+                       finish_delivery(id);
+                   }));
 }
 
 void Drain::finish_delivery(QueueId id) {
@@ -614,12 +637,20 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
                id.text(), log::quote(s.mailstore->name()), updates.size(), ok, deferred,
                bounced.size(), result.mailstore_trouble, now - started);
 
+    const std::optional<QueueId> dsn_id = dsn ? std::optional<QueueId>(dsn->envelope.id) : std::nullopt;
+    const bool retry_dsn = dsn_store_ && store == *dsn_store_ && result.mailstore_trouble;
     std::function<void(spool::Done)> submit =
         [spool, id, updates, dsn](spool::Done done) mutable {
             spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
         };
     auto commit = async_spool_write(executor_, std::move(submit), asio::use_awaitable);
     const Status status = co_await std::move(commit);
+    if (status && dsn_id && dsn_store_) {
+        dsn_queue_.push_back(*dsn_id);
+    }
+    if (status && retry_dsn) {
+        dsn_queue_.push_back(id); // the smarthost was down: try again when it is back
+    }
     if (!status) {
         // Not recorded: the message stays as it was and will be delivered again (the
         // at-least-once window). Back off so a broken spool is not hammered.
@@ -655,6 +686,7 @@ asio::awaitable<void> Drain::expire_batch(std::vector<QueueId> ids) {
         const policy::ExpiryAction action = expiry_action(*config_, env.klass);
         std::function<void(spool::Done)> submit;
         std::uint64_t expired = 0;
+        std::optional<QueueId> dsn_id;
         if (action == policy::ExpiryAction::kHold) {
             submit = [spool, id](spool::Done done) { spool->hold_expired(id, std::move(done)); };
         } else {
@@ -679,6 +711,9 @@ asio::awaitable<void> Drain::expire_batch(std::vector<QueueId> ids) {
                     log::error("event=dsn_build_failed id={} error={}", id.text(), log::quote(e.what()));
                 }
             }
+            if (dsn) {
+                dsn_id = dsn->envelope.id;
+            }
             submit = [spool, id, updates, dsn](spool::Done done) mutable {
                 spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
             };
@@ -694,6 +729,10 @@ asio::awaitable<void> Drain::expire_batch(std::vector<QueueId> ids) {
             co_return;
         }
         expired_ += expired;
+        if (dsn_id && dsn_store_) {
+            dsn_queue_.push_back(*dsn_id);
+            wake();
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -120,6 +121,8 @@ private:
     void apply_config(std::shared_ptr<const policy::Config> config);
     void housekeeping();
     void pump();
+    void pump_dsns();
+    void launch(Pick pick, std::size_t store);
     void start_probes();
     void finish_delivery(QueueId id);
     bool idle() const;
@@ -138,6 +141,9 @@ private:
     DsnBuilder make_dsn_;
     std::vector<Store> stores_;
     std::optional<std::size_t> dsn_store_; // index in stores_ of the DSN relay
+    // DSNs this process spooled, sent through the relay even while the mailstore is
+    // down. DSNs left from before a restart drain through the ordinary path.
+    std::deque<QueueId> dsn_queue_;
     Scheduler scheduler_;
     boost::asio::steady_timer wake_;
 

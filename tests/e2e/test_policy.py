@@ -1,0 +1,182 @@
+"""Policy end to end: configuration errors and --check-config, SIGHUP reload (keeps
+connections and queued mail, refuses a bad file), the recipient directory while the
+mailstore is down, and retention: an undeliverable message expires and its DSN
+(multipart/report) reaches a test smarthost (Postfix's smtp-sink); the null sender
+gets none."""
+import email
+import email.policy
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (SOURCE_DIR, SPOOLD, SmtpClient, SpooldTestCase, free_port,  # noqa: E402
+                     swaks, wait_for)
+
+
+def check_config(path):
+    r = subprocess.run([SPOOLD, "--check-config", path], capture_output=True, text=True, timeout=30)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+class ConfigErrors(SpooldTestCase):
+    def write(self, text):
+        path = os.path.join(self.workdir, "bad.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_sample_config_validates(self):
+        rc, out = check_config(os.path.join(SOURCE_DIR, "etc", "spoold.yaml"))
+        self.assertEqual(rc, 0, out)
+
+    def test_each_kind_of_error_names_file_line_and_column(self):
+        cases = {
+            "unknown key": ("local_domains: [example.com]\nlimits:\n  max_mesage_size: 10MiB\n", ":3:3:"),
+            "wrong type": ("local_domains: [example.com]\nlimits:\n  max_recipients: lots\n", ":3:19:"),
+            "missing required key": ("hostname: mx.test\n", ":1:1:"),
+            "impossible value": ("local_domains: [example.com]\nlisteners:\n  - port: 70000\n", ":3:11:"),
+            "bad duration": ("local_domains: [example.com]\nlimits:\n  command_timeout: 5 parsecs\n", ":3:20:"),
+        }
+        for what, (text, where) in cases.items():
+            path = self.write(text)
+            rc, out = check_config(path)
+            self.assertNotEqual(rc, 0, what)
+            self.assertIn(path + where, out, f"{what}: {out}")
+            # spoold refuses to start with it too.
+            r = subprocess.run([SPOOLD, "--config", path], capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0, what)
+            self.assertIn(where, r.stderr, what)
+
+
+class ReloadAndDirectory(SpooldTestCase):
+    def test_reload_keeps_connections_and_mail_and_refuses_a_bad_file(self):
+        directory = os.path.join(self.workdir, "recipients")
+        with open(directory, "w") as f:
+            f.write("alice@example.com\n")
+        node = self.spoold({
+            # The mailstore is down throughout: the directory must answer by itself.
+            "mailstores": [{"name": "down", "kind": "lmtp", "host": "127.0.0.1", "port": free_port(),
+                            "connect_timeout": "1s"}],
+            "directory": {"file": directory, "poll_interval": "0s"},
+        })
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "alice@example.com")
+        self.assertEqual(rc, 0, out)
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "bob@example.com")
+        self.assertIn("550 5.1.1", out)
+
+        # A session in the middle of a transaction survives the reload.
+        c = SmtpClient(node.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        self.assertTrue(c.cmd("MAIL FROM:<s@remote.test>").startswith("250"))
+        self.assertTrue(c.cmd("RCPT TO:<alice@example.com>").startswith("250"))
+
+        with open(directory, "a") as f:
+            f.write("bob@example.com\n")
+        node.config["local_domains"] = ["example.com", "example.net", "example.org"]
+        node.write_config()
+        node.signal(signal.SIGHUP)
+        wait_for(lambda: node.count_lines("event=reloaded") >= 1, 10, what="reload")
+
+        self.assertTrue(c.cmd("DATA").startswith("354"))
+        self.assertTrue(c.cmd("Subject: across reload\r\n\r\nbody\r\n.").startswith("250"))
+        c.cmd("QUIT")
+        c.close()
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "bob@example.com")
+        self.assertEqual(rc, 0, "reload picked up the new directory entry: " + out)
+        self.assertEqual(len(node.list_json()), 3)
+
+        # A broken file is refused and the old configuration stays.
+        with open(node.config_path, "a") as f:
+            f.write("no_such_key: 1\n")
+        node.signal(signal.SIGHUP)
+        wait_for(lambda: node.has_line("event=reload_refused"), 10, what="reload refused")
+        self.assertIn(":", node.find_line(r"event=reload_refused.*").group(0))
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "bob@example.com")
+        self.assertEqual(rc, 0, out)
+        self.assertEqual(len(node.list_json()), 4)
+        self.assertIsNone(node.proc.poll())
+
+
+class SmtpSink:
+    """Postfix's smtp-sink, dumping each message it receives to a file."""
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "sink")
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o777)
+        self.port = free_port()
+        self.proc = subprocess.Popen(["smtp-sink", "-u", "nobody", "-d", os.path.join(self.dir, "msg."),
+                                      f"127.0.0.1:{self.port}", "32"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def messages(self):
+        out = []
+        for path in sorted(glob.glob(os.path.join(self.dir, "msg.*"))):
+            with open(path, "rb") as f:
+                out.append(f.read())
+        return out
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class Retention(SpooldTestCase):
+    def test_expired_message_bounces_with_a_valid_dsn_and_the_null_sender_gets_none(self):
+        sink = SmtpSink(self.workdir)
+        self._procs.append(sink)
+        node = self.spoold({
+            "mailstores": [{"name": "down", "kind": "lmtp", "host": "127.0.0.1", "port": free_port(),
+                            "connect_timeout": "1s"}],
+            "classes": [{"name": "urgent", "weight": 8, "retention": "2s"},
+                        {"name": "normal", "weight": 4, "retention": "2s"},
+                        {"name": "bulk", "weight": 1, "retention": "2s"}],
+            "bounces": {"smarthost": "127.0.0.1", "smarthost_port": sink.port,
+                        "dsn_sender": "MAILER-DAEMON"},
+        })
+        rc, out = swaks(node.port, "--from", "sender@remote.test", "--to", "alice@example.com",
+                        "--header", "Subject: will expire", "--header", "Message-ID: <expire-1@remote.test>")
+        self.assertEqual(rc, 0, out)
+        c = SmtpClient(node.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        self.assertTrue(c.cmd("MAIL FROM:<>").startswith("250"))
+        self.assertTrue(c.cmd("RCPT TO:<bob@example.com>").startswith("250"))
+        c.cmd("DATA")
+        self.assertTrue(c.cmd("Subject: a bounce\r\n\r\nnull sender\r\n.").startswith("250"))
+        c.close()
+
+        wait_for(lambda: len(sink.messages()) >= 1, 60, interval=0.2, what="DSN at the smarthost")
+        wait_for(lambda: node.list_json() == [], 30, what="spool empty")
+        time.sleep(1)
+        msgs = sink.messages()
+        self.assertEqual(len(msgs), 1, "exactly one DSN: none for the null sender")
+        raw = msgs[0]
+        # smtp-sink's dump starts with the envelope; the message follows its blank line.
+        text = raw.decode("utf-8", "replace")
+        self.assertIn("sender@remote.test", text)
+        body = raw[raw.index(b"Received:") if b"Received:" in raw else 0:]
+        start = body.find(b"From:")
+        msg = email.message_from_bytes(body[body.rfind(b"\n", 0, start) + 1 if start > 0 else 0:],
+                                       policy=email.policy.default)
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "delivery-status")
+        parts = list(msg.iter_parts())
+        self.assertEqual(parts[0].get_content_type(), "text/plain")
+        self.assertEqual(parts[1].get_content_type(), "message/delivery-status")
+        self.assertIn(parts[2].get_content_type(), ("text/rfc822-headers", "message/rfc822"))
+        status = parts[1].as_string()
+        self.assertIn("Final-Recipient: rfc822; alice@example.com", status.replace("rfc822;alice", "rfc822; alice"))
+        self.assertIn("Action: failed", status)
+        self.assertIn("<expire-1@remote.test>", parts[2].as_string())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
