@@ -81,7 +81,8 @@ def main():
             "mailstores": [{"name": "dovecot", "kind": "lmtp", "host": "127.0.0.1",
                             "port": dovecot.port, "connect_timeout": "1s"}],
             "drain": {"breaker_min_backoff": "200ms", "breaker_max_backoff": "500ms",
-                      "initial_concurrency": 2, "max_concurrency": args.concurrency},
+                      "initial_concurrency": 2, "max_concurrency": args.concurrency,
+                      "max_per_recipient": args.concurrency},
             "limits": {"max_sessions_per_client": 1000},
             "rules": [{"class": "urgent", "recipient": ["urgent@example.com"]}],
         }).start()
