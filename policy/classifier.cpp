@@ -5,6 +5,28 @@
 #include "policy/text.hpp"
 
 namespace spoold::policy {
+namespace {
+
+constexpr auto kRegexFlags = std::regex::ECMAScript | std::regex::icase | std::regex::optimize;
+
+// libstdc++'s default regex executor backtracks: regex_search with an unanchored pattern such
+// as ".*urgent.*" costs O(n^2) steps (1.4 s for one 4 KiB header value, found by fuzzing), and
+// the sender chooses the values. The same test as one regex_match of "[\s\S]*(?:re)[\s\S]*"
+// on the Thompson-NFA executor (libstdc++'s __polynomial) is linear in the value. That
+// executor cannot do back-references, so a pattern with one keeps the backtracking search.
+bool has_backreference(std::string_view re) {
+    for (std::size_t i = 0; i + 1 < re.size(); ++i) {
+        if (re[i] == '\\') {
+            if (re[i + 1] >= '1' && re[i + 1] <= '9') {
+                return true;
+            }
+            ++i; // an escaped character, e.g. the backslash of "\\1"
+        }
+    }
+    return false;
+}
+
+} // namespace
 
 Result<Classifier> Classifier::compile(const Config& config) {
     Classifier out;
@@ -45,11 +67,16 @@ Result<Classifier> Classifier::compile(const Config& config) {
             r.client_net.push_back(*cidr);
         }
         for (const auto& test : rule.headers) {
-            CompiledHeaderTest t{test.name, std::nullopt};
+            CompiledHeaderTest t{test.name, std::nullopt, false};
             if (!test.regex.empty()) {
                 try {
-                    t.regex.emplace(test.regex, std::regex::ECMAScript | std::regex::icase |
-                                                    std::regex::optimize);
+                    t.whole_value = !has_backreference(test.regex);
+                    if (t.whole_value) {
+                        t.regex.emplace("[\\s\\S]*(?:" + test.regex + ")[\\s\\S]*",
+                                        kRegexFlags | std::regex_constants::__polynomial);
+                    } else {
+                        t.regex.emplace(test.regex, kRegexFlags);
+                    }
                 } catch (const std::regex_error& e) {
                     return fail(ErrorKind::kConfig,
                                 "bad regular expression \"" + test.regex + "\": " + e.what());
@@ -120,7 +147,8 @@ bool Classifier::matches(const CompiledRule& rule, const MessageFacts& facts,
                 return true;
             }
             const std::string_view v = std::string_view(f.value).substr(0, kMaxMatchedValue);
-            return std::regex_search(v.begin(), v.end(), *test.regex);
+            return test.whole_value ? std::regex_match(v.begin(), v.end(), *test.regex)
+                                    : std::regex_search(v.begin(), v.end(), *test.regex);
         });
         if (!found) {
             return false;

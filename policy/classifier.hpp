@@ -49,6 +49,7 @@ private:
     struct CompiledHeaderTest {
         std::string name;
         std::optional<std::regex> regex; // empty = header present
+        bool whole_value = false;        // regex is "[\s\S]*(?:re)[\s\S]*": regex_match, not search
     };
     struct Pattern {
         std::string text; // lower-cased "user@domain", or a domain

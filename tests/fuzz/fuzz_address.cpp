@@ -15,8 +15,8 @@ namespace {
 
 void check(bool ok, const char* what, std::string_view detail = {}) {
     if (!ok) {
-        std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-                     detail.data());
+        std::fprintf(stderr, "invariant violated: %s: %.*s\n", what,
+                     static_cast<int>(detail.size()), detail.data());
         std::abort();
     }
 }
@@ -53,7 +53,8 @@ bool reference_utf8(std::string_view s) {
             i += 3;
         } else if (c == 0xF0 && in(1, 0x90, 0xBF) && in(2, 0x80, 0xBF) && in(3, 0x80, 0xBF)) {
             i += 4;
-        } else if (c >= 0xF1 && c <= 0xF3 && in(1, 0x80, 0xBF) && in(2, 0x80, 0xBF) && in(3, 0x80, 0xBF)) {
+        } else if (c >= 0xF1 && c <= 0xF3 && in(1, 0x80, 0xBF) && in(2, 0x80, 0xBF) &&
+                   in(3, 0x80, 0xBF)) {
             i += 4;
         } else if (c == 0xF4 && in(1, 0x80, 0x8F) && in(2, 0x80, 0xBF) && in(3, 0x80, 0xBF)) {
             i += 4;
@@ -77,34 +78,41 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     options.allow_utf8 = (options_byte & 2U) != 0;
     options.allow_postmaster = (options_byte & 4U) != 0;
 
-    check(address::is_valid_utf8(text) == reference_utf8(text), "is_valid_utf8 disagrees with RFC 3629");
+    check(address::is_valid_utf8(text) == reference_utf8(text),
+          "is_valid_utf8 disagrees with RFC 3629");
 
     if (auto path = address::parse_path(text, options)) {
         const auto& a = path->address;
         check(a.size() <= address::kMaxPathLength, "address longer than a path may be", a);
         // RFC 5321 qtextSMTP and quoted-pairSMTP exclude controls even inside quotes.
-        check(a.find_first_of(std::string_view("\0\r\n", 3)) == std::string::npos, "control in an address", a);
+        check(a.find_first_of(std::string_view("\0\r\n", 3)) == std::string::npos,
+              "control in an address", a);
         // Outside quotes and address literals (whose RFC 5321 dcontent allows '<' and '>')
         // no blank or angle bracket.
         // dcontent excludes '[', so a literal domain starts at the last one.
         const auto bracket = a.ends_with(']') ? a.rfind('[') : std::string::npos;
         const auto at = bracket != std::string::npos && bracket > 0 ? bracket - 1 : a.rfind('@');
-        const std::string_view local = std::string_view(a).substr(0, at == std::string::npos ? a.size() : at);
+        const std::string_view local =
+            std::string_view(a).substr(0, at == std::string::npos ? a.size() : at);
         const std::string_view domain =
             at == std::string::npos ? std::string_view() : std::string_view(a).substr(at + 1);
         if (local.find('"') == std::string::npos) {
-            check(local.find_first_of(" <>") == std::string::npos, "blank or bracket in a local part", a);
+            check(local.find_first_of(" <>") == std::string::npos,
+                  "blank or bracket in a local part", a);
         }
         if (!domain.starts_with('[')) {
-            check(domain.find_first_of(" <>") == std::string::npos, "blank or bracket in a domain", a);
+            check(domain.find_first_of(" <>") == std::string::npos, "blank or bracket in a domain",
+                  a);
         }
         // rest is a view into the input, after the path.
-        check(path->rest.data() >= text.data() && path->rest.data() + path->rest.size() == text.data() + text.size(),
+        check(path->rest.data() >= text.data() &&
+                  path->rest.data() + path->rest.size() == text.data() + text.size(),
               "rest is not the tail of the input");
         if (a.empty()) {
             check(options.allow_null, "null path accepted where it is not allowed", text);
         } else if (!(options.allow_postmaster && address::iequals(a, "postmaster"))) {
-            check(address::is_valid_mailbox(a, options.allow_utf8), "parsed path is not a valid mailbox", a);
+            check(address::is_valid_mailbox(a, options.allow_utf8),
+                  "parsed path is not a valid mailbox", a);
         }
         check(path->non_ascii == !is_ascii(a), "non_ascii does not describe the address", a);
         if (!options.allow_utf8) {
@@ -136,8 +144,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
 
     if (const auto notify = address::parse_notify(text)) {
-        const std::uint8_t all = address::kNotifyNever | address::kNotifySuccess | address::kNotifyFailure |
-                                 address::kNotifyDelay;
+        const std::uint8_t all = address::kNotifyNever | address::kNotifySuccess |
+                                 address::kNotifyFailure | address::kNotifyDelay;
         check(*notify != 0 && (*notify & ~all) == 0, "NOTIFY bits out of range");
         check(!((*notify & address::kNotifyNever) != 0 && *notify != address::kNotifyNever),
               "NEVER combined with other NOTIFY values");

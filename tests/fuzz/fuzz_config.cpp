@@ -36,7 +36,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     const Config& c = **config;
     check(!c.classes.empty() && c.classes.size() <= kMaxClasses, "class count out of range");
-    check(c.class_id(c.default_class).has_value(), "the default class is not a class", c.default_class);
+    check(c.class_id(c.default_class).has_value(), "the default class is not a class",
+          c.default_class);
     for (const auto& rule : c.rules) {
         check(c.class_id(rule.klass).has_value(), "a rule names an unknown class", rule.klass);
     }

@@ -22,8 +22,8 @@ namespace {
 
 void check(bool ok, const char* what, std::string_view detail = {}) {
     if (!ok) {
-        std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-                     detail.data());
+        std::fprintf(stderr, "invariant violated: %s: %.*s\n", what,
+                     static_cast<int>(detail.size()), detail.data());
         std::abort();
     }
 }
@@ -36,7 +36,8 @@ std::shared_ptr<const Config> g_config;
 std::shared_ptr<const Config> make_config() {
     auto loaded = load_config(SPOOLD_SAMPLE_CONFIG);
     if (!loaded) {
-        std::fprintf(stderr, "etc/spoold.yaml does not load: %s\n", loaded.error().describe().c_str());
+        std::fprintf(stderr, "etc/spoold.yaml does not load: %s\n",
+                     loaded.error().describe().c_str());
         std::abort();
     }
     auto config = std::make_shared<Config>(**loaded);
@@ -52,6 +53,11 @@ std::shared_ptr<const Config> make_config() {
     by_size.klass = config->classes.back().name;
     by_size.size_over = 20ULL << 20U;
     by_size.headers = {HeaderTest{"Subject", "(a|b)*c\\d+$"}, HeaderTest{"From", ""}};
+    // An unanchored operator regex: quadratic on the backtracking executor.
+    ClassRule by_keyword;
+    by_keyword.klass = config->classes.front().name;
+    by_keyword.headers = {HeaderTest{"Subject", ".*urgent.*"}};
+    config->rules.push_back(by_keyword);
     config->rules.push_back(by_sender);
     config->rules.push_back(by_rcpt);
     config->rules.push_back(by_size);
@@ -65,7 +71,9 @@ std::string_view next_field(std::string_view& rest) {
     return field;
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
+bool is_blank(char c) {
+    return c == ' ' || c == '\t';
+}
 
 } // namespace
 
@@ -100,7 +108,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         check(f.value.find('\n') == std::string::npos, "LF in an unfolded value", f.value);
         if (!f.value.empty()) {
-            check(!is_blank(f.value.front()) && !is_blank(f.value.back()), "value not trimmed", f.value);
+            check(!is_blank(f.value.front()) && !is_blank(f.value.back()), "value not trimmed",
+                  f.value);
         }
         total += f.name.size() + f.value.size();
     }
@@ -116,7 +125,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     while (!rcpt_list.empty()) {
         const auto comma = rcpt_list.find(',');
         facts.recipients.push_back(rcpt_list.substr(0, comma));
-        rcpt_list = comma == std::string_view::npos ? std::string_view() : rcpt_list.substr(comma + 1);
+        rcpt_list =
+            comma == std::string_view::npos ? std::string_view() : rcpt_list.substr(comma + 1);
     }
     facts.client_address = client;
     facts.size = rest.size() * 4096U;
@@ -124,9 +134,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t klass = g_classifier->classify(facts);
     check(klass < g_config->classes.size(), "class id out of range");
     const auto rule = g_classifier->matching_rule(facts);
+    if (std::getenv("SPOOLD_FUZZ_TRACE") != nullptr) {
+        std::fprintf(stderr, "fields=%zu message fields=%zu size=%llu class=%u rule=%d\n",
+                     fields.size(), scan_headers(rest).size(),
+                     static_cast<unsigned long long>(facts.size), static_cast<unsigned>(klass),
+                     rule ? static_cast<int>(*rule) : -1);
+    }
     if (rule) {
         check(*rule < g_config->rules.size(), "rule index out of range");
-        check(g_config->class_id(g_config->rules[*rule].klass) == klass, "class differs from its rule's");
+        check(g_config->class_id(g_config->rules[*rule].klass) == klass,
+              "class differs from its rule's");
     } else {
         check(klass == g_classifier->default_class(), "no rule but not the default class");
     }

@@ -35,11 +35,13 @@ void check_decode(std::string_view bytes) {
     const auto facts = record::decode_facts(bytes);
     const auto env = record::decode_envelope(bytes);
     if (!env) {
-        check(env.error().kind == ErrorKind::kCorrupt, "decode failed with another kind than kCorrupt");
+        check(env.error().kind == ErrorKind::kCorrupt,
+              "decode failed with another kind than kCorrupt");
         return;
     }
     check(facts.has_value(), "envelope decodes but its header does not");
-    check(record::facts_of(*env, facts->body_ref) == *facts, "header facts differ from the envelope's");
+    check(record::facts_of(*env, facts->body_ref) == *facts,
+          "header facts differ from the envelope's");
     check(record::encode_envelope(*env, facts->body_ref) == bytes, "encode(decode(x)) != x");
 }
 
@@ -65,8 +67,8 @@ Envelope build(FuzzedDataProvider& in) {
         r.address = in.ConsumeRandomLengthString(kMaxBuiltString);
         r.orcpt = in.ConsumeRandomLengthString(kMaxBuiltString);
         r.notify = in.ConsumeIntegral<std::uint8_t>();
-        r.state = static_cast<RcptState>(
-            in.ConsumeIntegralInRange<std::uint8_t>(0, static_cast<std::uint8_t>(RcptState::kExpired)));
+        r.state = static_cast<RcptState>(in.ConsumeIntegralInRange<std::uint8_t>(
+            0, static_cast<std::uint8_t>(RcptState::kExpired)));
         r.next_attempt_ms = in.ConsumeIntegral<std::int64_t>();
         r.attempts = in.ConsumeIntegral<std::uint32_t>();
         r.last_response = in.ConsumeRandomLengthString(kMaxBuiltString);
@@ -92,7 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         check_decode(encoded);
         // Every proper prefix is truncated, hence corrupt.
         const std::size_t cut = in.ConsumeIntegralInRange<std::size_t>(0, encoded.size() - 1);
-        check(!record::decode_envelope(std::string_view(encoded).substr(0, cut)), "a truncated record decodes");
+        check(!record::decode_envelope(std::string_view(encoded).substr(0, cut)),
+              "a truncated record decodes");
         return 0;
     }
     check_decode(bytes);

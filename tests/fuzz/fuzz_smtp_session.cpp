@@ -1,12 +1,12 @@
 // libFuzzer target: arbitrary client bytes, split at fuzzer-chosen points, into smtp::Session
 // driven the way smtp/server.cpp drives it, with an intake whose verdicts the input picks.
 // Input: 8 control bytes (seed of every split and verdict), then the client's bytes.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -107,7 +107,8 @@ public:
             return fail(ErrorKind::kIo, "cannot begin");
         }
         messages.emplace_back();
-        return std::unique_ptr<IncomingMessage>(std::make_unique<FuzzMessage>(*this, messages.size() - 1));
+        return std::unique_ptr<IncomingMessage>(
+            std::make_unique<FuzzMessage>(*this, messages.size() - 1));
     }
 
     Choices& choices_;
@@ -150,7 +151,8 @@ void FuzzMessage::commit(MessageInfo info, std::function<void(Result<CommitInfo>
     }
     check(m.body.starts_with("Received: "), "committed body without our Received: header");
     if (intake_.choices_.one_in(6)) {
-        done(fail(intake_.choices_.one_in(2) ? ErrorKind::kSpoolFull : ErrorKind::kIo, "commit failed"));
+        done(fail(intake_.choices_.one_in(2) ? ErrorKind::kSpoolFull : ErrorKind::kIo,
+                  "commit failed"));
         return;
     }
     m.committed = true;
@@ -170,12 +172,14 @@ const bool g_trace = std::getenv("SPOOLD_FUZZ_TRACE") != nullptr;
 
 void trace(std::string_view what, std::string_view text) {
     if (g_trace) {
-        std::fprintf(stderr, "%.*s%.*s\n", static_cast<int>(what.size()), what.data(), static_cast<int>(text.size()),
-                     text.data());
+        std::fprintf(stderr, "%.*s%.*s\n", static_cast<int>(what.size()), what.data(),
+                     static_cast<int>(text.size()), text.data());
     }
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // "ddd-text" CRLF ... "ddd text" CRLF: same code on every line, no CR or LF in the text.
 void check_reply(const Reply& r) {
@@ -192,9 +196,10 @@ void check_reply(const Reply& r) {
         const auto crlf = wire.find("\r\n", pos);
         check(crlf != std::string::npos, "reply line without CRLF", wire);
         const std::string_view line(wire.data() + pos, crlf - pos);
-        check(line.size() >= 4 && line.substr(0, 3) == code && is_digit(line[0]), "reply line without its code",
+        check(line.size() >= 4 && line.substr(0, 3) == code && is_digit(line[0]),
+              "reply line without its code", wire);
+        check(line.find_first_of("\r\n") == std::string_view::npos, "CR or LF inside a reply line",
               wire);
-        check(line.find_first_of("\r\n") == std::string_view::npos, "CR or LF inside a reply line", wire);
         const bool last = crlf + 2 == wire.size();
         check(line[3] == (last ? ' ' : '-'), "bad continuation marker", wire);
         check(line.size() <= 512, "reply line over RFC 5321's 512 octets", wire);
@@ -221,10 +226,12 @@ public:
                 trace("S: ", reply->summary());
                 // While a commit is outstanding nothing may be answered: the next reply in
                 // order is the commit's own.
-                check(!commit_outstanding_, "a reply while a commit is outstanding", reply->summary());
+                check(!commit_outstanding_, "a reply while a commit is outstanding",
+                      reply->summary());
                 // After 354 the next reply answers the message: a 250 there must come from
                 // a commit result (which clears the flag before its reply is queued).
-                check(!(reply->code == 250 && in_message_), "250 to a message without a commit result");
+                check(!(reply->code == 250 && in_message_),
+                      "250 to a message without a commit result");
                 in_message_ = reply->code == 354;
                 if (reply->code == 250 && reply->summary().find("queued as") != std::string::npos) {
                     ++queued_replies_;
@@ -252,7 +259,8 @@ public:
                 commit_outstanding_ = false;
                 const std::uint32_t before = session_.messages_accepted();
                 Actions after = session_.on_commit_result(std::move(results.front()));
-                check(session_.messages_accepted() == before + (ok ? 1 : 0), "accepted count is off");
+                check(session_.messages_accepted() == before + (ok ? 1 : 0),
+                      "accepted count is off");
                 // The first reply after the commit answers the message.
                 const Reply* first = nullptr;
                 for (const auto& a : after) {
@@ -262,7 +270,8 @@ public:
                 }
                 check(first != nullptr, "no reply to the end of a message");
                 check(ok ? first->code == 250 : first->code >= 400 && first->code < 500,
-                      "reply to the end of a message does not match the commit result", first->summary());
+                      "reply to the end of a message does not match the commit result",
+                      first->summary());
                 push(std::move(after));
             } else if (std::holds_alternative<StartTls>(action)) {
                 push(session_.on_tls_established("TLSv1.3 cipher=TLS_AES_256_GCM_SHA384"));
@@ -342,11 +351,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         pos += n;
     }
     check(!session.busy(), "busy after every action completed");
-    check(driver.queued_replies() == driver.commits_ok(), "\"queued as\" replies differ from commits");
-    check(session.messages_accepted() == driver.commits_ok(), "accepted count differs from commits");
+    check(driver.queued_replies() == driver.commits_ok(),
+          "\"queued as\" replies differ from commits");
+    check(session.messages_accepted() == driver.commits_ok(),
+          "accepted count differs from commits");
     session.on_disconnect();
     for (const auto& m : intake.messages) {
-        check(m.committed || m.rolled_back || m.commit_asked, "a message neither committed nor rolled back");
+        check(m.committed || m.rolled_back || m.commit_asked,
+              "a message neither committed nor rolled back");
         check(!(m.committed && m.rolled_back), "a message both committed and rolled back");
     }
     return 0;

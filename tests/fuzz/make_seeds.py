@@ -85,6 +85,11 @@ headers("folded", 0x8000, "", "user@example.com", "[203.0.113.5]",
         "Importance: high\r\nAuto-Submitted: auto-replied\r\n\r\n")
 headers("bare_lf_cut", 0x0040, "alerts@monitoring.example.com", "x@example.net", "192.0.2.200",
         "From: a\nSubject: aaabbbc123\n continued\nno colon line\n : empty name\nBad Name: x\nTo: y\n\n")
+# Values past the classifier's 4 KiB match cap, and enough bytes that libFuzzer's length
+# limit (the largest seed) lets mutations reach them.
+headers("long_values", 0x8000, "a@example.org", "b@example.com", "198.51.100.1",
+        "Subject: " + "ab" * 2100 + "c1\r\nPriority: " + "x" * 3000 + "\r\n urgent\r\n"
+        "Precedence: bulk" + " " * 4200 + "\r\n\r\n")
 headers("garbage", 0x0100, "a", "b", "not an ip", "\x01\x02: \x7f\r\n\r\r\n\tcontinuation first\r\nX:\r\n")
 
 # ---- spool record v1 (see spool/record.hpp), written by a tiny encoder.
