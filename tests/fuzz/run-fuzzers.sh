@@ -16,9 +16,10 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(fuzz_smtp_session fuzz_address fuzz_header_scan fuzz_record fuzz_config)
 fi
 
+mkdir -p "$build"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-    -DSPOOLD_FUZZ=ON -DSPOOLD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.configure.log" 2>&1 ||
-    { cat "$build.configure.log"; exit 2; }
+    -DSPOOLD_FUZZ=ON -DSPOOLD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/configure.log" 2>&1 ||
+    { cat "$build/configure.log"; exit 2; }
 # Only the targets and the libraries they link (not the daemon, the drain or the tools).
 cmake --build "$build" --target "${targets[@]}" -j "$jobs"
 
