@@ -244,6 +244,10 @@ bool is_valid_address_literal(std::string_view literal) {
     const std::string_view tag = inner.substr(0, colon);
     const std::string_view content = inner.substr(colon + 1);
     if (iequals(tag, "IPv6")) {
+        // inet_pton stops at a NUL: "[IPv6:::1<NUL>junk]" would pass whole (a fuzz finding).
+        if (content.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos) {
+            return false;
+        }
         std::array<unsigned char, 16> buf{};
         const std::string text(content);
         return inet_pton(AF_INET6, text.c_str(), buf.data()) == 1;

@@ -118,3 +118,16 @@ TEST_CASE("domains and UTF-8 validity") {
     CHECK(is_valid_address_literal("[tag:anything]"));
     CHECK(iequals("MaIl", "MAIL"));
 }
+
+TEST_CASE("an IPv6 literal with a NUL or other junk is refused (fuzz finding)") {
+    // inet_pton stopped at the NUL, so everything after it was accepted into the address.
+    using namespace std::string_view_literals;
+    for (const auto bad : {"<user@[IPv6:2001:db8::\0" "1]>"sv, "<user@[IPv6:::1\0junk]>"sv,
+                           "<user@[IPv6:::1 ]>"sv, "<user@[IPv6:::1\r\n]>"sv}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_path(bad, {}).has_value());
+        CHECK_FALSE(is_valid_address_literal(bad.substr(6, bad.size() - 7)));
+    }
+    CHECK(is_valid_address_literal("[IPv6:2001:DB8::192.0.2.1]"));
+    CHECK(parsed("<user@[IPv6:::ffff:192.0.2.1]>") == "user@[IPv6:::ffff:192.0.2.1]");
+}
