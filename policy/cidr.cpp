@@ -16,8 +16,10 @@ std::optional<IpAddress> parse_ip(std::string_view text) {
         strncasecmp(text.data(), kV6Tag.data(), kV6Tag.size()) == 0) {
         text.remove_prefix(kV6Tag.size());
     }
-    // inet_pton wants a terminated string; INET6_ADDRSTRLEN bounds any valid address.
-    if (text.empty() || text.size() >= INET6_ADDRSTRLEN) {
+    // inet_pton wants a terminated string (and would stop at an embedded NUL);
+    // INET6_ADDRSTRLEN bounds any valid address.
+    if (text.empty() || text.size() >= INET6_ADDRSTRLEN ||
+        text.find('\0') != std::string_view::npos) {
         return std::nullopt;
     }
     const std::string z(text);

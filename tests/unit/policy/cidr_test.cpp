@@ -40,3 +40,10 @@ TEST_CASE("bad CIDR networks are refused") {
     CHECK_FALSE(parse_cidr("example.com/24"));
     CHECK_FALSE(parse_cidr("10.0.0.0/8x"));
 }
+
+TEST_CASE("an address or network with an embedded NUL is refused, not cut at the NUL") {
+    using namespace std::string_view_literals;
+    CHECK_FALSE(parse_ip("192.0.2.1\0junk"sv));
+    CHECK_FALSE(parse_ip("[IPv6:::1\0]"sv));
+    CHECK_FALSE(parse_cidr("192.0.2.0\0/8"sv));
+}
