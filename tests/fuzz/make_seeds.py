@@ -67,6 +67,7 @@ for i, (opts, text) in enumerate([
     (0, "NEVER"),
     (0, "<user@example.com> NOTIFY=SUCCESS ORCPT=rfc822;a+40b.example"),
     (3, "<a.b-c+tag@sub-domain.example.com>"),
+    (0, "<user@[IPv6:2001:db8::\x001]>"),  # was accepted: inet_pton stopped at the NUL
 ]):
     write("fuzz_address", "seed%02d" % i, bytes([opts]) + text.encode("utf-8"))
 
