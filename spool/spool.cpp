@@ -484,18 +484,58 @@ public:
         return std::optional<std::string>{std::string(**v)};
     }
 
+    // LMDB reports a short pwrite() during commit as EIO, so a filesystem that filled up
+    // shows as an I/O error. When the disk is (nearly) full, say so: the client then hears
+    // 452 4.3.1 (insufficient storage) rather than 451 4.3.0.
+    Error disk_full_if_nearly_full(Error error) const {
+        constexpr std::uintmax_t kNearlyFullBytes = 16ULL << 20U;
+        if (error.kind != ErrorKind::kIo) {
+            return error;
+        }
+        std::error_code ec;
+        const auto fs = std::filesystem::space(options_.path, ec);
+        if (!ec && fs.available < kNearlyFullBytes) {
+            error.kind = ErrorKind::kDiskFull;
+            error.message += " (filesystem full)";
+        }
+        return error;
+    }
+
     Result<SpaceInfo> space() override {
         auto info = env_->info();
         if (!info) {
             return tl::unexpected(info.error());
         }
+        // The data file never shrinks and its last page only grows, so neither says how
+        // full the spool is: count the pages the B-trees hold now (the freelist's own
+        // pages included). Pages freed by deliveries are reused before the file grows, so
+        // they count as free space for the disk watermark too.
+        auto txn = env_->begin_read();
+        if (!txn) {
+            return tl::unexpected(txn.error());
+        }
+        constexpr unsigned int kFreeDbi = 0;
+        constexpr unsigned int kMainDbi = 1;
+        constexpr std::uint64_t kMetaPages = 2;
+        std::uint64_t used_pages = kMetaPages;
+        for (const lmdb::Dbi dbi : {t_.msg, t_.body, t_.ready, t_.deferred, t_.expiry, t_.counters,
+                                    t_.staging, t_.meta, t_.corrupt, lmdb::Dbi{kFreeDbi},
+                                    lmdb::Dbi{kMainDbi}}) {
+            auto st = txn->stat(dbi);
+            if (!st) {
+                return tl::unexpected(st.error());
+            }
+            used_pages += st->branch_pages + st->leaf_pages + st->overflow_pages;
+        }
         SpaceInfo s;
         s.map_size = info->map_size;
-        s.used_bytes = (info->last_page + 1) * info->page_size;
+        const std::uint64_t file_pages = info->last_page + 1;
+        s.used_bytes = std::min(used_pages, file_pages) * info->page_size;
+        const std::uint64_t reusable = (file_pages - std::min(used_pages, file_pages)) * info->page_size;
         std::error_code ec;
         const auto fs = std::filesystem::space(options_.path, ec);
         if (!ec) {
-            s.fs_free_bytes = fs.available;
+            s.fs_free_bytes = fs.available + reusable;
         }
         return s;
     }
@@ -878,6 +918,7 @@ private:
             }
             auto committed = txn->commit();
             if (!committed) {
+                committed = tl::unexpected(disk_full_if_nearly_full(committed.error()));
                 log::warn("event=spool_commit_failed ops={} error={}", batch.size(),
                           log::quote(committed.error().describe()));
                 for (std::size_t i = 0; i < batch.size(); ++i) {

@@ -104,8 +104,10 @@ struct Counters {
 
 struct SpaceInfo {
     std::uint64_t map_size = 0;   // the configured maximum (LMDB map size)
-    std::uint64_t used_bytes = 0; // pages in use by the data file (last page * page size)
-    std::uint64_t fs_free_bytes = 0; // free space of the filesystem holding the spool
+    std::uint64_t used_bytes = 0; // pages the B-trees hold now (freed pages excluded)
+    // Free space of the filesystem holding the spool plus the pages of the data file
+    // that LMDB will reuse before it grows the file.
+    std::uint64_t fs_free_bytes = 0;
 };
 
 // A delivery result for one recipient, by its index in Envelope::recipients.

@@ -207,12 +207,8 @@ class FullDiskCase(SpooldTestCase):
                acked_before_refusal=first_refusal - 1, free_bytes_at_refusal=free_at_refusal,
                refusals=len(sender.refusals), accepts_again_after_s=f"{recover_s:.1f}")
 
-    # KNOWN BUG (reported 2026-11-22): a tripped watermark never clears. update_admission
-    # compares (LMDB last page + 1) * page size, the file's high-water mark that LMDB never
-    # lowers, and statvfs free space, which the never-shrinking data.mdb keeps low; the
-    # pages the drain frees are on LMDB's freelist and count for neither. Not even a
-    # restart helps. Remove expectedFailure with the fix.
-    @unittest.expectedFailure
+    # A tripped watermark clears once the drain frees space: Spool::space() counts the
+    # pages the B-trees hold, and LMDB's reusable free pages as free disk.
     def test_min_free_disk_trips_then_drain_empties_spool_and_it_reopens(self):
         fs = self.small_fs("fs", FS_MIB)
         dovecot = self.dovecot(["alice@example.com"])
@@ -237,12 +233,8 @@ class FullDiskCase(SpooldTestCase):
                              "still refuses: free disk is measured with statvfs and LMDB never "
                              "shrinks data.mdb, so its free pages never count as free space")
 
-    # KNOWN BUG (reported 2026-11-22): a tripped watermark never clears. update_admission
-    # compares (LMDB last page + 1) * page size, the file's high-water mark that LMDB never
-    # lowers, and statvfs free space, which the never-shrinking data.mdb keeps low; the
-    # pages the drain frees are on LMDB's freelist and count for neither. Not even a
-    # restart helps. Remove expectedFailure with the fix.
-    @unittest.expectedFailure
+    # A tripped watermark clears once the drain frees space: Spool::space() counts the
+    # pages the B-trees hold, and LMDB's reusable free pages as free disk.
     def test_map_high_watermark_trips_then_drain_empties_spool_and_it_reopens(self):
         # The same with the LMDB map watermark (no small filesystem needed).
         dovecot = self.dovecot(["alice@example.com"])
