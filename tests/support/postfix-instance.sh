@@ -12,6 +12,7 @@ case "$cmd" in
 start)
     port="$3"; mode="$4"; arg="${5:-}"
     mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
+    chmod 755 "$dir"  # postfix daemons run as the postfix user and must reach the queue
     chown root "$dir/queue"
     chown postfix "$dir/data"
     cp /etc/postfix/dynamicmaps.cf "$dir/etc/" 2>/dev/null || true

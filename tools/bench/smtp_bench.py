@@ -203,6 +203,7 @@ def main():
     ap.add_argument("--tools", default="smtp-source,smtp_load")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="spoold-bench-")
+    os.chmod(work, 0o755)  # Postfix runs as its own user and must reach its queue
     results = {}
     try:
         for tool in args.tools.split(","):
