@@ -34,7 +34,7 @@ struct IntakeHooks {
 
 // Bodies up to this size stay in memory and are committed in one operation; larger
 // ones are staged in chunks of this size, so a 50 MiB message costs a few of these.
-inline constexpr std::size_t kStageThreshold = 256 * 1024;
+inline constexpr std::size_t kStageThreshold = 128 * 1024;
 inline constexpr std::size_t kHeaderScanBytes = 64 * 1024;
 
 class SpoolIntake final : public smtp::Intake {
