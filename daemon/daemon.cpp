@@ -3,6 +3,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
+#include <cstring>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <fmt/format.h>
 
 #include "common/log.hpp"
@@ -15,6 +19,28 @@
 
 namespace spoold::daemon {
 namespace {
+
+// Port 25 needs root (or CAP_NET_BIND_SERVICE); nothing after binding does. Drop to the
+// configured user for good: supplementary groups, then the group, then the user.
+Status drop_privileges(const std::string& user) {
+    if (user.empty() || ::geteuid() != 0) {
+        return {};
+    }
+    const passwd* pw = ::getpwnam(user.c_str());
+    if (pw == nullptr) {
+        return fail(ErrorKind::kConfig, "user \"" + user + "\" does not exist");
+    }
+    if (::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 ||
+        ::setuid(pw->pw_uid) != 0) {
+        return fail(ErrorKind::kIo, "cannot switch to user \"" + user + "\": " + std::strerror(errno));
+    }
+    if (::setuid(0) == 0) {
+        return fail(ErrorKind::kInternal, "root privileges could be regained after the switch");
+    }
+    log::info("event=privileges_dropped user={} uid={} gid={}", log::quote(user), pw->pw_uid,
+              pw->pw_gid);
+    return {};
+}
 
 static_assert(policy::kMaxClasses == spool::kMaxClasses, "policy and spool agree on classes");
 
@@ -244,6 +270,10 @@ int Daemon::run() {
             return 1;
         }
         log::info("event=metrics_listening address={} port={}", config_->metrics.address, *port);
+    }
+    if (const Status dropped = drop_privileges(config_->user); !dropped) {
+        log::error("event=privilege_drop_failed error={}", log::quote(dropped.error().describe()));
+        return 1;
     }
     sample_status();
 

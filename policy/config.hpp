@@ -127,6 +127,9 @@ struct MetricsConfig {
 struct Config {
     std::string source_file; // where it was loaded from, for errors and reload
     std::string hostname = "localhost";
+    // Started as root (to bind port 25), spoold switches to this user once its sockets
+    // are bound. Empty = keep the user it was started as.
+    std::string user;
     std::vector<ListenerConfig> listeners{ListenerConfig{}};
     std::vector<std::string> local_domains; // lower case
     DirectoryConfig directory;

@@ -195,9 +195,10 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 14> kTopKeys{
-    "hostname",      "listeners", "local_domains", "directory", "limits",  "spool",   "classes",
-    "default_class", "rules",     "mailstores",    "drain",     "bounces", "metrics", "logging"};
+constexpr std::array<std::string_view, 15> kTopKeys{
+    "hostname",      "user",      "listeners",  "local_domains", "directory", "limits",
+    "spool",         "classes",   "default_class", "rules",      "mailstores", "drain",
+    "bounces",       "metrics",   "logging"};
 constexpr std::array<std::string_view, 4> kListenerKeys{"address", "port", "tls_certificate",
                                                         "tls_key"};
 constexpr std::array<std::string_view, 6> kDirectoryKeys{
@@ -384,6 +385,7 @@ public:
             bad(top.mark("hostname"),
                 fmt::format("hostname: \"{}\" is not a host name", c.hostname));
         }
+        top.str("user", c.user);
         if (const auto* n = top.find("listeners")) {
             c.listeners = listeners(*n);
         }

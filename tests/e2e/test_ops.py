@@ -95,5 +95,25 @@ class OpsEndToEnd(SpooldTestCase):
             self.assertEqual(len(msgs), 1)
 
 
+    def test_started_as_root_it_drops_to_the_configured_user_after_binding(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to start as root")
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        node = self.spoold({"user": "nobody"}, start=False)
+        for d in (node.spool_dir, node.maildir):
+            os.makedirs(d, exist_ok=True)
+            os.chown(d, nobody.pw_uid, nobody.pw_gid)
+        node.start()
+        with open(f"/proc/{node.proc.pid}/status") as f:
+            uids = next(l for l in f if l.startswith("Uid:")).split()[1:]
+        self.assertEqual(set(uids), {str(nobody.pw_uid)}, "real, effective, saved and fs uid")
+        self.assertTrue(node.has_line("event=privileges_dropped"))
+        # It still accepts, spools and delivers as that user.
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "alice@example.com")
+        self.assertEqual(rc, 0, out)
+        wait_for(lambda: node.maildir_files("alice@example.com"), 20, what="maildir delivery")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
