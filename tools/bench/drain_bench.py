@@ -49,10 +49,12 @@ def dovecot_ceiling(work, concurrency, messages):
         d.stop()
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="RssAnon"):
+    """Resident memory of the process's own (anonymous) pages. VmRSS also counts the
+    pages of the spool's memory map that reading bodies touches, which are page cache."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -130,8 +132,10 @@ def main():
             print(f"drained {delivered}/{total} in {drain_time:.1f} s: median {rate:.0f} msg/s, "
                   f"overall {delivered / drain_time:.0f} msg/s; dovecot's own at {args.concurrency} "
                   f"sessions {ceiling:.0f} msg/s -> ratio {rate / ceiling:.2f} (target >= 0.90)")
-            print(f"spoold RSS while draining: min {min(rss) / 1024:.1f} MiB, max {max(rss) / 1024:.1f} MiB, "
-                  f"first {rss[0] / 1024:.1f}, last {rss[-1] / 1024:.1f}")
+            print(f"spoold anonymous RSS while draining: min {min(rss) / 1024:.1f} MiB, "
+                  f"max {max(rss) / 1024:.1f} MiB, first {rss[0] / 1024:.1f}, last {rss[-1] / 1024:.1f} "
+                  f"(VmRSS at the end {rss_kib(node.proc.pid, 'VmRSS') / 1024:.1f} MiB, "
+                  f"most of it the spool's page cache)")
         finally:
             node.stop(60)
             dovecot.stop()
