@@ -152,7 +152,16 @@ struct Op {
     std::function<Status(WriteTxn&)> apply;
     Done done;
     bool grows = false; // needs new pages (enqueue, staging): failed with the rest on a full map
+    std::size_t bytes = 0; // new data it writes, for the headroom estimate of growing ops
 };
+
+// Growing operations (new mail) stop short of a full map by this headroom, so deleting
+// and recording outcomes, which need a few fresh pages themselves under copy-on-write,
+// always fit: a map filled to the last page could otherwise never drain.
+constexpr std::uint64_t kMinReservePages = 64;
+constexpr std::uint64_t kReserveFraction = 32; // 1/32 of the map
+constexpr std::uint64_t kPagesPerOp = 4;       // index and record pages an op may touch
+constexpr std::uint64_t kPageSizeHint = 4080;   // body bytes per page (one chunk a page)
 
 class LmdbSpool final : public Spool {
 public:
@@ -206,20 +215,23 @@ public:
 
     void enqueue(NewMessage message, Done done) override {
         auto msg = std::make_shared<const NewMessage>(std::move(message));
+        const std::size_t bytes = msg->body.size();
         submit(Op{[this, msg](WriteTxn& txn) { return insert_message(txn, *msg, false); }, std::move(done),
-                  true});
+                  true, bytes});
     }
 
     void append_staged(QueueId id, std::string chunk, Done done) override {
         auto data = std::make_shared<const std::string>(std::move(chunk));
+        const std::size_t bytes = data->size();
         submit(Op{[this, id, data](WriteTxn& txn) { return apply_append_staged(txn, id, *data); },
-                  std::move(done), true});
+                  std::move(done), true, bytes});
     }
 
     void enqueue_staged(NewMessage message, Done done) override {
         auto msg = std::make_shared<const NewMessage>(std::move(message));
+        const std::size_t bytes = msg->body.size();
         submit(Op{[this, msg](WriteTxn& txn) { return insert_message(txn, *msg, true); }, std::move(done),
-                  true});
+                  true, bytes});
     }
 
     void discard_staged(QueueId id, Done done) override {
@@ -484,6 +496,24 @@ public:
         return std::optional<std::string>{std::string(**v)};
     }
 
+    // Pages the B-trees hold in this transaction's view (the freelist's own included).
+    Result<std::uint64_t> used_pages(const lmdb::Txn& txn) const {
+        constexpr unsigned int kFreeDbi = 0;
+        constexpr unsigned int kMainDbi = 1;
+        constexpr std::uint64_t kMetaPages = 2;
+        std::uint64_t used = kMetaPages;
+        for (const lmdb::Dbi dbi : {t_.msg, t_.body, t_.ready, t_.deferred, t_.expiry, t_.counters,
+                                    t_.staging, t_.meta, t_.corrupt, lmdb::Dbi{kFreeDbi},
+                                    lmdb::Dbi{kMainDbi}}) {
+            auto st = txn.stat(dbi);
+            if (!st) {
+                return tl::unexpected(st.error());
+            }
+            used += st->branch_pages + st->leaf_pages + st->overflow_pages;
+        }
+        return used;
+    }
+
     // LMDB reports a short pwrite() during commit as EIO, so a filesystem that filled up
     // shows as an I/O error. When the disk is (nearly) full, say so: the client then hears
     // 452 4.3.1 (insufficient storage) rather than 451 4.3.0.
@@ -514,19 +544,11 @@ public:
         if (!txn) {
             return tl::unexpected(txn.error());
         }
-        constexpr unsigned int kFreeDbi = 0;
-        constexpr unsigned int kMainDbi = 1;
-        constexpr std::uint64_t kMetaPages = 2;
-        std::uint64_t used_pages = kMetaPages;
-        for (const lmdb::Dbi dbi : {t_.msg, t_.body, t_.ready, t_.deferred, t_.expiry, t_.counters,
-                                    t_.staging, t_.meta, t_.corrupt, lmdb::Dbi{kFreeDbi},
-                                    lmdb::Dbi{kMainDbi}}) {
-            auto st = txn->stat(dbi);
-            if (!st) {
-                return tl::unexpected(st.error());
-            }
-            used_pages += st->branch_pages + st->leaf_pages + st->overflow_pages;
+        auto counted = used_pages(*txn);
+        if (!counted) {
+            return tl::unexpected(counted.error());
         }
+        const std::uint64_t used_pages = *counted;
         SpaceInfo s;
         s.map_size = info->map_size;
         const std::uint64_t file_pages = info->last_page + 1;
@@ -887,10 +909,30 @@ private:
                 }
                 return results;
             }
+            // Headroom for growing ops: what is free now minus the reserve, spent by each
+            // growing op's estimate; past it new mail is refused (spool full) while
+            // deletes and outcomes in the same batch still go through.
+            std::uint64_t budget = std::numeric_limits<std::uint64_t>::max();
+            if (const auto info = env_->info(); info && info->page_size > 0) {
+                const std::uint64_t map_pages = info->map_size / info->page_size;
+                const std::uint64_t reserve = std::max(kMinReservePages, map_pages / kReserveFraction);
+                if (const auto used = used_pages(*txn); used) {
+                    budget = map_pages > *used + reserve ? map_pages - *used - reserve : 0;
+                }
+            }
             bool rerun = false;
             for (std::size_t i = 0; i < batch.size() && !rerun; ++i) {
                 if (failed[i]) {
                     continue;
+                }
+                if (batch[i].grows) {
+                    const std::uint64_t need = batch[i].bytes / kPageSizeHint + kPagesPerOp;
+                    if (need > budget) {
+                        failed[i] = true;
+                        results[i] = fail(ErrorKind::kSpoolFull, "spool map above its reserve");
+                        continue;
+                    }
+                    budget -= need;
                 }
                 Status st = batch[i].apply(*txn);
                 if (st || !txn_may_be_dirty(st.error())) {
