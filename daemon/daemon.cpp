@@ -59,15 +59,6 @@ std::string join_class_names(const policy::Config& config) {
     return out;
 }
 
-std::string_view breaker_name(drain::BreakerState s) {
-    switch (s) {
-    case drain::BreakerState::kClosed: return "closed";
-    case drain::BreakerState::kOpen: return "open";
-    case drain::BreakerState::kHalfOpen: return "half-open";
-    }
-    return "unknown";
-}
-
 bool same_file(const struct stat& a, const struct stat& b) {
     return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
            a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
@@ -383,13 +374,21 @@ void Daemon::update_admission() {
 
 void Daemon::publish_state() {
     // spoolctl status runs in another process: it reads the drain's state from meta.
+    // Only changes are written: each write is a durable commit.
     const drain::DrainSnapshot snap = drain_->snapshot();
+    auto publish = [this](std::string key, std::string value) {
+        auto& last = published_[key];
+        if (last == value) {
+            return;
+        }
+        last = value;
+        spool_->put_meta(std::move(key), std::move(value), [](Status) {});
+    };
     for (const auto& ms : snap.mailstores) {
-        const std::string value = fmt::format("{} limit={} in_flight={}", breaker_name(ms.breaker),
-                                              ms.concurrency_limit, ms.in_flight);
-        spool_->put_meta("mailstore." + ms.name + ".breaker", value, [](Status) {});
-        spool_->put_meta("mailstore." + ms.name + ".rate", fmt::format("{:.1f}", snap.rate_per_s),
-                         [](Status) {});
+        publish("mailstore." + ms.name + ".breaker",
+                fmt::format("{} limit={} in_flight={}", drain::to_string(ms.breaker),
+                            ms.concurrency_limit, ms.in_flight));
+        publish("mailstore." + ms.name + ".rate", fmt::format("{:.1f}", snap.rate_per_s));
     }
 }
 

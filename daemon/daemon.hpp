@@ -5,6 +5,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <map>
 #include <memory>
 #include <string>
 #include <sys/stat.h>
@@ -60,6 +61,7 @@ private:
     struct stat directory_stat_ {};
     UnixMillis next_directory_poll_ms_ = 0;
     UnixMillis next_publish_ms_ = 0;
+    std::map<std::string, std::string> published_; // meta last written by publish_state()
     std::unique_ptr<SpoolIntake> intake_;
     std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
     std::unique_ptr<smtp::Server> server_;

@@ -478,24 +478,30 @@ void Session::cmd_data(std::string_view arg) {
         error(501, "5.5.4", "Syntax: DATA", "syntax");
         return;
     }
-    if (!have_mail_) {
-        error(503, "5.5.1", "Need MAIL command", "sequence");
-        return;
-    }
     if (used_bdat_) {
         error(503, "5.5.1", "DATA not allowed after BDAT", "sequence");
         return;
     }
-    if (info_.recipients.empty()) {
-        error(554, "5.5.1", "No valid recipients", "no-recipients");
-        return;
-    }
-    if (!ensure_message()) {
+    if (!ready_for_content()) {
         return;
     }
     state_ = State::kData;
     content_ = Content::kLineStart;
     out_.emplace_back(make_reply(354, "", "End data with <CR><LF>.<CR><LF>"));
+}
+
+// DATA and BDAT both need a sender, at least one accepted recipient and a message
+// from the intake; on false the reply is already queued.
+bool Session::ready_for_content() {
+    if (!have_mail_) {
+        error(503, "5.5.1", "Need MAIL command", "sequence");
+        return false;
+    }
+    if (info_.recipients.empty()) {
+        error(554, "5.5.1", "No valid recipients", "no-recipients");
+        return false;
+    }
+    return ensure_message();
 }
 
 void Session::cmd_bdat(std::string_view arg) {
@@ -518,15 +524,7 @@ void Session::cmd_bdat(std::string_view arg) {
         error(503, "5.5.1", "BDAT needs EHLO", "sequence");
         return;
     }
-    if (!have_mail_) {
-        error(503, "5.5.1", "Need MAIL command", "sequence");
-        return;
-    }
-    if (info_.recipients.empty()) {
-        error(554, "5.5.1", "No valid recipients", "no-recipients");
-        return;
-    }
-    if (!ensure_message()) {
+    if (!ready_for_content()) {
         return;
     }
     if (!used_bdat_) {

@@ -116,6 +116,7 @@ private:
     void cmd_starttls(std::string_view arg);
 
     bool ensure_message();
+    bool ready_for_content();
     std::string received_header() const;
     void consume_data();
     void consume_bdat();
