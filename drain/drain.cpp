@@ -262,12 +262,14 @@ DrainSnapshot Drain::snapshot() const {
         m.concurrency_limit = allowed(st);
         m.in_flight = st.in_flight;
         m.best_latency_ms = st.pacing.best_latency_ms();
+        m.paused = st.paused;
         s.mailstores.push_back(std::move(m));
     }
     s.delivered = delivered_;
     s.deferred = deferred_;
     s.failed = failed_;
     s.expired = expired_;
+    s.poison = poison_;
     s.messages_delivered = messages_delivered_;
     const std::int64_t now_s = clock_.now_ms() / 1000;
     std::uint64_t sum = 0;
@@ -299,6 +301,9 @@ bool Drain::idle() const {
 }
 
 std::uint32_t Drain::allowed(const Store& s) const {
+    if (s.paused) {
+        return 0;
+    }
     return std::min(s.pacing.limit(), s.breaker.concurrency_cap());
 }
 
@@ -382,6 +387,17 @@ void Drain::housekeeping() {
             }
             paused_meta_ = p;
         }
+        for (auto& s : stores_) {
+            auto one = spool_.get_meta("paused." + s.mailstore->name());
+            if (one) {
+                const bool p = *one && **one == "1";
+                if (p != s.paused) {
+                    log::info("event=drain_pause mailstore={} paused={} by=spool",
+                              log::quote(s.mailstore->name()), p);
+                }
+                s.paused = p;
+            }
+        }
     }
     if (now >= next_promote_ms_) {
         next_promote_ms_ = now + kPromoteIntervalMs;
@@ -404,8 +420,58 @@ void Drain::housekeeping() {
             });
         }
     }
+    feed_dsn_lane(now);
     start_probes();
     pump();
+}
+
+void Drain::note_dsn(const spool::Envelope& env) {
+    bool queued = false;
+    std::optional<UnixMillis> due;
+    for (const auto& r : env.recipients) {
+        if (r.state == spool::RcptState::kQueued) {
+            queued = true;
+        } else if (r.state == spool::RcptState::kDeferred) {
+            due = std::min(due.value_or(r.next_attempt_ms), r.next_attempt_ms);
+        }
+    }
+    if (queued) {
+        dsn_queue_.push_back(env.id);
+    } else if (due) {
+        dsn_deferred_.emplace(*due, env.id);
+    }
+}
+
+void Drain::feed_dsn_lane(UnixMillis now) {
+    if (!dsn_store_) {
+        return;
+    }
+    if (!dsn_scan_done_) {
+        auto batch = spool_.envelopes_after(dsn_scan_after_, kDsnScanBatch);
+        if (!batch) {
+            log::warn("event=dsn_scan_failed error={}", log::quote(batch.error().describe()));
+        } else {
+            for (const auto& env : *batch) {
+                if ((env.flags & spool::kFlagDsn) != 0 && !env.held) {
+                    note_dsn(env);
+                }
+            }
+            if (!batch->empty()) {
+                dsn_scan_after_ = batch->back().id;
+            }
+            if (batch->size() < kDsnScanBatch) {
+                dsn_scan_done_ = true;
+                log::info("event=dsn_scan_done queued={} deferred={}", dsn_queue_.size(),
+                          dsn_deferred_.size());
+            }
+        }
+    }
+    // A DSN's retry moves it back to ready through promote_due; one whose promotion has
+    // not happened yet when it is tried is put back here for another second.
+    while (!dsn_deferred_.empty() && dsn_deferred_.begin()->first <= now) {
+        dsn_queue_.push_back(dsn_deferred_.begin()->second);
+        dsn_deferred_.erase(dsn_deferred_.begin());
+    }
 }
 
 void Drain::submit_write(std::string what, std::function<void(spool::Done)> submit) {
@@ -461,6 +527,23 @@ asio::awaitable<void> Drain::probe_one(std::size_t store) {
         log::info("event=probe mailstore={} ok=true", log::quote(s.mailstore->name()));
     }
     s.breaker.on_probe_result(status.has_value());
+    if (status) {
+        ++s.health_epoch;
+    }
+}
+
+bool Drain::poison_strike(QueueId id, Store& store) {
+    if (strikes_.size() >= kPoisonMemory && !strikes_.contains(id.value)) {
+        strikes_.clear();
+    }
+    Strikes& k = strikes_[id.value];
+    if (k.count == 0 || k.epoch != store.health_epoch) {
+        // The first strike, or the store has worked since the last one: this message
+        // keeps meeting trouble that others do not.
+        ++k.count;
+    }
+    k.epoch = store.health_epoch;
+    return k.count >= kPoisonStrikes;
 }
 
 void Drain::pump() {
@@ -557,7 +640,7 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
     // The scheduler feeds the first store; a message routed elsewhere (a DSN to the
     // smarthost) is delivered there, under that store's breaker.
     if (const std::size_t target = route(env); target != store) {
-        if (!stores_[target].breaker.admits()) {
+        if (allowed(stores_[target]) == 0) {
             co_return;
         }
         store = target;
@@ -576,6 +659,16 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
         }
     }
     if (indexes.empty()) {
+        if (dsn_store_ && store == *dsn_store_) {
+            // A deferred DSN not promoted yet: the lane looks again in a second.
+            for (const auto& r : env.recipients) {
+                if (r.state == spool::RcptState::kDeferred) {
+                    dsn_deferred_.emplace(std::max(r.next_attempt_ms, clock_.now_ms() + kPromoteIntervalMs),
+                                          env.id);
+                    break;
+                }
+            }
+        }
         co_return;
     }
     spool::Spool* spool = &spool_;
@@ -597,13 +690,19 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
     co_await asio::this_coro::reset_cancellation_state();
 
     Store& s = stores_[store];
+    bool poison = false;
     if (!stopping_) {
         // A delivery cut short by stop() says nothing about the store's health.
         const BreakerState before = s.breaker.state();
         if (result.mailstore_trouble) {
-            s.breaker.on_trouble();
-            s.pacing.on_trouble(started);
+            poison = poison_strike(id, s);
+            if (!poison) {
+                s.breaker.on_trouble();
+                s.pacing.on_trouble(started);
+            }
         } else {
+            strikes_.erase(id.value);
+            ++s.health_epoch;
             s.breaker.on_success();
             s.pacing.on_success(started);
         }
@@ -613,6 +712,21 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
     }
 
     const UnixMillis now = clock_.now_ms();
+    if (poison) {
+        // Its trouble is its own: an ordinary temporary failure, with backoff, so the
+        // rest of the queue flows and the message still gets its retries (and its
+        // retention) like any other deferred one.
+        ++poison_;
+        log::warn("event=poison_message id={} mailstore={} reply={} note=\"deferred: it met mailstore "
+                  "trouble {} times while the store worked for others\"",
+                  id.text(), log::quote(s.mailstore->name()),
+                  log::quote(result.session_reply ? result.session_reply->summary() : std::string()),
+                  kPoisonStrikes);
+        result.mailstore_trouble = false;
+        if (result.session_reply && !result.session_reply->transient()) {
+            result.session_reply = make_reply(451, "4.3.0", "mailstore trouble with this message");
+        }
+    }
     std::vector<spool::RecipientUpdate> updates = map_result(env, indexes, result, config_->drain, now);
     std::vector<spool::RecipientUpdate> bounced;
     std::uint64_t ok = 0;
@@ -639,6 +753,14 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
 
     const std::optional<QueueId> dsn_id = dsn ? std::optional<QueueId>(dsn->envelope.id) : std::nullopt;
     const bool retry_dsn = dsn_store_ && store == *dsn_store_ && result.mailstore_trouble;
+    std::optional<UnixMillis> dsn_retry_due; // a DSN the smarthost deferred (4xx)
+    if (dsn_store_ && store == *dsn_store_ && deferred > 0) {
+        for (const auto& u : updates) {
+            if (u.state == spool::RcptState::kDeferred) {
+                dsn_retry_due = std::max(dsn_retry_due.value_or(now), u.next_attempt_ms);
+            }
+        }
+    }
     std::function<void(spool::Done)> submit =
         [spool, id, updates, dsn](spool::Done done) mutable {
             spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
@@ -650,6 +772,10 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
     }
     if (status && retry_dsn) {
         dsn_queue_.push_back(id); // the smarthost was down: try again when it is back
+    } else if (status && dsn_retry_due) {
+        // The smarthost said 4xx: the retry goes through the lane too, not behind the
+        // mailstore's breaker.
+        dsn_deferred_.emplace(*dsn_retry_due, id);
     }
     if (!status) {
         // Not recorded: the message stays as it was and will be delivered again (the

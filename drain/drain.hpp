@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,7 @@ struct MailstoreStatus {
     std::uint32_t concurrency_limit = 0; // what pacing and the breaker allow now
     std::uint32_t in_flight = 0;
     std::int64_t best_latency_ms = 0;
+    bool paused = false; // by spoolctl pause --mailstore NAME (spool meta "paused.NAME")
 };
 
 struct DrainSnapshot {
@@ -56,6 +58,7 @@ struct DrainSnapshot {
     std::uint64_t deferred = 0;
     std::uint64_t failed = 0;
     std::uint64_t expired = 0;
+    std::uint64_t poison = 0;             // deliveries deferred as poison (kPoisonStrikes)
     std::uint64_t messages_delivered = 0; // messages with at least one recipient delivered
     double rate_per_s = 0;                // messages_delivered per second, last 10 s
 };
@@ -65,9 +68,18 @@ inline constexpr std::int64_t kPromoteIntervalMs = 1000;
 inline constexpr std::int64_t kPauseCheckIntervalMs = 1000;
 inline constexpr std::int64_t kExpiryIntervalMs = 5000;
 inline constexpr std::size_t kExpiryBatch = 256;
+inline constexpr std::size_t kDsnScanBatch = 2048; // envelopes per tick of the start-up scan
 inline constexpr std::chrono::milliseconds kTick{50};
 inline constexpr std::chrono::milliseconds kDefaultStopGrace{std::chrono::seconds(30)};
 inline constexpr std::size_t kBodyPieceBytes = 256 * 1024;
+// A message whose delivery met mailstore trouble this many times, each time after the
+// store had shown itself healthy (another delivery or a probe succeeded in between), is
+// taken to be the trouble itself (a poison message: it crashes or hangs the store's
+// delivery process). From then on its trouble defers it with backoff, counting an
+// attempt, and no longer counts against the store's breaker and pacing.
+inline constexpr std::uint32_t kPoisonStrikes = 3;
+// Most messages whose strikes are remembered; beyond it the record starts afresh.
+inline constexpr std::size_t kPoisonMemory = 100'000;
 
 class Drain {
 public:
@@ -105,8 +117,16 @@ private:
         ConcurrencyLimit pacing;
         RateLimiter rate;
         std::uint32_t in_flight = 0;
+        bool paused = false; // spool meta "paused.<name>"
         bool probing = false;
         std::unique_ptr<boost::asio::cancellation_signal> probe_cancel;
+        // Advances whenever the store proves healthy (a delivery answered, a probe
+        // succeeded): poison strikes count only across such evidence.
+        std::uint64_t health_epoch = 0;
+    };
+    struct Strikes {
+        std::uint32_t count = 0;
+        std::uint64_t epoch = 0; // the store's health_epoch at the last strike
     };
     struct InFlight {
         std::size_t store = 0;
@@ -122,6 +142,9 @@ private:
     void housekeeping();
     void pump();
     void pump_dsns();
+    // One batch of the start-up scan for DSNs; then, due deferred DSNs into the lane.
+    void feed_dsn_lane(UnixMillis now);
+    void note_dsn(const spool::Envelope& env);
     void launch(Pick pick, std::size_t store);
     void start_probes();
     void finish_delivery(QueueId id);
@@ -132,6 +155,9 @@ private:
     // Submits a spool write whose Done is posted back here, counted for stop().
     void submit_write(std::string what, std::function<void(spool::Done)> submit);
     void count_delivered_message();
+    // Notes mailstore trouble met by message `id` at `store`; true when the message is
+    // now judged to be poison (see kPoisonStrikes).
+    bool poison_strike(QueueId id, Store& store);
     void wake();
 
     boost::asio::any_io_executor executor_;
@@ -141,9 +167,15 @@ private:
     DsnBuilder make_dsn_;
     std::vector<Store> stores_;
     std::optional<std::size_t> dsn_store_; // index in stores_ of the DSN relay
-    // DSNs this process spooled, sent through the relay even while the mailstore is
-    // down. DSNs left from before a restart drain through the ordinary path.
+    // DSNs to send through the relay now, even while the mailstore is down: the ones
+    // this process spooled, the ones a start-up scan found in the spool (left from before
+    // a restart), and deferred ones whose retry came due.
     std::deque<QueueId> dsn_queue_;
+    // Deferred DSNs by the time of their next attempt.
+    std::multimap<UnixMillis, QueueId> dsn_deferred_;
+    // The start-up scan for DSNs walks the spool in id order, a batch per tick.
+    QueueId dsn_scan_after_{};
+    bool dsn_scan_done_ = false;
     Scheduler scheduler_;
     boost::asio::steady_timer wake_;
 
@@ -156,6 +188,7 @@ private:
     std::chrono::milliseconds stop_grace_{kDefaultStopGrace};
     std::vector<std::function<void()>> on_stopped_;
     std::unordered_map<std::uint64_t, InFlight> in_flight_;
+    std::unordered_map<std::uint64_t, Strikes> strikes_; // by queue id
     std::uint32_t writes_pending_ = 0;
     UnixMillis next_promote_ms_ = 0;
     UnixMillis next_pause_check_ms_ = 0;
@@ -166,6 +199,7 @@ private:
     std::uint64_t deferred_ = 0;
     std::uint64_t failed_ = 0;
     std::uint64_t expired_ = 0;
+    std::uint64_t poison_ = 0; // deliveries deferred as poison
     std::uint64_t messages_delivered_ = 0;
     static constexpr std::size_t kRateSeconds = 10;
     std::array<std::uint64_t, kRateSeconds> rate_count_{};

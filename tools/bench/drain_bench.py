@@ -30,7 +30,17 @@ SIZE = 10240
 
 
 def count_files(dovecot, users):
-    return sum(len(dovecot.messages(u)) for u in users)
+    """Messages in the users' Maildirs: one listdir per folder, nothing else (the poller
+    shares the two cores with Dovecot and spoold, so it must stay cheap)."""
+    n = 0
+    for u in users:
+        local, domain = u.split("@", 1)
+        for sub in ("new", "cur"):
+            try:
+                n += len(os.listdir(os.path.join(dovecot.dir, "mail", domain, local, sub)))
+            except FileNotFoundError:
+                pass
+    return n
 
 
 def dovecot_ceiling(work, concurrency, messages):
@@ -113,7 +123,7 @@ def main():
             while time.monotonic() < deadline:
                 time.sleep(0.05 if first_urgent is None else 1.0)
                 now = time.monotonic()
-                if first_urgent is None and dovecot.messages("urgent@example.com"):
+                if first_urgent is None and count_files(dovecot, ["urgent@example.com"]):
                     first_urgent = now - recovered
                 if now - last_t >= 1.0:
                     count = count_files(dovecot, users)
@@ -123,6 +133,11 @@ def main():
                     if count >= total:
                         break
             drain_time = time.monotonic() - recovered
+            # The rate through the drain, a tenth at a time: a store that slows as its
+            # mailbox grows shows here, and the ceiling above was measured on an empty one.
+            tenth = max(1, len(samples) // 10)
+            profile = [statistics.median(samples[i:i + tenth]) for i in range(0, len(samples), tenth)]
+            print("drain rate by tenth of the run (msg/s): " + " ".join(f"{r:.0f}" for r in profile))
             delivered = count_files(dovecot, users)
             steady = samples[2:-1] if len(samples) > 4 else samples
             rate = statistics.median(steady) if steady else 0

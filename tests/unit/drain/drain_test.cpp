@@ -83,12 +83,26 @@ struct Harness {
         run_until([] { return false; }, d);
     }
     DrainSnapshot snap() { return drain->snapshot(); }
+    // The smarthost DSNs go out through (before start()).
+    FakeMailstore* add_relay() {
+        auto m = std::make_unique<FakeMailstore>("smarthost");
+        relay = m.get();
+        drain->set_dsn_relay(std::move(m));
+        return relay;
+    }
+    // A DSN as the daemon spools it: null sender, flagged, to the original sender.
+    QueueId add_dsn(const std::string& to) {
+        const auto id = spool.add(0, {to}, "DSN\r\n", "");
+        spool.set_flags(id, spool::kFlagDsn);
+        return id;
+    }
 
     FakeClock clock;
     FakeSpool spool{clock};
     policy::Config config;
     boost::asio::io_context ioc;
     FakeMailstore* store = nullptr;
+    FakeMailstore* relay = nullptr;
     std::vector<DsnCall> dsn_calls;
     std::unique_ptr<Drain> drain;
 };
@@ -318,6 +332,166 @@ TEST_CASE("spoolctl pause (spool meta) and pause() stop new deliveries") {
     CHECK(h.spool.size() == 1);
     h.drain->pause(false);
     REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+}
+
+TEST_CASE("spoolctl pause --mailstore (spool meta paused.NAME) stops that mailstore only") {
+    Harness h;
+    h.spool.meta["paused.lmtp"] = "1";
+    for (int i = 0; i < 4; ++i) {
+        h.spool.add(1, {"user" + std::to_string(i) + "@example.com"});
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].paused; }));
+    CHECK_FALSE(h.snap().paused);
+    CHECK(h.snap().mailstores[0].concurrency_limit == 0);
+    h.run_for(150ms);
+    CHECK(h.store->attempts == 0);
+    // Another mailstore's flag does not touch this one.
+    h.spool.meta["paused.lmtp"] = "0";
+    h.spool.meta["paused.other"] = "1";
+    h.clock.advance_ms(1000);
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    CHECK_FALSE(h.snap().mailstores[0].paused);
+}
+
+TEST_CASE("a poison message is deferred after repeated trouble while the store works for others") {
+    Harness h;
+    const auto poison = h.spool.add(1, {"crash@example.com"});
+    std::vector<QueueId> good;
+    for (int i = 0; i < 30; ++i) {
+        good.push_back(h.spool.add(1, {"user" + std::to_string(i) + "@example.com"}));
+    }
+    int poison_tries = 0;
+    h.store->script = [&](const DeliveryRequest& r) {
+        DeliveryResult res;
+        if (r.recipients.at(0) == "crash@example.com") {
+            // What a store whose delivery process dies on this message answers.
+            ++poison_tries;
+            res.session_reply = make_reply(421, "4.4.2", "connection lost");
+            res.mailstore_trouble = true;
+            return res;
+        }
+        res.per_recipient.push_back(reply(250, "2.0.0"));
+        return res;
+    };
+    h.drain->start();
+    // Time passes in steps of a second: the scheduler comes back to the message at the
+    // head of its class, and a breaker opened meanwhile probes.
+    bool deferred = false;
+    for (int step = 0; step < 60 && !deferred; ++step) {
+        deferred = h.run_until([&] { return h.spool.size() == 1 && h.snap().poison == 1; }, 200ms);
+        h.clock.advance_ms(1000);
+    }
+    REQUIRE(deferred);
+    // Strikes count only across proof of health (others delivered, or a probe passed),
+    // so tries in a row without any may add up to a few more than the strikes.
+    CHECK(poison_tries >= static_cast<int>(kPoisonStrikes));
+    CHECK(poison_tries <= 2 * static_cast<int>(kPoisonStrikes));
+    const int tries_to_defer = poison_tries;
+    const auto& r = h.spool.env(poison).recipients[0];
+    CHECK(r.state == spool::RcptState::kDeferred);
+    CHECK(r.attempts == 1);
+    CHECK(r.last_response.starts_with("421 4.4.2"));
+    CHECK(h.snap().failed == 0);
+    for (const auto id : good) {
+        CHECK_FALSE(h.spool.contains(id));
+    }
+    // When it comes due it gets one more try, and is deferred again at once.
+    h.clock.advance_ms(60'000);
+    REQUIRE(h.run_until([&] { return h.spool.env(poison).recipients[0].attempts == 2; }));
+    CHECK(poison_tries == tries_to_defer + 1);
+    CHECK(h.spool.env(poison).recipients[0].state == spool::RcptState::kDeferred);
+    // Its trouble no longer counts against the store: new mail flows.
+    const auto late = h.spool.add(1, {"late@example.com"});
+    for (int step = 0; step < 30 && h.spool.contains(late); ++step) {
+        h.run_until([&] { return !h.spool.contains(late); }, 200ms);
+        h.clock.advance_ms(1000);
+    }
+    CHECK_FALSE(h.spool.contains(late));
+    CHECK(poison_tries == tries_to_defer + 1);
+}
+
+TEST_CASE("a store that is simply down makes no poison messages") {
+    auto config = test_config();
+    config.drain.initial_concurrency = 1;
+    Harness h(config);
+    h.store->up = false;
+    const auto id = h.spool.add(1, {"user@example.com"});
+    h.drain->start();
+    // Open, probe fails, ... many rounds of trouble with no sign of health in between.
+    for (int round = 0; round < 5; ++round) {
+        h.clock.advance_ms(8000);
+        h.run_for(30ms);
+    }
+    CHECK(h.snap().poison == 0);
+    CHECK(h.spool.env(id).recipients[0].state == spool::RcptState::kQueued);
+    CHECK(h.spool.env(id).recipients[0].attempts == 0);
+    h.store->up = true;
+    h.clock.advance_ms(8000);
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    CHECK(h.snap().poison == 0);
+}
+
+TEST_CASE("DSNs already in the spool at start go out through the relay while the mailstore is down") {
+    Harness h;
+    h.add_relay();
+    h.store->up = false;
+    h.spool.meta["paused.lmtp"] = "1"; // nothing goes through the mailstore's path
+    const auto mail = h.spool.add(1, {"user@example.com"});
+    const auto dsn = h.add_dsn("sender@remote.example");
+    const auto deferred_dsn = h.add_dsn("other@remote.example");
+    // This one was deferred by the smarthost before the restart; its retry is due later.
+    {
+        spool::RecipientUpdate u;
+        u.index = 0;
+        u.state = spool::RcptState::kDeferred;
+        u.next_attempt_ms = h.clock.now_ms() + 120'000;
+        u.response = "451 4.3.0 try later";
+        h.spool.record_outcome(deferred_dsn, {u}, std::nullopt, [](Status) {});
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return !h.spool.contains(dsn); }));
+    REQUIRE(h.relay->received.size() == 1);
+    CHECK(h.relay->received[0].recipients == std::vector<std::string>{"sender@remote.example"});
+    CHECK(h.spool.contains(mail));
+    CHECK(h.spool.contains(deferred_dsn));
+    CHECK(h.store->received.empty());
+
+    // The deferred DSN's retry comes due: promoted, then sent through the lane too.
+    h.clock.advance_ms(121'000);
+    REQUIRE(h.run_until([&] { return !h.spool.contains(deferred_dsn); }));
+    CHECK(h.relay->received.size() == 2);
+    CHECK(h.spool.contains(mail));
+}
+
+TEST_CASE("a DSN the smarthost defers is retried through the relay, not behind the mailstore") {
+    Harness h;
+    h.add_relay();
+    const auto dsn = h.add_dsn("sender@remote.example");
+    int tries = 0;
+    h.relay->script = [&](const DeliveryRequest&) {
+        DeliveryResult r;
+        r.per_recipient.push_back(++tries == 1 ? reply(451, "4.7.1") : reply(250, "2.0.0"));
+        return r;
+    };
+    h.store->up = false;
+    for (int i = 0; i < 3; ++i) {
+        h.spool.add(1, {"user" + std::to_string(i) + "@example.com"});
+    }
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return tries == 1; }));
+    REQUIRE(h.run_until([&] { return h.spool.env(dsn).recipients[0].state == spool::RcptState::kDeferred; }));
+    bool open = false;
+    for (int step = 0; step < 30 && !open; ++step) {
+        open = h.run_until([&] { return h.snap().mailstores[0].breaker == BreakerState::kOpen; }, 100ms);
+        h.clock.advance_ms(1000);
+    }
+    REQUIRE(open);
+    h.clock.advance_ms(61'000);
+    REQUIRE(h.run_until([&] { return !h.spool.contains(dsn); }));
+    CHECK(tries == 2);
+    CHECK(h.snap().mailstores[0].breaker != BreakerState::kClosed);
+    CHECK(h.spool.size() == 3);
 }
 
 TEST_CASE("expiry applies each class's action: bounce with a DSN, hold, discard") {

@@ -41,6 +41,7 @@ public:
         e.expires_ms = at;
         reindex(id.value);
     }
+    void set_flags(QueueId id, std::uint32_t flags) { msgs_.at(id.value).env.flags = flags; }
     bool contains(QueueId id) const { return msgs_.contains(id.value); }
     const spool::Envelope& env(QueueId id) const { return msgs_.at(id.value).env; }
     std::size_t size() const { return msgs_.size(); }
