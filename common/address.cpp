@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "common/utf8.hpp"
+
 namespace spoold::address {
 namespace {
 
@@ -158,37 +160,8 @@ bool iequals(std::string_view a, std::string_view b) {
 bool is_valid_utf8(std::string_view text) {
     std::size_t i = 0;
     while (i < text.size()) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t len = 0;
-        std::uint32_t cp = 0;
-        if ((c & 0xE0U) == 0xC0U) {
-            len = 2;
-            cp = c & 0x1FU;
-        } else if ((c & 0xF0U) == 0xE0U) {
-            len = 3;
-            cp = c & 0x0FU;
-        } else if ((c & 0xF8U) == 0xF0U) {
-            len = 4;
-            cp = c & 0x07U;
-        } else {
-            return false;
-        }
-        if (i + len > text.size()) {
-            return false;
-        }
-        for (std::size_t k = 1; k < len; ++k) {
-            const auto n = static_cast<unsigned char>(text[i + k]);
-            if ((n & 0xC0U) != 0x80U) {
-                return false;
-            }
-            cp = (cp << 6U) | (n & 0x3FU);
-        }
-        constexpr std::array<std::uint32_t, 5> kMinForLength{0, 0, 0x80, 0x800, 0x10000};
-        if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+        const std::size_t len = utf8::sequence_length(text, i);
+        if (len == 0) {
             return false;
         }
         i += len;

@@ -1,9 +1,11 @@
 #include "daemon/daemon.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstring>
+#include <limits>
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -368,7 +370,12 @@ void Daemon::update_admission() {
     } else if (space->fs_free_bytes < sc.min_free_disk) {
         intake_->set_accepting(false, fmt::format("{} bytes free on disk", space->fs_free_bytes));
     } else {
-        intake_->set_accepting(true, "");
+        // Until the next sample, admit only what still fits under both limits: at full
+        // ingest speed a tick's worth of mail would otherwise overshoot the watermark.
+        const std::uint64_t room = std::min(limit - space->used_bytes, space->fs_free_bytes - sc.min_free_disk);
+        intake_->set_accepting(true, "",
+                               static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                   room, static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))));
     }
 }
 

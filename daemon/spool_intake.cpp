@@ -12,9 +12,9 @@ namespace {
 class SpoolIncomingMessage final : public smtp::IncomingMessage {
 public:
     SpoolIncomingMessage(spool::Spool& spool, std::shared_ptr<const IntakeHooks> hooks,
-                         const Clock& clock, std::shared_ptr<std::atomic<std::uint64_t>> accepted)
+                         const Clock& clock, std::shared_ptr<IntakeCounters> shared)
         : spool_(spool), hooks_(std::move(hooks)), clock_(clock), id_(spool.new_id()),
-          arrival_ms_(clock.now_ms()), accepted_(std::move(accepted)) {}
+          arrival_ms_(clock.now_ms()), shared_(std::move(shared)) {}
 
     ~SpoolIncomingMessage() override { rollback(); }
 
@@ -35,6 +35,7 @@ public:
         staged_ = true;
         std::string chunk;
         chunk.swap(buffer_);
+        shared_->budget.fetch_sub(static_cast<std::int64_t>(chunk.size()), std::memory_order_relaxed);
         spool_.append_staged(id_, std::move(chunk), std::move(done));
     }
 
@@ -72,10 +73,12 @@ public:
             env.recipients.push_back(std::move(rcpt));
         }
         msg.body.swap(buffer_);
+        shared_->budget.fetch_sub(static_cast<std::int64_t>(msg.body.size()) + kMessageOverheadBytes,
+                                  std::memory_order_relaxed);
         header_.clear();
         header_.shrink_to_fit();
 
-        auto finish = [done = std::move(done), name = decision.name, accepted = accepted_,
+        auto finish = [done = std::move(done), name = decision.name, shared = shared_,
                        size = size_](Status st) {
             auto& m = metrics::spoold_metrics();
             if (!st) {
@@ -87,7 +90,7 @@ public:
                 done(tl::unexpected(st.error()));
                 return;
             }
-            accepted->fetch_add(1, std::memory_order_relaxed);
+            shared->accepted.fetch_add(1, std::memory_order_relaxed);
             m.messages_accepted_total.with({name}).inc();
             m.accepted_bytes_total.inc(size);
             done(smtp::CommitInfo{name});
@@ -123,7 +126,7 @@ private:
     UnixMillis arrival_ms_;
     std::string buffer_;
     std::string header_;
-    std::shared_ptr<std::atomic<std::uint64_t>> accepted_;
+    std::shared_ptr<IntakeCounters> shared_;
     std::uint64_t size_ = 0;
     bool staged_ = false;
     bool committed_ = false;
@@ -136,7 +139,8 @@ SpoolIntake::SpoolIntake(spool::Spool& spool, IntakeHooks hooks, const Clock& cl
     : spool_(spool), hooks_(std::make_shared<const IntakeHooks>(std::move(hooks))), clock_(clock) {}
 
 Status SpoolIntake::admit() {
-    if (!accepting_.load(std::memory_order_relaxed)) {
+    if (!accepting_.load(std::memory_order_relaxed) ||
+        shared_->budget.load(std::memory_order_relaxed) <= 0) {
         metrics::spoold_metrics().messages_rejected_total.with({std::string(metrics::kRejectSpoolFull)}).inc();
         return fail(ErrorKind::kSpoolFull, "spool above its watermark");
     }
@@ -148,10 +152,11 @@ smtp::RecipientVerdict SpoolIntake::check_recipient(const std::string& address) 
 }
 
 Result<std::unique_ptr<smtp::IncomingMessage>> SpoolIntake::begin() {
-    return std::make_unique<SpoolIncomingMessage>(spool_, hooks(), clock_, accepted_);
+    return std::make_unique<SpoolIncomingMessage>(spool_, hooks(), clock_, shared_);
 }
 
-void SpoolIntake::set_accepting(bool accepting, std::string reason) {
+void SpoolIntake::set_accepting(bool accepting, std::string reason, std::int64_t budget) {
+    shared_->budget.store(budget, std::memory_order_relaxed);
     const bool was = accepting_.exchange(accepting);
     if (was != accepting) {
         if (accepting) {

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,16 @@ struct IntakeHooks {
     std::function<ClassDecision(const ClassifyInput&, UnixMillis arrival_ms)> classify;
 };
 
+// What in-flight messages update as they are written to the spool.
+struct IntakeCounters {
+    std::atomic<std::uint64_t> accepted{0}; // messages committed (250 sent)
+    // Bytes that may still be written before the next admission sample; may go negative.
+    std::atomic<std::int64_t> budget{std::numeric_limits<std::int64_t>::max()};
+};
+// Spool bytes a message costs beyond its body (envelope record, index entries, the
+// last body page): charged against the admission budget.
+inline constexpr std::int64_t kMessageOverheadBytes = 4096;
+
 // Bodies up to this size stay in memory and are committed in one operation; larger
 // ones are staged in chunks of this size, so a 50 MiB message costs a few of these.
 inline constexpr std::size_t kStageThreshold = 128 * 1024;
@@ -46,10 +57,14 @@ public:
     Result<std::unique_ptr<smtp::IncomingMessage>> begin() override;
 
     // Called by the daemon's admission timer: false makes admit() answer kSpoolFull.
-    void set_accepting(bool accepting, std::string reason);
+    // `budget` is how many more bytes may be written to the spool before the next call
+    // (room below the watermark and above min_free_disk): admit() refuses once messages
+    // committed or staged since have used it, so the watermark holds between samples.
+    void set_accepting(bool accepting, std::string reason,
+                       std::int64_t budget = std::numeric_limits<std::int64_t>::max());
     void set_hooks(IntakeHooks hooks);
     // Messages committed (250 sent) since start.
-    std::uint64_t accepted_total() const { return accepted_->load(std::memory_order_relaxed); }
+    std::uint64_t accepted_total() const { return shared_->accepted.load(std::memory_order_relaxed); }
 
 private:
     std::shared_ptr<const IntakeHooks> hooks() const;
@@ -60,7 +75,7 @@ private:
     const Clock& clock_;
     std::atomic<bool> accepting_{true};
     // Shared with in-flight messages, whose commit callbacks may outlive a reload.
-    std::shared_ptr<std::atomic<std::uint64_t>> accepted_ = std::make_shared<std::atomic<std::uint64_t>>(0);
+    std::shared_ptr<IntakeCounters> shared_ = std::make_shared<IntakeCounters>();
 };
 
 } // namespace spoold::daemon

@@ -173,6 +173,41 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
                                 ConcurrencyLimit(pacing_options(config), clock),
                                 RateLimiter(config.drain.max_rate, clock)});
     }
+    mailstore_count_ = stores_.size();
+    build_routes(config);
+    admit_ = [this](const std::vector<std::string>& recipients, std::uint32_t flags) {
+        const UnixMillis now = clock_.now_ms();
+        if (mailstore_count_ == 1 && (flags & spool::kFlagDsn) == 0) {
+            return true; // pump() asks only while the one mailstore has room
+        }
+        return std::any_of(recipients.begin(), recipients.end(), [&](const std::string& r) {
+            return has_room(stores_[route(r, flags)], now);
+        });
+    };
+}
+
+void Drain::build_routes(const policy::Config& config) {
+    routes_.clear();
+    default_store_ = 0;
+    bool have_default = false;
+    for (const auto& mc : config.mailstores) {
+        // By name: the connectors are built once, a reload may only move domains.
+        const auto it = std::find_if(stores_.begin(), stores_.begin() + static_cast<std::ptrdiff_t>(mailstore_count_),
+                                     [&](const Store& st) { return st.mailstore->name() == mc.name; });
+        if (it == stores_.begin() + static_cast<std::ptrdiff_t>(mailstore_count_)) {
+            log::warn("event=drain_route_skipped mailstore={} note=\"not running; a new mailstore needs a "
+                      "restart\"", log::quote(mc.name));
+            continue;
+        }
+        const auto index = static_cast<std::size_t>(it - stores_.begin());
+        if (mc.domains.empty() && !have_default) {
+            default_store_ = index;
+            have_default = true;
+        }
+        for (const auto& d : mc.domains) {
+            routes_.emplace(d, index);
+        }
+    }
 }
 
 Drain::~Drain() {
@@ -233,6 +268,7 @@ void Drain::apply_config(std::shared_ptr<const policy::Config> config) {
         s.pacing.reconfigure(pacing_options(*config_));
         s.rate.set_rate(config_->drain.max_rate);
     }
+    build_routes(*config_);
     scheduler_.reconfigure(scheduler_options(*config_));
     log::info("event=drain_reconfigured max_concurrency={} max_rate={} classes={}",
               config_->drain.max_concurrency, config_->drain.max_rate, config_->classes.size());
@@ -307,13 +343,38 @@ std::uint32_t Drain::allowed(const Store& s) const {
     return std::min(s.pacing.limit(), s.breaker.concurrency_cap());
 }
 
-std::size_t Drain::route(const spool::Envelope& env) const {
-    // DSNs leave through the smarthost; everything else goes to the mailstore. Routing by
-    // recipient domain to several stores would go here too.
-    if (dsn_store_ && (env.flags & spool::kFlagDsn) != 0) {
+std::size_t Drain::route(std::string_view address, std::uint32_t flags) const {
+    if (dsn_store_ && (flags & spool::kFlagDsn) != 0) {
         return *dsn_store_;
     }
-    return 0;
+    if (routes_.empty()) {
+        return default_store_;
+    }
+    const auto at = address.rfind('@');
+    if (at == std::string_view::npos) {
+        return default_store_;
+    }
+    std::string domain(address.substr(at + 1));
+    std::transform(domain.begin(), domain.end(), domain.begin(), [](unsigned char c) {
+        return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    });
+    const auto it = routes_.find(domain);
+    return it == routes_.end() ? default_store_ : it->second;
+}
+
+bool Drain::has_room(const Store& s, UnixMillis now) const {
+    return s.in_flight < allowed(s) && s.rate.next_available_ms() <= now;
+}
+
+std::vector<std::size_t> Drain::stores_with_room(const Pick& pick, UnixMillis now) const {
+    std::vector<std::size_t> out;
+    for (const auto& r : scheduler_.leased_recipients(pick.id)) {
+        const std::size_t st = route(r, pick.flags);
+        if (std::find(out.begin(), out.end(), st) == out.end() && has_room(stores_[st], now)) {
+            out.push_back(st);
+        }
+    }
+    return out;
 }
 
 void Drain::set_dsn_relay(std::unique_ptr<Mailstore> relay) {
@@ -532,11 +593,15 @@ asio::awaitable<void> Drain::probe_one(std::size_t store) {
     }
 }
 
-bool Drain::poison_strike(QueueId id, Store& store) {
+bool Drain::poison_strike(QueueId id, std::size_t index) {
     if (strikes_.size() >= kPoisonMemory && !strikes_.contains(id.value)) {
         strikes_.clear();
     }
+    const Store& store = stores_[index];
     Strikes& k = strikes_[id.value];
+    if (k.store != index) {
+        k = Strikes{0, 0, index}; // strikes at one store say nothing about another
+    }
     if (k.count == 0 || k.epoch != store.health_epoch) {
         // The first strike, or the store has worked since the last one: this message
         // keeps meeting trouble that others do not.
@@ -555,19 +620,24 @@ void Drain::pump() {
         return;
     }
     pump_dsns();
-    // With one store the scheduler's pick goes to it; route() keeps the seam for more.
-    const std::size_t store = 0;
     for (;;) {
-        Store& s = stores_[store];
-        if (s.in_flight >= allowed(s) || s.rate.next_available_ms() > now) {
+        // The scheduler is asked only while some mailstore has room: a store that is
+        // down or paused costs no scanning of its backlog.
+        bool room = false;
+        for (std::size_t i = 0; i < mailstore_count_ && !room; ++i) {
+            room = has_room(stores_[i], now);
+        }
+        if (!room) {
             return;
         }
-        const auto pick = scheduler_.next();
+        const auto pick = scheduler_.next(admit_);
         if (!pick) {
             return;
         }
-        (void)s.rate.try_acquire();
-        launch(*pick, store);
+        auto stores = stores_with_room(*pick, now);
+        if (!launch(*pick, std::move(stores))) {
+            return;
+        }
     }
 }
 
@@ -577,25 +647,31 @@ void Drain::pump_dsns() {
     if (!dsn_store_) {
         return;
     }
-    Store& d = stores_[*dsn_store_];
-    while (!dsn_queue_.empty() && d.breaker.admits() && d.in_flight < allowed(d)) {
+    const UnixMillis now = clock_.now_ms();
+    while (!dsn_queue_.empty() && has_room(stores_[*dsn_store_], now)) {
         const QueueId id = dsn_queue_.front();
         dsn_queue_.pop_front();
         if (!scheduler_.lease(id)) {
             continue; // the scheduler handed it out already
         }
-        launch(Pick{id, 0}, *dsn_store_);
+        (void)launch(Pick{id, 0, spool::kFlagDsn}, {*dsn_store_});
     }
 }
 
-void Drain::launch(Pick pick, std::size_t store) {
-    Store& s = stores_[store];
-    ++s.in_flight;
-    InFlight f{store, std::make_unique<asio::cancellation_signal>()};
-    auto slot = f.cancel->slot();
+bool Drain::launch(Pick pick, std::vector<std::size_t> stores) {
     const QueueId id = pick.id;
+    if (stores.empty()) {
+        scheduler_.release(id);
+        return false;
+    }
+    for (const std::size_t st : stores) {
+        ++stores_[st].in_flight;
+        (void)stores_[st].rate.try_acquire();
+    }
+    InFlight f{stores, std::make_unique<asio::cancellation_signal>()};
+    auto slot = f.cancel->slot();
     in_flight_.emplace(id.value, std::move(f));
-    asio::co_spawn(executor_, deliver_one(pick, store),
+    asio::co_spawn(executor_, deliver_one(pick, std::move(stores)),
                    asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e) {
                        if (e) {
                            log::error("event=delivery_failed id={} error={}", id.text(),
@@ -603,14 +679,17 @@ void Drain::launch(Pick pick, std::size_t store) {
                        }
                        finish_delivery(id);
                    }));
+    return true;
 }
 
 void Drain::finish_delivery(QueueId id) {
     const auto it = in_flight_.find(id.value);
     if (it != in_flight_.end()) {
-        Store& s = stores_[it->second.store];
-        if (s.in_flight > 0) {
-            --s.in_flight;
+        for (const std::size_t st : it->second.stores) {
+            Store& s = stores_[st];
+            if (s.in_flight > 0) {
+                --s.in_flight;
+            }
         }
         // Destroyed later: this runs as the handler bound to the signal's slot.
         asio::post(executor_, [sig = std::move(it->second.cancel)] {});
@@ -624,55 +703,18 @@ void Drain::finish_delivery(QueueId id) {
     pump();
 }
 
-asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
-    co_await asio::this_coro::throw_if_cancelled(false);
-    auto got = spool_.get(pick.id);
-    if (!got) {
-        log::warn("event=delivery_read_failed id={} error={}", pick.id.text(),
-                  log::quote(got.error().describe()));
-        local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
-        co_return;
-    }
-    if (!*got || (*got)->held) {
-        co_return; // gone or held since the scheduler looked
-    }
-    const spool::Envelope env = std::move(**got);
-    // The scheduler feeds the first store; a message routed elsewhere (a DSN to the
-    // smarthost) is delivered there, under that store's breaker.
-    if (const std::size_t target = route(env); target != store) {
-        if (allowed(stores_[target]) == 0) {
-            co_return;
-        }
-        store = target;
-    }
+asio::awaitable<DeliveryResult> Drain::deliver_group(const spool::Envelope& env, const Group& group) {
+    const QueueId id = env.id;
     DeliveryRequest request;
-    request.id = env.id;
+    request.id = id;
     request.mail_from = env.mail_from;
     request.size = env.size;
     request.smtputf8 = (env.flags & spool::kFlagSmtpUtf8) != 0;
     request.eight_bit_mime = (env.flags & spool::kFlag8BitMime) != 0;
-    std::vector<std::uint32_t> indexes;
-    for (std::uint32_t i = 0; i < env.recipients.size(); ++i) {
-        if (env.recipients[i].state == spool::RcptState::kQueued) {
-            indexes.push_back(i);
-            request.recipients.push_back(env.recipients[i].address);
-        }
-    }
-    if (indexes.empty()) {
-        if (dsn_store_ && store == *dsn_store_) {
-            // A deferred DSN not promoted yet: the lane looks again in a second.
-            for (const auto& r : env.recipients) {
-                if (r.state == spool::RcptState::kDeferred) {
-                    dsn_deferred_.emplace(std::max(r.next_attempt_ms, clock_.now_ms() + kPromoteIntervalMs),
-                                          env.id);
-                    break;
-                }
-            }
-        }
-        co_return;
+    for (const std::uint32_t i : group.indexes) {
+        request.recipients.push_back(env.recipients[i].address);
     }
     spool::Spool* spool = &spool_;
-    const QueueId id = env.id;
     request.read_body = [spool, id](std::uint32_t from_chunk, std::size_t max_bytes) {
         return spool->read_body(id, from_chunk, max_bytes);
     };
@@ -680,7 +722,7 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
     const UnixMillis started = clock_.now_ms();
     DeliveryResult result;
     try {
-        result = co_await stores_[store].mailstore->deliver(std::move(request));
+        result = co_await stores_[group.store].mailstore->deliver(std::move(request));
     } catch (const std::exception& e) {
         // Connectors report peer trouble in the result; an exception is a bug or a
         // cancellation (stop). Either way nothing is known: keep the recipients queued.
@@ -689,13 +731,13 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
     }
     co_await asio::this_coro::reset_cancellation_state();
 
-    Store& s = stores_[store];
+    Store& s = stores_[group.store];
     bool poison = false;
     if (!stopping_) {
         // A delivery cut short by stop() says nothing about the store's health.
         const BreakerState before = s.breaker.state();
         if (result.mailstore_trouble) {
-            poison = poison_strike(id, s);
+            poison = poison_strike(id, group.store);
             if (!poison) {
                 s.breaker.on_trouble();
                 s.pacing.on_trouble(started);
@@ -710,8 +752,6 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
             s.pacing.restart(); // recovered: slow start
         }
     }
-
-    const UnixMillis now = clock_.now_ms();
     if (poison) {
         // Its trouble is its own: an ordinary temporary failure, with backoff, so the
         // rest of the queue flows and the message still gets its retries (and its
@@ -727,13 +767,88 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
             result.session_reply = make_reply(451, "4.3.0", "mailstore trouble with this message");
         }
     }
-    std::vector<spool::RecipientUpdate> updates = map_result(env, indexes, result, config_->drain, now);
+    log::debug("event=delivery id={} mailstore={} recipients={} trouble={} ms={}", id.text(),
+               log::quote(s.mailstore->name()), group.indexes.size(), result.mailstore_trouble,
+               clock_.now_ms() - started);
+    co_return result;
+}
+
+asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> stores) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto got = spool_.get(pick.id);
+    if (!got) {
+        log::warn("event=delivery_read_failed id={} error={}", pick.id.text(),
+                  log::quote(got.error().describe()));
+        local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
+        co_return;
+    }
+    if (!*got || (*got)->held) {
+        co_return; // gone or held since the scheduler looked
+    }
+    const spool::Envelope env = std::move(**got);
+    const QueueId id = env.id;
+    const bool via_relay = dsn_store_ && std::find(stores.begin(), stores.end(), *dsn_store_) != stores.end();
+
+    // The queued recipients by the store they go to, for the stores a slot was taken in;
+    // the others stay queued for a later round (their store is busy, down or paused).
+    std::vector<Group> groups;
+    for (std::uint32_t i = 0; i < env.recipients.size(); ++i) {
+        if (env.recipients[i].state != spool::RcptState::kQueued) {
+            continue;
+        }
+        const std::size_t st = route(env.recipients[i].address, env.flags);
+        if (std::find(stores.begin(), stores.end(), st) == stores.end()) {
+            continue;
+        }
+        auto g = std::find_if(groups.begin(), groups.end(), [&](const Group& x) { return x.store == st; });
+        if (g == groups.end()) {
+            groups.push_back(Group{st, {}});
+            g = groups.end() - 1;
+        }
+        g->indexes.push_back(i);
+    }
+    if (groups.empty()) {
+        if (via_relay) {
+            // A deferred DSN not promoted yet: the lane looks again in a second.
+            for (const auto& r : env.recipients) {
+                if (r.state == spool::RcptState::kDeferred) {
+                    dsn_deferred_.emplace(std::max(r.next_attempt_ms, clock_.now_ms() + kPromoteIntervalMs),
+                                          env.id);
+                    break;
+                }
+            }
+        }
+        co_return;
+    }
+
+    // One transaction per store, one after the other; one commit for all the outcomes.
+    std::vector<spool::RecipientUpdate> updates;
+    bool relay_trouble = false;
+    for (const Group& group : groups) {
+        const DeliveryResult result = co_await deliver_group(env, group);
+        auto mapped = map_result(env, group.indexes, result, config_->drain, clock_.now_ms());
+        if (dsn_store_ && group.store == *dsn_store_ && result.mailstore_trouble) {
+            relay_trouble = true;
+        }
+        std::move(mapped.begin(), mapped.end(), std::back_inserter(updates));
+        if (stopping_) {
+            break; // the remaining groups stay queued
+        }
+    }
+
+    const UnixMillis now = clock_.now_ms();
     std::vector<spool::RecipientUpdate> bounced;
     std::uint64_t ok = 0;
     std::uint64_t deferred = 0;
+    std::optional<UnixMillis> dsn_retry_due; // a DSN the smarthost deferred (4xx)
     for (const auto& u : updates) {
         ok += u.state == spool::RcptState::kDelivered ? 1 : 0;
-        deferred += u.state == spool::RcptState::kDeferred ? 1 : 0;
+        if (u.state == spool::RcptState::kDeferred) {
+            ++deferred;
+            if (via_relay) {
+                dsn_retry_due = std::max(dsn_retry_due.value_or(now), u.next_attempt_ms);
+            }
+        }
         if (u.state == spool::RcptState::kFailed) {
             bounced.push_back(u);
         }
@@ -746,37 +861,15 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
             log::error("event=dsn_build_failed id={} error={}", id.text(), log::quote(e.what()));
         }
     }
-    log::debug("event=delivery id={} mailstore={} recipients={} delivered={} deferred={} failed={} "
-               "trouble={} ms={}",
-               id.text(), log::quote(s.mailstore->name()), updates.size(), ok, deferred,
-               bounced.size(), result.mailstore_trouble, now - started);
 
     const std::optional<QueueId> dsn_id = dsn ? std::optional<QueueId>(dsn->envelope.id) : std::nullopt;
-    const bool retry_dsn = dsn_store_ && store == *dsn_store_ && result.mailstore_trouble;
-    std::optional<UnixMillis> dsn_retry_due; // a DSN the smarthost deferred (4xx)
-    if (dsn_store_ && store == *dsn_store_ && deferred > 0) {
-        for (const auto& u : updates) {
-            if (u.state == spool::RcptState::kDeferred) {
-                dsn_retry_due = std::max(dsn_retry_due.value_or(now), u.next_attempt_ms);
-            }
-        }
-    }
+    spool::Spool* spool = &spool_;
     std::function<void(spool::Done)> submit =
-        [spool, id, updates, dsn](spool::Done done) mutable {
+        [spool, id, updates = std::move(updates), dsn = std::move(dsn)](spool::Done done) mutable {
             spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
         };
     auto commit = async_spool_write(executor_, std::move(submit), asio::use_awaitable);
     const Status status = co_await std::move(commit);
-    if (status && dsn_id && dsn_store_) {
-        dsn_queue_.push_back(*dsn_id);
-    }
-    if (status && retry_dsn) {
-        dsn_queue_.push_back(id); // the smarthost was down: try again when it is back
-    } else if (status && dsn_retry_due) {
-        // The smarthost said 4xx: the retry goes through the lane too, not behind the
-        // mailstore's breaker.
-        dsn_deferred_.emplace(*dsn_retry_due, id);
-    }
     if (!status) {
         // Not recorded: the message stays as it was and will be delivered again (the
         // at-least-once window). Back off so a broken spool is not hammered.
@@ -784,6 +877,16 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::size_t store) {
                    log::quote(status.error().describe()));
         local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
         co_return;
+    }
+    if (dsn_id && dsn_store_) {
+        dsn_queue_.push_back(*dsn_id);
+    }
+    if (relay_trouble) {
+        dsn_queue_.push_back(id); // the smarthost was down: try again when it is back
+    } else if (dsn_retry_due) {
+        // The smarthost said 4xx: the retry goes through the lane too, not behind the
+        // mailstore's breaker.
+        dsn_deferred_.emplace(*dsn_retry_due, id);
     }
     delivered_ += ok;
     deferred_ += deferred;

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -104,8 +105,8 @@ public:
     void reconfigure(std::shared_ptr<const policy::Config> config);
     void pause(bool paused);
     // The SMTP relay (bounces.smarthost) that DSNs we generated (kFlagDsn) go out
-    // through, with its own breaker. Call before start(). Without it DSNs go to the
-    // first mailstore like any other message.
+    // through, with its own breaker. Call before start(). Without it DSNs are routed by
+    // recipient domain like any other message (to the default mailstore).
     void set_dsn_relay(std::unique_ptr<Mailstore> relay);
     // Call on the executor (status and metrics handlers run there).
     DrainSnapshot snapshot() const;
@@ -127,14 +128,23 @@ private:
     struct Strikes {
         std::uint32_t count = 0;
         std::uint64_t epoch = 0; // the store's health_epoch at the last strike
+        std::size_t store = 0;
     };
     struct InFlight {
-        std::size_t store = 0;
+        std::vector<std::size_t> stores; // the stores a slot was taken in
         std::unique_ptr<boost::asio::cancellation_signal> cancel;
+    };
+    // The queued recipients of one message that go to one store (positions in the
+    // envelope), delivered in one transaction.
+    struct Group {
+        std::size_t store = 0;
+        std::vector<std::uint32_t> indexes;
     };
 
     boost::asio::awaitable<void> run();
-    boost::asio::awaitable<void> deliver_one(Pick pick, std::size_t store);
+    boost::asio::awaitable<void> deliver_one(Pick pick, std::vector<std::size_t> stores);
+    // Delivers one group and feeds the store's breaker and pacing with the result.
+    boost::asio::awaitable<DeliveryResult> deliver_group(const spool::Envelope& env, const Group& group);
     boost::asio::awaitable<void> probe_one(std::size_t store);
     boost::asio::awaitable<void> expire_batch(std::vector<QueueId> ids);
 
@@ -145,19 +155,27 @@ private:
     // One batch of the start-up scan for DSNs; then, due deferred DSNs into the lane.
     void feed_dsn_lane(UnixMillis now);
     void note_dsn(const spool::Envelope& env);
-    void launch(Pick pick, std::size_t store);
+    // Takes a slot in each store in `stores` (that has room) and starts the delivery;
+    // false (and the lease released) when none had room.
+    bool launch(Pick pick, std::vector<std::size_t> stores);
+    // The stores `pick`'s recipients go to that have room now.
+    std::vector<std::size_t> stores_with_room(const Pick& pick, UnixMillis now) const;
+    bool has_room(const Store& s, UnixMillis now) const;
     void start_probes();
     void finish_delivery(QueueId id);
     bool idle() const;
     bool paused() const { return paused_local_ || paused_meta_; }
-    std::size_t route(const spool::Envelope& env) const;
+    // Where a recipient of a message with `flags` is delivered: the DSN relay for our
+    // DSNs, else the mailstore that lists its domain, else the default mailstore.
+    std::size_t route(std::string_view address, std::uint32_t flags) const;
+    void build_routes(const policy::Config& config);
     std::uint32_t allowed(const Store& s) const;
     // Submits a spool write whose Done is posted back here, counted for stop().
     void submit_write(std::string what, std::function<void(spool::Done)> submit);
     void count_delivered_message();
     // Notes mailstore trouble met by message `id` at `store`; true when the message is
     // now judged to be poison (see kPoisonStrikes).
-    bool poison_strike(QueueId id, Store& store);
+    bool poison_strike(QueueId id, std::size_t store);
     void wake();
 
     boost::asio::any_io_executor executor_;
@@ -166,7 +184,11 @@ private:
     const Clock& clock_;
     DsnBuilder make_dsn_;
     std::vector<Store> stores_;
+    std::size_t mailstore_count_ = 0;      // stores_[0, count) are Config::mailstores
     std::optional<std::size_t> dsn_store_; // index in stores_ of the DSN relay
+    std::unordered_map<std::string, std::size_t> routes_; // lower-cased domain -> store
+    std::size_t default_store_ = 0;
+    Admit admit_; // the scheduler's filter: some store the candidate goes to has room
     // DSNs to send through the relay now, even while the mailstore is down: the ones
     // this process spooled, the ones a start-up scan found in the spool (left from before
     // a restart), and deferred ones whose retry came due.

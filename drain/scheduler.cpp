@@ -59,12 +59,19 @@ std::uint32_t Scheduler::in_flight_to(const std::string& address) const {
     return it == per_recipient_.end() ? 0 : it->second;
 }
 
-bool Scheduler::blocked(const Candidate& c) const {
+bool Scheduler::blocked(const Candidate& c, const Admit& admit) const {
     const std::uint32_t cap = std::max<std::uint32_t>(1, options_.max_per_recipient);
-    return std::any_of(c.recipients.begin(), c.recipients.end(), [&](const std::string& r) {
+    const bool busy = std::any_of(c.recipients.begin(), c.recipients.end(), [&](const std::string& r) {
         const auto it = per_recipient_.find(r);
         return it != per_recipient_.end() && it->second >= cap;
     });
+    return busy || (admit && !admit(c.recipients, c.flags));
+}
+
+const std::vector<std::string>& Scheduler::leased_recipients(QueueId id) const {
+    static const std::vector<std::string> kNone;
+    const auto it = leases_.find(id.value);
+    return it == leases_.end() ? kNone : it->second;
 }
 
 Pick Scheduler::take(spool::ClassId klass, std::deque<Candidate>::iterator it) {
@@ -76,7 +83,7 @@ Pick Scheduler::take(spool::ClassId klass, std::deque<Candidate>::iterator it) {
     }
     const QueueId id = c.id;
     leases_.emplace(id.value, std::move(c.recipients));
-    return Pick{id, klass};
+    return Pick{id, klass, c.flags};
 }
 
 void Scheduler::release(QueueId id) {
@@ -125,7 +132,7 @@ bool Scheduler::refill(spool::ClassId klass, std::size_t& budget) {
         if (e.held || e.klass != klass) {
             continue; // the index was read a moment before a hold or set-class
         }
-        Candidate c{id, {}};
+        Candidate c{id, {}, e.flags};
         for (const auto& r : e.recipients) {
             if (r.state == spool::RcptState::kQueued) {
                 c.recipients.push_back(lower(r.address));
@@ -139,7 +146,7 @@ bool Scheduler::refill(spool::ClassId klass, std::size_t& budget) {
     return true;
 }
 
-std::optional<Pick> Scheduler::pick_from(spool::ClassId klass) {
+std::optional<Pick> Scheduler::pick_from(spool::ClassId klass, const Admit& admit) {
     auto& q = classes_[klass];
     if (q.idle_until_ms > clock_.now_ms()) {
         return std::nullopt;
@@ -151,7 +158,7 @@ std::optional<Pick> Scheduler::pick_from(spool::ClassId klass) {
     for (;;) {
         for (auto it = q.buffer.begin() + static_cast<std::ptrdiff_t>(scanned);
              it != q.buffer.end(); ++it, ++scanned) {
-            if (!blocked(*it)) {
+            if (!blocked(*it, admit)) {
                 return take(klass, it);
             }
         }
@@ -186,7 +193,7 @@ std::optional<Pick> Scheduler::pick_from(spool::ClassId klass) {
     }
 }
 
-std::optional<Pick> Scheduler::next() {
+std::optional<Pick> Scheduler::next(const Admit& admit) {
     const UnixMillis now = clock_.now_ms();
     if (now - last_refresh_ms_ >= options_.refresh.count()) {
         refresh();
@@ -200,7 +207,7 @@ std::optional<Pick> Scheduler::next() {
         }
     };
     if (options_.strict_class && *options_.strict_class < classes_.size()) {
-        if (auto p = pick_from(*options_.strict_class)) {
+        if (auto p = pick_from(*options_.strict_class, admit)) {
             return p;
         }
     }
@@ -236,7 +243,7 @@ std::optional<Pick> Scheduler::next() {
         }
         const auto chosen = candidates[best];
         current_[chosen] -= total;
-        if (auto p = pick_from(chosen)) {
+        if (auto p = pick_from(chosen, admit)) {
             return p;
         }
         for (const auto k : candidates) {

@@ -1,12 +1,14 @@
 // Chooses the next message to deliver: a strict class first, then weighted classes by
 // smooth weighted round robin, FIFO within a class, at most max_per_recipient deliveries
-// in flight per recipient, and never a message that is already leased. Reads the spool's
-// ready index in bounded batches; it writes nothing and does not deliver.
+// in flight per recipient, never a message that is already leased, and (through the
+// drain's Admit filter) none whose mailstores all lack room. Reads the spool's ready
+// index in bounded batches; it writes nothing and does not deliver.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -34,7 +36,12 @@ struct SchedulerOptions {
 struct Pick {
     QueueId id;
     spool::ClassId klass = 0;
+    std::uint32_t flags = 0; // the envelope's (spool::kFlagDsn ...)
 };
+
+// What the drain routes a candidate on: its queued recipients (lower-cased) and flags.
+// Returns whether it can be delivered now (some mailstore it goes to has room).
+using Admit = std::function<bool(const std::vector<std::string>& recipients, std::uint32_t flags)>;
 
 class Scheduler {
 public:
@@ -43,9 +50,13 @@ public:
     // The next message to deliver, leased until release(); nullopt when nothing is
     // eligible now (empty, all leased, or every candidate's recipient at its cap).
     // Spool read errors are logged and treated as "nothing now".
-    std::optional<Pick> next();
+    // `admit`, when given, skips candidates it refuses for now, as a busy recipient is.
+    std::optional<Pick> next(const Admit& admit = {});
     // Leases a message outside next() (expiry works on it); false when already leased.
     bool lease(QueueId id) { return leases_.try_emplace(id.value).second; }
+    // The queued recipients (lower-cased) a lease from next() was taken for; empty for
+    // a lease taken by lease() or none.
+    const std::vector<std::string>& leased_recipients(QueueId id) const;
     // Ends the lease taken by next() or lease(); the message may be handed out again.
     void release(QueueId id);
     bool leased(QueueId id) const { return leases_.contains(id.value); }
@@ -61,6 +72,7 @@ private:
     struct Candidate {
         QueueId id;
         std::vector<std::string> recipients; // queued recipients, lower-cased
+        std::uint32_t flags = 0;
     };
     struct ClassQueue {
         std::deque<Candidate> buffer;
@@ -69,10 +81,10 @@ private:
         UnixMillis idle_until_ms = 0;
     };
 
-    std::optional<Pick> pick_from(spool::ClassId klass);
+    std::optional<Pick> pick_from(spool::ClassId klass, const Admit& admit);
     // Reads the next batch after the cursor into the buffer; false when nothing was read.
     bool refill(spool::ClassId klass, std::size_t& budget);
-    bool blocked(const Candidate& c) const;
+    bool blocked(const Candidate& c, const Admit& admit) const;
     Pick take(spool::ClassId klass, std::deque<Candidate>::iterator it);
     std::uint32_t weight(spool::ClassId klass) const;
     bool configured(spool::ClassId klass) const { return klass < options_.weights.size(); }

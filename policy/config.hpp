@@ -97,6 +97,9 @@ struct MailstoreConfig {
     Millis connect_timeout{std::chrono::seconds(10)};
     Millis command_timeout{std::chrono::seconds(60)};
     Millis data_timeout{std::chrono::seconds(300)};
+    // Recipients in these (local) domains are delivered here. A mailstore without
+    // domains is the default: it takes every domain no other mailstore lists.
+    std::vector<std::string> domains;
 };
 
 struct DrainConfig {

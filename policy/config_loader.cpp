@@ -212,7 +212,8 @@ constexpr std::array<std::string_view, 4> kClassKeys{"name", "weight", "retentio
 constexpr std::array<std::string_view, 7> kRuleKeys{
     "class", "sender", "recipient", "client_net", "headers", "size_over", "size_under"};
 constexpr std::array<std::string_view, 2> kHeaderTestKeys{"name", "regex"};
-constexpr std::array<std::string_view, 10> kMailstoreKeys{"name",
+constexpr std::array<std::string_view, 11> kMailstoreKeys{"name",
+                                                          "domains",
                                                           "kind",
                                                           "maildir_root",
                                                           "host",
@@ -412,7 +413,7 @@ public:
             c.rules = rules(*n, c);
         }
         if (const auto* n = top.find("mailstores")) {
-            c.mailstores = mailstores(*n);
+            c.mailstores = mailstores(*n, c);
         }
         if (const auto* n = top.find("drain")) {
             c.drain = drain(*n, c);
@@ -705,7 +706,7 @@ private:
         return out;
     }
 
-    std::vector<MailstoreConfig> mailstores(const YAML::Node& n) const {
+    std::vector<MailstoreConfig> mailstores(const YAML::Node& n, const Config& c) const {
         check_sequence(n, "mailstores");
         if (n.size() == 0) {
             bad(n, "mailstores: at least one mailstore is needed");
@@ -762,7 +763,62 @@ private:
             if (!maildir && s.host.empty() && s.unix_socket.empty()) {
                 bad(n[i], fmt::format("{}: host (or unix_socket) is needed", path));
             }
+            if (const auto* d = m.find("domains")) {
+                s.domains = mailstore_domains(*d, path, c, out);
+                if (s.domains.empty()) {
+                    bad(*d, fmt::format("{}.domains: list at least one domain, or leave the key out "
+                                        "to make this the default mailstore", path));
+                }
+            } else {
+                for (const auto& other : out) {
+                    if (other.domains.empty()) {
+                        bad(n[i], fmt::format("{}: a second mailstore without domains would never be "
+                                              "used; \"{}\" already takes every domain not listed "
+                                              "elsewhere", path, other.name));
+                    }
+                }
+            }
             out.push_back(std::move(s));
+        }
+        const bool has_default = std::any_of(out.begin(), out.end(),
+                                             [](const MailstoreConfig& s) { return s.domains.empty(); });
+        if (!has_default) {
+            for (const auto& d : c.local_domains) {
+                const bool routed = std::any_of(out.begin(), out.end(), [&](const MailstoreConfig& s) {
+                    return std::find(s.domains.begin(), s.domains.end(), d) != s.domains.end();
+                });
+                if (!routed) {
+                    bad(n, fmt::format("mailstores: local domain \"{}\" goes to no mailstore; list it "
+                                       "under one's domains, or leave one without domains as the "
+                                       "default", d));
+                }
+            }
+        }
+        return out;
+    }
+
+    static std::vector<std::string> mailstore_domains(const YAML::Node& n, const std::string& path,
+                                                      const Config& c,
+                                                      const std::vector<MailstoreConfig>& before) {
+        const auto domains = get_strings(n, path + ".domains");
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < domains.size(); ++i) {
+            const std::string d = ascii_lower(domains[i]);
+            const YAML::Mark mark = n.IsSequence() ? n[i].Mark() : n.Mark();
+            if (std::find(c.local_domains.begin(), c.local_domains.end(), d) == c.local_domains.end()) {
+                bad(mark, fmt::format("{}.domains[{}]: \"{}\" is not among local_domains (mail for it "
+                                      "is never accepted)", path, i, domains[i]));
+            }
+            if (std::find(out.begin(), out.end(), d) != out.end()) {
+                bad(mark, fmt::format("{}.domains[{}]: \"{}\" is listed twice", path, i, d));
+            }
+            for (const auto& other : before) {
+                if (std::find(other.domains.begin(), other.domains.end(), d) != other.domains.end()) {
+                    bad(mark, fmt::format("{}.domains[{}]: \"{}\" already goes to mailstore \"{}\"", path,
+                                          i, d, other.name));
+                }
+            }
+            out.push_back(d);
         }
         return out;
     }

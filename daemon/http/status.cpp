@@ -3,47 +3,10 @@
 #include <cmath>
 #include <fmt/format.h>
 
+#include "common/json.hpp"
+
 namespace spoold::http {
 namespace {
-
-constexpr std::string_view kReplacement = "\xEF\xBF\xBD"; // U+FFFD in UTF-8
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid
-// (overlong forms, surrogates and code points above U+10FFFF included).
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (b0 < 0x80) {
-        return 1;
-    } else if ((b0 & 0xE0) == 0xC0) {
-        len = 2;
-        cp = b0 & 0x1F;
-    } else if ((b0 & 0xF0) == 0xE0) {
-        len = 3;
-        cp = b0 & 0x0F;
-    } else if ((b0 & 0xF8) == 0xF0) {
-        len = 4;
-        cp = b0 & 0x07;
-    } else {
-        return 0;
-    }
-    if (i + len > s.size()) {
-        return 0;
-    }
-    for (std::size_t k = 1; k < len; ++k) {
-        const auto b = static_cast<unsigned char>(s[i + k]);
-        if ((b & 0xC0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (b & 0x3F);
-    }
-    constexpr std::uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-        return 0;
-    }
-    return len;
-}
 
 void append_u64(std::string& out, std::uint64_t v) { fmt::format_to(std::back_inserter(out), "{}", v); }
 
@@ -54,43 +17,7 @@ void append_key(std::string& out, std::string_view key) {
 
 } // namespace
 
-void append_json_string(std::string& out, std::string_view s) {
-    out += '"';
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const char c = s[i];
-        const auto u = static_cast<unsigned char>(c);
-        if (u >= 0x80) {
-            const std::size_t len = utf8_sequence_length(s, i);
-            if (len == 0) {
-                out += kReplacement;
-                ++i;
-            } else {
-                out.append(s.substr(i, len));
-                i += len;
-            }
-            continue;
-        }
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (u < 0x20 || u == 0x7F) {
-                fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
-            } else if (c == '<') {
-                // So the document is safe to inline in a <script> block as well.
-                out += "\\u003c";
-            } else {
-                out += c;
-            }
-        }
-        ++i;
-    }
-    out += '"';
-}
+void append_json_string(std::string& out, std::string_view s) { json::append_string(out, s, true); }
 
 void append_json_number(std::string& out, double v) {
     if (!std::isfinite(v)) {

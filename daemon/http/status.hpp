@@ -63,8 +63,8 @@ struct StatusSnapshot {
 
 std::string status_json(const StatusSnapshot& status);
 
-// Appends `s` as a JSON string literal (quotes included): ", \ and control bytes escaped,
-// and bytes that are not valid UTF-8 replaced by U+FFFD so the document always parses.
+// Appends `s` as a JSON string literal (common/json.hpp), '<' escaped as well: the page
+// may inline the document in a <script> block.
 void append_json_string(std::string& out, std::string_view s);
 // A JSON number, or null when not finite.
 void append_json_number(std::string& out, double v);

@@ -25,6 +25,7 @@ namespace {
 constexpr std::size_t kOwnPoolThreads = 2;
 constexpr mode_t kDirMode = 0700;
 constexpr mode_t kFileMode = 0600;
+constexpr std::size_t kProbeBytes = 4096; // one block: what a probe writes to test for space
 constexpr int kNameAttempts = 5;
 
 std::atomic<std::uint64_t> g_delivery_counter{0};
@@ -344,8 +345,18 @@ asio::awaitable<Status> MaildirMailstore::probe() {
             const Error e = errno_error(errno, "create", probe_file);
             return Status(fail(e.kind == ErrorKind::kDiskFull ? e.kind : ErrorKind::kUnavailable, e.message));
         }
+        // An empty file needs only an inode: on a full filesystem creating one still
+        // works, and the breaker would half-open on every probe only for the delivery to
+        // fail. One block of data tells whether a message could be written.
+        const std::string block(kProbeBytes, '\n');
+        const ssize_t n = ::write(fd, block.data(), block.size());
+        const int write_errno = errno;
         ::close(fd);
         ::unlink(probe_file.c_str());
+        if (n != static_cast<ssize_t>(block.size())) {
+            const Error e = errno_error(n < 0 ? write_errno : ENOSPC, "write", probe_file);
+            return Status(fail(e.kind == ErrorKind::kDiskFull ? e.kind : ErrorKind::kUnavailable, e.message));
+        }
         return Status{};
     };
     co_return co_await offload<Status>(blocking_, std::move(check));

@@ -95,6 +95,46 @@ class DrainEndToEnd(SpooldTestCase):
         self.assertNotIn("full@example.com", dsn.split("Content-Type: text/rfc822-headers")[0]
                          .split("message/delivery-status")[-1])
 
+    def test_domains_route_to_their_mailstore_and_one_outage_does_not_stop_the_other(self):
+        # example.com lives on Dovecot (down at first); example.net in a local Maildir,
+        # the default mailstore. A message for both is delivered to each store on its
+        # own, once; pausing one mailstore stops only its deliveries.
+        maildir = os.path.join(self.workdir, "node", "mail")
+        node = self.node_for({"mailstores": [
+            {"name": "dovecot", "kind": "lmtp", "host": "127.0.0.1", "port": self.dovecot.port,
+             "connect_timeout": "1s", "command_timeout": "2s", "data_timeout": "2s",
+             "domains": ["example.com"]},
+            {"name": "local", "kind": "maildir", "maildir_root": maildir},
+        ]})
+        self.send(node, "alice@example.com,carol@example.net", "both")
+        self.send(node, "carol@example.net", "net only")
+        wait_for(lambda: len(node.maildir_files("carol@example.net")) == 2, 30,
+                 what="example.net delivered while Dovecot is down")
+        wait_for(lambda: node.has_line("to=open"), 30, what="Dovecot's breaker open")
+        left = node.list_json()
+        self.assertEqual(len(left), 1, left)
+        states = {r["address"]: r["state"] for r in left[0]["recipients"]}
+        self.assertEqual(states, {"alice@example.com": "queued", "carol@example.net": "delivered"})
+        self.assertEqual(self.dovecot.messages("carol@example.net"), [])
+
+        node.spoolctl("pause", "--mailstore", "local")
+        wait_for(lambda: node.has_line("paused=true by=spool"), 10, what="the drain sees the pause")
+        self.dovecot.start()
+        self.send(node, "carol@example.net", "while local is paused")
+        self.send(node, "bob@example.com", "to dovecot meanwhile")
+        wait_for(lambda: len(self.dovecot.messages("alice@example.com")) == 1 and
+                 len(self.dovecot.messages("bob@example.com")) == 1, 60,
+                 what="example.com delivered after recovery")
+        time.sleep(1.5)
+        self.assertEqual(len(node.maildir_files("carol@example.net")), 2,
+                         "a paused mailstore got a delivery")
+        node.spoolctl("resume", "--mailstore", "local")
+        wait_for(lambda: node.list_json() == [], 30, what="spool empty after resume")
+        self.assertEqual(len(node.maildir_files("carol@example.net")), 3)
+        self.assertEqual(self.dovecot.messages("carol@example.net"), [])
+        subjects = sorted(self.dovecot.header(m, "Subject") for m in self.dovecot.messages("alice@example.com"))
+        self.assertEqual(subjects, ["both"])
+
     def test_outage_then_recovery_delivers_everything_once_urgent_first(self):
         node = self.node_for()  # Dovecot is down: nothing listens on its port yet
         for i in range(60):

@@ -312,6 +312,10 @@ class FullDiskCase(SpooldTestCase):
         _, reply = sender.send(1024)
         self.assertTrue(reply.startswith("250"), reply)
         breaker_opened = node.has_line("to=open")
+        # The probe writes a block, so a full Maildir fails it: the breaker stays open
+        # instead of half-opening for a delivery that cannot be written.
+        probes_ok_while_full = node.count_lines("event=probe mailstore=default ok=true")
+        self.assertEqual(probes_ok_while_full, 0)
         os.unlink(filler)
         t1 = time.monotonic()
         node.spoolctl("flush")
@@ -322,7 +326,7 @@ class FullDiskCase(SpooldTestCase):
         recover_s = time.monotonic() - t1
         report("full-maildir", fs=fs.kind, waiting_rcpts=len(rcpts), states=states,
                max_attempts=attempts, write_failures=node.count_lines("maildir_write_failed"),
-               probes_ok_while_full=node.count_lines("event=probe mailstore=default ok=true"),
+               probes_ok_while_full=probes_ok_while_full,
                last_response=repr(rcpts[0]["last_response"]), breaker_opened=breaker_opened,
                delivered_after_s=f"{recover_s:.1f}")
 

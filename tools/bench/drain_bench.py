@@ -1,15 +1,23 @@
 #!/usr/bin/env python3
 """Drain benchmark: how fast spoold drains a backlog into a real Dovecot after an
-outage, against Dovecot's own LMTP ingest ceiling measured in the same run.
+outage, against Dovecot's own LMTP ingest measured in the same run.
 
-1. Dovecot's ceiling: Postfix's smtp-source in LMTP mode at concurrency 1, 4 and 16.
-2. spoold's spool is filled with --backlog messages of 10 KiB (bulk) while Dovecot is
-   down, then a few urgent ones.
-3. Dovecot starts: prints the time from recovery to the first urgent delivery, the drain
-   rate (median of per-second rates over the drain) against Dovecot's own rate at the
-   same concurrency, and spoold's memory (RSS min/max) while the backlog drains.
+1. Dovecot's ceiling: Postfix's smtp-source in LMTP mode at 1, 4 and 16 sessions,
+   --ceiling-messages into one empty mailbox (the issue's reference numbers).
+2. The peer, like for like: smtp-source at --concurrency sessions delivering --backlog
+   messages of 10 KiB into a fresh Dovecot, spread over --mailboxes mailboxes as the
+   backlog is. Dovecot slows down as a Maildir grows (it re-reads new/ and the uidlist
+   on every save), so only the same number of messages into the same mailboxes is a
+   fair ceiling for a large backlog.
+3. spoold's spool is filled with the same --backlog messages while Dovecot is down, then
+   --urgent urgent ones; then Dovecot starts. Prints the time from recovery to the first
+   urgent delivery, the drain rate against the peer's, and spoold's memory while the
+   backlog drains.
 
-    tools/bench/drain_bench.py [--backlog 100000] [--concurrency 16]
+    tools/bench/drain_bench.py [--backlog 100000] [--concurrency 16] [--mailboxes 16]
+
+Rates are messages per wall second over the whole run (first message to last), and the
+per-second samples' median while draining.
 """
 import argparse
 import os
@@ -43,18 +51,37 @@ def count_files(dovecot, users):
     return n
 
 
-def dovecot_ceiling(work, concurrency, messages):
-    d = Dovecot(os.path.join(work, f"ceiling-{concurrency}"), ["sink@example.com"]).start()
+def split(total, parts):
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def smtp_source(port, sessions, messages, to):
+    return subprocess.Popen(["smtp-source", "-L", "-s", str(sessions), "-m", str(messages),
+                             "-l", str(SIZE), "-f", "load@remote.test", "-t", to,
+                             f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def dovecot_ingest(work, name, sessions, messages, users):
+    """smtp-source into a fresh Dovecot: `sessions` in all, spread evenly over `users`
+    (one smtp-source per user). Returns (msg/s over the run, messages stored)."""
+    d = Dovecot(os.path.join(work, name), users).start()
     try:
+        per_user_sessions = split(sessions, len(users))
+        per_user_messages = split(messages, len(users))
         t0 = time.monotonic()
-        r = subprocess.run(["smtp-source", "-L", "-s", str(concurrency), "-m", str(messages),
-                            "-l", str(SIZE), "-f", "load@remote.test", "-t", "sink@example.com",
-                            f"127.0.0.1:{d.port}"], capture_output=True, text=True, timeout=1800)
+        procs = [smtp_source(d.port, s, m, u)
+                 for u, s, m in zip(users, per_user_sessions, per_user_messages) if s and m]
+        out = []
+        for p in procs:
+            text, _ = p.communicate(timeout=7200)
+            if p.returncode != 0:
+                out.append(text)
         wall = time.monotonic() - t0
-        if r.returncode != 0:
-            raise RuntimeError(r.stdout + r.stderr)
-        got = count_files(d, ["sink@example.com"])
-        return got / wall
+        if out:
+            raise RuntimeError("\n".join(out))
+        got = count_files(d, users)
+        return got / wall, got
     finally:
         d.stop()
 
@@ -69,91 +96,126 @@ def rss_kib(pid, field="RssAnon"):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def fill(node, users, total):
+    for user, n in zip(users, split(total, len(users))):
+        r = subprocess.run([SMTP_LOAD, "--port", str(node.port), "--sessions", "20",
+                            "--messages", str(n), "--size", str(SIZE), "--to", user],
+                           capture_output=True, text=True, timeout=3600)
+        if r.returncode != 0:
+            raise RuntimeError(r.stdout + r.stderr)
+
+
+def drain(work, args, users):
+    urgent_user = "urgent@example.com"
+    everyone = users + [urgent_user]
+    dovecot = Dovecot(os.path.join(work, "store"), everyone)
+    node_dir = os.path.join(work, "node")
+    os.makedirs(node_dir)
+    node = Spoold(node_dir, {
+        "mailstores": [{"name": "dovecot", "kind": "lmtp", "host": "127.0.0.1",
+                        "port": dovecot.port, "connect_timeout": "1s"}],
+        "drain": {"breaker_min_backoff": "200ms", "breaker_max_backoff": "500ms",
+                  "initial_concurrency": 2, "max_concurrency": args.concurrency,
+                  "max_per_recipient": args.concurrency},
+        "limits": {"max_sessions_per_client": 1000},
+        "rules": [{"class": "urgent", "recipient": [urgent_user]}],
+    }).start()
+    try:
+        t0 = time.monotonic()
+        fill(node, users, args.backlog)
+        took = time.monotonic() - t0
+        for i in range(args.urgent):
+            swaks(node.port, "--from", "boss@remote.test", "--to", urgent_user,
+                  "--header", f"Subject: urgent{i}")
+        print(f"spool filled with {args.backlog} x {SIZE} B for {len(users)} mailboxes in "
+              f"{took:.1f} s ({args.backlog / took:.0f} msg/s), then {args.urgent} urgent",
+              flush=True)
+        total = args.backlog + args.urgent
+
+        cpu0 = cpu_seconds(node.proc.pid)
+        dovecot.start()
+        recovered = time.monotonic()
+        first_urgent = None
+        samples, rss = [], []
+        last_count, last_t = 0, recovered
+        deadline = recovered + 7200
+        while time.monotonic() < deadline:
+            time.sleep(0.05 if first_urgent is None else 1.0)
+            now = time.monotonic()
+            if first_urgent is None and count_files(dovecot, [urgent_user]):
+                first_urgent = now - recovered
+            if now - last_t >= 1.0:
+                count = count_files(dovecot, everyone)
+                samples.append((count - last_count) / (now - last_t))
+                rss.append(rss_kib(node.proc.pid))
+                last_count, last_t = count, now
+                if count >= total:
+                    break
+        took = time.monotonic() - recovered
+        cpu = cpu_seconds(node.proc.pid) - cpu0
+        delivered = count_files(dovecot, everyone)
+        # A tenth of the run at a time: how the rate moves as the mailboxes grow.
+        tenth = max(1, len(samples) // 10)
+        profile = [statistics.median(samples[i:i + tenth]) for i in range(0, len(samples), tenth)]
+        return {
+            "first_urgent": first_urgent, "delivered": delivered, "total": total, "wall": took,
+            "median": statistics.median(samples[1:-1] if len(samples) > 3 else samples),
+            "profile": profile, "rss": rss,
+            "vmrss": rss_kib(node.proc.pid, "VmRSS"), "cpu": cpu,
+        }
+    finally:
+        node.stop(60)
+        dovecot.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--backlog", type=int, default=100000)
     ap.add_argument("--urgent", type=int, default=5)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--mailboxes", type=int, default=16)
     ap.add_argument("--ceiling-messages", type=int, default=3000)
+    ap.add_argument("--skip-reference", action="store_true",
+                    help="skip the 1/4/16-session reference runs into one mailbox")
     args = ap.parse_args()
+    users = [f"bulk{i}@example.com" for i in range(args.mailboxes)]
     work = tempfile.mkdtemp(prefix="spoold-drain-bench-")
     os.chmod(work, 0o755)
     try:
-        ceilings = {}
-        for c in (1, 4, 16):
-            ceilings[c] = dovecot_ceiling(work, c, args.ceiling_messages)
-            print(f"dovecot LMTP ceiling (smtp-source -L, {c} sessions): {ceilings[c]:.0f} msg/s",
-                  flush=True)
+        if not args.skip_reference:
+            for c in (1, 4, 16):
+                rate, _ = dovecot_ingest(work, f"reference-{c}", c, args.ceiling_messages,
+                                         ["sink@example.com"])
+                print(f"dovecot LMTP ingest (smtp-source -L, {c} sessions, {args.ceiling_messages} "
+                      f"messages into one mailbox): {rate:.0f} msg/s", flush=True)
 
-        users = ["bulk@example.com", "urgent@example.com"]
-        dovecot = Dovecot(os.path.join(work, "store"), users)
-        node_dir = os.path.join(work, "node")
-        os.makedirs(node_dir)
-        node = Spoold(node_dir, {
-            "mailstores": [{"name": "dovecot", "kind": "lmtp", "host": "127.0.0.1",
-                            "port": dovecot.port, "connect_timeout": "1s"}],
-            "drain": {"breaker_min_backoff": "200ms", "breaker_max_backoff": "500ms",
-                      "initial_concurrency": 2, "max_concurrency": args.concurrency,
-                      "max_per_recipient": args.concurrency},
-            "limits": {"max_sessions_per_client": 1000},
-            "rules": [{"class": "urgent", "recipient": ["urgent@example.com"]}],
-        }).start()
-        try:
-            t0 = time.monotonic()
-            r = subprocess.run([SMTP_LOAD, "--port", str(node.port), "--sessions", "20",
-                                "--messages", str(args.backlog), "--size", str(SIZE),
-                                "--to", "bulk@example.com"], capture_output=True, text=True,
-                               timeout=3600)
-            if r.returncode != 0:
-                raise RuntimeError(r.stdout + r.stderr)
-            fill = time.monotonic() - t0
-            for i in range(args.urgent):
-                swaks(node.port, "--from", "boss@remote.test", "--to", "urgent@example.com",
-                      "--header", f"Subject: urgent{i}")
-            print(f"spool filled with {args.backlog} x {SIZE} B in {fill:.1f} s "
-                  f"({args.backlog / fill:.0f} msg/s), then {args.urgent} urgent", flush=True)
-            total = args.backlog + args.urgent
+        peer, stored = dovecot_ingest(work, "peer", args.concurrency, args.backlog, users)
+        print(f"peer: smtp-source -L, {args.concurrency} sessions, {args.backlog} messages over "
+              f"{len(users)} mailboxes: {peer:.0f} msg/s ({stored} stored)", flush=True)
 
-            dovecot.start()
-            recovered = time.monotonic()
-            first_urgent = None
-            samples, rss = [], []
-            last_count, last_t = 0, recovered
-            deadline = recovered + 7200
-            while time.monotonic() < deadline:
-                time.sleep(0.05 if first_urgent is None else 1.0)
-                now = time.monotonic()
-                if first_urgent is None and count_files(dovecot, ["urgent@example.com"]):
-                    first_urgent = now - recovered
-                if now - last_t >= 1.0:
-                    count = count_files(dovecot, users)
-                    samples.append((count - last_count) / (now - last_t))
-                    rss.append(rss_kib(node.proc.pid))
-                    last_count, last_t = count, now
-                    if count >= total:
-                        break
-            drain_time = time.monotonic() - recovered
-            # The rate through the drain, a tenth at a time: a store that slows as its
-            # mailbox grows shows here, and the ceiling above was measured on an empty one.
-            tenth = max(1, len(samples) // 10)
-            profile = [statistics.median(samples[i:i + tenth]) for i in range(0, len(samples), tenth)]
-            print("drain rate by tenth of the run (msg/s): " + " ".join(f"{r:.0f}" for r in profile))
-            delivered = count_files(dovecot, users)
-            steady = samples[2:-1] if len(samples) > 4 else samples
-            rate = statistics.median(steady) if steady else 0
-            ceiling = ceilings.get(args.concurrency) or ceilings[16]
-            print(f"first urgent delivered {first_urgent:.2f} s after recovery "
-                  f"(target < 2 s, {args.backlog} bulk in front of it)")
-            print(f"drained {delivered}/{total} in {drain_time:.1f} s: median {rate:.0f} msg/s, "
-                  f"overall {delivered / drain_time:.0f} msg/s; dovecot's own at {args.concurrency} "
-                  f"sessions {ceiling:.0f} msg/s -> ratio {rate / ceiling:.2f} (target >= 0.90)")
-            print(f"spoold anonymous RSS while draining: min {min(rss) / 1024:.1f} MiB, "
-                  f"max {max(rss) / 1024:.1f} MiB, first {rss[0] / 1024:.1f}, last {rss[-1] / 1024:.1f} "
-                  f"(VmRSS at the end {rss_kib(node.proc.pid, 'VmRSS') / 1024:.1f} MiB, "
-                  f"most of it the spool's page cache)")
-        finally:
-            node.stop(60)
-            dovecot.stop()
+        r = drain(work, args, users)
+        ratio = r["delivered"] / r["wall"] / peer
+        print(f"first urgent delivered {r['first_urgent']:.2f} s after recovery "
+              f"(target < 2 s, {args.backlog} bulk in front of it)")
+        print("drain rate by tenth of the run (msg/s): " + " ".join(f"{x:.0f}" for x in r["profile"]))
+        print(f"drained {r['delivered']}/{r['total']} in {r['wall']:.1f} s: "
+              f"{r['delivered'] / r['wall']:.0f} msg/s over the run (median of seconds "
+              f"{r['median']:.0f}); peer {peer:.0f} msg/s at {args.concurrency} sessions "
+              f"-> ratio {ratio:.2f} (target >= 0.90)")
+        print(f"spoold CPU while draining: {r['cpu']:.1f} s, {r['cpu'] * 1000 / max(1, r['delivered']):.3f} "
+              f"ms per message")
+        rss = r["rss"]
+        print(f"spoold anonymous RSS while draining: min {min(rss) / 1024:.1f} MiB, "
+              f"max {max(rss) / 1024:.1f} MiB, first {rss[0] / 1024:.1f}, last {rss[-1] / 1024:.1f} "
+              f"(VmRSS at the end {r['vmrss'] / 1024:.1f} MiB, most of it the spool's page cache)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -35,11 +35,23 @@ struct DsnCall {
 
 // One drain over a fake spool and one fake mailstore, on an io_context run by the test.
 struct Harness {
-    explicit Harness(policy::Config c = test_config()) : config(std::move(c)) {
+    // One mailstore "lmtp"; with `second`, also "other", which takes example.net.
+    explicit Harness(policy::Config c = test_config(), bool second = false) : config(std::move(c)) {
         auto m = std::make_unique<FakeMailstore>("lmtp");
         store = m.get();
         std::vector<std::unique_ptr<Mailstore>> stores;
         stores.push_back(std::move(m));
+        if (second) {
+            config.mailstores.resize(1);
+            config.mailstores[0].name = "lmtp";
+            policy::MailstoreConfig o;
+            o.name = "other";
+            o.domains = {"example.net"};
+            config.mailstores.push_back(o);
+            auto m2 = std::make_unique<FakeMailstore>("other");
+            other = m2.get();
+            stores.push_back(std::move(m2));
+        }
         drain = std::make_unique<Drain>(ioc.get_executor(), spool, config, std::move(stores), clock,
                                         [this](const spool::Envelope& env,
                                                const std::vector<spool::RecipientUpdate>& updates) {
@@ -102,6 +114,7 @@ struct Harness {
     policy::Config config;
     boost::asio::io_context ioc;
     FakeMailstore* store = nullptr;
+    FakeMailstore* other = nullptr; // the second mailstore, when asked for
     FakeMailstore* relay = nullptr;
     std::vector<DsnCall> dsn_calls;
     std::unique_ptr<Drain> drain;
@@ -492,6 +505,48 @@ TEST_CASE("a DSN the smarthost defers is retried through the relay, not behind t
     CHECK(tries == 2);
     CHECK(h.snap().mailstores[0].breaker != BreakerState::kClosed);
     CHECK(h.spool.size() == 3);
+}
+
+TEST_CASE("recipients go to the mailstore of their domain; one store down holds up only its own") {
+    Harness h(test_config(), true);
+    h.store->up = false; // example.com's store (the default) is down
+    const auto both = h.spool.add(1, {"a@example.com", "b@EXAMPLE.net"});
+    const auto net_only = h.spool.add(1, {"c@example.net"});
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return !h.spool.contains(net_only); }));
+    REQUIRE(h.run_until([&] {
+        return h.spool.contains(both) && h.spool.env(both).recipients[1].state == spool::RcptState::kDelivered;
+    }));
+    const auto& env = h.spool.env(both);
+    CHECK(env.recipients[0].state == spool::RcptState::kQueued);
+    CHECK(env.recipients[0].attempts == 0);
+    // The other store saw only its own recipients, each once.
+    REQUIRE(h.other->received.size() == 2);
+    std::set<std::vector<std::string>> got;
+    for (const auto& r : h.other->received) {
+        got.insert(r.recipients);
+    }
+    CHECK(got == std::set<std::vector<std::string>>{{"b@EXAMPLE.net"}, {"c@example.net"}});
+    CHECK(h.store->received.empty());
+
+    // Pausing the other store stops its deliveries only.
+    h.spool.meta["paused.other"] = "1";
+    h.clock.advance_ms(1000);
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[1].paused; }));
+    const auto late = h.spool.add(1, {"d@example.net"});
+    h.store->up = true;
+    for (int step = 0; step < 30 && h.spool.contains(both); ++step) {
+        h.run_until([&] { return !h.spool.contains(both); }, 100ms);
+        h.clock.advance_ms(1000);
+    }
+    CHECK_FALSE(h.spool.contains(both));
+    REQUIRE(h.store->received.size() == 1);
+    CHECK(h.store->received[0].recipients == std::vector<std::string>{"a@example.com"});
+    CHECK(h.spool.contains(late));
+    CHECK(h.other->received.size() == 2);
+    h.spool.meta["paused.other"] = "0";
+    h.clock.advance_ms(1000);
+    REQUIRE(h.run_until([&] { return !h.spool.contains(late); }));
 }
 
 TEST_CASE("expiry applies each class's action: bounce with a DSN, hold, discard") {

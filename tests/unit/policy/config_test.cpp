@@ -72,7 +72,7 @@ TEST_CASE("a minimal configuration takes the embedded defaults") {
 TEST_CASE("values with units and every section are read") {
     auto config = parse_config(R"(
 hostname: MX.example.org
-local_domains: [Example.COM]
+local_domains: [Example.COM, Shard2.Example.COM]
 listeners:
   - {address: "::", port: 25}
   - {address: 0.0.0.0, port: 587, tls_certificate: /etc/c.pem, tls_key: /etc/k.pem}
@@ -92,7 +92,7 @@ rules:
     size_under: 1MiB
 mailstores:
   - {name: dovecot, kind: lmtp, unix_socket: /run/dovecot/lmtp, command_timeout: 30s}
-  - {name: relay, kind: smtp, host: relay.example, starttls: no}
+  - {name: relay, kind: smtp, host: relay.example, starttls: no, domains: [SHARD2.example.com]}
 drain: {max_concurrency: 8, initial_concurrency: 8, max_rate: 2.5, strict_class: fast,
         retry_min: 30s, retry_max: 30s}
 bounces: {dsn_sender: postmaster@example.com, delay_warning: 4h}
@@ -128,6 +128,8 @@ logging: {level: debug}
     CHECK(c.mailstores[0].unix_socket == "/run/dovecot/lmtp");
     CHECK(c.mailstores[1].port == 25);
     CHECK_FALSE(c.mailstores[1].starttls);
+    CHECK(c.mailstores[0].domains.empty());
+    CHECK(c.mailstores[1].domains == std::vector<std::string>{"shard2.example.com"});
     CHECK(c.drain.max_rate == 2.5);
     CHECK(c.bounces.delay_warning == 4h);
     CHECK(c.metrics.port == 9100);
@@ -211,6 +213,20 @@ TEST_CASE("each kind of mistake is one error with file, line and column") {
         {"local_domains: [a.example]\nrules:\n  - {class: bulk, sender: [\"bad address\"]}\n",
          "test.yaml:3:27: rules[0].sender: \"bad address\" is not an address"},
         {"- 1\n- 2\n", "test.yaml:1:1: the top level must be a mapping"},
+        {"local_domains: [a.example]\nmailstores:\n  - {name: one, kind: maildir}\n"
+         "  - {name: two, kind: maildir}\n",
+         "test.yaml:4:5: mailstores[1]: a second mailstore without domains would never be used; "
+         "\"one\" already takes every domain not listed elsewhere"},
+        {"local_domains: [a.example]\nmailstores:\n  - {kind: maildir, domains: [b.example]}\n",
+         "test.yaml:3:31: mailstores[0].domains[0]: \"b.example\" is not among local_domains"},
+        {"local_domains: [a.example, b.example]\nmailstores:\n"
+         "  - {name: one, kind: maildir, domains: [a.example]}\n",
+         "test.yaml:3:3: mailstores: local domain \"b.example\" goes to no mailstore"},
+        {"local_domains: [a.example]\nmailstores:\n  - {name: one, kind: maildir, domains: [a.example]}\n"
+         "  - {name: two, kind: maildir, domains: [A.example]}\n",
+         "test.yaml:4:42: mailstores[1].domains[0]: \"a.example\" already goes to mailstore \"one\""},
+        {"local_domains: [a.example]\nmailstores:\n  - {kind: maildir, domains: []}\n",
+         "test.yaml:3:30: mailstores[0].domains: list at least one domain"},
     };
     for (const auto& c : cases) {
         const std::string error = error_of(c.text);

@@ -1,0 +1,69 @@
+#include <doctest/doctest.h>
+
+#include "common/clock.hpp"
+#include "daemon/spool_intake.hpp"
+#include "tests/unit/drain/fake_spool.hpp"
+
+using namespace spoold;
+using spoold::daemon::IntakeHooks;
+using spoold::daemon::SpoolIntake;
+
+namespace {
+
+IntakeHooks hooks() {
+    IntakeHooks h;
+    h.check_recipient = [](const std::string&) { return smtp::RecipientVerdict::kAccept; };
+    h.classify = [](const daemon::ClassifyInput&, UnixMillis) { return daemon::ClassDecision{0, "normal", 0}; };
+    return h;
+}
+
+// Receives and commits one message of `size` body bytes; true when it was committed.
+bool receive(SpoolIntake& intake, std::size_t size) {
+    auto msg = intake.begin();
+    REQUIRE(msg);
+    bool ok = true;
+    std::size_t sent = 0;
+    while (sent < size) {
+        const std::size_t n = std::min<std::size_t>(64 * 1024, size - sent);
+        (*msg)->append(std::string(n, 'x'), [&](Status st) { ok = ok && st.has_value(); });
+        sent += n;
+    }
+    smtp::MessageInfo info;
+    info.mail_from = "a@remote.example";
+    info.recipients.push_back(smtp::RecipientInfo{"b@example.com", "", 0});
+    bool committed = false;
+    (*msg)->commit(std::move(info), [&](Result<smtp::CommitInfo> r) { committed = r.has_value(); });
+    return ok && committed;
+}
+
+} // namespace
+
+TEST_CASE("admission refuses once the bytes written since the last sample use up the budget") {
+    FakeClock clock;
+    drain::test::FakeSpool spool(clock);
+    SpoolIntake intake(spool, hooks(), clock);
+    CHECK(intake.admit());
+
+    // Room for about 100 KiB until the next sample of the spool's size.
+    intake.set_accepting(true, "", 100 * 1024);
+    CHECK(intake.admit());
+    REQUIRE(receive(intake, 60 * 1024));
+    CHECK(intake.admit()); // 60 KiB + overhead of 100 KiB used
+    REQUIRE(receive(intake, 60 * 1024));
+    const auto refused = intake.admit();
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().kind == ErrorKind::kSpoolFull);
+    CHECK(intake.accepted_total() == 2);
+
+    // A staged (large) message counts as its chunks are written.
+    intake.set_accepting(true, "", 300 * 1024);
+    REQUIRE(receive(intake, 400 * 1024));
+    CHECK_FALSE(intake.admit());
+
+    // The next sample sees the space and grants a fresh budget.
+    intake.set_accepting(true, "", 10 * 1024 * 1024);
+    CHECK(intake.admit());
+    // Above the watermark nothing is admitted, whatever the budget.
+    intake.set_accepting(false, "spool at its watermark", 10 * 1024 * 1024);
+    CHECK_FALSE(intake.admit());
+}
