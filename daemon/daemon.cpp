@@ -395,7 +395,7 @@ void Daemon::publish_state() {
         publish("mailstore." + ms.name + ".breaker",
                 fmt::format("{} limit={} in_flight={}", drain::to_string(ms.breaker),
                             ms.concurrency_limit, ms.in_flight));
-        publish("mailstore." + ms.name + ".rate", fmt::format("{:.1f}", snap.rate_per_s));
+        publish("mailstore." + ms.name + ".rate", fmt::format("{:.1f}", reporter_->mailstore_rate(ms.name)));
     }
 }
 

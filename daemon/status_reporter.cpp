@@ -61,26 +61,23 @@ void StatusReporter::sample(const StatusInputs& in) {
         m_.breaker_state.with({ms.name}).set(static_cast<double>(level));
         m_.concurrency_limit.with({ms.name}).set(static_cast<double>(ms.concurrency_limit));
         m_.concurrency_in_use.with({ms.name}).set(static_cast<double>(ms.in_flight));
-        snap.mailstores.push_back(
-            http::MailstoreStatus{ms.name, level, ms.concurrency_limit, ms.in_flight, 0.0});
+        // Deliveries are counted per recipient by the drain; the counters only move forward.
+        StoreSeen& seen = stores_[ms.name];
+        auto bump = [&](std::uint64_t now_value, std::uint64_t& last, std::string_view outcome) {
+            if (now_value > last) {
+                m_.deliveries_total.with({ms.name, std::string(outcome)}).inc(now_value - last);
+            }
+            last = now_value;
+        };
+        bump(ms.delivered, seen.delivered, metrics::kOutcomeDelivered);
+        bump(ms.deferred, seen.deferred, metrics::kOutcomeDeferred);
+        bump(ms.failed, seen.failed, metrics::kOutcomeFailed);
+        snap.mailstores.push_back(http::MailstoreStatus{ms.name, level, ms.concurrency_limit, ms.in_flight,
+                                                        seen.rate.update(in.now_ms, ms.messages_delivered)});
     }
-    // Deliveries are counted per recipient by the drain; the counters only move forward.
-    const std::string store = d.mailstores.empty() ? std::string("default") : d.mailstores.front().name;
-    auto bump = [&](std::uint64_t now_value, std::uint64_t& seen, std::string_view outcome) {
-        if (now_value > seen) {
-            m_.deliveries_total.with({store, std::string(outcome)}).inc(now_value - seen);
-        }
-        seen = now_value;
-    };
-    bump(d.delivered, delivered_seen_, metrics::kOutcomeDelivered);
-    bump(d.deferred, deferred_seen_, metrics::kOutcomeDeferred);
-    bump(d.failed, failed_seen_, metrics::kOutcomeFailed);
 
     snap.ingest_rate = ingest_.update(in.now_ms, in.accepted_total);
     snap.drain_rate = drain_.update(in.now_ms, d.messages_delivered);
-    if (!snap.mailstores.empty()) {
-        snap.mailstores.front().rate = snap.drain_rate;
-    }
     m_.drain_rate.set(snap.drain_rate);
     h.ingest_rate = snap.ingest_rate;
     h.drain_rate = snap.drain_rate;
@@ -90,6 +87,16 @@ void StatusReporter::sample(const StatusInputs& in) {
 
     const std::lock_guard lock(mutex_);
     last_ = std::move(snap);
+}
+
+double StatusReporter::mailstore_rate(std::string_view name) const {
+    const std::lock_guard lock(mutex_);
+    for (const auto& m : last_.mailstores) {
+        if (m.name == name) {
+            return m.rate;
+        }
+    }
+    return 0;
 }
 
 std::string StatusReporter::json() const {

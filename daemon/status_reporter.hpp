@@ -3,6 +3,7 @@
 // It decides nothing: it only turns the components' snapshots into numbers.
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ public:
     void sample(const StatusInputs& in);
     // The last sample as /status JSON; safe from any thread.
     std::string json() const;
+    // Messages per second delivered into mailstore `name` at the last sample.
+    double mailstore_rate(std::string_view name) const;
 
 private:
     UnixMillis started_ms_;
@@ -39,9 +42,14 @@ private:
     metrics::RateMeter ingest_;
     metrics::RateMeter drain_;
     metrics::History history_;
-    std::uint64_t delivered_seen_ = 0;
-    std::uint64_t deferred_seen_ = 0;
-    std::uint64_t failed_seen_ = 0;
+    // Per mailstore: the drain's counters as last seen, and its delivery rate.
+    struct StoreSeen {
+        std::uint64_t delivered = 0;
+        std::uint64_t deferred = 0;
+        std::uint64_t failed = 0;
+        metrics::RateMeter rate;
+    };
+    std::map<std::string, StoreSeen, std::less<>> stores_;
     mutable std::mutex mutex_;
     http::StatusSnapshot last_;
 };

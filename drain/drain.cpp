@@ -299,6 +299,10 @@ DrainSnapshot Drain::snapshot() const {
         m.in_flight = st.in_flight;
         m.best_latency_ms = st.pacing.best_latency_ms();
         m.paused = st.paused;
+        m.delivered = st.delivered;
+        m.deferred = st.deferred;
+        m.failed = st.failed;
+        m.messages_delivered = st.messages_delivered;
         s.mailstores.push_back(std::move(m));
     }
     s.delivered = delivered_;
@@ -823,6 +827,13 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
 
     // One transaction per store, one after the other; one commit for all the outcomes.
     std::vector<spool::RecipientUpdate> updates;
+    struct Tally {
+        std::size_t store = 0;
+        std::uint64_t delivered = 0;
+        std::uint64_t deferred = 0;
+        std::uint64_t failed = 0;
+    };
+    std::vector<Tally> tallies; // per store, counted once the outcomes are committed
     bool relay_trouble = false;
     for (const Group& group : groups) {
         const DeliveryResult result = co_await deliver_group(env, group);
@@ -830,6 +841,13 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
         if (dsn_store_ && group.store == *dsn_store_ && result.mailstore_trouble) {
             relay_trouble = true;
         }
+        Tally t{group.store, 0, 0, 0};
+        for (const auto& u : mapped) {
+            t.delivered += u.state == spool::RcptState::kDelivered ? 1 : 0;
+            t.deferred += u.state == spool::RcptState::kDeferred ? 1 : 0;
+            t.failed += u.state == spool::RcptState::kFailed ? 1 : 0;
+        }
+        tallies.push_back(t);
         std::move(mapped.begin(), mapped.end(), std::back_inserter(updates));
         if (stopping_) {
             break; // the remaining groups stay queued
@@ -893,6 +911,13 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     failed_ += bounced.size();
     if (ok > 0) {
         count_delivered_message();
+    }
+    for (const Tally& t : tallies) {
+        Store& st = stores_[t.store];
+        st.delivered += t.delivered;
+        st.deferred += t.deferred;
+        st.failed += t.failed;
+        st.messages_delivered += t.delivered > 0 ? 1 : 0;
     }
 }
 

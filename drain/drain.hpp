@@ -47,6 +47,12 @@ struct MailstoreStatus {
     std::uint32_t in_flight = 0;
     std::int64_t best_latency_ms = 0;
     bool paused = false; // by spoolctl pause --mailstore NAME (spool meta "paused.NAME")
+    // Recipients since start by outcome at this store, and messages with at least one
+    // recipient delivered here.
+    std::uint64_t delivered = 0;
+    std::uint64_t deferred = 0;
+    std::uint64_t failed = 0;
+    std::uint64_t messages_delivered = 0;
 };
 
 struct DrainSnapshot {
@@ -124,6 +130,10 @@ private:
         // Advances whenever the store proves healthy (a delivery answered, a probe
         // succeeded): poison strikes count only across such evidence.
         std::uint64_t health_epoch = 0;
+        std::uint64_t delivered = 0; // recipients, since start
+        std::uint64_t deferred = 0;
+        std::uint64_t failed = 0;
+        std::uint64_t messages_delivered = 0;
     };
     struct Strikes {
         std::uint32_t count = 0;

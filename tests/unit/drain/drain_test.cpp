@@ -18,6 +18,8 @@ namespace {
 
 policy::Config test_config() {
     policy::Config c;
+    c.mailstores.resize(1);
+    c.mailstores[0].name = "lmtp"; // as the harness's FakeMailstore
     c.drain.max_concurrency = 8;
     c.drain.initial_concurrency = 2;
     c.drain.breaker_failures = 3;
