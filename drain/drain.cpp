@@ -175,13 +175,14 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
     }
     mailstore_count_ = stores_.size();
     build_routes(config);
-    admit_ = [this](const std::vector<std::string>& recipients, std::uint32_t flags) {
+    admit_ = [this](QueueId id, const std::vector<std::string>& recipients, std::uint32_t flags) {
         const UnixMillis now = clock_.now_ms();
         if (mailstore_count_ == 1 && (flags & spool::kFlagDsn) == 0) {
-            return true; // pump() asks only while the one mailstore has room
+            // pump() asks only while the one mailstore has room.
+            return !on_trial_elsewhere(id, 0);
         }
         return std::any_of(recipients.begin(), recipients.end(), [&](const std::string& r) {
-            return has_room(stores_[route(r, flags)], now);
+            return can_take(route(r, flags), id, now);
         });
     };
 }
@@ -367,14 +368,41 @@ std::size_t Drain::route(std::string_view address, std::uint32_t flags) const {
 }
 
 bool Drain::has_room(const Store& s, UnixMillis now) const {
-    return s.in_flight < allowed(s) && s.rate.next_available_ms() <= now;
+    // The clock moves while a pump runs: a `now` taken at its start must not make the
+    // token bucket look empty to a later check in the same pump (that would drop picks).
+    return s.in_flight < allowed(s) &&
+           (s.rate.unlimited() || s.rate.next_available_ms() <= std::max(now, clock_.now_ms()));
+}
+
+bool Drain::trial_waiting(UnixMillis now) const {
+    for (std::size_t i = 0; i < mailstore_count_; ++i) {
+        if (stores_[i].breaker.state() == BreakerState::kHalfOpen && stores_[i].in_flight == 0 &&
+            has_room(stores_[i], now)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool Drain::on_trial_elsewhere(QueueId id, std::size_t store) const {
+    // A half-open store is on trial: its test deliveries prefer messages with no strikes
+    // there, so a suspected poison message cannot keep it from closing again.
+    if (lenient_ || stores_[store].breaker.state() != BreakerState::kHalfOpen) {
+        return false;
+    }
+    const auto it = strikes_.find(id.value);
+    return it != strikes_.end() && it->second.store == store && it->second.count > 0;
+}
+
+bool Drain::can_take(std::size_t store, QueueId id, UnixMillis now) const {
+    return has_room(stores_[store], now) && !on_trial_elsewhere(id, store);
 }
 
 std::vector<std::size_t> Drain::stores_with_room(const Pick& pick, UnixMillis now) const {
     std::vector<std::size_t> out;
     for (const auto& r : scheduler_.leased_recipients(pick.id)) {
         const std::size_t st = route(r, pick.flags);
-        if (std::find(out.begin(), out.end(), st) == out.end() && has_room(stores_[st], now)) {
+        if (std::find(out.begin(), out.end(), st) == out.end() && can_take(st, pick.id, now)) {
             out.push_back(st);
         }
     }
@@ -592,9 +620,6 @@ asio::awaitable<void> Drain::probe_one(std::size_t store) {
         log::info("event=probe mailstore={} ok=true", log::quote(s.mailstore->name()));
     }
     s.breaker.on_probe_result(status.has_value());
-    if (status) {
-        ++s.health_epoch;
-    }
 }
 
 bool Drain::poison_strike(QueueId id, std::size_t index) {
@@ -634,11 +659,19 @@ void Drain::pump() {
         if (!room) {
             return;
         }
-        const auto pick = scheduler_.next(admit_);
+        auto pick = scheduler_.next(admit_);
+        if (!pick && trial_waiting(now)) {
+            // Only messages with strikes are left for a half-open store: test with them
+            // rather than not at all.
+            lenient_ = true;
+            pick = scheduler_.next(admit_);
+        }
         if (!pick) {
+            lenient_ = false;
             return;
         }
         auto stores = stores_with_room(*pick, now);
+        lenient_ = false;
         if (!launch(*pick, std::move(stores))) {
             return;
         }
@@ -665,6 +698,7 @@ void Drain::pump_dsns() {
 bool Drain::launch(Pick pick, std::vector<std::size_t> stores) {
     const QueueId id = pick.id;
     if (stores.empty()) {
+        log::debug("event=pick_dropped id={} note=\"no store of its recipients has room\"", id.text());
         scheduler_.release(id);
         return false;
     }
@@ -741,7 +775,9 @@ asio::awaitable<DeliveryResult> Drain::deliver_group(const spool::Envelope& env,
         // A delivery cut short by stop() says nothing about the store's health.
         const BreakerState before = s.breaker.state();
         if (result.mailstore_trouble) {
-            poison = poison_strike(id, group.store);
+            // Only trouble met while the store is closed (working for others) is
+            // evidence against the message; in half-open it is the store on trial.
+            poison = before == BreakerState::kClosed && poison_strike(id, group.store);
             if (!poison) {
                 s.breaker.on_trouble();
                 s.pacing.on_trouble(started);
@@ -848,6 +884,11 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
             t.failed += u.state == spool::RcptState::kFailed ? 1 : 0;
         }
         tallies.push_back(t);
+        log::debug("event=delivery_result id={} mailstore={} delivered={} deferred={} failed={} "
+                   "trouble={} reply={}",
+                   id.text(), log::quote(stores_[group.store].mailstore->name()), t.delivered, t.deferred,
+                   t.failed, result.mailstore_trouble,
+                   log::quote(mapped.empty() ? std::string() : mapped.front().response));
         std::move(mapped.begin(), mapped.end(), std::back_inserter(updates));
         if (stopping_) {
             break; // the remaining groups stay queued

@@ -79,11 +79,13 @@ inline constexpr std::size_t kDsnScanBatch = 2048; // envelopes per tick of the 
 inline constexpr std::chrono::milliseconds kTick{50};
 inline constexpr std::chrono::milliseconds kDefaultStopGrace{std::chrono::seconds(30)};
 inline constexpr std::size_t kBodyPieceBytes = 256 * 1024;
-// A message whose delivery met mailstore trouble this many times, each time after the
-// store had shown itself healthy (another delivery or a probe succeeded in between), is
-// taken to be the trouble itself (a poison message: it crashes or hangs the store's
-// delivery process). From then on its trouble defers it with backoff, counting an
-// attempt, and no longer counts against the store's breaker and pacing.
+// A message whose delivery met mailstore trouble this many times while the store's
+// breaker was closed, with other deliveries succeeding in between, is taken to be the
+// trouble itself (a poison message: it crashes or hangs the store's delivery process).
+// From then on its trouble defers it with backoff, counting an attempt, and no longer
+// counts against the store's breaker and pacing. While the breaker is half-open, its
+// test deliveries prefer messages without strikes, so such a message cannot keep a store
+// that works from closing again.
 inline constexpr std::uint32_t kPoisonStrikes = 3;
 // Most messages whose strikes are remembered; beyond it the record starts afresh.
 inline constexpr std::size_t kPoisonMemory = 100'000;
@@ -127,8 +129,8 @@ private:
         bool paused = false; // spool meta "paused.<name>"
         bool probing = false;
         std::unique_ptr<boost::asio::cancellation_signal> probe_cancel;
-        // Advances whenever the store proves healthy (a delivery answered, a probe
-        // succeeded): poison strikes count only across such evidence.
+        // Advances whenever a delivery to the store succeeds: poison strikes count only
+        // across such evidence.
         std::uint64_t health_epoch = 0;
         std::uint64_t delivered = 0; // recipients, since start
         std::uint64_t deferred = 0;
@@ -171,6 +173,11 @@ private:
     // The stores `pick`'s recipients go to that have room now.
     std::vector<std::size_t> stores_with_room(const Pick& pick, UnixMillis now) const;
     bool has_room(const Store& s, UnixMillis now) const;
+    // Whether message `id` is kept from half-open store `store` (it has strikes there).
+    bool on_trial_elsewhere(QueueId id, std::size_t store) const;
+    bool can_take(std::size_t store, QueueId id, UnixMillis now) const;
+    // A half-open mailstore has room and nothing in flight (its trial waits for a message).
+    bool trial_waiting(UnixMillis now) const;
     void start_probes();
     void finish_delivery(QueueId id);
     bool idle() const;
@@ -199,6 +206,7 @@ private:
     std::unordered_map<std::string, std::size_t> routes_; // lower-cased domain -> store
     std::size_t default_store_ = 0;
     Admit admit_; // the scheduler's filter: some store the candidate goes to has room
+    bool lenient_ = false; // admit_ lets messages with strikes into half-open stores too
     // DSNs to send through the relay now, even while the mailstore is down: the ones
     // this process spooled, the ones a start-up scan found in the spool (left from before
     // a restart), and deferred ones whose retry came due.

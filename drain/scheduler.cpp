@@ -65,7 +65,7 @@ bool Scheduler::blocked(const Candidate& c, const Admit& admit) const {
         const auto it = per_recipient_.find(r);
         return it != per_recipient_.end() && it->second >= cap;
     });
-    return busy || (admit && !admit(c.recipients, c.flags));
+    return busy || (admit && !admit(c.id, c.recipients, c.flags));
 }
 
 const std::vector<std::string>& Scheduler::leased_recipients(QueueId id) const {

@@ -39,9 +39,10 @@ struct Pick {
     std::uint32_t flags = 0; // the envelope's (spool::kFlagDsn ...)
 };
 
-// What the drain routes a candidate on: its queued recipients (lower-cased) and flags.
-// Returns whether it can be delivered now (some mailstore it goes to has room).
-using Admit = std::function<bool(const std::vector<std::string>& recipients, std::uint32_t flags)>;
+// What the drain routes a candidate on: its id, queued recipients (lower-cased) and
+// flags. Returns whether it can be delivered now (some mailstore it goes to has room).
+using Admit =
+    std::function<bool(QueueId id, const std::vector<std::string>& recipients, std::uint32_t flags)>;
 
 class Scheduler {
 public:

@@ -390,10 +390,14 @@ TEST_CASE("a poison message is deferred after repeated trouble while the store w
         return res;
     };
     h.drain->start();
-    // Time passes in steps of a second: the scheduler comes back to the message at the
-    // head of its class, and a breaker opened meanwhile probes.
+    // Time passes in steps of a second, with new mail arriving (a store that is busy
+    // with others): the scheduler comes back to the message at the head of its class,
+    // and a breaker opened meanwhile probes and prefers the new mail for its trial.
     bool deferred = false;
     for (int step = 0; step < 60 && !deferred; ++step) {
+        for (int i = 0; i < 3; ++i) {
+            good.push_back(h.spool.add(1, {"new" + std::to_string(step * 3 + i) + "@example.com"}));
+        }
         deferred = h.run_until([&] { return h.spool.size() == 1 && h.snap().poison == 1; }, 200ms);
         h.clock.advance_ms(1000);
     }
