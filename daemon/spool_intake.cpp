@@ -139,8 +139,13 @@ SpoolIntake::SpoolIntake(spool::Spool& spool, IntakeHooks hooks, const Clock& cl
     : spool_(spool), hooks_(std::make_shared<const IntakeHooks>(std::move(hooks))), clock_(clock) {}
 
 Status SpoolIntake::admit() {
-    if (!accepting_.load(std::memory_order_relaxed) ||
-        shared_->budget.load(std::memory_order_relaxed) <= 0) {
+    if (accepting_.load(std::memory_order_relaxed) && shared_->budget.load(std::memory_order_relaxed) <= 0 &&
+        accepting_.exchange(false)) {
+        // Refusing until the next sample says how much room is really left.
+        log::warn("event=admission state=refusing reason=\"the room below the watermark at the last "
+                  "sample is used up\"");
+    }
+    if (!accepting_.load(std::memory_order_relaxed)) {
         metrics::spoold_metrics().messages_rejected_total.with({std::string(metrics::kRejectSpoolFull)}).inc();
         return fail(ErrorKind::kSpoolFull, "spool above its watermark");
     }

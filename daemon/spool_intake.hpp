@@ -39,9 +39,9 @@ struct IntakeCounters {
     // Bytes that may still be written before the next admission sample; may go negative.
     std::atomic<std::int64_t> budget{std::numeric_limits<std::int64_t>::max()};
 };
-// Spool bytes a message costs beyond its body (envelope record, index entries, the
-// last body page): charged against the admission budget.
-inline constexpr std::int64_t kMessageOverheadBytes = 4096;
+// Spool bytes a message costs beyond its body (envelope record, index entries; bodies
+// fill 4080 of each 4096-byte page): charged against the admission budget.
+inline constexpr std::int64_t kMessageOverheadBytes = 512;
 
 // Bodies up to this size stay in memory and are committed in one operation; larger
 // ones are staged in chunks of this size, so a 50 MiB message costs a few of these.

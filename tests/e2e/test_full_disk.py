@@ -192,10 +192,11 @@ class FullDiskCase(SpooldTestCase):
         sender = MailSender(node.port, "alice@example.com", prefix="wm")
         first_refusal = self.fill_until_refused(node, sender)
         free_at_refusal = fs.free_bytes()
-        # Admission is re-evaluated every 250 ms, so a fast sender overshoots the
-        # watermark by a few MiB (printed); when the disk itself fills inside that window
-        # the commit is refused with the same 452 4.3.1 at the end of data. Either way
-        # the refusal is 452 4.3.1, and the watermark refuses at MAIL.
+        # Admission samples the space every 250 ms and charges what is written in
+        # between against the room that was left, so the overshoot is what sessions
+        # already past MAIL still commit (free bytes at refusal, printed). When the disk
+        # itself fills first, the commit is refused with the same 452 4.3.1 at the end of
+        # data. Either way the refusal is 452 4.3.1, and the watermark refuses at MAIL.
         _, stage, reply = sender.refusals[0]
         self.assertIn(stage, ("mail", "end"), sender.refusals[:3])
         self.assertEqual(reply[:9], "452 4.3.1", sender.refusals[:3])
