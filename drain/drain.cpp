@@ -176,14 +176,12 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
     mailstore_count_ = stores_.size();
     build_routes(config);
     admit_ = [this](QueueId id, const std::vector<std::string>& recipients, std::uint32_t flags) {
-        const UnixMillis now = clock_.now_ms();
         if (mailstore_count_ == 1 && (flags & spool::kFlagDsn) == 0) {
             // pump() asks only while the one mailstore has room.
-            return !on_trial_elsewhere(id, 0);
+            return !kept_from_trial(id, 0);
         }
-        return std::any_of(recipients.begin(), recipients.end(), [&](const std::string& r) {
-            return can_take(route(r, flags), id, now);
-        });
+        return std::any_of(recipients.begin(), recipients.end(),
+                           [&](const std::string& r) { return can_take(route(r, flags), id); });
     };
 }
 
@@ -367,24 +365,23 @@ std::size_t Drain::route(std::string_view address, std::uint32_t flags) const {
     return it == routes_.end() ? default_store_ : it->second;
 }
 
-bool Drain::has_room(const Store& s, UnixMillis now) const {
-    // The clock moves while a pump runs: a `now` taken at its start must not make the
-    // token bucket look empty to a later check in the same pump (that would drop picks).
-    return s.in_flight < allowed(s) &&
-           (s.rate.unlimited() || s.rate.next_available_ms() <= std::max(now, clock_.now_ms()));
+bool Drain::has_room(const Store& s) const {
+    // The clock is read here, not once per pump: it moves while a pump runs, and a stale
+    // time would make the token bucket look empty to a later check (dropping picks).
+    return s.in_flight < allowed(s) && s.rate.next_available_ms() <= clock_.now_ms();
 }
 
-bool Drain::trial_waiting(UnixMillis now) const {
+bool Drain::trial_waiting() const {
     for (std::size_t i = 0; i < mailstore_count_; ++i) {
         if (stores_[i].breaker.state() == BreakerState::kHalfOpen && stores_[i].in_flight == 0 &&
-            has_room(stores_[i], now)) {
+            has_room(stores_[i])) {
             return true;
         }
     }
     return false;
 }
 
-bool Drain::on_trial_elsewhere(QueueId id, std::size_t store) const {
+bool Drain::kept_from_trial(QueueId id, std::size_t store) const {
     // A half-open store is on trial: its test deliveries prefer messages with no strikes
     // there, so a suspected poison message cannot keep it from closing again.
     if (lenient_ || stores_[store].breaker.state() != BreakerState::kHalfOpen) {
@@ -394,15 +391,15 @@ bool Drain::on_trial_elsewhere(QueueId id, std::size_t store) const {
     return it != strikes_.end() && it->second.store == store && it->second.count > 0;
 }
 
-bool Drain::can_take(std::size_t store, QueueId id, UnixMillis now) const {
-    return has_room(stores_[store], now) && !on_trial_elsewhere(id, store);
+bool Drain::can_take(std::size_t store, QueueId id) const {
+    return has_room(stores_[store]) && !kept_from_trial(id, store);
 }
 
-std::vector<std::size_t> Drain::stores_with_room(const Pick& pick, UnixMillis now) const {
+std::vector<std::size_t> Drain::stores_with_room(const Pick& pick) const {
     std::vector<std::size_t> out;
     for (const auto& r : scheduler_.leased_recipients(pick.id)) {
         const std::size_t st = route(r, pick.flags);
-        if (std::find(out.begin(), out.end(), st) == out.end() && can_take(st, pick.id, now)) {
+        if (std::find(out.begin(), out.end(), st) == out.end() && can_take(st, pick.id)) {
             out.push_back(st);
         }
     }
@@ -654,13 +651,13 @@ void Drain::pump() {
         // down or paused costs no scanning of its backlog.
         bool room = false;
         for (std::size_t i = 0; i < mailstore_count_ && !room; ++i) {
-            room = has_room(stores_[i], now);
+            room = has_room(stores_[i]);
         }
         if (!room) {
             return;
         }
         auto pick = scheduler_.next(admit_);
-        if (!pick && trial_waiting(now)) {
+        if (!pick && trial_waiting()) {
             // Only messages with strikes are left for a half-open store: test with them
             // rather than not at all.
             lenient_ = true;
@@ -670,7 +667,7 @@ void Drain::pump() {
             lenient_ = false;
             return;
         }
-        auto stores = stores_with_room(*pick, now);
+        auto stores = stores_with_room(*pick);
         lenient_ = false;
         if (!launch(*pick, std::move(stores))) {
             return;
@@ -684,8 +681,7 @@ void Drain::pump_dsns() {
     if (!dsn_store_) {
         return;
     }
-    const UnixMillis now = clock_.now_ms();
-    while (!dsn_queue_.empty() && has_room(stores_[*dsn_store_], now)) {
+    while (!dsn_queue_.empty() && has_room(stores_[*dsn_store_])) {
         const QueueId id = dsn_queue_.front();
         dsn_queue_.pop_front();
         if (!scheduler_.lease(id)) {
@@ -807,9 +803,6 @@ asio::awaitable<DeliveryResult> Drain::deliver_group(const spool::Envelope& env,
             result.session_reply = make_reply(451, "4.3.0", "mailstore trouble with this message");
         }
     }
-    log::debug("event=delivery id={} mailstore={} recipients={} trouble={} ms={}", id.text(),
-               log::quote(s.mailstore->name()), group.indexes.size(), result.mailstore_trouble,
-               clock_.now_ms() - started);
     co_return result;
 }
 
@@ -872,6 +865,7 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     std::vector<Tally> tallies; // per store, counted once the outcomes are committed
     bool relay_trouble = false;
     for (const Group& group : groups) {
+        const UnixMillis started = clock_.now_ms();
         const DeliveryResult result = co_await deliver_group(env, group);
         auto mapped = map_result(env, group.indexes, result, config_->drain, clock_.now_ms());
         if (dsn_store_ && group.store == *dsn_store_ && result.mailstore_trouble) {
@@ -884,10 +878,10 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
             t.failed += u.state == spool::RcptState::kFailed ? 1 : 0;
         }
         tallies.push_back(t);
-        log::debug("event=delivery_result id={} mailstore={} delivered={} deferred={} failed={} "
-                   "trouble={} reply={}",
+        log::debug("event=delivery id={} mailstore={} delivered={} deferred={} failed={} trouble={} "
+                   "ms={} reply={}",
                    id.text(), log::quote(stores_[group.store].mailstore->name()), t.delivered, t.deferred,
-                   t.failed, result.mailstore_trouble,
+                   t.failed, result.mailstore_trouble, clock_.now_ms() - started,
                    log::quote(mapped.empty() ? std::string() : mapped.front().response));
         std::move(mapped.begin(), mapped.end(), std::back_inserter(updates));
         if (stopping_) {

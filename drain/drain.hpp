@@ -171,13 +171,13 @@ private:
     // false (and the lease released) when none had room.
     bool launch(Pick pick, std::vector<std::size_t> stores);
     // The stores `pick`'s recipients go to that have room now.
-    std::vector<std::size_t> stores_with_room(const Pick& pick, UnixMillis now) const;
-    bool has_room(const Store& s, UnixMillis now) const;
+    std::vector<std::size_t> stores_with_room(const Pick& pick) const;
+    bool has_room(const Store& s) const;
     // Whether message `id` is kept from half-open store `store` (it has strikes there).
-    bool on_trial_elsewhere(QueueId id, std::size_t store) const;
-    bool can_take(std::size_t store, QueueId id, UnixMillis now) const;
+    bool kept_from_trial(QueueId id, std::size_t store) const;
+    bool can_take(std::size_t store, QueueId id) const;
     // A half-open mailstore has room and nothing in flight (its trial waits for a message).
-    bool trial_waiting(UnixMillis now) const;
+    bool trial_waiting() const;
     void start_probes();
     void finish_delivery(QueueId id);
     bool idle() const;
