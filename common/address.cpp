@@ -96,7 +96,8 @@ std::size_t find_at(std::string_view mailbox) {
             if (mailbox[i] == '\\') {
                 ++i;
             } else if (mailbox[i] == '"') {
-                return i + 1 < mailbox.size() && mailbox[i + 1] == '@' ? i + 1 : std::string_view::npos;
+                return i + 1 < mailbox.size() && mailbox[i + 1] == '@' ? i + 1
+                                                                       : std::string_view::npos;
             }
         }
         return std::string_view::npos;
@@ -324,7 +325,8 @@ tl::expected<ParsedPath, PathError> parse_path(std::string_view text, const Path
     const bool non_ascii = has_high(inner);
     if (non_ascii && !options.allow_utf8) {
         // Tell "UTF-8 without SMTPUTF8" apart from garbage so the reply can say so.
-        return tl::unexpected(is_valid_mailbox(inner, true) ? PathError::kNonAscii : PathError::kSyntax);
+        return tl::unexpected(is_valid_mailbox(inner, true) ? PathError::kNonAscii
+                                                            : PathError::kSyntax);
     }
     if (options.allow_postmaster && iequals(inner, "postmaster")) {
         return ParsedPath{std::string(inner), false, rest};

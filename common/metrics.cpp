@@ -132,7 +132,8 @@ FamilyBase::FamilyBase(std::string name, std::string help, std::vector<std::stri
     }
     for (const auto& l : label_names_) {
         // "le" is reserved for histogram buckets, "__" prefixes for Prometheus itself.
-        if (!valid_name(l, false) || l.starts_with("__") || (kind == Kind::kHistogram && l == "le")) {
+        if (!valid_name(l, false) || l.starts_with("__") ||
+            (kind == Kind::kHistogram && l == "le")) {
             throw std::invalid_argument("invalid label name for " + name_ + ": " + l);
         }
     }
@@ -182,7 +183,8 @@ Family<Metric>::Family(std::string name, std::string help, std::vector<std::stri
     }
 }
 
-template <typename Metric> Metric& Family<Metric>::with(const std::vector<std::string>& label_values) {
+template <typename Metric>
+Metric& Family<Metric>::with(const std::vector<std::string>& label_values) {
     if (label_values.size() != label_names().size()) {
         throw std::invalid_argument(fmt::format("{} takes {} label values, got {}", name(),
                                                 label_names().size(), label_values.size()));
@@ -238,8 +240,8 @@ F& Registry::add(std::string name, std::string help, std::vector<std::string> la
         }
         return *same;
     }
-    auto family =
-        std::make_unique<F>(std::move(name), std::move(help), std::move(label_names), std::move(bounds));
+    auto family = std::make_unique<F>(std::move(name), std::move(help), std::move(label_names),
+                                      std::move(bounds));
     F& ref = *family;
     families_.push_back(std::move(family));
     return ref;
@@ -293,9 +295,7 @@ Registry& global() {
 namespace {
 
 // Powers of two: group commit batches range from 1 (idle) to max_batch (a flood).
-std::vector<double> batch_bounds() {
-    return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
-}
+std::vector<double> batch_bounds() { return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}; }
 
 // 0.5 ms (page cache, no fsync) to 5 s (a dying disk): an fsync on SSD is ~1-10 ms.
 std::vector<double> commit_seconds_bounds() {
@@ -345,7 +345,8 @@ SpooldMetrics::SpooldMetrics(Registry& r)
                                        "Deliveries allowed in flight now (adaptive), by mailstore.",
                                        {"mailstore"})),
       concurrency_in_use(r.gauge_family("spoold_drain_in_flight",
-                                        "Deliveries in flight now, by mailstore.", {"mailstore"})) {}
+                                        "Deliveries in flight now, by mailstore.", {"mailstore"})) {
+}
 
 SpooldMetrics& spoold_metrics() {
     static SpooldMetrics m(global());

@@ -181,26 +181,26 @@ struct SpooldMetrics {
     explicit SpooldMetrics(Registry& registry);
 
     // smtp/
-    Counter& smtp_connections_total;         // spoold_smtp_connections_total
+    Counter& smtp_connections_total; // spoold_smtp_connections_total
     // spoold_smtp_connections_open: not plain "spoold_smtp_connections", the name
     // OpenMetrics parsers give the counter above once they strip "_total".
     Gauge& smtp_connections;
-    CounterFamily& messages_accepted_total;  // {class}: one per message committed, 250 sent
-    CounterFamily& messages_rejected_total;  // {reason}: kReject* values
-    Counter& accepted_bytes_total;           // spoold_accepted_bytes_total (message bytes)
+    CounterFamily& messages_accepted_total; // {class}: one per message committed, 250 sent
+    CounterFamily& messages_rejected_total; // {reason}: kReject* values
+    Counter& accepted_bytes_total;          // spoold_accepted_bytes_total (message bytes)
     // spool/, set by the daemon from the spool counters every second
-    GaugeFamily& spool_messages;             // {class, state}: kState* values
-    GaugeFamily& spool_bytes;                // {class}
+    GaugeFamily& spool_messages; // {class, state}: kState* values
+    GaugeFamily& spool_bytes;    // {class}
     Gauge& spool_oldest_message_age_seconds;
-    Histogram& commit_batch_size;            // operations per group commit
-    Histogram& commit_duration_seconds;      // one LMDB write transaction incl. fsync
+    Histogram& commit_batch_size;       // operations per group commit
+    Histogram& commit_duration_seconds; // one LMDB write transaction incl. fsync
     // drain/
-    CounterFamily& deliveries_total;         // {mailstore, outcome}: per recipient, kOutcome*
-    GaugeFamily& breaker_state;              // {mailstore}: BreakerLevel as 0, 1, 2
+    CounterFamily& deliveries_total;          // {mailstore, outcome}: per recipient, kOutcome*
+    GaugeFamily& breaker_state;               // {mailstore}: BreakerLevel as 0, 1, 2
     CounterFamily& breaker_transitions_total; // {mailstore, to}: to = to_string(BreakerLevel)
-    Gauge& drain_rate;                       // spoold_drain_rate_messages_per_second
-    GaugeFamily& concurrency_limit;          // {mailstore}: pacing's current limit
-    GaugeFamily& concurrency_in_use;         // {mailstore}: deliveries in flight
+    Gauge& drain_rate;                        // spoold_drain_rate_messages_per_second
+    GaugeFamily& concurrency_limit;           // {mailstore}: pacing's current limit
+    GaugeFamily& concurrency_in_use;          // {mailstore}: deliveries in flight
 };
 
 // SpooldMetrics over global(), constructed on first use.
@@ -229,13 +229,13 @@ struct HistorySample {
     UnixMillis t_ms = 0;
     // Messages waiting to drain (ready + deferred) per class, in config order.
     std::vector<std::pair<std::string, std::uint64_t>> backlog;
-    double ingest_rate = 0; // messages accepted per second
-    double drain_rate = 0;  // messages delivered per second
+    double ingest_rate = 0;                       // messages accepted per second
+    double drain_rate = 0;                        // messages delivered per second
     BreakerLevel breaker = BreakerLevel::kClosed; // worst over all mailstores
 };
 
-inline constexpr std::size_t kHistoryCapacity = 720;         // one hour ...
-inline constexpr std::int64_t kHistoryIntervalMs = 5'000;    // ... at one sample per 5 s
+inline constexpr std::size_t kHistoryCapacity = 720;      // one hour ...
+inline constexpr std::int64_t kHistoryIntervalMs = 5'000; // ... at one sample per 5 s
 
 // A bounded ring of samples, oldest dropped first. Thread-safe (a mutex: written every
 // few seconds, read per /status request, so no need for anything cleverer).

@@ -69,9 +69,10 @@ void QueueIdGenerator::raise_floor(QueueId floor) {
 }
 
 QueueId QueueIdGenerator::next() {
-    const auto ms = static_cast<std::uint64_t>(std::max<UnixMillis>(0, clock_.now_ms() - kQueueIdEpochMs));
-    const std::uint64_t candidate =
-        (ms << kQueueIdSequenceBits) | (static_cast<std::uint64_t>(instance_) << kQueueIdCounterBits);
+    const auto ms =
+        static_cast<std::uint64_t>(std::max<UnixMillis>(0, clock_.now_ms() - kQueueIdEpochMs));
+    const std::uint64_t candidate = (ms << kQueueIdSequenceBits) |
+                                    (static_cast<std::uint64_t>(instance_) << kQueueIdCounterBits);
     const std::lock_guard lock(mutex_);
     last_ = std::max(last_ + 1, candidate);
     return QueueId{last_};

@@ -35,7 +35,8 @@ inline constexpr int kQueueIdCounterBits = 12;
 class QueueIdGenerator {
 public:
     explicit QueueIdGenerator(const Clock& clock);
-    QueueIdGenerator(const Clock& clock, std::uint8_t instance) : clock_(clock), instance_(instance) {}
+    QueueIdGenerator(const Clock& clock, std::uint8_t instance)
+        : clock_(clock), instance_(instance) {}
     // Every later id is greater than `floor` (used at open with the spool's newest id).
     void raise_floor(QueueId floor);
     QueueId next();

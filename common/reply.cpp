@@ -48,8 +48,7 @@ Reply reply_for_local_error(const Error& error) {
     case ErrorKind::kConfig:
     case ErrorKind::kNotFound:
     case ErrorKind::kInvalid:
-    case ErrorKind::kProtocol:
-        break;
+    case ErrorKind::kProtocol: break;
     }
     return make_reply(451, "4.3.0", "Local error in processing, try again later");
 }

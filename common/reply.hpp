@@ -12,8 +12,8 @@
 namespace spoold {
 
 struct Reply {
-    int code = 0;          // 250, 452, ...
-    std::string enhanced;  // "2.0.0"; empty where RFC 3463 codes do not apply (greeting)
+    int code = 0;                   // 250, 452, ...
+    std::string enhanced;           // "2.0.0"; empty where RFC 3463 codes do not apply (greeting)
     std::vector<std::string> lines; // text of each line, without code
 
     bool positive() const { return code >= 200 && code < 400; }

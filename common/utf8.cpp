@@ -38,7 +38,8 @@ std::size_t sequence_length(std::string_view text, std::size_t i) {
     constexpr std::uint32_t kMaxCodePoint = 0x10FFFF;
     constexpr std::uint32_t kSurrogateLow = 0xD800;
     constexpr std::uint32_t kSurrogateHigh = 0xDFFF;
-    if (cp < kMinForLength[len] || cp > kMaxCodePoint || (cp >= kSurrogateLow && cp <= kSurrogateHigh)) {
+    if (cp < kMinForLength[len] || cp > kMaxCodePoint ||
+        (cp >= kSurrogateLow && cp <= kSurrogateHigh)) {
         return 0;
     }
     return len;

@@ -34,7 +34,8 @@ Status drop_privileges(const std::string& user) {
     }
     if (::initgroups(pw->pw_name, pw->pw_gid) != 0 || ::setgid(pw->pw_gid) != 0 ||
         ::setuid(pw->pw_uid) != 0) {
-        return fail(ErrorKind::kIo, "cannot switch to user \"" + user + "\": " + std::strerror(errno));
+        return fail(ErrorKind::kIo,
+                    "cannot switch to user \"" + user + "\": " + std::strerror(errno));
     }
     if (::setuid(0) == 0) {
         return fail(ErrorKind::kInternal, "root privileges could be regained after the switch");
@@ -92,7 +93,8 @@ Status Daemon::open_spool() {
     for (const auto& m : config_->mailstores) {
         stores += (stores.empty() ? "" : ",") + m.name;
     }
-    st = spool_->wait([&](spool::Done done) { spool_->put_meta("mailstores", stores, std::move(done)); });
+    st = spool_->wait(
+        [&](spool::Done done) { spool_->put_meta("mailstores", stores, std::move(done)); });
     if (!st) {
         return st;
     }
@@ -179,9 +181,7 @@ Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Confi
         case policy::Verdict::kUnknownUser:
             unknown->inc();
             return smtp::RecipientVerdict::kUnknownUser;
-        case policy::Verdict::kTempFail:
-            local->inc();
-            return smtp::RecipientVerdict::kTempFail;
+        case policy::Verdict::kTempFail: local->inc(); return smtp::RecipientVerdict::kTempFail;
         }
         return smtp::RecipientVerdict::kTempFail;
     };
@@ -362,20 +362,22 @@ void Daemon::update_admission() {
         return;
     }
     const auto& sc = config_->spool;
-    const auto limit = static_cast<std::uint64_t>(static_cast<double>(space->map_size) *
-                                                  sc.high_watermark);
+    const auto limit =
+        static_cast<std::uint64_t>(static_cast<double>(space->map_size) * sc.high_watermark);
     if (space->used_bytes >= limit) {
-        intake_->set_accepting(false, fmt::format("spool at {} of {} bytes", space->used_bytes,
-                                                  space->map_size));
+        intake_->set_accepting(
+            false, fmt::format("spool at {} of {} bytes", space->used_bytes, space->map_size));
     } else if (space->fs_free_bytes < sc.min_free_disk) {
         intake_->set_accepting(false, fmt::format("{} bytes free on disk", space->fs_free_bytes));
     } else {
         // Until the next sample, admit only what still fits under both limits: at full
         // ingest speed a tick's worth of mail would otherwise overshoot the watermark.
-        const std::uint64_t room = std::min(limit - space->used_bytes, space->fs_free_bytes - sc.min_free_disk);
-        intake_->set_accepting(true, "",
-                               static_cast<std::int64_t>(std::min<std::uint64_t>(
-                                   room, static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))));
+        const std::uint64_t room =
+            std::min(limit - space->used_bytes, space->fs_free_bytes - sc.min_free_disk);
+        intake_->set_accepting(
+            true, "",
+            static_cast<std::int64_t>(std::min<std::uint64_t>(
+                room, static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))));
     }
 }
 
@@ -395,7 +397,8 @@ void Daemon::publish_state() {
         publish("mailstore." + ms.name + ".breaker",
                 fmt::format("{} limit={} in_flight={}", drain::to_string(ms.breaker),
                             ms.concurrency_limit, ms.in_flight));
-        publish("mailstore." + ms.name + ".rate", fmt::format("{:.1f}", reporter_->mailstore_rate(ms.name)));
+        publish("mailstore." + ms.name + ".rate",
+                fmt::format("{:.1f}", reporter_->mailstore_rate(ms.name)));
     }
 }
 
@@ -433,12 +436,14 @@ void Daemon::shutdown() {
     stopping_ = true;
     tick_timer_->cancel();
     server_->stop(kStopGrace, [this] {
-        drain_->stop([this] {
-            if (http_) {
-                http_->stop();
-            }
-            io_->stop();
-        }, kStopGrace);
+        drain_->stop(
+            [this] {
+                if (http_) {
+                    http_->stop();
+                }
+                io_->stop();
+            },
+            kStopGrace);
     });
 }
 

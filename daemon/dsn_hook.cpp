@@ -41,9 +41,10 @@ std::string read_original(spool::Spool& spool, const spool::Envelope& env, std::
 
 } // namespace
 
-drain::DsnBuilder make_dsn_builder(spool::Spool& spool,
-                                   std::shared_ptr<const std::shared_ptr<const policy::Config>> config,
-                                   const Clock& clock) {
+drain::DsnBuilder
+make_dsn_builder(spool::Spool& spool,
+                 std::shared_ptr<const std::shared_ptr<const policy::Config>> config,
+                 const Clock& clock) {
     return [&spool, config, &clock](const spool::Envelope& env,
                                     const std::vector<spool::RecipientUpdate>& updates)
                -> std::optional<spool::NewMessage> {
@@ -64,8 +65,8 @@ drain::DsnBuilder make_dsn_builder(spool::Spool& spool,
                 continue;
             }
             const spool::Recipient& r = env.recipients[u.index];
-            const auto action =
-                u.state == spool::RcptState::kExpired ? policy::DsnAction::kExpired : policy::DsnAction::kFailed;
+            const auto action = u.state == spool::RcptState::kExpired ? policy::DsnAction::kExpired
+                                                                      : policy::DsnAction::kFailed;
             if (!policy::dsn_wanted(env.mail_from, r.notify, action)) {
                 continue;
             }
@@ -81,7 +82,8 @@ drain::DsnBuilder make_dsn_builder(spool::Spool& spool,
             return std::nullopt;
         }
         const bool full = env.ret == "FULL" && env.size <= kMaxReturnedBytes;
-        const std::string original = read_original(spool, env, full ? kMaxReturnedBytes : kHeaderOnlyBytes);
+        const std::string original =
+            read_original(spool, env, full ? kMaxReturnedBytes : kHeaderOnlyBytes);
         in.original = original;
 
         spool::NewMessage msg;
@@ -103,7 +105,8 @@ drain::DsnBuilder make_dsn_builder(spool::Spool& spool,
             }
         }
         const auto retention =
-            std::chrono::duration_cast<std::chrono::milliseconds>(cfg.classes.at(klass).retention).count();
+            std::chrono::duration_cast<std::chrono::milliseconds>(cfg.classes.at(klass).retention)
+                .count();
         dsn.expires_ms = retention > 0 ? now + retention : 0;
         spool::Recipient to;
         to.address = env.mail_from;

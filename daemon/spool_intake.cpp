@@ -35,11 +35,13 @@ public:
         staged_ = true;
         std::string chunk;
         chunk.swap(buffer_);
-        shared_->budget.fetch_sub(static_cast<std::int64_t>(chunk.size()), std::memory_order_relaxed);
+        shared_->budget.fetch_sub(static_cast<std::int64_t>(chunk.size()),
+                                  std::memory_order_relaxed);
         spool_.append_staged(id_, std::move(chunk), std::move(done));
     }
 
-    void commit(smtp::MessageInfo info, std::function<void(Result<smtp::CommitInfo>)> done) override {
+    void commit(smtp::MessageInfo info,
+                std::function<void(Result<smtp::CommitInfo>)> done) override {
         committed_ = true;
         const ClassifyInput input{&info, header_, size_};
         const ClassDecision decision = hooks_->classify(input, arrival_ms_);
@@ -73,7 +75,8 @@ public:
             env.recipients.push_back(std::move(rcpt));
         }
         msg.body.swap(buffer_);
-        shared_->budget.fetch_sub(static_cast<std::int64_t>(msg.body.size()) + kMessageOverheadBytes,
+        shared_->budget.fetch_sub(static_cast<std::int64_t>(msg.body.size()) +
+                                      kMessageOverheadBytes,
                                   std::memory_order_relaxed);
         header_.clear();
         header_.shrink_to_fit();
@@ -85,7 +88,8 @@ public:
                 const bool full = st.error().kind == ErrorKind::kSpoolFull ||
                                   st.error().kind == ErrorKind::kDiskFull;
                 m.messages_rejected_total
-                    .with({std::string(full ? metrics::kRejectSpoolFull : metrics::kRejectLocalError)})
+                    .with({std::string(full ? metrics::kRejectSpoolFull
+                                            : metrics::kRejectLocalError)})
                     .inc();
                 done(tl::unexpected(st.error()));
                 return;
@@ -139,14 +143,17 @@ SpoolIntake::SpoolIntake(spool::Spool& spool, IntakeHooks hooks, const Clock& cl
     : spool_(spool), hooks_(std::make_shared<const IntakeHooks>(std::move(hooks))), clock_(clock) {}
 
 Status SpoolIntake::admit() {
-    if (accepting_.load(std::memory_order_relaxed) && shared_->budget.load(std::memory_order_relaxed) <= 0 &&
-        accepting_.exchange(false)) {
+    if (accepting_.load(std::memory_order_relaxed) &&
+        shared_->budget.load(std::memory_order_relaxed) <= 0 && accepting_.exchange(false)) {
         // Refusing until the next sample says how much room is really left.
-        log::warn("event=admission state=refusing reason=\"the room below the watermark at the last "
-                  "sample is used up\"");
+        log::warn(
+            "event=admission state=refusing reason=\"the room below the watermark at the last "
+            "sample is used up\"");
     }
     if (!accepting_.load(std::memory_order_relaxed)) {
-        metrics::spoold_metrics().messages_rejected_total.with({std::string(metrics::kRejectSpoolFull)}).inc();
+        metrics::spoold_metrics()
+            .messages_rejected_total.with({std::string(metrics::kRejectSpoolFull)})
+            .inc();
         return fail(ErrorKind::kSpoolFull, "spool above its watermark");
     }
     return {};

@@ -64,7 +64,9 @@ public:
                        std::int64_t budget = std::numeric_limits<std::int64_t>::max());
     void set_hooks(IntakeHooks hooks);
     // Messages committed (250 sent) since start.
-    std::uint64_t accepted_total() const { return shared_->accepted.load(std::memory_order_relaxed); }
+    std::uint64_t accepted_total() const {
+        return shared_->accepted.load(std::memory_order_relaxed);
+    }
 
 private:
     std::shared_ptr<const IntakeHooks> hooks() const;

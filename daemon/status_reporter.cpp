@@ -40,16 +40,19 @@ void StatusReporter::sample(const StatusInputs& in) {
             bytes += c.bytes[k][s];
         }
         cs.bytes = bytes;
-        m_.spool_messages.with({cs.name, std::string(metrics::kStateReady)}).set(static_cast<double>(cs.ready));
+        m_.spool_messages.with({cs.name, std::string(metrics::kStateReady)})
+            .set(static_cast<double>(cs.ready));
         m_.spool_messages.with({cs.name, std::string(metrics::kStateDeferred)})
             .set(static_cast<double>(cs.deferred));
-        m_.spool_messages.with({cs.name, std::string(metrics::kStateHeld)}).set(static_cast<double>(cs.held));
+        m_.spool_messages.with({cs.name, std::string(metrics::kStateHeld)})
+            .set(static_cast<double>(cs.held));
         m_.spool_bytes.with({cs.name}).set(static_cast<double>(bytes));
         h.backlog.emplace_back(cs.name, cs.ready + cs.deferred);
         snap.classes.push_back(std::move(cs));
     }
     const double oldest_age =
-        in.oldest ? std::max(0.0, static_cast<double>(in.now_ms - in.oldest->millis()) / 1000.0) : 0.0;
+        in.oldest ? std::max(0.0, static_cast<double>(in.now_ms - in.oldest->millis()) / 1000.0)
+                  : 0.0;
     snap.oldest_age_s = oldest_age;
     m_.spool_oldest_message_age_seconds.set(oldest_age);
     m_.smtp_connections.set(static_cast<double>(in.smtp_sessions));
@@ -72,8 +75,9 @@ void StatusReporter::sample(const StatusInputs& in) {
         bump(ms.delivered, seen.delivered, metrics::kOutcomeDelivered);
         bump(ms.deferred, seen.deferred, metrics::kOutcomeDeferred);
         bump(ms.failed, seen.failed, metrics::kOutcomeFailed);
-        snap.mailstores.push_back(http::MailstoreStatus{ms.name, level, ms.concurrency_limit, ms.in_flight,
-                                                        seen.rate.update(in.now_ms, ms.messages_delivered)});
+        snap.mailstores.push_back(
+            http::MailstoreStatus{ms.name, level, ms.concurrency_limit, ms.in_flight,
+                                  seen.rate.update(in.now_ms, ms.messages_delivered)});
     }
 
     snap.ingest_rate = ingest_.update(in.now_ms, in.accepted_total);

@@ -49,7 +49,7 @@ auto async_spool_write(asio::any_io_executor ex, std::function<void(spool::Done)
             const asio::any_io_executor tracked =
                 asio::prefer(exec, asio::execution::outstanding_work.tracked);
             fn([shared, tracked](Status status) {
-                asio::post(tracked, [shared, status]() mutable { std::move(*shared)(status); });
+                asio::post(tracked, [shared, status]() mutable { std::move (*shared)(status); });
             });
         },
         token, std::move(ex), std::move(submit));
@@ -151,7 +151,8 @@ std::vector<spool::RecipientUpdate> map_result(const spool::Envelope& env,
             u.response = reply->summary();
         }
         if (u.state == spool::RcptState::kDeferred) {
-            const std::uint32_t attempts = index < env.recipients.size() ? env.recipients[index].attempts : 0;
+            const std::uint32_t attempts =
+                index < env.recipients.size() ? env.recipients[index].attempts : 0;
             u.next_attempt_ms = now + retry_delay(config, attempts).count();
         }
         updates.push_back(std::move(u));
@@ -169,7 +170,8 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
     stores_.reserve(mailstores.size());
     for (auto& m : mailstores) {
         std::string name = m->name();
-        stores_.push_back(Store{std::move(m), Breaker(std::move(name), breaker_options(config), clock),
+        stores_.push_back(Store{std::move(m),
+                                Breaker(std::move(name), breaker_options(config), clock),
                                 ConcurrencyLimit(pacing_options(config), clock),
                                 RateLimiter(config.drain.max_rate, clock)});
     }
@@ -191,11 +193,14 @@ void Drain::build_routes(const policy::Config& config) {
     bool have_default = false;
     for (const auto& mc : config.mailstores) {
         // By name: the connectors are built once, a reload may only move domains.
-        const auto it = std::find_if(stores_.begin(), stores_.begin() + static_cast<std::ptrdiff_t>(mailstore_count_),
-                                     [&](const Store& st) { return st.mailstore->name() == mc.name; });
+        const auto it = std::find_if(
+            stores_.begin(), stores_.begin() + static_cast<std::ptrdiff_t>(mailstore_count_),
+            [&](const Store& st) { return st.mailstore->name() == mc.name; });
         if (it == stores_.begin() + static_cast<std::ptrdiff_t>(mailstore_count_)) {
-            log::warn("event=drain_route_skipped mailstore={} note=\"not running; a new mailstore needs a "
-                      "restart\"", log::quote(mc.name));
+            log::warn("event=drain_route_skipped mailstore={} note=\"not running; a new mailstore "
+                      "needs a "
+                      "restart\"",
+                      log::quote(mc.name));
             continue;
         }
         const auto index = static_cast<std::size_t>(it - stores_.begin());
@@ -254,7 +259,8 @@ void Drain::stop(std::function<void()> on_stopped, std::chrono::milliseconds gra
 }
 
 void Drain::reconfigure(std::shared_ptr<const policy::Config> config) {
-    asio::post(executor_, [this, cfg = std::move(config)]() mutable { apply_config(std::move(cfg)); });
+    asio::post(executor_,
+               [this, cfg = std::move(config)]() mutable { apply_config(std::move(cfg)); });
 }
 
 void Drain::apply_config(std::shared_ptr<const policy::Config> config) {
@@ -293,7 +299,8 @@ DrainSnapshot Drain::snapshot() const {
         MailstoreStatus m;
         m.name = st.mailstore->name();
         m.breaker = st.breaker.state();
-        m.next_probe_ms = st.breaker.state() == BreakerState::kOpen ? st.breaker.next_probe_ms() : 0;
+        m.next_probe_ms =
+            st.breaker.state() == BreakerState::kOpen ? st.breaker.next_probe_ms() : 0;
         m.concurrency_limit = allowed(st);
         m.in_flight = st.in_flight;
         m.best_latency_ms = st.pacing.best_latency_ms();
@@ -313,7 +320,8 @@ DrainSnapshot Drain::snapshot() const {
     const std::int64_t now_s = clock_.now_ms() / 1000;
     std::uint64_t sum = 0;
     for (std::size_t i = 0; i < kRateSeconds; ++i) {
-        if (rate_second_[i] > now_s - static_cast<std::int64_t>(kRateSeconds) && rate_second_[i] <= now_s) {
+        if (rate_second_[i] > now_s - static_cast<std::int64_t>(kRateSeconds) &&
+            rate_second_[i] <= now_s) {
             sum += rate_count_[i];
         }
     }
@@ -335,7 +343,8 @@ void Drain::count_delivered_message() {
 void Drain::wake() { wake_.cancel(); }
 
 bool Drain::idle() const {
-    const bool probing = std::any_of(stores_.begin(), stores_.end(), [](const Store& s) { return s.probing; });
+    const bool probing =
+        std::any_of(stores_.begin(), stores_.end(), [](const Store& s) { return s.probing; });
     return in_flight_.empty() && writes_pending_ == 0 && !expiry_running_ && !probing;
 }
 
@@ -408,7 +417,8 @@ std::vector<std::size_t> Drain::stores_with_room(const Pick& pick) const {
 
 void Drain::set_dsn_relay(std::unique_ptr<Mailstore> relay) {
     std::string name = relay->name();
-    stores_.push_back(Store{std::move(relay), Breaker(std::move(name), breaker_options(*config_), clock_),
+    stores_.push_back(Store{std::move(relay),
+                            Breaker(std::move(name), breaker_options(*config_), clock_),
                             ConcurrencyLimit(pacing_options(*config_), clock_),
                             RateLimiter(config_->drain.max_rate, clock_)});
     dsn_store_ = stores_.size() - 1;
@@ -492,7 +502,8 @@ void Drain::housekeeping() {
     if (now >= next_promote_ms_) {
         next_promote_ms_ = now + kPromoteIntervalMs;
         spool::Spool* spool = &spool_;
-        submit_write("promote_due", [spool, now](spool::Done done) { spool->promote_due(now, std::move(done)); });
+        submit_write("promote_due",
+                     [spool, now](spool::Done done) { spool->promote_due(now, std::move(done)); });
     }
     if (now >= next_expiry_ms_ && !expiry_running_) {
         next_expiry_ms_ = now + kExpiryIntervalMs;
@@ -566,7 +577,8 @@ void Drain::feed_dsn_lane(UnixMillis now) {
 
 void Drain::submit_write(std::string what, std::function<void(spool::Done)> submit) {
     ++writes_pending_;
-    const asio::any_io_executor tracked = asio::prefer(executor_, asio::execution::outstanding_work.tracked);
+    const asio::any_io_executor tracked =
+        asio::prefer(executor_, asio::execution::outstanding_work.tracked);
     submit([this, tracked, what = std::move(what)](Status status) {
         asio::post(tracked, [this, what, status] {
             --writes_pending_;
@@ -590,19 +602,20 @@ void Drain::start_probes() {
         s.breaker.on_probe_started();
         s.probing = true;
         s.probe_cancel = std::make_unique<asio::cancellation_signal>();
-        asio::co_spawn(executor_, probe_one(i),
-                       asio::bind_cancellation_slot(s.probe_cancel->slot(), [this, i](std::exception_ptr e) {
-                           Store& st = stores_[i];
-                           if (e) {
-                               log::warn("event=probe_failed mailstore={} error={}",
-                                         log::quote(st.mailstore->name()), log::quote(describe(e)));
-                               st.breaker.on_probe_result(false);
-                           }
-                           st.probing = false;
-                           // Destroyed later: this handler may be running from its slot.
-                           asio::post(executor_, [sig = std::move(st.probe_cancel)] {});
-                           pump();
-                       }));
+        asio::co_spawn(
+            executor_, probe_one(i),
+            asio::bind_cancellation_slot(s.probe_cancel->slot(), [this, i](std::exception_ptr e) {
+                Store& st = stores_[i];
+                if (e) {
+                    log::warn("event=probe_failed mailstore={} error={}",
+                              log::quote(st.mailstore->name()), log::quote(describe(e)));
+                    st.breaker.on_probe_result(false);
+                }
+                st.probing = false;
+                // Destroyed later: this handler may be running from its slot.
+                asio::post(executor_, [sig = std::move(st.probe_cancel)] {});
+                pump();
+            }));
     }
 }
 
@@ -694,7 +707,8 @@ void Drain::pump_dsns() {
 bool Drain::launch(Pick pick, std::vector<std::size_t> stores) {
     const QueueId id = pick.id;
     if (stores.empty()) {
-        log::debug("event=pick_dropped id={} note=\"no store of its recipients has room\"", id.text());
+        log::debug("event=pick_dropped id={} note=\"no store of its recipients has room\"",
+                   id.text());
         scheduler_.release(id);
         return false;
     }
@@ -737,7 +751,8 @@ void Drain::finish_delivery(QueueId id) {
     pump();
 }
 
-asio::awaitable<DeliveryResult> Drain::deliver_group(const spool::Envelope& env, const Group& group) {
+asio::awaitable<DeliveryResult> Drain::deliver_group(const spool::Envelope& env,
+                                                     const Group& group) {
     const QueueId id = env.id;
     DeliveryRequest request;
     request.id = id;
@@ -793,11 +808,12 @@ asio::awaitable<DeliveryResult> Drain::deliver_group(const spool::Envelope& env,
         // rest of the queue flows and the message still gets its retries (and its
         // retention) like any other deferred one.
         ++poison_;
-        log::warn("event=poison_message id={} mailstore={} reply={} note=\"deferred: it met mailstore "
-                  "trouble {} times while the store worked for others\"",
-                  id.text(), log::quote(s.mailstore->name()),
-                  log::quote(result.session_reply ? result.session_reply->summary() : std::string()),
-                  kPoisonStrikes);
+        log::warn(
+            "event=poison_message id={} mailstore={} reply={} note=\"deferred: it met mailstore "
+            "trouble {} times while the store worked for others\"",
+            id.text(), log::quote(s.mailstore->name()),
+            log::quote(result.session_reply ? result.session_reply->summary() : std::string()),
+            kPoisonStrikes);
         result.mailstore_trouble = false;
         if (result.session_reply && !result.session_reply->transient()) {
             result.session_reply = make_reply(451, "4.3.0", "mailstore trouble with this message");
@@ -820,7 +836,8 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     }
     const spool::Envelope env = std::move(**got);
     const QueueId id = env.id;
-    const bool via_relay = dsn_store_ && std::find(stores.begin(), stores.end(), *dsn_store_) != stores.end();
+    const bool via_relay =
+        dsn_store_ && std::find(stores.begin(), stores.end(), *dsn_store_) != stores.end();
 
     // The queued recipients by the store they go to, for the stores a slot was taken in;
     // the others stay queued for a later round (their store is busy, down or paused).
@@ -833,7 +850,8 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
         if (std::find(stores.begin(), stores.end(), st) == stores.end()) {
             continue;
         }
-        auto g = std::find_if(groups.begin(), groups.end(), [&](const Group& x) { return x.store == st; });
+        auto g = std::find_if(groups.begin(), groups.end(),
+                              [&](const Group& x) { return x.store == st; });
         if (g == groups.end()) {
             groups.push_back(Group{st, {}});
             g = groups.end() - 1;
@@ -845,8 +863,8 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
             // A deferred DSN not promoted yet: the lane looks again in a second.
             for (const auto& r : env.recipients) {
                 if (r.state == spool::RcptState::kDeferred) {
-                    dsn_deferred_.emplace(std::max(r.next_attempt_ms, clock_.now_ms() + kPromoteIntervalMs),
-                                          env.id);
+                    dsn_deferred_.emplace(
+                        std::max(r.next_attempt_ms, clock_.now_ms() + kPromoteIntervalMs), env.id);
                     break;
                 }
             }
@@ -878,11 +896,12 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
             t.failed += u.state == spool::RcptState::kFailed ? 1 : 0;
         }
         tallies.push_back(t);
-        log::debug("event=delivery id={} mailstore={} delivered={} deferred={} failed={} trouble={} "
-                   "ms={} reply={}",
-                   id.text(), log::quote(stores_[group.store].mailstore->name()), t.delivered, t.deferred,
-                   t.failed, result.mailstore_trouble, clock_.now_ms() - started,
-                   log::quote(mapped.empty() ? std::string() : mapped.front().response));
+        log::debug(
+            "event=delivery id={} mailstore={} delivered={} deferred={} failed={} trouble={} "
+            "ms={} reply={}",
+            id.text(), log::quote(stores_[group.store].mailstore->name()), t.delivered, t.deferred,
+            t.failed, result.mailstore_trouble, clock_.now_ms() - started,
+            log::quote(mapped.empty() ? std::string() : mapped.front().response));
         std::move(mapped.begin(), mapped.end(), std::back_inserter(updates));
         if (stopping_) {
             break; // the remaining groups stay queued
@@ -915,12 +934,13 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
         }
     }
 
-    const std::optional<QueueId> dsn_id = dsn ? std::optional<QueueId>(dsn->envelope.id) : std::nullopt;
+    const std::optional<QueueId> dsn_id =
+        dsn ? std::optional<QueueId>(dsn->envelope.id) : std::nullopt;
     spool::Spool* spool = &spool_;
-    std::function<void(spool::Done)> submit =
-        [spool, id, updates = std::move(updates), dsn = std::move(dsn)](spool::Done done) mutable {
-            spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
-        };
+    std::function<void(spool::Done)> submit = [spool, id, updates = std::move(updates),
+                                               dsn = std::move(dsn)](spool::Done done) mutable {
+        spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
+    };
     auto commit = async_spool_write(executor_, std::move(submit), asio::use_awaitable);
     const Status status = co_await std::move(commit);
     if (!status) {
@@ -997,7 +1017,8 @@ asio::awaitable<void> Drain::expire_batch(std::vector<QueueId> ids) {
                 try {
                     dsn = make_dsn_(env, updates);
                 } catch (const std::exception& e) {
-                    log::error("event=dsn_build_failed id={} error={}", id.text(), log::quote(e.what()));
+                    log::error("event=dsn_build_failed id={} error={}", id.text(),
+                               log::quote(e.what()));
                 }
             }
             if (dsn) {

@@ -156,7 +156,8 @@ private:
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<void> deliver_one(Pick pick, std::vector<std::size_t> stores);
     // Delivers one group and feeds the store's breaker and pacing with the result.
-    boost::asio::awaitable<DeliveryResult> deliver_group(const spool::Envelope& env, const Group& group);
+    boost::asio::awaitable<DeliveryResult> deliver_group(const spool::Envelope& env,
+                                                         const Group& group);
     boost::asio::awaitable<void> probe_one(std::size_t store);
     boost::asio::awaitable<void> expire_batch(std::vector<QueueId> ids);
 
@@ -205,7 +206,7 @@ private:
     std::optional<std::size_t> dsn_store_; // index in stores_ of the DSN relay
     std::unordered_map<std::string, std::size_t> routes_; // lower-cased domain -> store
     std::size_t default_store_ = 0;
-    Admit admit_; // the scheduler's filter: some store the candidate goes to has room
+    Admit admit_;          // the scheduler's filter: some store the candidate goes to has room
     bool lenient_ = false; // admit_ lets messages with strikes into half-open stores too
     // DSNs to send through the relay now, even while the mailstore is down: the ones
     // this process spooled, the ones a start-up scan found in the spool (left from before

@@ -18,7 +18,8 @@
 namespace spoold::drain {
 
 // Reads the body piece by piece (each call one short spool read transaction).
-using BodyReader = std::function<Result<spool::BodyPiece>(std::uint32_t from_chunk, std::size_t max_bytes)>;
+using BodyReader =
+    std::function<Result<spool::BodyPiece>(std::uint32_t from_chunk, std::size_t max_bytes)>;
 
 struct DeliveryRequest {
     QueueId id;

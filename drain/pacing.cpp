@@ -68,8 +68,8 @@ void ConcurrencyLimit::on_success(UnixMillis started_ms) {
     const bool known = best_current_ms_ >= 0 || best_previous_ms_ >= 0;
     note_latency(latency);
     if (known) {
-        const double threshold =
-            std::max(static_cast<double>(best) * kLatencyBlowup, static_cast<double>(best + kLatencySlackMs));
+        const double threshold = std::max(static_cast<double>(best) * kLatencyBlowup,
+                                          static_cast<double>(best + kLatencySlackMs));
         if (static_cast<double>(latency) > threshold) {
             decrease(started_ms, kSlowDecrease);
             return;
@@ -104,7 +104,8 @@ void RateLimiter::set_rate(double rate) {
 void RateLimiter::refill() const {
     const UnixMillis now = clock_.now_ms();
     if (now > last_ms_ && rate_ > 0) {
-        tokens_ = std::min(capacity_, tokens_ + static_cast<double>(now - last_ms_) * rate_ / 1000.0);
+        tokens_ =
+            std::min(capacity_, tokens_ + static_cast<double>(now - last_ms_) * rate_ / 1000.0);
     }
     last_ms_ = std::max(last_ms_, now);
 }

@@ -61,10 +61,11 @@ std::uint32_t Scheduler::in_flight_to(const std::string& address) const {
 
 bool Scheduler::blocked(const Candidate& c, const Admit& admit) const {
     const std::uint32_t cap = std::max<std::uint32_t>(1, options_.max_per_recipient);
-    const bool busy = std::any_of(c.recipients.begin(), c.recipients.end(), [&](const std::string& r) {
-        const auto it = per_recipient_.find(r);
-        return it != per_recipient_.end() && it->second >= cap;
-    });
+    const bool busy =
+        std::any_of(c.recipients.begin(), c.recipients.end(), [&](const std::string& r) {
+            const auto it = per_recipient_.find(r);
+            return it != per_recipient_.end() && it->second >= cap;
+        });
     return busy || (admit && !admit(c.id, c.recipients, c.flags));
 }
 

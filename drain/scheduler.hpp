@@ -26,7 +26,7 @@ struct SchedulerOptions {
     std::vector<std::uint32_t> weights{8, 4, 1};
     std::optional<spool::ClassId> strict_class;
     std::uint32_t max_per_recipient = 4;
-    std::size_t batch = 128;       // ids read from the ready index at a time, per class
+    std::size_t batch = 128;        // ids read from the ready index at a time, per class
     std::size_t scan_budget = 1024; // most envelopes examined by one next() per class
     // Every class cursor restarts from the front this often, so hold/flush/set-class done
     // by another process (spoolctl) are seen.
@@ -41,8 +41,8 @@ struct Pick {
 
 // What the drain routes a candidate on: its id, queued recipients (lower-cased) and
 // flags. Returns whether it can be delivered now (some mailstore it goes to has room).
-using Admit =
-    std::function<bool(QueueId id, const std::vector<std::string>& recipients, std::uint32_t flags)>;
+using Admit = std::function<bool(QueueId id, const std::vector<std::string>& recipients,
+                                 std::uint32_t flags)>;
 
 class Scheduler {
 public:

@@ -46,15 +46,11 @@ struct LoadError {
 
 std::string_view type_name(const YAML::Node& node) {
     switch (node.Type()) {
-    case YAML::NodeType::Scalar:
-        return "a scalar";
-    case YAML::NodeType::Sequence:
-        return "a list";
-    case YAML::NodeType::Map:
-        return "a mapping";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a mapping";
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-        break;
+    case YAML::NodeType::Undefined: break;
     }
     return "nothing";
 }
@@ -196,9 +192,9 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
 using Keys = std::span<const std::string_view>;
 
 constexpr std::array<std::string_view, 15> kTopKeys{
-    "hostname",      "user",      "listeners",  "local_domains", "directory", "limits",
-    "spool",         "classes",   "default_class", "rules",      "mailstores", "drain",
-    "bounces",       "metrics",   "logging"};
+    "hostname",   "user",  "listeners", "local_domains", "directory",
+    "limits",     "spool", "classes",   "default_class", "rules",
+    "mailstores", "drain", "bounces",   "metrics",       "logging"};
 constexpr std::array<std::string_view, 4> kListenerKeys{"address", "port", "tls_certificate",
                                                         "tls_key"};
 constexpr std::array<std::string_view, 6> kDirectoryKeys{
@@ -212,17 +208,10 @@ constexpr std::array<std::string_view, 4> kClassKeys{"name", "weight", "retentio
 constexpr std::array<std::string_view, 7> kRuleKeys{
     "class", "sender", "recipient", "client_net", "headers", "size_over", "size_under"};
 constexpr std::array<std::string_view, 2> kHeaderTestKeys{"name", "regex"};
-constexpr std::array<std::string_view, 11> kMailstoreKeys{"name",
-                                                          "domains",
-                                                          "kind",
-                                                          "maildir_root",
-                                                          "host",
-                                                          "port",
-                                                          "unix_socket",
-                                                          "starttls",
-                                                          "connect_timeout",
-                                                          "command_timeout",
-                                                          "data_timeout"};
+constexpr std::array<std::string_view, 11> kMailstoreKeys{
+    "name",        "domains",     "kind",     "maildir_root",    "host",
+    "port",        "unix_socket", "starttls", "connect_timeout", "command_timeout",
+    "data_timeout"};
 constexpr std::array<std::string_view, 10> kDrainKeys{
     "max_concurrency",     "initial_concurrency", "max_rate",         "strict_class",
     "breaker_min_backoff", "breaker_max_backoff", "breaker_failures", "retry_min",
@@ -766,31 +755,38 @@ private:
             if (const auto* d = m.find("domains")) {
                 s.domains = mailstore_domains(*d, path, c, out);
                 if (s.domains.empty()) {
-                    bad(*d, fmt::format("{}.domains: list at least one domain, or leave the key out "
-                                        "to make this the default mailstore", path));
+                    bad(*d,
+                        fmt::format("{}.domains: list at least one domain, or leave the key out "
+                                    "to make this the default mailstore",
+                                    path));
                 }
             } else {
                 for (const auto& other : out) {
                     if (other.domains.empty()) {
-                        bad(n[i], fmt::format("{}: a second mailstore without domains would never be "
-                                              "used; \"{}\" already takes every domain not listed "
-                                              "elsewhere", path, other.name));
+                        bad(n[i],
+                            fmt::format("{}: a second mailstore without domains would never be "
+                                        "used; \"{}\" already takes every domain not listed "
+                                        "elsewhere",
+                                        path, other.name));
                     }
                 }
             }
             out.push_back(std::move(s));
         }
-        const bool has_default = std::any_of(out.begin(), out.end(),
-                                             [](const MailstoreConfig& s) { return s.domains.empty(); });
+        const bool has_default = std::any_of(
+            out.begin(), out.end(), [](const MailstoreConfig& s) { return s.domains.empty(); });
         if (!has_default) {
             for (const auto& d : c.local_domains) {
-                const bool routed = std::any_of(out.begin(), out.end(), [&](const MailstoreConfig& s) {
-                    return std::find(s.domains.begin(), s.domains.end(), d) != s.domains.end();
-                });
+                const bool routed =
+                    std::any_of(out.begin(), out.end(), [&](const MailstoreConfig& s) {
+                        return std::find(s.domains.begin(), s.domains.end(), d) != s.domains.end();
+                    });
                 if (!routed) {
-                    bad(n, fmt::format("mailstores: local domain \"{}\" goes to no mailstore; list it "
-                                       "under one's domains, or leave one without domains as the "
-                                       "default", d));
+                    bad(n,
+                        fmt::format("mailstores: local domain \"{}\" goes to no mailstore; list it "
+                                    "under one's domains, or leave one without domains as the "
+                                    "default",
+                                    d));
                 }
             }
         }
@@ -805,17 +801,21 @@ private:
         for (std::size_t i = 0; i < domains.size(); ++i) {
             const std::string d = ascii_lower(domains[i]);
             const YAML::Mark mark = n.IsSequence() ? n[i].Mark() : n.Mark();
-            if (std::find(c.local_domains.begin(), c.local_domains.end(), d) == c.local_domains.end()) {
-                bad(mark, fmt::format("{}.domains[{}]: \"{}\" is not among local_domains (mail for it "
-                                      "is never accepted)", path, i, domains[i]));
+            if (std::find(c.local_domains.begin(), c.local_domains.end(), d) ==
+                c.local_domains.end()) {
+                bad(mark,
+                    fmt::format("{}.domains[{}]: \"{}\" is not among local_domains (mail for it "
+                                "is never accepted)",
+                                path, i, domains[i]));
             }
             if (std::find(out.begin(), out.end(), d) != out.end()) {
                 bad(mark, fmt::format("{}.domains[{}]: \"{}\" is listed twice", path, i, d));
             }
             for (const auto& other : before) {
-                if (std::find(other.domains.begin(), other.domains.end(), d) != other.domains.end()) {
-                    bad(mark, fmt::format("{}.domains[{}]: \"{}\" already goes to mailstore \"{}\"", path,
-                                          i, d, other.name));
+                if (std::find(other.domains.begin(), other.domains.end(), d) !=
+                    other.domains.end()) {
+                    bad(mark, fmt::format("{}.domains[{}]: \"{}\" already goes to mailstore \"{}\"",
+                                          path, i, d, other.name));
                 }
             }
             out.push_back(d);

@@ -148,14 +148,10 @@ Result<std::vector<DirectoryEntry>> load_directory(const DirectoryConfig& config
 
 std::string_view to_string(Verdict verdict) {
     switch (verdict) {
-    case Verdict::kAccept:
-        return "accept";
-    case Verdict::kRelayDenied:
-        return "relay-denied";
-    case Verdict::kUnknownUser:
-        return "unknown-user";
-    case Verdict::kTempFail:
-        return "tempfail";
+    case Verdict::kAccept: return "accept";
+    case Verdict::kRelayDenied: return "relay-denied";
+    case Verdict::kUnknownUser: return "unknown-user";
+    case Verdict::kTempFail: return "tempfail";
     }
     return "unknown";
 }

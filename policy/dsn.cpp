@@ -97,8 +97,7 @@ std::string status_of(const DsnRecipient& r) {
         auto s = status_from_reply(r.diagnostic, '4');
         return s.empty() ? "4.0.0" : s;
     }
-    case DsnAction::kExpired:
-        return "4.4.7"; // RFC 3463: delivery time expired
+    case DsnAction::kExpired: return "4.4.7"; // RFC 3463: delivery time expired
     }
     return "5.0.0";
 }

@@ -6,9 +6,7 @@
 namespace spoold::policy {
 namespace {
 
-bool is_blank(char c) {
-    return c == ' ' || c == '\t';
-}
+bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
 std::string_view trim(std::string_view s) {
     while (!s.empty() && (is_blank(s.front()) || s.front() == '\r')) {

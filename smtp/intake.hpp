@@ -57,9 +57,9 @@ public:
 
 enum class RecipientVerdict {
     kAccept,
-    kRelayDenied,   // not a local domain: 550 5.7.1
-    kUnknownUser,   // local domain, no such user: 550 5.1.1
-    kTempFail,      // directory unavailable and policy says defer: 451 4.3.0
+    kRelayDenied, // not a local domain: 550 5.7.1
+    kUnknownUser, // local domain, no such user: 550 5.1.1
+    kTempFail,    // directory unavailable and policy says defer: 451 4.3.0
 };
 
 class Intake {

@@ -40,7 +40,7 @@ constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 // cost little (the benchmark holds 5,000 of them) and bodies still move in big pieces.
 constexpr std::size_t kCommandReadSize = 4096;
 constexpr std::size_t kDataReadSize = 64 * 1024;
-constexpr Millis kAcceptBackoff{100};      // after EMFILE and friends: do not spin
+constexpr Millis kAcceptBackoff{100};       // after EMFILE and friends: do not spin
 constexpr Millis kRejectWriteTimeout{5000}; // for the 421 to a connection over the limits
 
 struct Listener {
@@ -77,8 +77,8 @@ void log_escaped(const std::exception_ptr& e) {
 }
 
 template <typename Stream>
-asio::awaitable<IoResult> read_some(Stream* stream, asio::steady_timer* timer, asio::mutable_buffer buf,
-                                    Millis timeout) {
+asio::awaitable<IoResult> read_some(Stream* stream, asio::steady_timer* timer,
+                                    asio::mutable_buffer buf, Millis timeout) {
     timer->expires_after(timeout);
     auto r = co_await (stream->async_read_some(buf, kUseTuple) || timer->async_wait(kUseTuple));
     if (r.index() == 1) {
@@ -89,8 +89,8 @@ asio::awaitable<IoResult> read_some(Stream* stream, asio::steady_timer* timer, a
 }
 
 template <typename Stream>
-asio::awaitable<IoResult> write_all(Stream* stream, asio::steady_timer* timer, asio::const_buffer buf,
-                                    Millis timeout) {
+asio::awaitable<IoResult> write_all(Stream* stream, asio::steady_timer* timer,
+                                    asio::const_buffer buf, Millis timeout) {
     timer->expires_after(timeout);
     auto r = co_await (asio::async_write(*stream, buf, kUseTuple) || timer->async_wait(kUseTuple));
     if (r.index() == 1) {
@@ -122,8 +122,8 @@ auto async_callback(Start start, Token&& token) {
 }
 
 std::string describe_tls(SSL* ssl) {
-    return fmt::format("version={} cipher={} bits={}", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-                       SSL_get_cipher_bits(ssl, nullptr));
+    return fmt::format("version={} cipher={} bits={}", SSL_get_version(ssl),
+                       SSL_get_cipher_name(ssl), SSL_get_cipher_bits(ssl, nullptr));
 }
 
 } // namespace
@@ -184,7 +184,8 @@ public:
         {
             const std::lock_guard lock(shared_->mutex);
             --shared_->total;
-            if (auto it = shared_->per_client.find(client_); it != shared_->per_client.end() && --it->second == 0) {
+            if (auto it = shared_->per_client.find(client_);
+                it != shared_->per_client.end() && --it->second == 0) {
                 shared_->per_client.erase(it);
             }
             shared_->conns.erase(conn_);
@@ -215,8 +216,9 @@ void append_actions(std::deque<Action>& queue, Actions actions) {
     }
 }
 
-asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared_ptr<Listener> listener,
-                                     tcp::socket socket, std::shared_ptr<Conn> conn, std::string client) {
+asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
+                                     std::shared_ptr<Listener> listener, tcp::socket socket,
+                                     std::shared_ptr<Conn> conn, std::string client) {
     const SlotGuard slot(shared, conn, client);
     SessionSettings settings;
     {
@@ -249,23 +251,26 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared
             } else if (auto* append = std::get_if<AppendBody>(&action)) {
                 // Awaited before reading on: one append in flight, and the session's
                 // buffers plus one read bound the memory of this connection.
-                auto start = [m = append->message, d = std::move(append->data)](std::function<void(Status)> cb) mutable {
+                auto start = [m = append->message,
+                              d = std::move(append->data)](std::function<void(Status)> cb) mutable {
                     m->append(std::move(d), std::move(cb));
                 };
-                Status status = co_await async_callback<Status>(std::move(start), asio::use_awaitable);
+                Status status =
+                    co_await async_callback<Status>(std::move(start), asio::use_awaitable);
                 append_actions(queue, session.on_append_done(std::move(status)));
             } else if (auto* commit = std::get_if<CommitMessage>(&action)) {
                 auto start = [m = commit->message, i = std::move(commit->info)](
                                  std::function<void(Result<CommitInfo>)> cb) mutable {
                     m->commit(std::move(i), std::move(cb));
                 };
-                Result<CommitInfo> result =
-                    co_await async_callback<Result<CommitInfo>>(std::move(start), asio::use_awaitable);
+                Result<CommitInfo> result = co_await async_callback<Result<CommitInfo>>(
+                    std::move(start), asio::use_awaitable);
                 append_actions(queue, session.on_commit_result(std::move(result)));
             } else if (std::holds_alternative<StartTls>(action)) {
                 IoResult w;
                 if (!out.empty()) {
-                    w = co_await write_all(&socket, &write_timer, asio::buffer(out), command_timeout);
+                    w = co_await write_all(&socket, &write_timer, asio::buffer(out),
+                                           command_timeout);
                     out.clear();
                 }
                 if (w.ec || w.timed_out) {
@@ -274,8 +279,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared
                 }
                 tls.emplace(socket, *listener->tls);
                 write_timer.expires_after(command_timeout);
-                auto r = co_await (tls->async_handshake(asio::ssl::stream_base::server, kUseTuple) ||
-                                   write_timer.async_wait(kUseTuple));
+                auto r =
+                    co_await (tls->async_handshake(asio::ssl::stream_base::server, kUseTuple) ||
+                              write_timer.async_wait(kUseTuple));
                 if (r.index() == 1 || std::get<0>(std::get<0>(r))) {
                     log::info("event=tls_failed client={} error={}", client,
                               r.index() == 1 ? std::string("timeout")
@@ -284,7 +290,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared
                     open = false;
                     break;
                 }
-                append_actions(queue, session.on_tls_established(describe_tls(tls->native_handle())));
+                append_actions(queue,
+                               session.on_tls_established(describe_tls(tls->native_handle())));
             } else if (std::holds_alternative<Close>(action)) {
                 open = false;
             }
@@ -323,9 +330,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared
         }
         IoResult r;
         if (tls) {
-            r = co_await read_some(&*tls, &conn->read_timer, asio::buffer(buf), data ? data_timeout : command_timeout);
+            r = co_await read_some(&*tls, &conn->read_timer, asio::buffer(buf),
+                                   data ? data_timeout : command_timeout);
         } else {
-            r = co_await read_some(&socket, &conn->read_timer, asio::buffer(buf), data ? data_timeout : command_timeout);
+            r = co_await read_some(&socket, &conn->read_timer, asio::buffer(buf),
+                                   data ? data_timeout : command_timeout);
         }
         if (r.timed_out) {
             append_actions(queue, conn->stop ? session.on_shutdown() : session.on_timeout());
@@ -343,7 +352,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared, std::shared
     log::info("event=disconnect client={} messages={}", client, session.messages_accepted());
 }
 
-asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared, std::shared_ptr<Listener> listener) {
+asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared,
+                                  std::shared_ptr<Listener> listener) {
     asio::steady_timer backoff(shared->control);
     for (;;) {
         auto accepted = co_await listener->acceptor.async_accept(
@@ -373,12 +383,15 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared, std::shared_pt
             const auto it = shared->per_client.find(client);
             const std::uint32_t from_client = it == shared->per_client.end() ? 0 : it->second;
             if (shared->stopping) {
-                refusal = fmt::format("421 4.3.2 {} Service shutting down, try again later\r\n", shared->hostname);
-            } else if (shared->total >= limits.max_sessions) {
-                refusal = fmt::format("421 4.7.0 {} Too many connections, try again later\r\n", shared->hostname);
-            } else if (from_client >= limits.max_sessions_per_client) {
-                refusal = fmt::format("421 4.7.0 {} Too many connections from your address, try again later\r\n",
+                refusal = fmt::format("421 4.3.2 {} Service shutting down, try again later\r\n",
                                       shared->hostname);
+            } else if (shared->total >= limits.max_sessions) {
+                refusal = fmt::format("421 4.7.0 {} Too many connections, try again later\r\n",
+                                      shared->hostname);
+            } else if (from_client >= limits.max_sessions_per_client) {
+                refusal = fmt::format(
+                    "421 4.7.0 {} Too many connections from your address, try again later\r\n",
+                    shared->hostname);
             } else {
                 ++shared->total;
                 ++shared->per_client[client];
@@ -390,11 +403,13 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared, std::shared_pt
             log::info("event=reject client={} reason=session-limit reply={}", client,
                       log::quote(std::string_view(refusal).substr(0, refusal.size() - 2)));
             const auto ex = socket.get_executor();
-            asio::co_spawn(ex, reject_connection(std::move(socket), std::move(refusal)), log_escaped);
+            asio::co_spawn(ex, reject_connection(std::move(socket), std::move(refusal)),
+                           log_escaped);
             continue;
         }
         const auto ex = socket.get_executor();
-        asio::co_spawn(ex, run_connection(shared, listener, std::move(socket), conn, std::move(client)),
+        asio::co_spawn(ex,
+                       run_connection(shared, listener, std::move(socket), conn, std::move(client)),
                        log_escaped);
     }
 }
@@ -424,25 +439,28 @@ Result<std::vector<tcp::endpoint>> Server::start() {
         auto listener = std::make_shared<Listener>(shared_->control);
         if (!lc.tls_certificate.empty() && !lc.tls_key.empty()) {
             auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
-            ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                             asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
-                             asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+            ctx->set_options(asio::ssl::context::default_workarounds |
+                             asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                             asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                             asio::ssl::context::single_dh_use);
             boost::system::error_code ec;
             ctx->use_certificate_chain_file(lc.tls_certificate, ec);
             if (!ec) {
                 ctx->use_private_key_file(lc.tls_key, asio::ssl::context::pem, ec);
             }
             if (ec) {
-                return fail(ErrorKind::kConfig, fmt::format("listener {}:{}: TLS certificate/key {} / {}: {}",
-                                                            lc.address, lc.port, lc.tls_certificate, lc.tls_key,
-                                                            ec.message()));
+                return fail(ErrorKind::kConfig,
+                            fmt::format("listener {}:{}: TLS certificate/key {} / {}: {}",
+                                        lc.address, lc.port, lc.tls_certificate, lc.tls_key,
+                                        ec.message()));
             }
             listener->tls = std::move(ctx);
         }
         boost::system::error_code ec;
         const auto address = asio::ip::make_address(lc.address, ec);
         if (ec) {
-            return fail(ErrorKind::kConfig, fmt::format("listener address {}: {}", lc.address, ec.message()));
+            return fail(ErrorKind::kConfig,
+                        fmt::format("listener address {}: {}", lc.address, ec.message()));
         }
         const tcp::endpoint endpoint(address, lc.port);
         auto& acc = listener->acceptor;
@@ -457,7 +475,8 @@ Result<std::vector<tcp::endpoint>> Server::start() {
             acc.listen(asio::socket_base::max_listen_connections, ec);
         }
         if (ec) {
-            return fail(ErrorKind::kIo, fmt::format("listen on {}:{}: {}", lc.address, lc.port, ec.message()));
+            return fail(ErrorKind::kIo,
+                        fmt::format("listen on {}:{}: {}", lc.address, lc.port, ec.message()));
         }
         bound.push_back(acc.local_endpoint(ec));
         listeners.push_back(std::move(listener));

@@ -61,23 +61,26 @@ std::string sanitize(std::string_view text, bool allow_space) {
     out.reserve(text.size());
     for (const char c : text) {
         const auto u = static_cast<unsigned char>(c);
-        const bool ok = (u > 0x20 && u < 0x7f && c != '(' && c != ')' && c != '\\' && c != '"' &&
-                         c != ';') || u >= 0x80 || (allow_space && c == ' ');
+        const bool ok =
+            (u > 0x20 && u < 0x7f && c != '(' && c != ')' && c != '\\' && c != '"' && c != ';') ||
+            u >= 0x80 || (allow_space && c == ' ');
         out += ok ? c : '_';
     }
     return out;
 }
 
 std::string rfc5322_date(UnixMillis ms) {
-    static constexpr std::array<std::string_view, 7> kDays{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr std::array<std::string_view, 12> kMonths{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    static constexpr std::array<std::string_view, 7> kDays{"Sun", "Mon", "Tue", "Wed",
+                                                           "Thu", "Fri", "Sat"};
+    static constexpr std::array<std::string_view, 12> kMonths{
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     const std::time_t secs = static_cast<std::time_t>(ms / 1000);
     std::tm tm{};
     gmtime_r(&secs, &tm);
-    return fmt::format("{}, {} {} {:04} {:02}:{:02}:{:02} +0000", kDays[static_cast<std::size_t>(tm.tm_wday)],
-                       tm.tm_mday, kMonths[static_cast<std::size_t>(tm.tm_mon)], tm.tm_year + 1900,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return fmt::format("{}, {} {} {:04} {:02}:{:02}:{:02} +0000",
+                       kDays[static_cast<std::size_t>(tm.tm_wday)], tm.tm_mday,
+                       kMonths[static_cast<std::size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour,
+                       tm.tm_min, tm.tm_sec);
 }
 
 } // namespace
@@ -106,7 +109,8 @@ Actions Session::feed(std::string_view bytes) {
 }
 
 bool Session::wants_input() const {
-    if (closed_ || state_ == State::kFinishing || state_ == State::kCommit || state_ == State::kTls) {
+    if (closed_ || state_ == State::kFinishing || state_ == State::kCommit ||
+        state_ == State::kTls) {
         return false;
     }
     if (append_in_flight_ && (state_ == State::kCommand || body_.size() >= kAppendChunk)) {
@@ -228,7 +232,8 @@ void Session::handle_command(std::string_view line) {
     } else if (iequals(verb, "EXPN")) {
         error(502, "5.5.1", "EXPN not supported", "expn");
     } else if (iequals(verb, "HELP")) {
-        reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+        reply(214, "2.0.0",
+              "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
     } else if (iequals(verb, "STARTTLS")) {
         cmd_starttls(arg);
     } else {
@@ -285,8 +290,9 @@ void Session::cmd_mail(std::string_view arg) {
     // the parameters that follow the path.
     const auto path = address::parse_path(text, {.allow_null = true, .allow_utf8 = true});
     if (!path) {
-        error(501, "5.1.7", path.error() == address::PathError::kTooLong ? "Sender address too long"
-                                                                         : "Bad sender address syntax",
+        error(501, "5.1.7",
+              path.error() == address::PathError::kTooLong ? "Sender address too long"
+                                                           : "Bad sender address syntax",
               "bad-sender");
         return;
     }
@@ -348,7 +354,8 @@ void Session::cmd_mail(std::string_view arg) {
             }
             info.envid = std::move(*envid);
         } else {
-            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword), "unsupported-parameter");
+            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword),
+                  "unsupported-parameter");
             return;
         }
         if ((seen & bit) != 0) {
@@ -440,7 +447,8 @@ void Session::cmd_rcpt(std::string_view arg) {
             error(501, "5.5.4", fmt::format("Duplicate parameter {}", p.keyword), "syntax");
             return;
         } else {
-            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword), "unsupported-parameter");
+            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword),
+                  "unsupported-parameter");
             return;
         }
     }
@@ -458,7 +466,8 @@ void Session::cmd_rcpt(std::string_view arg) {
               "unknown-user to=" + log::quote(rcpt.address));
         return;
     case RecipientVerdict::kTempFail:
-        local_error(make_reply(451, "4.3.0", "Recipient verification temporarily unavailable, try again later"),
+        local_error(make_reply(451, "4.3.0",
+                               "Recipient verification temporarily unavailable, try again later"),
                     "recipient-tempfail to=" + log::quote(rcpt.address));
         return;
     }
@@ -507,7 +516,8 @@ bool Session::ready_for_content() {
 void Session::cmd_bdat(std::string_view arg) {
     const std::size_t sp = arg.find(' ');
     const auto size = parse_number(arg.substr(0, sp));
-    const std::string_view rest = sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
+    const std::string_view rest =
+        sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
     if (!size || (!rest.empty() && !iequals(rest, "LAST"))) {
         // Without a size we cannot know where the chunk ends: its bytes will read as
         // (bad) commands, and the error cap ends that.
@@ -607,13 +617,13 @@ std::string Session::received_header() const {
         proto = "SMTP";
     }
     const std::string& client = settings_.client_addr;
-    const std::string literal =
-        client.find(':') != std::string::npos ? "IPv6:" + client : client;
+    const std::string literal = client.find(':') != std::string::npos ? "IPv6:" + client : client;
     std::string h = fmt::format("Received: from {} ([{}])\r\n", sanitize(helo_, false), literal);
     if (tls) {
         h += fmt::format("\t(using {})\r\n", sanitize(tls_description_, true));
     }
-    h += fmt::format("\tby {} (spoold) with {} id {}", settings_.hostname, proto, message_->id().text());
+    h += fmt::format("\tby {} (spoold) with {} id {}", settings_.hostname, proto,
+                     message_->id().text());
     if (info_.recipients.size() == 1) {
         // Only one recipient is named: listing several would disclose Bcc recipients.
         h += fmt::format("\r\n\tfor <{}>", info_.recipients.front().address);
@@ -654,7 +664,8 @@ void Session::consume_data() {
             }
         }
         // Work in slices so the body buffer stays near one chunk.
-        const std::string_view avail(in_.data() + in_pos_, std::min(in_.size() - in_pos_, kAppendChunk));
+        const std::string_view avail(in_.data() + in_pos_,
+                                     std::min(in_.size() - in_pos_, kAppendChunk));
         const std::size_t n = avail.size();
         std::size_t i = 0;
         while (i < n) {
@@ -788,7 +799,8 @@ void Session::continue_finish() {
         if (too_big_) {
             error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size");
         } else if (bare_newline_) {
-            error(554, "5.6.0", "Message refused: bare LF or CR in message content (RFC 5321 2.3.8)",
+            error(554, "5.6.0",
+                  "Message refused: bare LF or CR in message content (RFC 5321 2.3.8)",
                   "bare-newline");
         } else {
             local_error(append_error_, "append-failed");
@@ -848,8 +860,8 @@ Actions Session::on_commit_result(Result<CommitInfo> result) {
     if (result) {
         ++messages_;
         log::info("event=accepted id={} client={} from={} size={} class={} rcpts={}", id,
-                  settings_.client_addr, log::quote(info_.mail_from), size_, log::quote(result->class_name),
-                  info_.recipients.size());
+                  settings_.client_addr, log::quote(info_.mail_from), size_,
+                  log::quote(result->class_name), info_.recipients.size());
         reply(250, "2.0.0", fmt::format("OK queued as {}", id));
     } else {
         local_error(reply_for_local_error(result.error()),
@@ -869,7 +881,8 @@ Actions Session::on_commit_result(Result<CommitInfo> result) {
 
 Actions Session::on_timeout() {
     if (!closed_) {
-        log::info("event=timeout client={} state={}", settings_.client_addr, in_data() ? "data" : "command");
+        log::info("event=timeout client={} state={}", settings_.client_addr,
+                  in_data() ? "data" : "command");
         reply(421, "4.4.2", fmt::format("{} Error: timeout exceeded", settings_.hostname));
         close();
     }
@@ -880,7 +893,8 @@ Actions Session::on_timeout() {
 
 Actions Session::on_shutdown() {
     if (!closed_) {
-        reply(421, "4.3.2", fmt::format("{} Service shutting down, try again later", settings_.hostname));
+        reply(421, "4.3.2",
+              fmt::format("{} Service shutting down, try again later", settings_.hostname));
         close();
     }
     Actions a;
@@ -933,10 +947,11 @@ void Session::reply(Reply r) {
     out_.emplace_back(std::move(r));
 }
 
-void Session::error(int code, std::string_view enhanced, std::string_view text, std::string_view reason) {
+void Session::error(int code, std::string_view enhanced, std::string_view text,
+                    std::string_view reason) {
     const Reply r = make_reply(code, enhanced, text);
-    log::info("event=reject client={}{} reason={} reply={}", settings_.client_addr, id_field(), reason,
-              log::quote(r.summary()));
+    log::info("event=reject client={}{} reason={} reply={}", settings_.client_addr, id_field(),
+              reason, log::quote(r.summary()));
     reply(r);
     ++errors_;
     const auto cap = settings_.limits.max_errors;

@@ -167,7 +167,7 @@ private:
 
     // Content state of the message being received.
     Content content_ = Content::kLineStart;
-    std::string body_;     // decoded bytes not yet handed to the intake
+    std::string body_;       // decoded bytes not yet handed to the intake
     std::uint64_t size_ = 0; // decoded client bytes (without our Received: header)
     bool bare_newline_ = false;
     bool too_big_ = false;

@@ -20,7 +20,7 @@ class Env;
 }
 
 struct DirectoryStoreOptions {
-    std::string path;                         // directory for its data.mdb, e.g. <spool>/directory
+    std::string path; // directory for its data.mdb, e.g. <spool>/directory
     std::uint64_t max_size_bytes = 1ULL << 30U; // LMDB map size
     bool read_only = false;
 };

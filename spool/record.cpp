@@ -102,8 +102,8 @@ Result<Header> read_header(Reader& r) {
         return fail(ErrorKind::kCorrupt, "envelope: empty or version 0");
     }
     if (h.version > kEnvelopeVersion) {
-        return fail(ErrorKind::kCorrupt,
-                    fmt::format("envelope: version {} is newer than {}", h.version, kEnvelopeVersion));
+        return fail(ErrorKind::kCorrupt, fmt::format("envelope: version {} is newer than {}",
+                                                     h.version, kEnvelopeVersion));
     }
     h.facts.id = QueueId{r.u64()};
     h.arrival = r.i64();
@@ -278,7 +278,9 @@ std::uint32_t read_be32(std::string_view s) {
 
 std::string msg_key(QueueId id) { return be64(id.value); }
 
-std::string body_key(std::uint64_t body_ref, std::uint32_t chunk) { return be64(body_ref) + be32(chunk); }
+std::string body_key(std::uint64_t body_ref, std::uint32_t chunk) {
+    return be64(body_ref) + be32(chunk);
+}
 
 std::string ready_key(ClassId klass, QueueId id) {
     return std::string(1, static_cast<char>(klass)) + be64(id.value);

@@ -53,11 +53,11 @@ std::string be32(std::uint32_t v);
 std::uint64_t read_be64(std::string_view s); // s.size() >= 8
 std::uint32_t read_be32(std::string_view s); // s.size() >= 4
 
-std::string msg_key(QueueId id);                       // id
+std::string msg_key(QueueId id);                                   // id
 std::string body_key(std::uint64_t body_ref, std::uint32_t chunk); // body ref | chunk
-std::string ready_key(ClassId klass, QueueId id);      // class | id
-std::string time_key(UnixMillis at, QueueId id);       // time | id (deferred, expiry)
-std::string counter_key(ClassId klass, MsgState state); // class | state
+std::string ready_key(ClassId klass, QueueId id);                  // class | id
+std::string time_key(UnixMillis at, QueueId id);                   // time | id (deferred, expiry)
+std::string counter_key(ClassId klass, MsgState state);            // class | state
 // Ids are stored as big-endian u64 at `offset` of an index key.
 QueueId id_at(std::string_view key, std::size_t offset);
 

@@ -46,14 +46,15 @@ MsgState message_state(const Envelope& env) {
     if (env.held) {
         return MsgState::kHeld;
     }
-    const bool any_queued = std::any_of(env.recipients.begin(), env.recipients.end(),
-                                        [](const Recipient& r) { return r.state == RcptState::kQueued; });
+    const bool any_queued =
+        std::any_of(env.recipients.begin(), env.recipients.end(),
+                    [](const Recipient& r) { return r.state == RcptState::kQueued; });
     if (any_queued) {
         return MsgState::kReady;
     }
-    const bool any_deferred = std::any_of(env.recipients.begin(), env.recipients.end(), [](const Recipient& r) {
-        return r.state == RcptState::kDeferred;
-    });
+    const bool any_deferred =
+        std::any_of(env.recipients.begin(), env.recipients.end(),
+                    [](const Recipient& r) { return r.state == RcptState::kDeferred; });
     return any_deferred ? MsgState::kDeferred : MsgState::kReady;
 }
 
@@ -110,7 +111,8 @@ constexpr std::uint64_t kMaxMapSize = std::numeric_limits<std::uint64_t>::max() 
 bool txn_may_be_dirty(const Error& e) {
     // Only LMDB failures can leave a half-applied op behind; every op checks its
     // preconditions (not found, invalid, id collision) before its first write.
-    return e.kind == ErrorKind::kSpoolFull || e.kind == ErrorKind::kDiskFull || e.kind == ErrorKind::kIo;
+    return e.kind == ErrorKind::kSpoolFull || e.kind == ErrorKind::kDiskFull ||
+           e.kind == ErrorKind::kIo;
 }
 
 struct Tables {
@@ -135,8 +137,9 @@ std::optional<StagingInfo> decode_staging(std::string_view v) {
     if (v.size() != kStagingValueSize) {
         return std::nullopt;
     }
-    return StagingInfo{static_cast<UnixMillis>(record::read_be64(v)), record::read_be32(v.substr(8)),
-                       record::read_be64(v.substr(12)), record::read_be64(v.substr(20))};
+    return StagingInfo{static_cast<UnixMillis>(record::read_be64(v)),
+                       record::read_be32(v.substr(8)), record::read_be64(v.substr(12)),
+                       record::read_be64(v.substr(20))};
 }
 
 // A stored message as the writer sees it: the envelope and where its body lives.
@@ -151,7 +154,7 @@ struct Op {
     // consumes its captured inputs.
     std::function<Status(WriteTxn&)> apply;
     Done done;
-    bool grows = false; // needs new pages (enqueue, staging): failed with the rest on a full map
+    bool grows = false;    // needs new pages (enqueue, staging): failed with the rest on a full map
     std::size_t bytes = 0; // new data it writes, for the headroom estimate of growing ops
 };
 
@@ -161,7 +164,7 @@ struct Op {
 constexpr std::uint64_t kMinReservePages = 64;
 constexpr std::uint64_t kReserveFraction = 32; // 1/32 of the map
 constexpr std::uint64_t kPagesPerOp = 4;       // index and record pages an op may touch
-constexpr std::uint64_t kPageSizeHint = 4080;   // body bytes per page (one chunk a page)
+constexpr std::uint64_t kPageSizeHint = 4080;  // body bytes per page (one chunk a page)
 
 class LmdbSpool final : public Spool {
 public:
@@ -204,7 +207,8 @@ public:
             writer_ = std::thread([this] { writer_loop(); });
             gc_staged(clock_.now_ms() - kStagedOrphanAgeMs, [](const Status& st) {
                 if (!st) {
-                    log::warn("event=spool_gc_staged_failed error={}", log::quote(st.error().describe()));
+                    log::warn("event=spool_gc_staged_failed error={}",
+                              log::quote(st.error().describe()));
                 }
             });
         }
@@ -216,8 +220,8 @@ public:
     void enqueue(NewMessage message, Done done) override {
         auto msg = std::make_shared<const NewMessage>(std::move(message));
         const std::size_t bytes = msg->body.size();
-        submit(Op{[this, msg](WriteTxn& txn) { return insert_message(txn, *msg, false); }, std::move(done),
-                  true, bytes});
+        submit(Op{[this, msg](WriteTxn& txn) { return insert_message(txn, *msg, false); },
+                  std::move(done), true, bytes});
     }
 
     void append_staged(QueueId id, std::string chunk, Done done) override {
@@ -230,16 +234,17 @@ public:
     void enqueue_staged(NewMessage message, Done done) override {
         auto msg = std::make_shared<const NewMessage>(std::move(message));
         const std::size_t bytes = msg->body.size();
-        submit(Op{[this, msg](WriteTxn& txn) { return insert_message(txn, *msg, true); }, std::move(done),
-                  true, bytes});
+        submit(Op{[this, msg](WriteTxn& txn) { return insert_message(txn, *msg, true); },
+                  std::move(done), true, bytes});
     }
 
     void discard_staged(QueueId id, Done done) override {
-        submit(Op{[this, id](WriteTxn& txn) { return apply_discard_staged(txn, id); }, std::move(done), false});
+        submit(Op{[this, id](WriteTxn& txn) { return apply_discard_staged(txn, id); },
+                  std::move(done), false});
     }
 
-    void record_outcome(QueueId id, std::vector<RecipientUpdate> updates, std::optional<NewMessage> dsn,
-                        Done done) override {
+    void record_outcome(QueueId id, std::vector<RecipientUpdate> updates,
+                        std::optional<NewMessage> dsn, Done done) override {
         auto ups = std::make_shared<const std::vector<RecipientUpdate>>(std::move(updates));
         auto d = std::make_shared<const std::optional<NewMessage>>(std::move(dsn));
         const bool grows = d->has_value();
@@ -292,7 +297,8 @@ public:
                           return tl::unexpected(env.error());
                       }
                       if (!*env) {
-                          return fail(ErrorKind::kNotFound, fmt::format("{}: no such message", id.text()));
+                          return fail(ErrorKind::kNotFound,
+                                      fmt::format("{}: no such message", id.text()));
                       }
                       return delete_message(txn, (*env)->facts());
                   },
@@ -300,7 +306,8 @@ public:
     }
 
     void promote_due(UnixMillis now, Done done) override {
-        submit(Op{[this, now](WriteTxn& txn) { return apply_promote(txn, now); }, std::move(done), false});
+        submit(Op{[this, now](WriteTxn& txn) { return apply_promote(txn, now); }, std::move(done),
+                  false});
     }
 
     void put_meta(std::string key, std::string value, Done done) override {
@@ -315,8 +322,8 @@ public:
     }
 
     void gc_staged(UnixMillis older_than, Done done) override {
-        submit(Op{[this, older_than](WriteTxn& txn) { return apply_gc_staged(txn, older_than); }, std::move(done),
-                  false});
+        submit(Op{[this, older_than](WriteTxn& txn) { return apply_gc_staged(txn, older_than); },
+                  std::move(done), false});
     }
 
     // ---- reads ----
@@ -364,7 +371,8 @@ public:
         return std::optional<Envelope>{std::move(*env)};
     }
 
-    Result<BodyPiece> read_body(QueueId id, std::uint32_t from_chunk, std::size_t max_bytes) override {
+    Result<BodyPiece> read_body(QueueId id, std::uint32_t from_chunk,
+                                std::size_t max_bytes) override {
         auto txn = env_->begin_read();
         if (!txn) {
             return tl::unexpected(txn.error());
@@ -385,26 +393,29 @@ public:
         piece.next_chunk = from_chunk;
         piece.done = true;
         const std::string prefix = record::be64(facts->body_ref);
-        auto st = txn->scan(t_.body, record::body_key(facts->body_ref, from_chunk), [&](std::string_view k, std::string_view v) {
-            if (k.size() != kBodyKeySize || k.substr(0, 8) != prefix) {
-                return false;
-            }
-            // At least one chunk per call, so a small max_bytes still makes progress.
-            if (!piece.data.empty() && piece.data.size() + v.size() > max_bytes) {
-                piece.done = false;
-                return false;
-            }
-            piece.data.append(v);
-            piece.next_chunk = record::read_be32(k.substr(8)) + 1;
-            return true;
-        });
+        auto st =
+            txn->scan(t_.body, record::body_key(facts->body_ref, from_chunk),
+                      [&](std::string_view k, std::string_view v) {
+                          if (k.size() != kBodyKeySize || k.substr(0, 8) != prefix) {
+                              return false;
+                          }
+                          // At least one chunk per call, so a small max_bytes still makes progress.
+                          if (!piece.data.empty() && piece.data.size() + v.size() > max_bytes) {
+                              piece.done = false;
+                              return false;
+                          }
+                          piece.data.append(v);
+                          piece.next_chunk = record::read_be32(k.substr(8)) + 1;
+                          return true;
+                      });
         if (!st) {
             return tl::unexpected(st.error());
         }
         return piece;
     }
 
-    Result<std::vector<QueueId>> ready_after(ClassId klass, QueueId after, std::size_t max) override {
+    Result<std::vector<QueueId>> ready_after(ClassId klass, QueueId after,
+                                             std::size_t max) override {
         std::vector<QueueId> out;
         if (klass >= kMaxClasses || after.value == std::numeric_limits<std::uint64_t>::max()) {
             return out;
@@ -415,7 +426,8 @@ public:
         }
         auto st = txn->scan(t_.ready, record::ready_key(klass, QueueId{after.value + 1}),
                             [&](std::string_view k, std::string_view) {
-                                if (out.size() >= max || k.size() != 9 || static_cast<std::uint8_t>(k[0]) != klass) {
+                                if (out.size() >= max || k.size() != 9 ||
+                                    static_cast<std::uint8_t>(k[0]) != klass) {
                                     return false;
                                 }
                                 out.push_back(record::id_at(k, 1));
@@ -444,19 +456,21 @@ public:
         if (!txn) {
             return tl::unexpected(txn.error());
         }
-        auto st = txn->scan(t_.msg, record::msg_key(QueueId{after.value + 1}), [&](std::string_view k, std::string_view v) {
-            if (out.size() >= max) {
-                return false;
-            }
-            auto env = record::decode_envelope(v);
-            if (!env) {
-                // A listing goes on past a bad record; the record is quarantined.
-                report_corrupt(record::id_at(k, 0), env.error());
-                return true;
-            }
-            out.push_back(std::move(*env));
-            return true;
-        });
+        auto st = txn->scan(t_.msg, record::msg_key(QueueId{after.value + 1}),
+                            [&](std::string_view k, std::string_view v) {
+                                if (out.size() >= max) {
+                                    return false;
+                                }
+                                auto env = record::decode_envelope(v);
+                                if (!env) {
+                                    // A listing goes on past a bad record; the record is
+                                    // quarantined.
+                                    report_corrupt(record::id_at(k, 0), env.error());
+                                    return true;
+                                }
+                                out.push_back(std::move(*env));
+                                return true;
+                            });
         if (!st) {
             return tl::unexpected(st.error());
         }
@@ -502,9 +516,9 @@ public:
         constexpr unsigned int kMainDbi = 1;
         constexpr std::uint64_t kMetaPages = 2;
         std::uint64_t used = kMetaPages;
-        for (const lmdb::Dbi dbi : {t_.msg, t_.body, t_.ready, t_.deferred, t_.expiry, t_.counters,
-                                    t_.staging, t_.meta, t_.corrupt, lmdb::Dbi{kFreeDbi},
-                                    lmdb::Dbi{kMainDbi}}) {
+        for (const lmdb::Dbi dbi :
+             {t_.msg, t_.body, t_.ready, t_.deferred, t_.expiry, t_.counters, t_.staging, t_.meta,
+              t_.corrupt, lmdb::Dbi{kFreeDbi}, lmdb::Dbi{kMainDbi}}) {
             auto st = txn.stat(dbi);
             if (!st) {
                 return tl::unexpected(st.error());
@@ -553,7 +567,8 @@ public:
         s.map_size = info->map_size;
         const std::uint64_t file_pages = info->last_page + 1;
         s.used_bytes = std::min(used_pages, file_pages) * info->page_size;
-        const std::uint64_t reusable = (file_pages - std::min(used_pages, file_pages)) * info->page_size;
+        const std::uint64_t reusable =
+            (file_pages - std::min(used_pages, file_pages)) * info->page_size;
         std::error_code ec;
         const auto fs = std::filesystem::space(options_.path, ec);
         if (!ec) {
@@ -599,7 +614,8 @@ public:
                 return fail(ErrorKind::kInvalid, "repair needs a writable spool");
             }
             auto st = wait([this](Done d) {
-                submit(Op{[this](WriteTxn& txn) { return apply_rebuild(txn); }, std::move(d), true});
+                submit(
+                    Op{[this](WriteTxn& txn) { return apply_rebuild(txn); }, std::move(d), true});
             });
             if (!st) {
                 return tl::unexpected(st.error());
@@ -642,34 +658,41 @@ private:
             report.scanned.messages[f.klass][si] += 1;
             report.scanned.bytes[f.klass][si] += f.size;
             const bool in_ready = has(t_.ready, record::ready_key(f.klass, id));
-            const bool in_deferred = f.state == MsgState::kDeferred && has(t_.deferred, record::time_key(f.due, id));
+            const bool in_deferred =
+                f.state == MsgState::kDeferred && has(t_.deferred, record::time_key(f.due, id));
             const bool in_expiry = f.in_expiry && has(t_.expiry, record::time_key(f.expires, id));
             if ((f.state == MsgState::kReady) != in_ready) {
-                problem(report, fmt::format("record {}: {} but {} the ready index of class {}", id.text(),
-                                            to_string(f.state), in_ready ? "in" : "not in", f.klass));
+                problem(report,
+                        fmt::format("record {}: {} but {} the ready index of class {}", id.text(),
+                                    to_string(f.state), in_ready ? "in" : "not in", f.klass));
             }
             if (f.state == MsgState::kDeferred && !in_deferred) {
-                problem(report, fmt::format("record {}: deferred at {} but not in the deferred index", id.text(), f.due));
+                problem(report,
+                        fmt::format("record {}: deferred at {} but not in the deferred index",
+                                    id.text(), f.due));
             }
             if (f.in_expiry && !in_expiry) {
-                problem(report, fmt::format("record {}: expires at {} but not in the expiry index", id.text(), f.expires));
+                problem(report, fmt::format("record {}: expires at {} but not in the expiry index",
+                                            id.text(), f.expires));
             }
             if (bodies) {
                 std::uint64_t stored = 0;
                 const std::string prefix = record::be64(f.body_ref);
-                auto b = txn.scan(t_.body, record::body_key(f.body_ref, 0), [&](std::string_view bk, std::string_view bv) {
-                    if (bk.size() != kBodyKeySize || bk.substr(0, 8) != prefix) {
-                        return false;
-                    }
-                    stored += bv.size();
-                    return true;
-                });
+                auto b = txn.scan(t_.body, record::body_key(f.body_ref, 0),
+                                  [&](std::string_view bk, std::string_view bv) {
+                                      if (bk.size() != kBodyKeySize || bk.substr(0, 8) != prefix) {
+                                          return false;
+                                      }
+                                      stored += bv.size();
+                                      return true;
+                                  });
                 if (!b) {
                     inner = b;
                     return false;
                 }
                 if (stored != f.size) {
-                    problem(report, fmt::format("body {}: chunks hold {} bytes, envelope says {}", id.text(), stored, f.size));
+                    problem(report, fmt::format("body {}: chunks hold {} bytes, envelope says {}",
+                                                id.text(), stored, f.size));
                 }
             }
             return static_cast<bool>(inner);
@@ -703,10 +726,12 @@ private:
             const auto klass = static_cast<ClassId>(k[0]);
             const auto f = facts_for(id);
             if (!f) {
-                problem(report, fmt::format("ready index: class {} id {} has no record", klass, id.text()));
+                problem(report,
+                        fmt::format("ready index: class {} id {} has no record", klass, id.text()));
             } else if (f->klass != klass || f->state != MsgState::kReady) {
-                problem(report, fmt::format("ready index: class {} id {} but the record is {} in class {}", klass,
-                                            id.text(), to_string(f->state), f->klass));
+                problem(report,
+                        fmt::format("ready index: class {} id {} but the record is {} in class {}",
+                                    klass, id.text(), to_string(f->state), f->klass));
             }
             return static_cast<bool>(inner);
         });
@@ -715,23 +740,27 @@ private:
         }
         for (const bool deferred : {true, false}) {
             const char* name = deferred ? "deferred" : "expiry";
-            st = txn.scan(deferred ? t_.deferred : t_.expiry, {}, [&](std::string_view k, std::string_view) {
-                ++report.index_entries;
-                if (k.size() != 16) {
-                    problem(report, fmt::format("{} index: malformed key", name));
-                    return true;
-                }
-                const auto at = static_cast<UnixMillis>(record::read_be64(k));
-                const QueueId id = record::id_at(k, 8);
-                const auto f = facts_for(id);
-                if (!f) {
-                    problem(report, fmt::format("{} index: id {} at {} has no record", name, id.text(), at));
-                } else if (deferred ? (f->state != MsgState::kDeferred || f->due != at)
-                                    : (!f->in_expiry || f->expires != at)) {
-                    problem(report, fmt::format("{} index: id {} at {} disagrees with its record", name, id.text(), at));
-                }
-                return static_cast<bool>(inner);
-            });
+            st = txn.scan(
+                deferred ? t_.deferred : t_.expiry, {}, [&](std::string_view k, std::string_view) {
+                    ++report.index_entries;
+                    if (k.size() != 16) {
+                        problem(report, fmt::format("{} index: malformed key", name));
+                        return true;
+                    }
+                    const auto at = static_cast<UnixMillis>(record::read_be64(k));
+                    const QueueId id = record::id_at(k, 8);
+                    const auto f = facts_for(id);
+                    if (!f) {
+                        problem(report, fmt::format("{} index: id {} at {} has no record", name,
+                                                    id.text(), at));
+                    } else if (deferred ? (f->state != MsgState::kDeferred || f->due != at)
+                                        : (!f->in_expiry || f->expires != at)) {
+                        problem(report,
+                                fmt::format("{} index: id {} at {} disagrees with its record", name,
+                                            id.text(), at));
+                    }
+                    return static_cast<bool>(inner);
+                });
             if (!st || !inner) {
                 return !st ? st : inner;
             }
@@ -741,7 +770,8 @@ private:
         st = txn.scan(t_.counters, {}, [&](std::string_view k, std::string_view v) {
             if (k.size() == 2 && v.size() == 16 && static_cast<std::uint8_t>(k[0]) < kMaxClasses &&
                 static_cast<std::uint8_t>(k[1]) < kNumMsgStates) {
-                stored.messages[static_cast<std::uint8_t>(k[0])][static_cast<std::uint8_t>(k[1])] = record::read_be64(v);
+                stored.messages[static_cast<std::uint8_t>(k[0])][static_cast<std::uint8_t>(k[1])] =
+                    record::read_be64(v);
                 stored.bytes[static_cast<std::uint8_t>(k[0])][static_cast<std::uint8_t>(k[1])] =
                     record::read_be64(v.substr(8));
             } else {
@@ -756,10 +786,12 @@ private:
             for (std::size_t s = 0; s < kNumMsgStates; ++s) {
                 if (stored.messages[c][s] != report.scanned.messages[c][s] ||
                     stored.bytes[c][s] != report.scanned.bytes[c][s]) {
-                    problem(report, fmt::format("counters: class {} {} stores {} messages / {} bytes, scan counts {} / {}",
-                                                c, to_string(static_cast<MsgState>(s)), stored.messages[c][s],
-                                                stored.bytes[c][s], report.scanned.messages[c][s],
-                                                report.scanned.bytes[c][s]));
+                    problem(report,
+                            fmt::format("counters: class {} {} stores {} messages / {} bytes, scan "
+                                        "counts {} / {}",
+                                        c, to_string(static_cast<MsgState>(s)),
+                                        stored.messages[c][s], stored.bytes[c][s],
+                                        report.scanned.messages[c][s], report.scanned.bytes[c][s]));
                 }
             }
         }
@@ -817,7 +849,8 @@ private:
                     if (auto r = txn.del(t_.msg, record::msg_key(id)); !r) {
                         return tl::unexpected(r.error());
                     }
-                    log::error("event=spool_quarantine id={} reason={} indexes=rebuilt", id.text(), log::quote(why.message));
+                    log::error("event=spool_quarantine id={} reason={} indexes=rebuilt", id.text(),
+                               log::quote(why.message));
                 }
             }
             if (good.size() + bad.size() < kStep || last.empty()) {
@@ -855,7 +888,8 @@ private:
                 if (queue_.empty() && stopping_) {
                     return;
                 }
-                const std::size_t n = std::min(queue_.size(), std::max<std::size_t>(1, options_.max_batch));
+                const std::size_t n =
+                    std::min(queue_.size(), std::max<std::size_t>(1, options_.max_batch));
                 for (std::size_t i = 0; i < n; ++i) {
                     batch.push_back(std::move(queue_.front()));
                     queue_.pop_front();
@@ -864,23 +898,24 @@ private:
             if (std::chrono::steady_clock::now() - last_gc >= kGcPeriod) {
                 last_gc = std::chrono::steady_clock::now();
                 const UnixMillis cutoff = clock_.now_ms() - kStagedOrphanAgeMs;
-                batch.push_back(Op{[this, cutoff](WriteTxn& txn) { return apply_gc_staged(txn, cutoff); },
-                                   [](const Status& st) {
-                                       if (!st) {
-                                           log::warn("event=spool_gc_staged_failed error={}",
-                                                     log::quote(st.error().describe()));
-                                       }
-                                   },
-                                   false});
+                batch.push_back(
+                    Op{[this, cutoff](WriteTxn& txn) { return apply_gc_staged(txn, cutoff); },
+                       [](const Status& st) {
+                           if (!st) {
+                               log::warn("event=spool_gc_staged_failed error={}",
+                                         log::quote(st.error().describe()));
+                           }
+                       },
+                       false});
             }
             if (batch.empty()) {
                 continue;
             }
             const auto started = std::chrono::steady_clock::now();
             std::vector<Status> results = run_batch(batch);
-            const auto took_us =
-                std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)
-                    .count();
+            const auto took_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - started)
+                                     .count();
             log::debug("event=spool_batch ops={} us={}", batch.size(), took_us);
             batch_size_metric_.observe(static_cast<double>(batch.size()));
             commit_seconds_metric_.observe(static_cast<double>(took_us) / 1e6);
@@ -915,7 +950,8 @@ private:
             std::uint64_t budget = std::numeric_limits<std::uint64_t>::max();
             if (const auto info = env_->info(); info && info->page_size > 0) {
                 const std::uint64_t map_pages = info->map_size / info->page_size;
-                const std::uint64_t reserve = std::max(kMinReservePages, map_pages / kReserveFraction);
+                const std::uint64_t reserve =
+                    std::max(kMinReservePages, map_pages / kReserveFraction);
                 if (const auto used = used_pages(*txn); used) {
                     budget = map_pages > *used + reserve ? map_pages - *used - reserve : 0;
                 }
@@ -940,7 +976,8 @@ private:
                     continue;
                 }
                 failed[i] = true;
-                const bool full = st.error().kind == ErrorKind::kSpoolFull || st.error().kind == ErrorKind::kDiskFull;
+                const bool full = st.error().kind == ErrorKind::kSpoolFull ||
+                                  st.error().kind == ErrorKind::kDiskFull;
                 results[i] = std::move(st);
                 // Later ops that need new pages would hit the same full map: fail them now
                 // rather than re-running the batch once for each of them.
@@ -982,7 +1019,8 @@ private:
         return {};
     }
 
-    Status counter_add(WriteTxn& txn, ClassId klass, MsgState state, std::int64_t dmsg, std::int64_t dbytes) {
+    Status counter_add(WriteTxn& txn, ClassId klass, MsgState state, std::int64_t dmsg,
+                       std::int64_t dbytes) {
         const std::string key = record::counter_key(klass, state);
         auto cur = txn.get(t_.counters, key);
         if (!cur) {
@@ -1051,8 +1089,8 @@ private:
         if (auto r = txn.del(t_.msg, record::msg_key(id)); !r) {
             return tl::unexpected(r.error());
         }
-        log::error("event=spool_quarantine id={} reason={} indexes={}", id.text(), log::quote(why.message),
-                   facts ? "removed" : "unknown");
+        log::error("event=spool_quarantine id={} reason={} indexes={}", id.text(),
+                   log::quote(why.message), facts ? "removed" : "unknown");
         return tl::unexpected(why);
     }
 
@@ -1078,7 +1116,9 @@ private:
         if (auto st = index_remove(txn, old_facts); !st) {
             return st;
         }
-        if (auto r = txn.put(t_.msg, record::msg_key(env.id), record::encode_envelope(env, old_facts.body_ref)); !r) {
+        if (auto r = txn.put(t_.msg, record::msg_key(env.id),
+                             record::encode_envelope(env, old_facts.body_ref));
+            !r) {
             return tl::unexpected(r.error());
         }
         return index_add(txn, record::facts_of(env, old_facts.body_ref));
@@ -1087,13 +1127,14 @@ private:
     Status delete_body(WriteTxn& txn, std::uint64_t body_ref) {
         std::vector<std::string> keys;
         const std::string prefix = record::be64(body_ref);
-        auto st = txn.scan(t_.body, record::body_key(body_ref, 0), [&](std::string_view k, std::string_view) {
-            if (k.size() != kBodyKeySize || k.substr(0, 8) != prefix) {
-                return false;
-            }
-            keys.emplace_back(k);
-            return true;
-        });
+        auto st = txn.scan(t_.body, record::body_key(body_ref, 0),
+                           [&](std::string_view k, std::string_view) {
+                               if (k.size() != kBodyKeySize || k.substr(0, 8) != prefix) {
+                                   return false;
+                               }
+                               keys.emplace_back(k);
+                               return true;
+                           });
         if (!st) {
             return st;
         }
@@ -1142,11 +1183,13 @@ private:
     }
 
     // Writes `data` as chunks numbered from `first`; returns the next chunk number.
-    Result<std::uint32_t> put_body(WriteTxn& txn, std::uint64_t body_ref, std::uint32_t first, std::string_view data) {
+    Result<std::uint32_t> put_body(WriteTxn& txn, std::uint64_t body_ref, std::uint32_t first,
+                                   std::string_view data) {
         std::uint32_t chunk = first;
         for (std::size_t pos = 0; pos < data.size(); pos += chunk_bytes_) {
             const std::size_t n = std::min(chunk_bytes_, data.size() - pos);
-            if (auto r = txn.put(t_.body, record::body_key(body_ref, chunk), data.substr(pos, n)); !r) {
+            if (auto r = txn.put(t_.body, record::body_key(body_ref, chunk), data.substr(pos, n));
+                !r) {
                 return tl::unexpected(r.error());
             }
             ++chunk;
@@ -1159,7 +1202,8 @@ private:
             return fail(ErrorKind::kInvalid, "message without an id");
         }
         if (env.klass >= kMaxClasses) {
-            return fail(ErrorKind::kInvalid, fmt::format("{}: class {} out of range", env.id.text(), env.klass));
+            return fail(ErrorKind::kInvalid,
+                        fmt::format("{}: class {} out of range", env.id.text(), env.klass));
         }
         if (env.recipients.empty()) {
             return fail(ErrorKind::kInvalid, fmt::format("{}: no recipients", env.id.text()));
@@ -1182,7 +1226,8 @@ private:
             }
             if (!*raw) {
                 return fail(ErrorKind::kNotFound,
-                            fmt::format("{}: nothing staged (discarded or collected as an orphan)", id.text()));
+                            fmt::format("{}: nothing staged (discarded or collected as an orphan)",
+                                        id.text()));
             }
             auto info = decode_staging(**raw);
             if (!info) {
@@ -1206,7 +1251,8 @@ private:
             return tl::unexpected(inserted.error());
         }
         if (!*inserted) {
-            return fail(ErrorKind::kInternal, fmt::format("{}: queue id already in the spool", id.text()));
+            return fail(ErrorKind::kInternal,
+                        fmt::format("{}: queue id already in the spool", id.text()));
         }
         if (auto next = put_body(txn, ref, staging.next_chunk, msg.body); !next) {
             return tl::unexpected(next.error());
@@ -1228,7 +1274,8 @@ private:
             return tl::unexpected(exists.error());
         }
         if (*exists) {
-            return fail(ErrorKind::kInternal, fmt::format("{}: staging for an id already in the spool", id.text()));
+            return fail(ErrorKind::kInternal,
+                        fmt::format("{}: staging for an id already in the spool", id.text()));
         }
         auto raw = txn.get(t_.staging, record::msg_key(id));
         if (!raw) {
@@ -1303,7 +1350,8 @@ private:
                           return tl::unexpected(env.error());
                       }
                       if (!*env) {
-                          return fail(ErrorKind::kNotFound, fmt::format("{}: no such message", id.text()));
+                          return fail(ErrorKind::kNotFound,
+                                      fmt::format("{}: no such message", id.text()));
                       }
                       const IndexFacts old_facts = (*env)->facts();
                       Envelope updated = (*env)->env;
@@ -1330,7 +1378,8 @@ private:
         Envelope updated = (*env)->env;
         for (const RecipientUpdate& u : updates) {
             if (u.index >= updated.recipients.size()) {
-                return fail(ErrorKind::kInvalid, fmt::format("{}: no recipient {}", id.text(), u.index));
+                return fail(ErrorKind::kInvalid,
+                            fmt::format("{}: no recipient {}", id.text(), u.index));
             }
             Recipient& r = updated.recipients[u.index];
             r.state = u.state;
@@ -1349,7 +1398,8 @@ private:
                 return tl::unexpected(exists.error());
             }
             if (*exists) {
-                return fail(ErrorKind::kInternal, fmt::format("{}: DSN id already in the spool", dsn->envelope.id.text()));
+                return fail(ErrorKind::kInternal, fmt::format("{}: DSN id already in the spool",
+                                                              dsn->envelope.id.text()));
             }
         }
         const IndexFacts old_facts = (*env)->facts();
@@ -1431,7 +1481,8 @@ private:
         }
         std::vector<QueueId> out;
         auto st = txn->scan(dbi, {}, [&](std::string_view k, std::string_view) {
-            if (out.size() >= max || k.size() != 16 || static_cast<UnixMillis>(record::read_be64(k)) > now) {
+            if (out.size() >= max || k.size() != 16 ||
+                static_cast<UnixMillis>(record::read_be64(k)) > now) {
                 return false;
             }
             out.push_back(record::id_at(k, 8));
@@ -1475,7 +1526,8 @@ Status check_format(lmdb::Env& env, lmdb::Dbi meta) {
             if (found != current) {
                 // Only "1" exists today; anything else was written by a newer spoold.
                 return fail(ErrorKind::kCorrupt,
-                            fmt::format("{}: spool format {} is not {} (newer spoold?)", env.path(), found, current));
+                            fmt::format("{}: spool format {} is not {} (newer spoold?)", env.path(),
+                                        found, current));
             }
             return {};
         }
@@ -1511,9 +1563,9 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
     const bool create = options.create && !options.read_only;
     Tables t;
     const std::pair<lmdb::Dbi*, const char*> names[] = {
-        {&t.msg, "msg"},         {&t.body, "body"},       {&t.ready, "ready"},
+        {&t.msg, "msg"},           {&t.body, "body"},     {&t.ready, "ready"},
         {&t.deferred, "deferred"}, {&t.expiry, "expiry"}, {&t.counters, "counters"},
-        {&t.staging, "staging"}, {&t.meta, "meta"},       {&t.corrupt, "corrupt"},
+        {&t.staging, "staging"},   {&t.meta, "meta"},     {&t.corrupt, "corrupt"},
     };
     for (const auto& [dbi, name] : names) {
         auto d = (*env)->table(name, create);
@@ -1539,7 +1591,8 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
     if (auto st = spool->start(); !st) {
         return tl::unexpected(st.error());
     }
-    log::info("event=spool_open path={} read_only={} chunk={}", log::quote(options.path), options.read_only, chunk);
+    log::info("event=spool_open path={} read_only={} chunk={}", log::quote(options.path),
+              options.read_only, chunk);
     return std::unique_ptr<Spool>(std::move(spool));
 }
 

@@ -74,14 +74,14 @@ struct Envelope {
     QueueId id;
     UnixMillis arrival_ms = 0;
     ClassId klass = 0;
-    std::uint64_t size = 0;    // body bytes stored (including our Received: header)
-    std::string mail_from;     // reverse path without brackets; empty = null sender
-    std::string mail_params;   // MAIL FROM ESMTP parameters as received, for the record
-    std::string ret;           // RFC 3461 RET: "FULL", "HDRS" or empty
-    std::string envid;         // RFC 3461 ENVID (xtext-decoded), may be empty
-    std::string client_addr;   // "203.0.113.5" or "2001:db8::1"
+    std::uint64_t size = 0;  // body bytes stored (including our Received: header)
+    std::string mail_from;   // reverse path without brackets; empty = null sender
+    std::string mail_params; // MAIL FROM ESMTP parameters as received, for the record
+    std::string ret;         // RFC 3461 RET: "FULL", "HDRS" or empty
+    std::string envid;       // RFC 3461 ENVID (xtext-decoded), may be empty
+    std::string client_addr; // "203.0.113.5" or "2001:db8::1"
     std::string helo;
-    std::string tls;           // "TLSv1.3 cipher=..." or empty when the session was plain
+    std::string tls; // "TLSv1.3 cipher=..." or empty when the session was plain
     bool held = false;
     UnixMillis expires_ms = 0; // arrival + class retention; 0 = never
     std::uint32_t flags = 0;   // EnvelopeFlags
@@ -116,7 +116,7 @@ struct RecipientUpdate {
     RcptState state = RcptState::kQueued;
     UnixMillis next_attempt_ms = 0; // for kDeferred
     std::string response;
-    bool count_attempt = true;      // false for results that were not a real attempt
+    bool count_attempt = true; // false for results that were not a real attempt
 };
 
 // A complete new message to enqueue (body in memory; use staging for large ones).
@@ -132,11 +132,11 @@ struct BodyPiece {
 };
 
 struct SpoolOptions {
-    std::string path;                       // directory holding data.mdb / lock.mdb
+    std::string path;                            // directory holding data.mdb / lock.mdb
     std::uint64_t max_size_bytes = 64ULL << 30U; // LMDB map size: the file grows up to this
-    std::size_t max_batch = 4096;           // most operations in one group commit
-    bool create = true;                     // create the directory and environment if missing
-    bool read_only = false;                 // spoolctl read verbs: no writer thread
+    std::size_t max_batch = 4096;                // most operations in one group commit
+    bool create = true;                          // create the directory and environment if missing
+    bool read_only = false;                      // spoolctl read verbs: no writer thread
     const Clock* clock = &SystemClock::instance();
     // Body chunk size. 0 = automatic: page size - 16, so each chunk fills exactly one LMDB
     // overflow page (see "Spool layout" in ARCHITECTURE.md). Other values are for the

@@ -56,7 +56,7 @@ namespace detail {
 // Touched only on the strand once start() has returned, so it needs no mutex.
 struct ServerState {
     ServerState(asio::any_io_executor executor, std::string address_in, std::uint16_t port_in,
-          StatusSource status_in)
+                StatusSource status_in)
         : strand(asio::make_strand(std::move(executor))), address(std::move(address_in)),
           port(port_in), status(std::move(status_in)), acceptor(strand) {}
 
@@ -88,7 +88,8 @@ struct LogEscaped {
         try {
             std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-            log::error("event=http_coroutine_failed where={} error={}", where, log::quote(ex.what()));
+            log::error("event=http_coroutine_failed where={} error={}", where,
+                       log::quote(ex.what()));
         } catch (...) {
             log::error("event=http_coroutine_failed where={} error=unknown", where);
         }
@@ -96,7 +97,8 @@ struct LogEscaped {
 };
 
 template <typename Body>
-void set_common_headers(bhttp::response<Body>& res, std::string_view content_type, bool keep_alive) {
+void set_common_headers(bhttp::response<Body>& res, std::string_view content_type,
+                        bool keep_alive) {
     res.set(bhttp::field::server, kServerName);
     res.set(bhttp::field::content_type, content_type);
     // Live numbers: a cached copy would show an outage that is over, or hide one.
@@ -142,7 +144,8 @@ Reply route(const Request& req, const detail::ServerState& state) {
     std::string_view target(req.target().data(), req.target().size());
     target = target.substr(0, target.find('?'));
     if (target == "/metrics") {
-        return {bhttp::status::ok, kContentTypeMetrics, metrics::global().render_prometheus(), false};
+        return {bhttp::status::ok, kContentTypeMetrics, metrics::global().render_prometheus(),
+                false};
     }
     if (target == "/status") {
         try {
@@ -184,8 +187,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, StatePtr state) {
         bhttp::request_parser<bhttp::empty_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(kMaxRequestHeaderBytes));
         stream.expires_after(kReadTimeout);
-        auto [read_ec, read_n] = co_await bhttp::async_read(stream, buffer, parser,
-                                                            asio::as_tuple(asio::use_awaitable));
+        auto [read_ec, read_n] =
+            co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
         (void)read_n;
         if (read_ec) {
             if (!quiet_end(read_ec)) {
@@ -210,7 +213,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, StatePtr state) {
 
 asio::awaitable<void> accept_loop(StatePtr state) {
     while (!state->stopped) {
-        auto [ec, socket] = co_await state->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+        auto [ec, socket] =
+            co_await state->acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
         if (state->stopped || ec == asio::error::operation_aborted) {
             co_return;
         }
@@ -247,7 +251,7 @@ void close_all(detail::ServerState& state) {
 HttpServer::HttpServer(asio::any_io_executor executor, std::string address, std::uint16_t port,
                        StatusSource status)
     : state_(std::make_shared<detail::ServerState>(std::move(executor), std::move(address), port,
-                                     std::move(status))) {}
+                                                   std::move(status))) {}
 
 HttpServer::~HttpServer() { stop(); }
 

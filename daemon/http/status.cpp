@@ -8,7 +8,9 @@
 namespace spoold::http {
 namespace {
 
-void append_u64(std::string& out, std::uint64_t v) { fmt::format_to(std::back_inserter(out), "{}", v); }
+void append_u64(std::string& out, std::uint64_t v) {
+    fmt::format_to(std::back_inserter(out), "{}", v);
+}
 
 void append_key(std::string& out, std::string_view key) {
     append_json_string(out, key);

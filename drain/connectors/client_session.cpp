@@ -15,7 +15,8 @@ std::string upper(std::string_view s) {
 }
 
 bool non_ascii(std::string_view s) {
-    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
+    return std::any_of(s.begin(), s.end(),
+                       [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
 }
 
 } // namespace
@@ -104,8 +105,8 @@ Next ClientSession::tls_established() {
 }
 
 Next ClientSession::on_reply(const Reply& reply) {
-    const bool in_message = stage_ == Stage::kRset || stage_ == Stage::kEnvelope ||
-                            stage_ == Stage::kFinal;
+    const bool in_message =
+        stage_ == Stage::kRset || stage_ == Stage::kEnvelope || stage_ == Stage::kFinal;
     if (reply.code == 421 && in_message) {
         return io_failed(reply); // the server is closing: every open answer takes the 421
     }
@@ -144,21 +145,18 @@ Next ClientSession::on_reply(const Reply& reply) {
         }
         queue_envelope();
         return flush_next_command();
-    case Stage::kEnvelope:
-        return envelope_reply(reply);
-    case Stage::kFinal:
-        return final_reply(reply);
+    case Stage::kEnvelope: return envelope_reply(reply);
+    case Stage::kFinal: return final_reply(reply);
     case Stage::kQuit:
         stage_ = Stage::kClosed;
         usable_ = false;
         return Next::kClose;
     case Stage::kReady:
     case Stage::kBody:
-    case Stage::kClosed:
-        break;
+    case Stage::kClosed: break;
     }
-    return fail_session(make_reply(421, "4.4.0", fmt::format("unexpected reply from the mailstore: {}",
-                                                             reply.summary())));
+    return fail_session(make_reply(
+        421, "4.4.0", fmt::format("unexpected reply from the mailstore: {}", reply.summary())));
 }
 
 Next ClientSession::begin(const DeliveryRequest& request) {

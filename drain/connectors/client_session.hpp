@@ -18,12 +18,12 @@ enum class Dialect { kLmtp, kSmtp };
 
 // ESMTP/LMTP service extensions from the LHLO/EHLO reply.
 struct Capabilities {
-    bool pipelining = false;     // RFC 2920: MAIL, RCPTs and DATA go in one write
-    bool eight_bit_mime = false; // RFC 6152
-    bool smtputf8 = false;       // RFC 6531
-    bool starttls = false;       // RFC 3207
-    bool chunking = false;       // RFC 3030: recorded only, the body always goes by DATA
-    bool size = false;           // RFC 1870
+    bool pipelining = false;      // RFC 2920: MAIL, RCPTs and DATA go in one write
+    bool eight_bit_mime = false;  // RFC 6152
+    bool smtputf8 = false;        // RFC 6531
+    bool starttls = false;        // RFC 3207
+    bool chunking = false;        // RFC 3030: recorded only, the body always goes by DATA
+    bool size = false;            // RFC 1870
     std::uint64_t size_limit = 0; // 0 = SIZE offered without a limit
 };
 Capabilities parse_capabilities(const Reply& hello_reply);
@@ -35,16 +35,25 @@ bool is_trouble(const Reply& reply);
 
 // What the driver does after each call.
 enum class Next {
-    kRead,      // write take_output() (may be empty), then read one reply -> on_reply()
-    kStartTls,  // the server said 220 to STARTTLS: handshake, then tls_established()
-    kSendBody,  // write take_output(), stream the dot-stuffed body, then body_sent()
-    kReady,     // idle and usable: begin() the next message or quit()
-    kDone,      // a message ended: take_result(); then kReady if usable(), else close
-    kClose,     // unusable (failed, 421, protocol error, after QUIT): close the connection
+    kRead,     // write take_output() (may be empty), then read one reply -> on_reply()
+    kStartTls, // the server said 220 to STARTTLS: handshake, then tls_established()
+    kSendBody, // write take_output(), stream the dot-stuffed body, then body_sent()
+    kReady,    // idle and usable: begin() the next message or quit()
+    kDone,     // a message ended: take_result(); then kReady if usable(), else close
+    kClose,    // unusable (failed, 421, protocol error, after QUIT): close the connection
 };
 
 enum class Stage {
-    kGreeting, kHello, kStartTls, kReady, kRset, kEnvelope, kBody, kFinal, kQuit, kClosed,
+    kGreeting,
+    kHello,
+    kStartTls,
+    kReady,
+    kRset,
+    kEnvelope,
+    kBody,
+    kFinal,
+    kQuit,
+    kClosed,
 };
 
 class ClientSession {
@@ -107,7 +116,7 @@ private:
     std::deque<std::pair<Expect, std::string>> unsent_; // without PIPELINING, one at a time
     std::deque<Expect> awaiting_;
     std::size_t rcpt_replies_ = 0;
-    std::vector<std::size_t> accepted_;   // indexes of recipients that got 2xx to RCPT
+    std::vector<std::size_t> accepted_; // indexes of recipients that got 2xx to RCPT
     std::size_t final_replies_ = 0;
     bool mail_ok_ = false;
     bool data_ok_ = false;

@@ -90,15 +90,18 @@ WireFailure Connection::io_failure(const Io& io, std::string_view during) const 
         return {make_reply(451, "4.4.2", fmt::format("mailstore closed the connection {}", during)),
                 false};
     }
-    return {make_reply(451, "4.4.2", fmt::format("connection to the mailstore failed {}: {}", during,
-                                                 io.ec.message())),
+    return {make_reply(
+                451, "4.4.2",
+                fmt::format("connection to the mailstore failed {}: {}", during, io.ec.message())),
             false};
 }
 
 asio::awaitable<Connection::Io> Connection::read_some(Clock::time_point deadline) {
     timer_.expires_at(deadline);
     const auto buffer = asio::buffer(read_buffer_);
-    std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> r;
+    std::variant<std::tuple<boost::system::error_code, std::size_t>,
+                 std::tuple<boost::system::error_code>>
+        r;
     if (auto* tcp = std::get_if<TcpSocket>(&stream_)) {
         r = co_await timed_read(tcp, buffer, &timer_);
     } else if (auto* local = std::get_if<UnixSocket>(&stream_)) {
@@ -116,9 +119,12 @@ asio::awaitable<Connection::Io> Connection::read_some(Clock::time_point deadline
     co_return Io{ec, n, false};
 }
 
-asio::awaitable<Connection::Io> Connection::write_all(std::string data, Clock::time_point deadline) {
+asio::awaitable<Connection::Io> Connection::write_all(std::string data,
+                                                      Clock::time_point deadline) {
     timer_.expires_at(deadline);
-    std::variant<std::tuple<boost::system::error_code, std::size_t>, std::tuple<boost::system::error_code>> r;
+    std::variant<std::tuple<boost::system::error_code, std::size_t>,
+                 std::tuple<boost::system::error_code>>
+        r;
     if (auto* tcp = std::get_if<TcpSocket>(&stream_)) {
         r = co_await timed_write(tcp, std::move(data), &timer_);
     } else if (auto* local = std::get_if<UnixSocket>(&stream_)) {
@@ -136,14 +142,17 @@ asio::awaitable<Connection::Io> Connection::write_all(std::string data, Clock::t
     co_return Io{ec, n, false};
 }
 
-asio::awaitable<tl::expected<Reply, WireFailure>> Connection::read_reply(std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout; // for the whole reply: a server dripping bytes cannot extend it
+asio::awaitable<tl::expected<Reply, WireFailure>>
+Connection::read_reply(std::chrono::milliseconds timeout) {
+    const auto deadline =
+        Clock::now() + timeout; // for the whole reply: a server dripping bytes cannot extend it
     while (true) {
         auto parsed = parser_.next();
         if (!parsed) {
             close();
             co_return tl::unexpected(WireFailure{
-                make_reply(451, "4.4.0", fmt::format("mailstore protocol error: {}", parsed.error().message)),
+                make_reply(451, "4.4.0",
+                           fmt::format("mailstore protocol error: {}", parsed.error().message)),
                 false});
         }
         if (*parsed) {
@@ -164,15 +173,18 @@ asio::awaitable<tl::expected<void, WireFailure>> Connection::connect() {
     timer_.expires_after(o.connect_timeout);
     if (!o.unix_socket.empty()) {
         UnixSocket socket(executor_);
-        auto r = co_await (socket.async_connect(asio::local::stream_protocol::endpoint(o.unix_socket), kTuple) ||
-                           timer_.async_wait(kTuple));
+        auto r = co_await (
+            socket.async_connect(asio::local::stream_protocol::endpoint(o.unix_socket), kTuple) ||
+            timer_.async_wait(kTuple));
         if (r.index() == 1) {
             co_return tl::unexpected(WireFailure{
-                make_reply(451, "4.4.1", fmt::format("connect to {} timed out", o.unix_socket)), true});
+                make_reply(451, "4.4.1", fmt::format("connect to {} timed out", o.unix_socket)),
+                true});
         }
         if (auto [ec] = std::get<0>(r); ec) {
             co_return tl::unexpected(WireFailure{
-                make_reply(451, "4.4.1", fmt::format("cannot connect to {}: {}", o.unix_socket, ec.message())),
+                make_reply(451, "4.4.1",
+                           fmt::format("cannot connect to {}: {}", o.unix_socket, ec.message())),
                 false});
         }
         stream_.emplace<UnixSocket>(std::move(socket));
@@ -182,27 +194,32 @@ asio::awaitable<tl::expected<void, WireFailure>> Connection::connect() {
     auto resolved = co_await (resolver.async_resolve(o.host, std::to_string(o.port), kTuple) ||
                               timer_.async_wait(kTuple));
     if (resolved.index() == 1) {
-        co_return tl::unexpected(
-            WireFailure{make_reply(451, "4.4.3", fmt::format("resolving {} timed out", o.host)), true});
+        co_return tl::unexpected(WireFailure{
+            make_reply(451, "4.4.3", fmt::format("resolving {} timed out", o.host)), true});
     }
     auto [rec, endpoints] = std::get<0>(resolved);
     if (rec) {
         co_return tl::unexpected(WireFailure{
-            make_reply(451, "4.4.3", fmt::format("cannot resolve {}: {}", o.host, rec.message())), false});
+            make_reply(451, "4.4.3", fmt::format("cannot resolve {}: {}", o.host, rec.message())),
+            false});
     }
     TcpSocket socket(executor_);
-    auto connected = co_await (asio::async_connect(socket, endpoints, kTuple) || timer_.async_wait(kTuple));
+    auto connected =
+        co_await (asio::async_connect(socket, endpoints, kTuple) || timer_.async_wait(kTuple));
     if (connected.index() == 1) {
         co_return tl::unexpected(WireFailure{
-            make_reply(451, "4.4.1", fmt::format("connect to {}:{} timed out", o.host, o.port)), true});
+            make_reply(451, "4.4.1", fmt::format("connect to {}:{} timed out", o.host, o.port)),
+            true});
     }
     if (auto [ec, ep] = std::get<0>(connected); ec) {
         co_return tl::unexpected(WireFailure{
-            make_reply(451, "4.4.1", fmt::format("cannot connect to {}:{}: {}", o.host, o.port, ec.message())),
+            make_reply(451, "4.4.1",
+                       fmt::format("cannot connect to {}:{}: {}", o.host, o.port, ec.message())),
             false});
     }
     boost::system::error_code ignored;
-    socket.set_option(asio::ip::tcp::no_delay(true), ignored); // pipelined commands: no Nagle stalls
+    socket.set_option(asio::ip::tcp::no_delay(true),
+                      ignored); // pipelined commands: no Nagle stalls
     stream_.emplace<TcpSocket>(std::move(socket));
     co_return tl::expected<void, WireFailure>{};
 }
@@ -211,14 +228,15 @@ asio::awaitable<tl::expected<void, WireFailure>> Connection::start_tls() {
     using namespace asio::experimental::awaitable_operators;
     auto* tcp = std::get_if<TcpSocket>(&stream_);
     if (tcp == nullptr || !options_->tls) {
-        co_return tl::unexpected(WireFailure{make_reply(451, "4.7.0", "STARTTLS over a non-TCP connection"), false});
+        co_return tl::unexpected(
+            WireFailure{make_reply(451, "4.7.0", "STARTTLS over a non-TCP connection"), false});
     }
     if (parser_.has_buffered()) {
         // Bytes after "220" and before the handshake would be taken as if they came
         // through TLS (the CVE-2011-0411 class of injection): refuse them.
         close();
-        co_return tl::unexpected(
-            WireFailure{make_reply(451, "4.4.0", "mailstore sent data after its STARTTLS reply"), false});
+        co_return tl::unexpected(WireFailure{
+            make_reply(451, "4.4.0", "mailstore sent data after its STARTTLS reply"), false});
     }
     auto tls = std::make_unique<TlsStream>(std::move(*tcp), *options_->tls);
     stream_.emplace<std::unique_ptr<TlsStream>>(std::move(tls));
@@ -230,15 +248,19 @@ asio::awaitable<tl::expected<void, WireFailure>> Connection::start_tls() {
         stream.set_verify_callback(asio::ssl::host_name_verification(options_->host));
     }
     timer_.expires_after(options_->command_timeout);
-    auto r = co_await (stream.async_handshake(asio::ssl::stream_base::client, kTuple) || timer_.async_wait(kTuple));
+    auto r = co_await (stream.async_handshake(asio::ssl::stream_base::client, kTuple) ||
+                       timer_.async_wait(kTuple));
     if (r.index() == 1) {
         close();
-        co_return tl::unexpected(WireFailure{make_reply(451, "4.4.2", "TLS handshake with the mailstore timed out"), true});
+        co_return tl::unexpected(WireFailure{
+            make_reply(451, "4.4.2", "TLS handshake with the mailstore timed out"), true});
     }
     if (auto [ec] = std::get<0>(r); ec) {
         close();
         co_return tl::unexpected(WireFailure{
-            make_reply(451, "4.7.5", fmt::format("TLS handshake with the mailstore failed: {}", ec.message())), false});
+            make_reply(451, "4.7.5",
+                       fmt::format("TLS handshake with the mailstore failed: {}", ec.message())),
+            false});
     }
     co_return tl::expected<void, WireFailure>{};
 }
@@ -254,7 +276,8 @@ asio::awaitable<Connection::Step> Connection::converse(Next next) {
         const bool in_rset = session_.stage() == Stage::kRset;
         std::string out = session_.take_output();
         if (!out.empty()) {
-            const Io io = co_await write_all(std::move(out), Clock::now() + options_->command_timeout);
+            const Io io =
+                co_await write_all(std::move(out), Clock::now() + options_->command_timeout);
             if (io.timed_out || io.ec) {
                 close();
                 step.failed_in_rset = in_rset && !io.timed_out;
@@ -292,10 +315,12 @@ Connection::open(asio::any_io_executor executor, std::shared_ptr<const WireOptio
     if (step.next != Next::kReady) {
         conn->close();
         const auto& failure = conn->session_.session_failure();
-        Reply reply = failure ? *failure : make_reply(451, "4.4.0", "mailstore session setup failed");
+        Reply reply =
+            failure ? *failure : make_reply(451, "4.4.0", "mailstore session setup failed");
         if (!is_trouble(reply) && !reply.transient()) {
             // A 5xx greeting or LHLO refusal still means this mailstore cannot take mail.
-            reply = make_reply(451, "4.4.0", fmt::format("mailstore refused the session: {}", reply.summary()));
+            reply = make_reply(451, "4.4.0",
+                               fmt::format("mailstore refused the session: {}", reply.summary()));
         }
         co_return tl::unexpected(WireFailure{std::move(reply), step.timed_out});
     }
@@ -310,13 +335,14 @@ asio::awaitable<tl::expected<void, WireFailure>> Connection::send_body(BodyReade
         auto piece = reader(chunk, options_->body_piece_bytes);
         if (!piece) {
             close();
-            co_return tl::unexpected(WireFailure{reply_for_local_error(piece.error()), false, true});
+            co_return tl::unexpected(
+                WireFailure{reply_for_local_error(piece.error()), false, true});
         }
         if (!piece->done && piece->data.empty() && piece->next_chunk == chunk) {
             close(); // a reader that makes no progress would spin here for ever
-            co_return tl::unexpected(
-                WireFailure{reply_for_local_error(Error{ErrorKind::kInternal, "body reader made no progress"}),
-                            false, true});
+            co_return tl::unexpected(WireFailure{
+                reply_for_local_error(Error{ErrorKind::kInternal, "body reader made no progress"}),
+                false, true});
         }
         wire.clear();
         stuffer.feed(piece->data, wire);
@@ -376,7 +402,8 @@ asio::awaitable<void> Connection::quit() {
     }
     const Next next = session_.quit();
     (void)next;
-    const Io io = co_await write_all(session_.take_output(), Clock::now() + options_->command_timeout);
+    const Io io =
+        co_await write_all(session_.take_output(), Clock::now() + options_->command_timeout);
     if (!io.timed_out && !io.ec) {
         (void)co_await read_reply(options_->command_timeout);
     }

@@ -34,7 +34,7 @@ struct WireOptions {
     std::uint16_t port = 24;
     std::string unix_socket; // when set, host/port are ignored
     std::string helo_name = "localhost";
-    bool starttls = false;   // SMTP only; needs `tls`
+    bool starttls = false; // SMTP only; needs `tls`
     std::shared_ptr<boost::asio::ssl::context> tls;
     bool tls_verify = false; // also check the certificate's name against `host`
     std::chrono::milliseconds connect_timeout{10'000};
@@ -90,13 +90,16 @@ private:
     boost::asio::awaitable<tl::expected<void, WireFailure>> connect();
     boost::asio::awaitable<tl::expected<void, WireFailure>> start_tls();
     boost::asio::awaitable<Io> read_some(std::chrono::steady_clock::time_point deadline);
-    boost::asio::awaitable<Io> write_all(std::string data, std::chrono::steady_clock::time_point deadline);
-    boost::asio::awaitable<tl::expected<Reply, WireFailure>> read_reply(std::chrono::milliseconds timeout);
+    boost::asio::awaitable<Io> write_all(std::string data,
+                                         std::chrono::steady_clock::time_point deadline);
+    boost::asio::awaitable<tl::expected<Reply, WireFailure>>
+    read_reply(std::chrono::milliseconds timeout);
     // Writes take_output() and reads one reply; runs the session forward until it
     // stops asking for replies. Failures go through session_.io_failed().
     struct Step {
         Next next = Next::kClose;
-        bool failed_in_rset = false; // the transport failed while a reused connection's RSET was out
+        bool failed_in_rset =
+            false; // the transport failed while a reused connection's RSET was out
         bool timed_out = false;
     };
     boost::asio::awaitable<Step> converse(Next next);

@@ -19,7 +19,8 @@ std::unique_ptr<Mailstore> make_mailstore(boost::asio::any_io_executor executor,
 // The SMTP relay that DSNs go out through (policy::BounceConfig::smarthost/_port),
 // with the timeouts of `timeouts_from` (usually the first mailstore's).
 std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor, std::string host,
-                                          std::uint16_t port, const policy::MailstoreConfig& timeouts_from,
+                                          std::uint16_t port,
+                                          const policy::MailstoreConfig& timeouts_from,
                                           ConnectorOptions options = {});
 
 } // namespace spoold::drain::connectors

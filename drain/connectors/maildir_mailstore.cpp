@@ -130,15 +130,15 @@ void MaildirWriter::abort() {
 }
 
 Status MaildirWriter::open(const MaildirPath& path) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(root_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
         return fail(ErrorKind::kIo, fmt::format("maildir root {} is not a directory", root_));
     }
     const std::string domain_dir = root_ + "/" + path.domain;
     dir_ = domain_dir + "/" + path.local;
-    for (const auto& [parent, dir] : {std::pair{root_, domain_dir}, std::pair{domain_dir, dir_},
-                                      std::pair{dir_, dir_ + "/tmp"}, std::pair{dir_, dir_ + "/new"},
-                                      std::pair{dir_, dir_ + "/cur"}}) {
+    for (const auto& [parent, dir] :
+         {std::pair{root_, domain_dir}, std::pair{domain_dir, dir_}, std::pair{dir_, dir_ + "/tmp"},
+          std::pair{dir_, dir_ + "/new"}, std::pair{dir_, dir_ + "/cur"}}) {
         if (auto s = ensure_dir(parent, dir); !s) {
             return s;
         }
@@ -196,8 +196,8 @@ Result<std::string> MaildirWriter::commit() {
     return final_path;
 }
 
-MaildirMailstore::MaildirMailstore(asio::any_io_executor executor, const policy::MailstoreConfig& config,
-                                   ConnectorOptions options)
+MaildirMailstore::MaildirMailstore(asio::any_io_executor executor,
+                                   const policy::MailstoreConfig& config, ConnectorOptions options)
     : executor_(std::move(executor)), name_(config.name), root_(config.maildir_root),
       options_(std::move(options)) {
     if (options_.blocking_executor) {
@@ -322,12 +322,13 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
             continue;
         }
         if (read_error) {
-            result.per_recipient[i] = reply_for_local_error(*read_error); // our spool, not the store
+            result.per_recipient[i] =
+                reply_for_local_error(*read_error); // our spool, not the store
         } else if (slots[i].error) {
             result.per_recipient[i] = reply_for_write_error(*slots[i].error);
             result.mailstore_trouble = true;
-            log::warn("event=maildir_write_failed mailstore={} id={} error={}", name_, request.id.text(),
-                      log::quote(slots[i].error->describe()));
+            log::warn("event=maildir_write_failed mailstore={} id={} error={}", name_,
+                      request.id.text(), log::quote(slots[i].error->describe()));
         }
     }
     co_return result;
@@ -335,15 +336,19 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
 
 asio::awaitable<Status> MaildirMailstore::probe() {
     std::function<Status()> check = [root = root_] {
-        struct stat st{};
+        struct stat st {};
         if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-            return Status(fail(ErrorKind::kUnavailable, fmt::format("maildir root {} is not a directory", root)));
+            return Status(fail(ErrorKind::kUnavailable,
+                               fmt::format("maildir root {} is not a directory", root)));
         }
-        const std::string probe_file = fmt::format("{}/.spoold-probe.{}", root, maildir_unique_name("probe"));
-        const int fd = ::open(probe_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kFileMode);
+        const std::string probe_file =
+            fmt::format("{}/.spoold-probe.{}", root, maildir_unique_name("probe"));
+        const int fd =
+            ::open(probe_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kFileMode);
         if (fd < 0) {
             const Error e = errno_error(errno, "create", probe_file);
-            return Status(fail(e.kind == ErrorKind::kDiskFull ? e.kind : ErrorKind::kUnavailable, e.message));
+            return Status(
+                fail(e.kind == ErrorKind::kDiskFull ? e.kind : ErrorKind::kUnavailable, e.message));
         }
         // An empty file needs only an inode: on a full filesystem creating one still
         // works, and the breaker would half-open on every probe only for the delivery to
@@ -355,7 +360,8 @@ asio::awaitable<Status> MaildirMailstore::probe() {
         ::unlink(probe_file.c_str());
         if (n != static_cast<ssize_t>(block.size())) {
             const Error e = errno_error(n < 0 ? write_errno : ENOSPC, "write", probe_file);
-            return Status(fail(e.kind == ErrorKind::kDiskFull ? e.kind : ErrorKind::kUnavailable, e.message));
+            return Status(
+                fail(e.kind == ErrorKind::kDiskFull ? e.kind : ErrorKind::kUnavailable, e.message));
         }
         return Status{};
     };

@@ -19,16 +19,18 @@ namespace detail {
 
 template <typename R> struct OffloadInitiation {
     template <typename Handler>
-    void operator()(Handler handler, boost::asio::any_io_executor pool, std::function<R()> fn) const {
+    void operator()(Handler handler, boost::asio::any_io_executor pool,
+                    std::function<R()> fn) const {
         // The work guard keeps the caller's io_context running while the pool works.
         auto work = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
         boost::asio::post(pool, [handler = std::move(handler), work = std::move(work),
                                  fn = std::move(fn)]() mutable {
             R result = fn();
             auto executor = work.get_executor();
-            boost::asio::dispatch(executor, [handler = std::move(handler), result = std::move(result)]() mutable {
-                std::move(handler)(std::move(result));
-            });
+            boost::asio::dispatch(
+                executor, [handler = std::move(handler), result = std::move(result)]() mutable {
+                    std::move(handler)(std::move(result));
+                });
             work.reset();
         });
     }

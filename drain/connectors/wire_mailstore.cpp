@@ -73,7 +73,8 @@ std::size_t WireMailstore::idle_connections() const {
 
 namespace {
 
-void drop_expired(std::vector<std::unique_ptr<Connection>>& idle, std::chrono::milliseconds idle_timeout) {
+void drop_expired(std::vector<std::unique_ptr<Connection>>& idle,
+                  std::chrono::milliseconds idle_timeout) {
     const auto oldest_allowed = std::chrono::steady_clock::now() - idle_timeout;
     std::erase_if(idle, [&](const std::unique_ptr<Connection>& c) {
         return !c->usable() || c->idle_since() < oldest_allowed;
@@ -106,20 +107,23 @@ void WireMailstore::give_back(std::unique_ptr<Connection> conn) {
     }
     if (start_sweeper) {
         // Outside the lock: co_spawn may start the sweeper inline, and it locks too.
-        asio::co_spawn(executor_, sweep(pool_, options_.idle_timeout), [name = name_](std::exception_ptr e) {
-            if (!e) {
-                return;
-            }
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log::error("event=connection_sweeper_failed mailstore={} error={}", name, log::quote(ex.what()));
-            }
-        });
+        asio::co_spawn(executor_, sweep(pool_, options_.idle_timeout),
+                       [name = name_](std::exception_ptr e) {
+                           if (!e) {
+                               return;
+                           }
+                           try {
+                               std::rethrow_exception(e);
+                           } catch (const std::exception& ex) {
+                               log::error("event=connection_sweeper_failed mailstore={} error={}",
+                                          name, log::quote(ex.what()));
+                           }
+                       });
     }
 }
 
-asio::awaitable<void> WireMailstore::sweep(std::shared_ptr<Pool> pool, std::chrono::milliseconds idle_timeout) {
+asio::awaitable<void> WireMailstore::sweep(std::shared_ptr<Pool> pool,
+                                           std::chrono::milliseconds idle_timeout) {
     while (true) {
         {
             const std::lock_guard lock(pool->mutex);
@@ -139,7 +143,8 @@ asio::awaitable<void> WireMailstore::sweep(std::shared_ptr<Pool> pool, std::chro
     }
 }
 
-asio::awaitable<tl::expected<std::unique_ptr<Connection>, WireFailure>> WireMailstore::open_fresh() {
+asio::awaitable<tl::expected<std::unique_ptr<Connection>, WireFailure>>
+WireMailstore::open_fresh() {
     opened_.fetch_add(1);
     co_return co_await Connection::open(executor_, wire_);
 }

@@ -56,7 +56,8 @@ private:
         bool sweeping = false;
         bool stopped = false;
     };
-    static boost::asio::awaitable<void> sweep(std::shared_ptr<Pool> pool, std::chrono::milliseconds idle_timeout);
+    static boost::asio::awaitable<void> sweep(std::shared_ptr<Pool> pool,
+                                              std::chrono::milliseconds idle_timeout);
 
     boost::asio::any_io_executor executor_;
     std::string name_;

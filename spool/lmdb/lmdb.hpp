@@ -86,7 +86,6 @@ private:
 // Aborted by the destructor unless commit() succeeded.
 class WriteTxn final : public Txn {
 public:
-
     enum class PutMode { kOverwrite, kNoOverwrite };
     // kNoOverwrite: returns false (and writes nothing) when the key exists.
     Result<bool> put(Dbi dbi, std::string_view key, std::string_view value,

@@ -71,9 +71,7 @@ std::string_view next_field(std::string_view& rest) {
     return field;
 }
 
-bool is_blank(char c) {
-    return c == ' ' || c == '\t';
-}
+bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
 } // namespace
 

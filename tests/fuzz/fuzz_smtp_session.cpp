@@ -92,14 +92,10 @@ public:
     }
     RecipientVerdict check_recipient(const std::string&) override {
         switch (choices_.below(8)) {
-        case 0:
-            return RecipientVerdict::kRelayDenied;
-        case 1:
-            return RecipientVerdict::kUnknownUser;
-        case 2:
-            return RecipientVerdict::kTempFail;
-        default:
-            return RecipientVerdict::kAccept;
+        case 0: return RecipientVerdict::kRelayDenied;
+        case 1: return RecipientVerdict::kUnknownUser;
+        case 2: return RecipientVerdict::kTempFail;
+        default: return RecipientVerdict::kAccept;
         }
     }
     Result<std::unique_ptr<IncomingMessage>> begin() override {
@@ -177,9 +173,7 @@ void trace(std::string_view what, std::string_view text) {
     }
 }
 
-bool is_digit(char c) {
-    return c >= '0' && c <= '9';
-}
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // "ddd-text" CRLF ... "ddd text" CRLF: same code on every line, no CR or LF in the text.
 void check_reply(const Reply& r) {

@@ -30,25 +30,26 @@ using Clock = std::chrono::steady_clock;
 struct Args {
     std::string dir = "spool_bench.tmp";
     int runs = 3;
-    std::size_t count = 20'000;    // messages for (a) and (b)
-    std::size_t count_c = 1'000;   // messages for (c): one fsync each, so fewer
+    std::size_t count = 20'000;  // messages for (a) and (b)
+    std::size_t count_c = 1'000; // messages for (c): one fsync each, so fewer
     std::size_t producers = 32;
-    std::size_t window = 8;        // enqueues in flight per producer (sessions per thread)
+    std::size_t window = 8; // enqueues in flight per producer (sessions per thread)
     std::size_t size = 10 * 1024;
     std::vector<std::size_t> sizes; // --sizes a,b,c: cycle through these instead of --size
-    std::size_t k = 100;           // puts per durable commit in (a)
+    std::size_t k = 100;            // puts per durable commit in (a)
     std::size_t resident = 200'000;
     std::size_t churn = 1'000'000;
-    std::size_t chunk = 0;         // body chunk bytes for (b)-(d); 0 = the spool's default
+    std::size_t chunk = 0; // body chunk bytes for (b)-(d); 0 = the spool's default
     std::string only = "abcd";
 };
 
 [[noreturn]] void usage() {
-    std::fprintf(stderr,
-                 "usage: spool_bench [--dir D] [--runs N] [--count N] [--count-c N] [--producers N]\n"
-                 "                   [--window N] [--size BYTES] [--k N] [--resident N] [--churn N]\n"
-                 "                   [--chunk BYTES|whole] [--only abcd] [--sizes B1,B2,...]\n"
-                 "smoke: spool_bench --runs 1 --count 500 --count-c 50 --resident 500 --churn 2000\n");
+    std::fprintf(
+        stderr,
+        "usage: spool_bench [--dir D] [--runs N] [--count N] [--count-c N] [--producers N]\n"
+        "                   [--window N] [--size BYTES] [--k N] [--resident N] [--churn N]\n"
+        "                   [--chunk BYTES|whole] [--only abcd] [--sizes B1,B2,...]\n"
+        "smoke: spool_bench --runs 1 --count 500 --count-c 50 --resident 500 --churn 2000\n");
     std::exit(2);
 }
 
@@ -86,7 +87,8 @@ Args parse(int argc, char** argv) {
         } else if (flag == "--sizes") {
             for (std::size_t pos = 0; pos < v.size();) {
                 const std::size_t comma = std::min(v.find(',', pos), v.size());
-                a.sizes.push_back(static_cast<std::size_t>(std::stoull(v.substr(pos, comma - pos))));
+                a.sizes.push_back(
+                    static_cast<std::size_t>(std::stoull(v.substr(pos, comma - pos))));
                 pos = comma + 1;
             }
         } else if (flag == "--only") {
@@ -201,7 +203,8 @@ private:
     std::size_t size_;
 };
 
-std::unique_ptr<Spool> open_bench_spool(const Args& a, const std::string& path, std::size_t max_batch) {
+std::unique_ptr<Spool> open_bench_spool(const Args& a, const std::string& path,
+                                        std::size_t max_batch) {
     SpoolOptions o;
     o.path = path;
     o.max_size_bytes = 256ULL << 30U;
@@ -211,7 +214,8 @@ std::unique_ptr<Spool> open_bench_spool(const Args& a, const std::string& path, 
 }
 
 // (b)/(c): `count` enqueues from `producers` threads; returns messages/s.
-double spool_enqueues(const Args& a, const std::string& path, std::size_t count, std::size_t max_batch) {
+double spool_enqueues(const Args& a, const std::string& path, std::size_t count,
+                      std::size_t max_batch) {
     fresh_dir(path);
     auto spool = open_bench_spool(a, path, max_batch);
     std::atomic<std::size_t> next{0};
@@ -325,13 +329,16 @@ ChurnResult churn(const Args& a, const std::string& path) {
 
 int main(int argc, char** argv) {
     const Args a = parse(argc, argv);
-    log::set_level(std::getenv("SPOOL_BENCH_DEBUG") != nullptr ? log::Level::kDebug : log::Level::kWarn);
+    log::set_level(std::getenv("SPOOL_BENCH_DEBUG") != nullptr ? log::Level::kDebug
+                                                               : log::Level::kWarn);
     std::filesystem::create_directories(a.dir);
     const auto has = [&](char c) { return a.only.find(c) != std::string::npos; };
-    fmt::print("spool_bench dir={} runs={} size={} producers={} window={} chunk={}\n", a.dir, a.runs,
-               a.sizes.empty() ? std::to_string(a.size) : std::string("mixed"),
-               a.producers, a.window,
-               a.chunk == 0 ? std::string("auto") : a.chunk == SIZE_MAX ? std::string("whole") : std::to_string(a.chunk));
+    fmt::print("spool_bench dir={} runs={} size={} producers={} window={} chunk={}\n", a.dir,
+               a.runs, a.sizes.empty() ? std::to_string(a.size) : std::string("mixed"), a.producers,
+               a.window,
+               a.chunk == 0          ? std::string("auto")
+               : a.chunk == SIZE_MAX ? std::string("whole")
+                                     : std::to_string(a.chunk));
     std::vector<double> ra;
     std::vector<double> rb;
     std::vector<double> rc;
@@ -345,8 +352,9 @@ int main(int argc, char** argv) {
         if (has('c')) {
             rc.push_back(spool_enqueues(a, a.dir + "/single", a.count_c, 1));
         }
-        fmt::print("run {}: a={:.0f} b={:.0f} c={:.0f} msgs/s\n", run + 1, ra.empty() ? 0.0 : ra.back(),
-                   rb.empty() ? 0.0 : rb.back(), rc.empty() ? 0.0 : rc.back());
+        fmt::print("run {}: a={:.0f} b={:.0f} c={:.0f} msgs/s\n", run + 1,
+                   ra.empty() ? 0.0 : ra.back(), rb.empty() ? 0.0 : rb.back(),
+                   rc.empty() ? 0.0 : rc.back());
         std::fflush(stdout);
     }
     double ma = 0;
@@ -354,34 +362,44 @@ int main(int argc, char** argv) {
     double mc = 0;
     if (!ra.empty()) {
         ma = median(ra);
-        fmt::print("(a) raw LMDB, {} B values, K={} per durable commit: {:.0f} msgs/s (median)\n", a.size, a.k, ma);
+        fmt::print("(a) raw LMDB, {} B values, K={} per durable commit: {:.0f} msgs/s (median)\n",
+                   a.size, a.k, ma);
     }
     if (!rb.empty()) {
         mb = median(rb);
-        fmt::print("(b) spool group commit, {} producers: {:.0f} msgs/s (median)\n", a.producers, mb);
+        fmt::print("(b) spool group commit, {} producers: {:.0f} msgs/s (median)\n", a.producers,
+                   mb);
     }
     if (!rc.empty()) {
         mc = median(rc);
         fmt::print("(c) spool, one commit per message: {:.0f} msgs/s (median)\n", mc);
     }
     if (ma > 0 && mb > 0) {
-        fmt::print("    b/a = {:.2f} (target >= 0.70) {}\n", mb / ma, mb / ma >= 0.7 ? "ok" : "MISSED");
+        fmt::print("    b/a = {:.2f} (target >= 0.70) {}\n", mb / ma,
+                   mb / ma >= 0.7 ? "ok" : "MISSED");
     }
     if (mb > 0 && mc > 0) {
-        fmt::print("    b/c = {:.1f}x (target >= 20x) {}\n", mb / mc, mb / mc >= 20 ? "ok" : "MISSED");
+        fmt::print("    b/c = {:.1f}x (target >= 20x) {}\n", mb / mc,
+                   mb / mc >= 20 ? "ok" : "MISSED");
     }
     if (has('d')) {
         std::fflush(stdout);
         const ChurnResult r = churn(a, a.dir + "/churn");
         const double rate_ratio = r.end_rate / r.start_rate;
-        const double size_ratio = static_cast<double>(r.file_bytes) / static_cast<double>(std::max<std::uint64_t>(1, r.live_bytes));
-        fmt::print("(d) churn, {} resident, {} enqueue+remove: start {:.0f} msgs/s, end {:.0f} msgs/s\n", a.resident,
-                   a.churn, r.start_rate, r.end_rate);
-        fmt::print("    end/start = {:.2f} (target >= 0.80) {}\n", rate_ratio, rate_ratio >= 0.8 ? "ok" : "MISSED");
-        fmt::print("    file {:.1f} MiB, pages used {:.1f} MiB, live body data {:.1f} MiB: file/live = {:.2f} "
+        const double size_ratio = static_cast<double>(r.file_bytes) /
+                                  static_cast<double>(std::max<std::uint64_t>(1, r.live_bytes));
+        fmt::print(
+            "(d) churn, {} resident, {} enqueue+remove: start {:.0f} msgs/s, end {:.0f} msgs/s\n",
+            a.resident, a.churn, r.start_rate, r.end_rate);
+        fmt::print("    end/start = {:.2f} (target >= 0.80) {}\n", rate_ratio,
+                   rate_ratio >= 0.8 ? "ok" : "MISSED");
+        fmt::print("    file {:.1f} MiB, pages used {:.1f} MiB, live body data {:.1f} MiB: "
+                   "file/live = {:.2f} "
                    "(target <= 2.0) {}\n",
-                   static_cast<double>(r.file_bytes) / 1048576.0, static_cast<double>(r.used_bytes) / 1048576.0,
-                   static_cast<double>(r.live_bytes) / 1048576.0, size_ratio, size_ratio <= 2.0 ? "ok" : "MISSED");
+                   static_cast<double>(r.file_bytes) / 1048576.0,
+                   static_cast<double>(r.used_bytes) / 1048576.0,
+                   static_cast<double>(r.live_bytes) / 1048576.0, size_ratio,
+                   size_ratio <= 2.0 ? "ok" : "MISSED");
     }
     std::filesystem::remove_all(a.dir);
     return 0;

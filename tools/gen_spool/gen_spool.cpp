@@ -37,7 +37,7 @@ struct Options {
     std::uint64_t map_size = 64ULL << 30U;
 };
 
-const char *const kUsage =
+const char* const kUsage =
     "usage: gen_spool --spool DIR --count N [--recipients-domain D] [--users N]\n"
     "                 [--max-recipients N] [--body-size BYTES] [--classes N]\n"
     "                 [--deferred FRACTION] [--held FRACTION] [--spread-hours H] [--seed N]\n"
@@ -46,22 +46,22 @@ const char *const kUsage =
     "Arrival times are spread over the past --spread-hours (default 168). Writes meta\n"
     "\"classes\" = urgent,normal,bulk when the spool has none.\n";
 
-template <typename T> bool parse_number(const std::string &text, T &out) {
+template <typename T> bool parse_number(const std::string& text, T& out) {
     const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
     return ec == std::errc{} && ptr == text.data() + text.size() && !text.empty();
 }
 
-bool parse_fraction(const std::string &text, double &out) {
+bool parse_fraction(const std::string& text, double& out) {
     try {
         std::size_t used = 0;
         out = std::stod(text, &used);
         return used == text.size() && out >= 0 && out <= 1;
-    } catch (const std::exception &) {
+    } catch (const std::exception&) {
         return false;
     }
 }
 
-bool parse_args(int argc, char **argv, Options &o) {
+bool parse_args(int argc, char** argv, Options& o) {
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--help") {
@@ -118,7 +118,7 @@ bool parse_args(int argc, char **argv, Options &o) {
     return true;
 }
 
-std::string make_body(const spool::Envelope &env, std::size_t body_size, std::mt19937_64 &rng) {
+std::string make_body(const spool::Envelope& env, std::size_t body_size, std::mt19937_64& rng) {
     std::string b;
     b.reserve(body_size + 512);
     b += fmt::format(
@@ -146,7 +146,7 @@ std::string make_body(const spool::Envelope &env, std::size_t body_size, std::mt
 
 } // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     Options o;
     if (!parse_args(argc, argv, o)) {
         return 2;
@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
                      opened.error().describe().c_str());
         return 1;
     }
-    auto &s = **opened;
+    auto& s = **opened;
     if (auto m = s.get_meta("classes"); m && !*m) {
         (void)s.wait(
             [&](spool::Done d) { s.put_meta("classes", "urgent,normal,bulk", std::move(d)); });
@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
 
     for (std::uint64_t i = 0; i < o.count; ++i) {
         spool::NewMessage m;
-        auto &env = m.envelope;
+        auto& env = m.envelope;
         env.id = s.new_id();
         env.arrival_ms =
             now - static_cast<std::int64_t>(

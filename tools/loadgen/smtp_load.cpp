@@ -84,8 +84,9 @@ asio::awaitable<void> session(Shared& sh, std::vector<double>* lat) {
         tcp::socket sock(ex);
         std::string buf;
         try {
-            co_await sock.async_connect(tcp::endpoint(asio::ip::make_address(sh.opt.host), sh.opt.port),
-                                        asio::use_awaitable);
+            co_await sock.async_connect(
+                tcp::endpoint(asio::ip::make_address(sh.opt.host), sh.opt.port),
+                asio::use_awaitable);
             co_await read_reply(sock, buf);
             co_await asio::async_write(sock, asio::buffer(std::string("EHLO load.test\r\n")),
                                        asio::use_awaitable);
@@ -127,7 +128,8 @@ asio::awaitable<void> session(Shared& sh, std::vector<double>* lat) {
                     ++sh.errors;
                 }
             }
-            co_await asio::async_write(sock, asio::buffer(std::string("QUIT\r\n")), asio::use_awaitable);
+            co_await asio::async_write(sock, asio::buffer(std::string("QUIT\r\n")),
+                                       asio::use_awaitable);
             co_await read_reply(sock, buf);
         } catch (const std::exception& e) {
             ++sh.errors;

@@ -20,7 +20,7 @@ const std::set<std::string, std::less<>> kValued = {
     "--older-than", "--newer-than", "--min-size", "--max-size", "--limit",  "--mbox",
     "--dir",        "--mailstore",  "--from",     "--to"};
 
-Status set_option(CommandLine &cl, std::string_view name, const std::string &value) {
+Status set_option(CommandLine& cl, std::string_view name, const std::string& value) {
     auto bad = [&](std::string_view why) {
         return fail(ErrorKind::kInvalid, fmt::format("{} {}: {}", name, value, why));
     };
@@ -93,7 +93,7 @@ Status set_option(CommandLine &cl, std::string_view name, const std::string &val
     return {};
 }
 
-Status set_flag(CommandLine &cl, std::string_view name) {
+Status set_flag(CommandLine& cl, std::string_view name) {
     if (name == "--json") {
         cl.json = true;
     } else if (name == "--yes" || name == "-y") {
@@ -125,11 +125,11 @@ Status set_flag(CommandLine &cl, std::string_view name) {
 
 } // namespace
 
-Result<CommandLine> parse_command_line(const std::vector<std::string> &args) {
+Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     CommandLine cl;
     bool options_done = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string &arg = args[i];
+        const std::string& arg = args[i];
         if (!options_done && arg == "--") {
             options_done = true;
             continue;

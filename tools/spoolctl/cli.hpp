@@ -13,7 +13,7 @@
 
 namespace spoold::spoolctl {
 
-inline constexpr const char *kDefaultConfig = "/etc/spoold/spoold.yaml";
+inline constexpr const char* kDefaultConfig = "/etc/spoold/spoold.yaml";
 
 struct CommandLine {
     std::string spool_path;  // --spool
@@ -45,7 +45,7 @@ struct CommandLine {
 };
 
 // Parses argv (without argv[0]). Errors are kInvalid with a message for the operator.
-Result<CommandLine> parse_command_line(const std::vector<std::string> &args);
+Result<CommandLine> parse_command_line(const std::vector<std::string>& args);
 
 std::string usage();
 

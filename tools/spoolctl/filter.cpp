@@ -67,7 +67,7 @@ bool Filter::empty() const {
            !newer_than_ms && !min_size && !max_size;
 }
 
-bool Filter::matches(const spool::Envelope &env, spool::MsgState msg_state,
+bool Filter::matches(const spool::Envelope& env, spool::MsgState msg_state,
                      UnixMillis now_ms) const {
     // Cheapest tests first: most listings on a big spool are decided by class or state.
     if (klass && env.klass != *klass) {
@@ -91,17 +91,17 @@ bool Filter::matches(const spool::Envelope &env, spool::MsgState msg_state,
     }
     if (!senders.empty() &&
         std::none_of(senders.begin(), senders.end(),
-                     [&](const AddressPattern &p) { return p.matches(env.mail_from); })) {
+                     [&](const AddressPattern& p) { return p.matches(env.mail_from); })) {
         return false;
     }
     if (!recipients.empty()) {
         // Final recipients are history: "--recipient x" means mail still waiting for x.
         const bool any = std::any_of(
-            env.recipients.begin(), env.recipients.end(), [&](const spool::Recipient &r) {
+            env.recipients.begin(), env.recipients.end(), [&](const spool::Recipient& r) {
                 return (r.state == spool::RcptState::kQueued ||
                         r.state == spool::RcptState::kDeferred) &&
                        std::any_of(recipients.begin(), recipients.end(),
-                                   [&](const AddressPattern &p) { return p.matches(r.address); });
+                                   [&](const AddressPattern& p) { return p.matches(r.address); });
             });
         if (!any) {
             return false;

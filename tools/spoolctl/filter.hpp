@@ -39,7 +39,7 @@ struct Filter {
 
     // True when no condition is set (the filter matches every message).
     bool empty() const;
-    bool matches(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms) const;
+    bool matches(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms) const;
 };
 
 } // namespace spoold::spoolctl

@@ -23,33 +23,33 @@ void JsonWriter::separate() {
     }
 }
 
-JsonWriter &JsonWriter::begin_object() {
+JsonWriter& JsonWriter::begin_object() {
     separate();
     out_ += '{';
     need_comma_ = false;
     return *this;
 }
 
-JsonWriter &JsonWriter::end_object() {
+JsonWriter& JsonWriter::end_object() {
     out_ += '}';
     need_comma_ = true;
     return *this;
 }
 
-JsonWriter &JsonWriter::begin_array() {
+JsonWriter& JsonWriter::begin_array() {
     separate();
     out_ += '[';
     need_comma_ = false;
     return *this;
 }
 
-JsonWriter &JsonWriter::end_array() {
+JsonWriter& JsonWriter::end_array() {
     out_ += ']';
     need_comma_ = true;
     return *this;
 }
 
-JsonWriter &JsonWriter::key(std::string_view name) {
+JsonWriter& JsonWriter::key(std::string_view name) {
     separate();
     out_ += json_string(name);
     out_ += ':';
@@ -57,28 +57,28 @@ JsonWriter &JsonWriter::key(std::string_view name) {
     return *this;
 }
 
-JsonWriter &JsonWriter::value(std::string_view text) {
+JsonWriter& JsonWriter::value(std::string_view text) {
     separate();
     out_ += json_string(text);
     need_comma_ = true;
     return *this;
 }
 
-JsonWriter &JsonWriter::value(std::int64_t number) {
+JsonWriter& JsonWriter::value(std::int64_t number) {
     separate();
     out_ += fmt::format("{}", number);
     need_comma_ = true;
     return *this;
 }
 
-JsonWriter &JsonWriter::value(std::uint64_t number) {
+JsonWriter& JsonWriter::value(std::uint64_t number) {
     separate();
     out_ += fmt::format("{}", number);
     need_comma_ = true;
     return *this;
 }
 
-JsonWriter &JsonWriter::value(double number) {
+JsonWriter& JsonWriter::value(double number) {
     separate();
     // JSON has no NaN or infinity: a rate that is not a number is written as null.
     out_ += std::isfinite(number) ? fmt::format("{}", number) : std::string("null");
@@ -86,14 +86,14 @@ JsonWriter &JsonWriter::value(double number) {
     return *this;
 }
 
-JsonWriter &JsonWriter::value(bool flag) {
+JsonWriter& JsonWriter::value(bool flag) {
     separate();
     out_ += flag ? "true" : "false";
     need_comma_ = true;
     return *this;
 }
 
-JsonWriter &JsonWriter::null() {
+JsonWriter& JsonWriter::null() {
     separate();
     out_ += "null";
     need_comma_ = true;

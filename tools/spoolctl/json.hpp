@@ -15,23 +15,23 @@ std::string json_string(std::string_view text);
 // Builds one object or array. Call begin/end in matching pairs; commas are handled.
 class JsonWriter {
 public:
-    JsonWriter &begin_object();
-    JsonWriter &end_object();
-    JsonWriter &begin_array();
-    JsonWriter &end_array();
+    JsonWriter& begin_object();
+    JsonWriter& end_object();
+    JsonWriter& begin_array();
+    JsonWriter& end_array();
     // The key of the next value inside an object.
-    JsonWriter &key(std::string_view name);
-    JsonWriter &value(std::string_view text);
-    JsonWriter &value(const char *text) { return value(std::string_view(text)); }
-    JsonWriter &value(std::int64_t number);
-    JsonWriter &value(std::uint64_t number);
-    JsonWriter &value(std::uint32_t number) { return value(static_cast<std::uint64_t>(number)); }
-    JsonWriter &value(int number) { return value(static_cast<std::int64_t>(number)); }
-    JsonWriter &value(double number);
-    JsonWriter &value(bool flag);
-    JsonWriter &null();
+    JsonWriter& key(std::string_view name);
+    JsonWriter& value(std::string_view text);
+    JsonWriter& value(const char* text) { return value(std::string_view(text)); }
+    JsonWriter& value(std::int64_t number);
+    JsonWriter& value(std::uint64_t number);
+    JsonWriter& value(std::uint32_t number) { return value(static_cast<std::uint64_t>(number)); }
+    JsonWriter& value(int number) { return value(static_cast<std::int64_t>(number)); }
+    JsonWriter& value(double number);
+    JsonWriter& value(bool flag);
+    JsonWriter& null();
 
-    const std::string &str() const { return out_; }
+    const std::string& str() const { return out_; }
 
 private:
     void separate();

@@ -17,14 +17,14 @@ using namespace spoold::spoolctl;
 
 namespace {
 
-int die(int code, const std::string &message) {
+int die(int code, const std::string& message) {
     std::fprintf(stderr, "spoolctl: %s\n", message.c_str());
     return code;
 }
 
 } // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     auto parsed = parse_command_line(args);
     if (!parsed) {
@@ -84,7 +84,7 @@ int main(int argc, char **argv) {
 
     if (ctx.config) {
         std::vector<std::string> names;
-        for (const auto &c : ctx.config->classes) {
+        for (const auto& c : ctx.config->classes) {
             names.push_back(c.name);
         }
         ctx.classes = ClassNames(std::move(names));

@@ -55,12 +55,12 @@ bool is_quotable_from(std::string_view line) {
 
 } // namespace
 
-std::string envelope_block(const FileEnvelope &envelope) {
+std::string envelope_block(const FileEnvelope& envelope) {
     std::string out;
     if (envelope.mail_from) {
         out.append(kEnvelopeFromHeader).append(": <").append(*envelope.mail_from).append(">\r\n");
     }
-    for (const auto &rcpt : envelope.recipients) {
+    for (const auto& rcpt : envelope.recipients) {
         out.append(kEnvelopeToHeader).append(": <").append(rcpt).append(">\r\n");
     }
     if (!envelope.klass.empty()) {
@@ -69,7 +69,7 @@ std::string envelope_block(const FileEnvelope &envelope) {
     return out;
 }
 
-FileEnvelope take_envelope_block(std::string &message) {
+FileEnvelope take_envelope_block(std::string& message) {
     FileEnvelope env;
     std::size_t pos = 0;
     while (pos < message.size()) {
@@ -137,7 +137,7 @@ std::string mbox_from_line(std::string_view sender, UnixMillis arrival_ms) {
     return std::string(kFromPrefix) + who + " " + format_asctime(arrival_ms) + "\n";
 }
 
-void append_mboxrd(std::string &out, std::string_view from_line, std::string_view message) {
+void append_mboxrd(std::string& out, std::string_view from_line, std::string_view message) {
     out.append(from_line);
     std::size_t pos = 0;
     while (pos < message.size()) {
@@ -159,9 +159,9 @@ void append_mboxrd(std::string &out, std::string_view from_line, std::string_vie
     out += '\n';
 }
 
-bool MboxReader::read_line(std::string &line) {
+bool MboxReader::read_line(std::string& line) {
     // getline(3) rather than fgets: a NUL byte inside a line must not cut it short.
-    char *buf = nullptr;
+    char* buf = nullptr;
     std::size_t cap = 0;
     const ssize_t n = ::getline(&buf, &cap, file_);
     if (n <= 0) {
@@ -235,7 +235,7 @@ std::vector<MboxMessage> parse_mbox(std::string_view text) {
     if (text.empty()) {
         return out;
     }
-    std::FILE *f = fmemopen(const_cast<char *>(text.data()), text.size(), "r"); // NOLINT: read only
+    std::FILE* f = fmemopen(const_cast<char*>(text.data()), text.size(), "r"); // NOLINT: read only
     if (f == nullptr) {
         return out;
     }

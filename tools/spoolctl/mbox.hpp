@@ -29,10 +29,10 @@ struct FileEnvelope {
 };
 
 // "X-Spoold-Envelope-From: <a@b>\r\n" ... with CRLF line ends.
-std::string envelope_block(const FileEnvelope &envelope);
+std::string envelope_block(const FileEnvelope& envelope);
 // Removes the envelope block from the top of `message` and returns what it said.
 // Lines are recognised with CRLF or LF ends. A message without the block is unchanged.
-FileEnvelope take_envelope_block(std::string &message);
+FileEnvelope take_envelope_block(std::string& message);
 
 // Every bare LF becomes CRLF (existing CRLF pairs are kept): the spool stores wire form.
 std::string to_crlf(std::string_view text);
@@ -45,7 +45,7 @@ std::string_view header_section(std::string_view message);
 std::string mbox_from_line(std::string_view sender, UnixMillis arrival_ms);
 // Appends one mboxrd message: the From_ line, the message with LF line ends and every
 // line matching ^>*From_ given one more '>', a final newline and an empty line.
-void append_mboxrd(std::string &out, std::string_view from_line, std::string_view message);
+void append_mboxrd(std::string& out, std::string_view from_line, std::string_view message);
 
 // One message read back from an mbox: the From_ line sender and the message, with
 // mboxrd quoting removed and CRLF line ends.
@@ -57,16 +57,16 @@ struct MboxMessage {
 // Reads an mbox one message at a time, so memory holds one message, not the file.
 class MboxReader {
 public:
-    explicit MboxReader(std::FILE *file) : file_(file) {}
+    explicit MboxReader(std::FILE* file) : file_(file) {}
     // nullopt at end of file. Text before the first From_ line is an error (not an mbox).
     std::optional<MboxMessage> next();
     bool bad_format() const { return bad_format_; }
     std::uint64_t line_number() const { return line_number_; }
 
 private:
-    bool read_line(std::string &line);
+    bool read_line(std::string& line);
 
-    std::FILE *file_;
+    std::FILE* file_;
     std::optional<std::string> pending_from_;
     bool started_ = false;
     bool bad_format_ = false;

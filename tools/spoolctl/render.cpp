@@ -18,33 +18,25 @@ constexpr std::size_t kResponseWidth = 48;
 // on them), so they are spelled here rather than borrowed from the spool's log strings.
 std::string_view msg_state_name(spool::MsgState s) {
     switch (s) {
-    case spool::MsgState::kReady:
-        return "ready";
-    case spool::MsgState::kDeferred:
-        return "deferred";
-    case spool::MsgState::kHeld:
-        return "held";
+    case spool::MsgState::kReady: return "ready";
+    case spool::MsgState::kDeferred: return "deferred";
+    case spool::MsgState::kHeld: return "held";
     }
     return "unknown";
 }
 
 std::string_view rcpt_state_name(spool::RcptState s) {
     switch (s) {
-    case spool::RcptState::kQueued:
-        return "queued";
-    case spool::RcptState::kDeferred:
-        return "deferred";
-    case spool::RcptState::kDelivered:
-        return "delivered";
-    case spool::RcptState::kFailed:
-        return "failed";
-    case spool::RcptState::kExpired:
-        return "expired";
+    case spool::RcptState::kQueued: return "queued";
+    case spool::RcptState::kDeferred: return "deferred";
+    case spool::RcptState::kDelivered: return "delivered";
+    case spool::RcptState::kFailed: return "failed";
+    case spool::RcptState::kExpired: return "expired";
     }
     return "unknown";
 }
 
-bool pending(const spool::Recipient &r) {
+bool pending(const spool::Recipient& r) {
     return r.state == spool::RcptState::kQueued || r.state == spool::RcptState::kDeferred;
 }
 
@@ -56,19 +48,19 @@ std::string fit(std::string text, std::size_t width) {
     return text;
 }
 
-std::string sender_text(const spool::Envelope &env) {
+std::string sender_text(const spool::Envelope& env) {
     return env.mail_from.empty() ? std::string("<>") : printable(env.mail_from);
 }
 
 // The reply that best explains why the message is still here: the first waiting recipient
 // that has one, else any recipient's.
-std::string last_response(const spool::Envelope &env) {
-    for (const auto &r : env.recipients) {
+std::string last_response(const spool::Envelope& env) {
+    for (const auto& r : env.recipients) {
         if (pending(r) && !r.last_response.empty()) {
             return r.last_response;
         }
     }
-    for (const auto &r : env.recipients) {
+    for (const auto& r : env.recipients) {
         if (!r.last_response.empty()) {
             return r.last_response;
         }
@@ -76,16 +68,16 @@ std::string last_response(const spool::Envelope &env) {
     return {};
 }
 
-std::size_t pending_count(const spool::Envelope &env) {
+std::size_t pending_count(const spool::Envelope& env) {
     return static_cast<std::size_t>(
         std::count_if(env.recipients.begin(), env.recipients.end(), pending));
 }
 
 // Summed here rather than with Counters' own totals so the formatting needs no spool code.
 std::uint64_t
-total(const std::array<std::array<std::uint64_t, spool::kNumMsgStates>, spool::kMaxClasses> &t) {
+total(const std::array<std::array<std::uint64_t, spool::kNumMsgStates>, spool::kMaxClasses>& t) {
     std::uint64_t sum = 0;
-    for (const auto &row : t) {
+    for (const auto& row : t) {
         for (const auto v : row) {
             sum += v;
         }
@@ -141,7 +133,7 @@ std::string printable(std::string_view text) {
     std::string out(text);
     constexpr unsigned char kFirstPrintable = 0x20;
     constexpr unsigned char kDelete = 0x7F;
-    for (char &c : out) {
+    for (char& c : out) {
         const auto u = static_cast<unsigned char>(c);
         if (u < kFirstPrintable || u == kDelete) {
             c = '?';
@@ -156,12 +148,12 @@ std::string table_header() {
                        "STATE", "LAST RESPONSE");
 }
 
-std::string table_row(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
-                      const ClassNames &classes) {
+std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames& classes) {
     std::string rcpts;
     const std::size_t waiting = pending_count(env);
-    const spool::Recipient *first = nullptr;
-    for (const auto &r : env.recipients) {
+    const spool::Recipient* first = nullptr;
+    for (const auto& r : env.recipients) {
         if (pending(r)) {
             first = &r;
             break;
@@ -187,8 +179,8 @@ std::string table_row(const spool::Envelope &env, spool::MsgState state, UnixMil
                        msg_state_name(state), fit(printable(last_response(env)), kResponseWidth));
 }
 
-std::string json_message(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
-                         const ClassNames &classes) {
+std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                         const ClassNames& classes) {
     JsonWriter w;
     w.begin_object();
     w.key("id").value(env.id.text());
@@ -204,7 +196,7 @@ std::string json_message(const spool::Envelope &env, spool::MsgState state, Unix
     w.key("expires_ms").value(static_cast<std::int64_t>(env.expires_ms));
     w.key("client").value(env.client_addr);
     w.key("recipients").begin_array();
-    for (const auto &r : env.recipients) {
+    for (const auto& r : env.recipients) {
         w.begin_object();
         w.key("address").value(r.address);
         w.key("state").value(rcpt_state_name(r.state));
@@ -218,8 +210,8 @@ std::string json_message(const spool::Envelope &env, spool::MsgState state, Unix
     return w.str() + "\n";
 }
 
-std::string show_text(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
-                      const ClassNames &classes) {
+std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames& classes) {
     std::string out;
     out += fmt::format("queue id:    {}\n", env.id.text());
     out += fmt::format("arrival:     {} ({} ago)\n", format_rfc5322_date(env.arrival_ms),
@@ -247,7 +239,7 @@ std::string show_text(const spool::Envelope &env, spool::MsgState state, UnixMil
         out += "flags:       delivery status notification\n";
     }
     out += fmt::format("recipients:  {}\n", env.recipients.size());
-    for (const auto &r : env.recipients) {
+    for (const auto& r : env.recipients) {
         out += fmt::format("  <{}> {} attempts={}", printable(r.address), rcpt_state_name(r.state),
                            r.attempts);
         if (r.state == spool::RcptState::kDeferred && r.next_attempt_ms != 0) {
@@ -263,9 +255,9 @@ std::string show_text(const spool::Envelope &env, spool::MsgState state, UnixMil
     return out;
 }
 
-std::string status_text(const StatusReport &report, const ClassNames &classes) {
+std::string status_text(const StatusReport& report, const ClassNames& classes) {
     std::string out;
-    const auto &c = report.counters;
+    const auto& c = report.counters;
     out += fmt::format("messages: {}  bytes: {}  drain: {}\n", total(c.messages),
                        format_size(total(c.bytes)), report.paused ? "PAUSED" : "running");
     if (report.oldest_arrival_ms) {
@@ -276,7 +268,7 @@ std::string status_text(const StatusReport &report, const ClassNames &classes) {
         out += "oldest:   -\n";
     }
     if (report.space) {
-        const auto &s = *report.space;
+        const auto& s = *report.space;
         out +=
             fmt::format("space:    {} used of {} map, {} free on disk\n", format_size(s.used_bytes),
                         format_size(s.map_size), format_size(s.fs_free_bytes));
@@ -284,8 +276,8 @@ std::string status_text(const StatusReport &report, const ClassNames &classes) {
     out += fmt::format("\n{:<10} {:>10} {:>8} {:>10} {:>8} {:>10} {:>8}\n", "CLASS", "READY",
                        "BYTES", "DEFERRED", "BYTES", "HELD", "BYTES");
     for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
-        const auto &m = c.messages[k];
-        const auto &b = c.bytes[k];
+        const auto& m = c.messages[k];
+        const auto& b = c.bytes[k];
         const bool named = k < classes.names().size();
         if (!named && m[0] + m[1] + m[2] == 0) {
             continue; // unnamed classes with nothing in them are noise
@@ -297,7 +289,7 @@ std::string status_text(const StatusReport &report, const ClassNames &classes) {
     if (!report.mailstores.empty()) {
         out +=
             fmt::format("\n{:<16} {:<10} {:>10} {}\n", "MAILSTORE", "BREAKER", "RATE/S", "DRAIN");
-        for (const auto &ms : report.mailstores) {
+        for (const auto& ms : report.mailstores) {
             out +=
                 fmt::format("{:<16} {:<10} {:>10} {}\n", printable(ms.name),
                             printable(ms.breaker.value_or("-")), printable(ms.rate.value_or("-")),
@@ -307,9 +299,9 @@ std::string status_text(const StatusReport &report, const ClassNames &classes) {
     return out;
 }
 
-std::string status_json(const StatusReport &report, const ClassNames &classes) {
+std::string status_json(const StatusReport& report, const ClassNames& classes) {
     JsonWriter w;
-    const auto &c = report.counters;
+    const auto& c = report.counters;
     w.begin_object();
     w.key("messages").value(static_cast<std::uint64_t>(total(c.messages)));
     w.key("bytes").value(static_cast<std::uint64_t>(total(c.bytes)));
@@ -331,8 +323,8 @@ std::string status_json(const StatusReport &report, const ClassNames &classes) {
     }
     w.key("classes").begin_array();
     for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
-        const auto &m = c.messages[k];
-        const auto &b = c.bytes[k];
+        const auto& m = c.messages[k];
+        const auto& b = c.bytes[k];
         if (k >= classes.names().size() && m[0] + m[1] + m[2] == 0) {
             continue;
         }
@@ -352,7 +344,7 @@ std::string status_json(const StatusReport &report, const ClassNames &classes) {
     }
     w.end_array();
     w.key("mailstores").begin_array();
-    for (const auto &ms : report.mailstores) {
+    for (const auto& ms : report.mailstores) {
         w.begin_object();
         w.key("name").value(ms.name);
         w.key("breaker");

@@ -25,7 +25,7 @@ public:
     // A class given by name or by number ("bulk", "2"); nullopt when neither.
     std::optional<spool::ClassId> find(std::string_view text) const;
     bool empty() const { return names_.empty(); }
-    const std::vector<std::string> &names() const { return names_; }
+    const std::vector<std::string>& names() const { return names_; }
 
 private:
     std::vector<std::string> names_;
@@ -36,13 +36,13 @@ private:
 std::string printable(std::string_view text);
 
 std::string table_header();
-std::string table_row(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
-                      const ClassNames &classes);
-std::string json_message(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
-                         const ClassNames &classes);
+std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames& classes);
+std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                         const ClassNames& classes);
 // Envelope and recipients as `show` prints them, before the headers.
-std::string show_text(const spool::Envelope &env, spool::MsgState state, UnixMillis now_ms,
-                      const ClassNames &classes);
+std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
+                      const ClassNames& classes);
 
 struct MailstoreStatus {
     std::string name;
@@ -61,7 +61,7 @@ struct StatusReport {
     UnixMillis now_ms = 0;
 };
 
-std::string status_text(const StatusReport &report, const ClassNames &classes);
-std::string status_json(const StatusReport &report, const ClassNames &classes);
+std::string status_text(const StatusReport& report, const ClassNames& classes);
+std::string status_json(const StatusReport& report, const ClassNames& classes);
 
 } // namespace spoold::spoolctl

@@ -18,18 +18,12 @@ constexpr std::uint64_t kKiB = 1024;
 
 std::optional<std::int64_t> unit_ms(char unit) {
     switch (unit) {
-    case 's':
-        return kSecondMs;
-    case 'm':
-        return kMinuteMs;
-    case 'h':
-        return kHourMs;
-    case 'd':
-        return kDayMs;
-    case 'w':
-        return kWeekMs;
-    default:
-        return std::nullopt;
+    case 's': return kSecondMs;
+    case 'm': return kMinuteMs;
+    case 'h': return kHourMs;
+    case 'd': return kDayMs;
+    case 'w': return kWeekMs;
+    default: return std::nullopt;
     }
 }
 
@@ -40,9 +34,9 @@ std::tm utc_tm(UnixMillis ms) {
     return tm;
 }
 
-constexpr std::array<const char *, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-constexpr std::array<const char *, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+constexpr std::array<const char*, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 } // namespace
 
@@ -54,7 +48,7 @@ std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
     std::size_t pos = 0;
     while (pos < text.size()) {
         std::int64_t value = 0;
-        const auto *begin = text.data() + pos;
+        const auto* begin = text.data() + pos;
         const auto [ptr, ec] = std::from_chars(begin, text.data() + text.size(), value);
         if (ec != std::errc{} || ptr == begin || value < 0) {
             return std::nullopt;
@@ -96,19 +90,12 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     if (rest.size() == 1) {
         switch (rest[0]) {
         case 'k':
-        case 'K':
-            mult = kKiB;
-            break;
+        case 'K': mult = kKiB; break;
         case 'm':
-        case 'M':
-            mult = kKiB * kKiB;
-            break;
+        case 'M': mult = kKiB * kKiB; break;
         case 'g':
-        case 'G':
-            mult = kKiB * kKiB * kKiB;
-            break;
-        default:
-            return std::nullopt;
+        case 'G': mult = kKiB * kKiB * kKiB; break;
+        default: return std::nullopt;
         }
     }
     if (value > std::numeric_limits<std::uint64_t>::max() / mult) {

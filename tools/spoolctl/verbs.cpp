@@ -32,18 +32,16 @@ constexpr std::size_t kHeaderReadLimit = 1U << 20U;
 constexpr std::size_t kIndexPage = 4096;
 constexpr std::size_t kListBufferBytes = 64U << 10U;
 
-using MatchFn = std::function<bool(const spool::Envelope &, spool::MsgState)>;
+using MatchFn = std::function<bool(const spool::Envelope&, spool::MsgState)>;
 
-void print(std::FILE *f, std::string_view text) {
-    std::fwrite(text.data(), 1, text.size(), f);
-}
+void print(std::FILE* f, std::string_view text) { std::fwrite(text.data(), 1, text.size(), f); }
 
 template <typename... Args>
-void say(std::FILE *f, fmt::format_string<Args...> format, Args &&...args) {
+void say(std::FILE* f, fmt::format_string<Args...> format, Args&&... args) {
     print(f, fmt::format(format, std::forward<Args>(args)...));
 }
 
-bool pending(const spool::Recipient &r) {
+bool pending(const spool::Recipient& r) {
     return r.state == spool::RcptState::kQueued || r.state == spool::RcptState::kDeferred;
 }
 
@@ -51,12 +49,12 @@ bool pending(const spool::Recipient &r) {
 // the outcomes. Completions arrive on the spool's writer thread.
 class Pipeline {
 public:
-    Pipeline(std::FILE *err, std::string verb) : err_(err), verb_(std::move(verb)) {}
-    Pipeline(const Pipeline &) = delete;
-    Pipeline &operator=(const Pipeline &) = delete;
+    Pipeline(std::FILE* err, std::string verb) : err_(err), verb_(std::move(verb)) {}
+    Pipeline(const Pipeline&) = delete;
+    Pipeline& operator=(const Pipeline&) = delete;
     ~Pipeline() { finish(); }
 
-    void submit(QueueId id, const std::function<void(spool::Done)> &op) {
+    void submit(QueueId id, const std::function<void(spool::Done)>& op) {
         {
             std::unique_lock lock(mutex_);
             cv_.wait(lock, [&] { return in_flight_ < kMaxInFlight; });
@@ -89,7 +87,7 @@ public:
     std::uint64_t gone() const { return gone_; }
 
 private:
-    std::FILE *err_;
+    std::FILE* err_;
     std::string verb_;
     std::mutex mutex_;
     std::condition_variable cv_;
@@ -99,18 +97,18 @@ private:
     std::uint64_t gone_ = 0;
 };
 
-int fail_with(Context &ctx, const Error &e) {
+int fail_with(Context& ctx, const Error& e) {
     say(ctx.err, "spoolctl: {}: {}\n", ctx.cl.verb, e.describe());
     return kExitFailed;
 }
 
-int usage_error(Context &ctx, std::string_view message) {
+int usage_error(Context& ctx, std::string_view message) {
     say(ctx.err, "spoolctl: {}: {}\n", ctx.cl.verb, message);
     return kExitUsage;
 }
 
 // The filter with --class resolved against the class names.
-Result<Filter> resolved_filter(const Context &ctx) {
+Result<Filter> resolved_filter(const Context& ctx) {
     Filter f = ctx.cl.filter;
     if (ctx.cl.class_filter) {
         const auto id = ctx.classes.find(*ctx.cl.class_filter);
@@ -125,8 +123,8 @@ Result<Filter> resolved_filter(const Context &ctx) {
 
 // Calls fn for each message matching `filter` in id order until fn returns false, and
 // on_page (when given) after each page. Memory holds one page, whatever the spool size.
-Status scan(Context &ctx, const Filter &filter, const MatchFn &fn,
-            const std::function<void()> &on_page = {}) {
+Status scan(Context& ctx, const Filter& filter, const MatchFn& fn,
+            const std::function<void()>& on_page = {}) {
     QueueId after{0};
     std::size_t page = kFirstPage;
     for (;;) {
@@ -138,7 +136,7 @@ Status scan(Context &ctx, const Filter &filter, const MatchFn &fn,
             return {};
         }
         const UnixMillis now = ctx.clock->now_ms();
-        for (const auto &env : *batch) {
+        for (const auto& env : *batch) {
             const auto state = spool::message_state(env);
             if (filter.matches(env, state, now) && !fn(env, state)) {
                 return {};
@@ -152,9 +150,9 @@ Status scan(Context &ctx, const Filter &filter, const MatchFn &fn,
     }
 }
 
-Result<std::vector<QueueId>> parse_ids(const std::vector<std::string> &texts) {
+Result<std::vector<QueueId>> parse_ids(const std::vector<std::string>& texts) {
     std::vector<QueueId> ids;
-    for (const auto &t : texts) {
+    for (const auto& t : texts) {
         const auto id = QueueId::parse(t);
         if (!id) {
             return fail(ErrorKind::kInvalid, fmt::format("'{}' is not a queue id", t));
@@ -171,7 +169,7 @@ struct Selection {
     bool by_filter = false;
 };
 
-Result<Selection> select_targets(Context &ctx, const std::vector<std::string> &operands,
+Result<Selection> select_targets(Context& ctx, const std::vector<std::string>& operands,
                                  bool default_all) {
     Selection sel;
     auto ids = parse_ids(operands);
@@ -197,7 +195,7 @@ Result<Selection> select_targets(Context &ctx, const std::vector<std::string> &o
 }
 
 // Calls fn for each selected message that exists (ids) or matches (filter).
-Status for_each_target(Context &ctx, const Selection &sel, const MatchFn &fn, int &exit_code) {
+Status for_each_target(Context& ctx, const Selection& sel, const MatchFn& fn, int& exit_code) {
     if (!sel.by_filter) {
         for (const auto id : sel.ids) {
             auto env = ctx.spool->get(id);
@@ -225,7 +223,7 @@ Status for_each_target(Context &ctx, const Selection &sel, const MatchFn &fn, in
 // Reads a whole message into `out` (replacing its contents). Callers that read many
 // messages pass the same string: reusing its capacity keeps malloc from growing and
 // trimming the heap for every message, which dominated export time on big messages.
-Status read_message_into(Context &ctx, QueueId id, std::string &out,
+Status read_message_into(Context& ctx, QueueId id, std::string& out,
                          std::size_t limit = std::numeric_limits<std::size_t>::max(),
                          bool headers_only = false) {
     out.clear();
@@ -247,14 +245,14 @@ Status read_message_into(Context &ctx, QueueId id, std::string &out,
     }
 }
 
-std::string meta_or(Context &ctx, std::string_view key, std::string fallback) {
+std::string meta_or(Context& ctx, std::string_view key, std::string fallback) {
     auto v = ctx.spool->get_meta(key);
     return v && *v ? **v : fallback;
 }
 
 // ---- status ----
 
-int verb_status(Context &ctx) {
+int verb_status(Context& ctx) {
     StatusReport r;
     r.now_ms = ctx.clock->now_ms();
     auto counters = ctx.spool->counters();
@@ -278,19 +276,19 @@ int verb_status(Context &ctx) {
     r.paused = meta_or(ctx, "paused", "0") == "1";
     std::vector<std::string> names;
     if (ctx.config) {
-        for (const auto &m : ctx.config->mailstores) {
+        for (const auto& m : ctx.config->mailstores) {
             names.push_back(m.name);
         }
     } else {
         // The same comma list as the class names; parsed by ClassNames for that reason only.
         const ClassNames published = ClassNames::from_csv(meta_or(ctx, "mailstores", ""));
-        for (const auto &n : published.names()) {
+        for (const auto& n : published.names()) {
             if (!n.empty()) {
                 names.push_back(n);
             }
         }
     }
-    for (const auto &n : names) {
+    for (const auto& n : names) {
         MailstoreStatus ms;
         ms.name = n;
         if (auto v = ctx.spool->get_meta(fmt::format("mailstore.{}.breaker", n)); v && *v) {
@@ -308,7 +306,7 @@ int verb_status(Context &ctx) {
 
 // ---- list ----
 
-int verb_list(Context &ctx) {
+int verb_list(Context& ctx) {
     if (!ctx.cl.operands.empty()) {
         return usage_error(ctx, "list takes no operands (use the filter options)");
     }
@@ -334,7 +332,7 @@ int verb_list(Context &ctx) {
     };
     const Status st = scan(
         ctx, *filter,
-        [&](const spool::Envelope &env, spool::MsgState state) {
+        [&](const spool::Envelope& env, spool::MsgState state) {
             if (shown >= limit) {
                 return false;
             }
@@ -363,7 +361,7 @@ int verb_list(Context &ctx) {
 
 // ---- show ----
 
-int verb_show(Context &ctx) {
+int verb_show(Context& ctx) {
     if (ctx.cl.operands.size() != 1) {
         return usage_error(ctx, "show takes exactly one queue id");
     }
@@ -437,7 +435,7 @@ int verb_show(Context &ctx) {
 
 // ---- writes by id or filter ----
 
-bool confirm(Context &ctx, std::string_view question) {
+bool confirm(Context& ctx, std::string_view question) {
     if (ctx.cl.yes) {
         return true;
     }
@@ -455,7 +453,7 @@ bool confirm(Context &ctx, std::string_view question) {
     return answer[0] == 'y' || answer[0] == 'Y';
 }
 
-int report_writes(Context &ctx, const Pipeline &p, std::string_view done_word, int exit_code) {
+int report_writes(Context& ctx, const Pipeline& p, std::string_view done_word, int exit_code) {
     if (!ctx.cl.json) {
         say(ctx.out, "{} {} message{}", done_word, p.ok(), p.ok() == 1 ? "" : "s");
         if (p.gone() > 0) {
@@ -473,8 +471,8 @@ int report_writes(Context &ctx, const Pipeline &p, std::string_view done_word, i
 }
 
 // hold, release, delete, flush and set-class share the selection, confirmation and pipeline.
-int verb_write(Context &ctx) {
-    const std::string &verb = ctx.cl.verb;
+int verb_write(Context& ctx) {
+    const std::string& verb = ctx.cl.verb;
     std::vector<std::string> operands = ctx.cl.operands;
     std::optional<spool::ClassId> new_class;
     if (verb == "set-class") {
@@ -495,7 +493,7 @@ int verb_write(Context &ctx) {
     }
     // Which selected messages the operation would change at all: skipping the rest keeps a
     // "hold everything from this sender" from rewriting messages already held.
-    auto applies = [&](const spool::Envelope &env) {
+    auto applies = [&](const spool::Envelope& env) {
         if (verb == "hold") {
             return !env.held;
         }
@@ -505,15 +503,15 @@ int verb_write(Context &ctx) {
         if (is_flush) {
             return std::any_of(
                 env.recipients.begin(), env.recipients.end(),
-                [](const spool::Recipient &r) { return r.state == spool::RcptState::kDeferred; });
+                [](const spool::Recipient& r) { return r.state == spool::RcptState::kDeferred; });
         }
         if (new_class) {
             return env.klass != *new_class;
         }
         return true;
     };
-    auto submit = [&](Pipeline &p, QueueId id) {
-        spool::Spool *s = ctx.spool;
+    auto submit = [&](Pipeline& p, QueueId id) {
+        spool::Spool* s = ctx.spool;
         if (verb == "hold" || verb == "release") {
             const bool held = verb == "hold";
             p.submit(id, [s, id, held](spool::Done d) { s->set_held(id, held, std::move(d)); });
@@ -534,7 +532,7 @@ int verb_write(Context &ctx) {
         // changing a message's state or class does not disturb the walk.
         const Status st = for_each_target(
             ctx, *sel,
-            [&](const spool::Envelope &env, spool::MsgState) {
+            [&](const spool::Envelope& env, spool::MsgState) {
                 if (applies(env) || !sel->by_filter) {
                     submit(pipeline, env.id);
                 }
@@ -545,7 +543,7 @@ int verb_write(Context &ctx) {
         if (!st) {
             return fail_with(ctx, st.error());
         }
-        const char *word = verb == "hold"      ? "held"
+        const char* word = verb == "hold"      ? "held"
                            : verb == "release" ? "released"
                            : verb == "delete"  ? "deleted"
                            : is_flush          ? "flushed"
@@ -557,7 +555,7 @@ int verb_write(Context &ctx) {
     std::uint64_t bytes = 0;
     const Status st = for_each_target(
         ctx, *sel,
-        [&](const spool::Envelope &env, spool::MsgState) {
+        [&](const spool::Envelope& env, spool::MsgState) {
             ids.push_back(env.id);
             bytes += env.size;
             return true;
@@ -584,7 +582,7 @@ int verb_write(Context &ctx) {
 
 // ---- pause / resume ----
 
-int verb_pause(Context &ctx) {
+int verb_pause(Context& ctx) {
     if (!ctx.cl.operands.empty()) {
         return usage_error(ctx, "takes no operands (use --mailstore NAME for one mailstore)");
     }
@@ -592,7 +590,7 @@ int verb_pause(Context &ctx) {
     std::string key = "paused";
     if (!ctx.cl.mailstore.empty()) {
         if (ctx.config && std::none_of(ctx.config->mailstores.begin(), ctx.config->mailstores.end(),
-                                       [&](const policy::MailstoreConfig &m) {
+                                       [&](const policy::MailstoreConfig& m) {
                                            return m.name == ctx.cl.mailstore;
                                        })) {
             return usage_error(ctx, fmt::format("no mailstore '{}' in {}", ctx.cl.mailstore,
@@ -600,7 +598,7 @@ int verb_pause(Context &ctx) {
         }
         key += "." + ctx.cl.mailstore;
     }
-    spool::Spool *s = ctx.spool;
+    spool::Spool* s = ctx.spool;
     const std::string value = pause ? "1" : "0";
     const Status st = s->wait([&](spool::Done d) { s->put_meta(key, value, std::move(d)); });
     if (!st) {
@@ -613,11 +611,11 @@ int verb_pause(Context &ctx) {
 
 // ---- export ----
 
-Status write_file_atomically(const std::string &dir, const std::string &name, std::string_view a,
+Status write_file_atomically(const std::string& dir, const std::string& name, std::string_view a,
                              std::string_view b) {
     const std::string tmp = dir + "/." + name + ".tmp";
     const std::string final_path = dir + "/" + name;
-    std::FILE *f = std::fopen(tmp.c_str(), "wb");
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
     if (f == nullptr) {
         return fail(ErrorKind::kIo, fmt::format("{}: {}", tmp, std::strerror(errno)));
     }
@@ -634,7 +632,7 @@ Status write_file_atomically(const std::string &dir, const std::string &name, st
     return {};
 }
 
-int verb_export(Context &ctx) {
+int verb_export(Context& ctx) {
     if (ctx.cl.dir.empty() == ctx.cl.mbox.empty()) {
         return usage_error(ctx, "give exactly one of --dir DIR or --mbox FILE");
     }
@@ -642,7 +640,7 @@ int verb_export(Context &ctx) {
     if (!sel) {
         return usage_error(ctx, sel.error().message);
     }
-    std::FILE *mbox = nullptr;
+    std::FILE* mbox = nullptr;
     if (!ctx.cl.dir.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(ctx.cl.dir, ec);
@@ -672,7 +670,7 @@ int verb_export(Context &ctx) {
     std::string block;
     const Status st = for_each_target(
         ctx, *sel,
-        [&](const spool::Envelope &env, spool::MsgState) {
+        [&](const spool::Envelope& env, spool::MsgState) {
             if (auto r = read_message_into(ctx, env.id, message); !r) {
                 say(ctx.err, "spoolctl: export: {}: {}\n", env.id.text(), r.error().describe());
                 exit_code = kExitFailed;
@@ -682,7 +680,7 @@ int verb_export(Context &ctx) {
             if (ctx.cl.with_envelope) {
                 FileEnvelope fe;
                 fe.mail_from = env.mail_from;
-                for (const auto &r : env.recipients) {
+                for (const auto& r : env.recipients) {
                     if (pending(r)) {
                         fe.recipients.push_back(r.address);
                     }
@@ -739,11 +737,11 @@ bool plausible_address(std::string_view a) {
 
 class Importer {
 public:
-    explicit Importer(Context &ctx) : ctx_(ctx), pipeline_(ctx.err, "import") {}
+    explicit Importer(Context& ctx) : ctx_(ctx), pipeline_(ctx.err, "import") {}
 
     // Resolves what applies to every message; false (after saying why) when it cannot.
     bool prepare() {
-        for (const auto &a : ctx_.cl.to) {
+        for (const auto& a : ctx_.cl.to) {
             if (!plausible_address(a)) {
                 say(ctx_.err, "spoolctl: import: --to {}: not an address\n", a);
                 return false;
@@ -772,7 +770,7 @@ public:
     void add(std::string source, std::string message, std::optional<std::string> mbox_sender) {
         FileEnvelope fe = take_envelope_block(message);
         spool::NewMessage m;
-        auto &env = m.envelope;
+        auto& env = m.envelope;
         if (ctx_.cl.from) {
             env.mail_from = *ctx_.cl.from;
         } else if (fe.mail_from) {
@@ -783,12 +781,12 @@ public:
             refuse(source, "no envelope sender (give --from ADDRESS, or --from '<>')");
             return;
         }
-        const std::vector<std::string> &rcpts = ctx_.cl.to.empty() ? fe.recipients : ctx_.cl.to;
+        const std::vector<std::string>& rcpts = ctx_.cl.to.empty() ? fe.recipients : ctx_.cl.to;
         if (rcpts.empty()) {
             refuse(source, "no recipients (give --to ADDRESS, or export with --with-envelope)");
             return;
         }
-        for (const auto &a : rcpts) {
+        for (const auto& a : rcpts) {
             if (!plausible_address(a)) {
                 refuse(source, fmt::format("recipient '{}' is not an address", a));
                 return;
@@ -826,7 +824,7 @@ public:
         env.size = m.body.size();
         bytes_ += env.size;
         const QueueId id = env.id;
-        spool::Spool *s = ctx_.spool;
+        spool::Spool* s = ctx_.spool;
         auto shared = std::make_shared<spool::NewMessage>(std::move(m));
         pipeline_.submit(
             id, [s, shared](spool::Done d) { s->enqueue(std::move(*shared), std::move(d)); });
@@ -859,7 +857,7 @@ public:
     }
 
 private:
-    Context &ctx_;
+    Context& ctx_;
     Pipeline pipeline_;
     std::optional<spool::ClassId> class_;
     std::optional<spool::ClassId> default_class_;
@@ -867,8 +865,8 @@ private:
     std::uint64_t bytes_ = 0;
 };
 
-Result<std::string> read_whole_file(const std::string &path) {
-    std::FILE *f = std::fopen(path.c_str(), "rb");
+Result<std::string> read_whole_file(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
     if (f == nullptr) {
         return fail(ErrorKind::kIo, fmt::format("{}: {}", path, std::strerror(errno)));
     }
@@ -886,7 +884,7 @@ Result<std::string> read_whole_file(const std::string &path) {
     return out;
 }
 
-int verb_import(Context &ctx) {
+int verb_import(Context& ctx) {
     if (ctx.cl.mbox.empty() == ctx.cl.operands.empty()) {
         return usage_error(ctx, "give .eml files or directories, or --mbox FILE (not both)");
     }
@@ -895,7 +893,7 @@ int verb_import(Context &ctx) {
         return kExitUsage;
     }
     if (!ctx.cl.mbox.empty()) {
-        std::FILE *f = std::fopen(ctx.cl.mbox.c_str(), "rb");
+        std::FILE* f = std::fopen(ctx.cl.mbox.c_str(), "rb");
         if (f == nullptr) {
             say(ctx.err, "spoolctl: import: {}: {}\n", ctx.cl.mbox, std::strerror(errno));
             return kExitFailed;
@@ -917,11 +915,11 @@ int verb_import(Context &ctx) {
         return importer.finish();
     }
     std::vector<std::string> files;
-    for (const auto &operand : ctx.cl.operands) {
+    for (const auto& operand : ctx.cl.operands) {
         std::error_code ec;
         if (std::filesystem::is_directory(operand, ec)) {
             std::vector<std::string> found;
-            for (const auto &e : std::filesystem::directory_iterator(operand, ec)) {
+            for (const auto& e : std::filesystem::directory_iterator(operand, ec)) {
                 if (e.path().extension() == ".eml" && e.is_regular_file()) {
                     found.push_back(e.path().string());
                 }
@@ -936,7 +934,7 @@ int verb_import(Context &ctx) {
             return kExitFailed;
         }
     }
-    for (const auto &path : files) {
+    for (const auto& path : files) {
         auto text = read_whole_file(path);
         if (!text) {
             importer.refuse(path, text.error().message);
@@ -949,13 +947,13 @@ int verb_import(Context &ctx) {
 
 // ---- check ----
 
-std::string check_json(const spool::CheckReport &r) {
+std::string check_json(const spool::CheckReport& r) {
     JsonWriter w;
     w.begin_object();
     w.key("records").value(static_cast<std::uint64_t>(r.records));
     w.key("index_entries").value(static_cast<std::uint64_t>(r.index_entries));
     w.key("problems").begin_array();
-    for (const auto &p : r.problems) {
+    for (const auto& p : r.problems) {
         w.value(p);
     }
     w.end_array();
@@ -965,8 +963,8 @@ std::string check_json(const spool::CheckReport &r) {
     return w.str() + "\n";
 }
 
-void print_check(Context &ctx, const spool::CheckReport &r, bool bodies) {
-    for (const auto &p : r.problems) {
+void print_check(Context& ctx, const spool::CheckReport& r, bool bodies) {
+    for (const auto& p : r.problems) {
         say(ctx.out, "problem: {}\n", printable(p));
     }
     if (r.more_problems > 0) {
@@ -980,7 +978,7 @@ void print_check(Context &ctx, const spool::CheckReport &r, bool bodies) {
 
 // The spool checks itself in one read transaction (a consistent snapshot even while
 // spoold writes) and repairs on its writer: spoolctl only asks and reports.
-int verb_check(Context &ctx) {
+int verb_check(Context& ctx) {
     if (!ctx.cl.operands.empty()) {
         return usage_error(ctx, "check takes no operands");
     }
@@ -1015,13 +1013,13 @@ int verb_check(Context &ctx) {
 
 } // namespace
 
-bool is_read_only(const CommandLine &cl) {
+bool is_read_only(const CommandLine& cl) {
     return cl.verb == "status" || cl.verb == "list" || cl.verb == "show" || cl.verb == "export" ||
            (cl.verb == "check" && !cl.repair);
 }
 
-int run_verb(Context &ctx) {
-    const std::string &v = ctx.cl.verb;
+int run_verb(Context& ctx) {
+    const std::string& v = ctx.cl.verb;
     if (v == "status") {
         return verb_status(ctx);
     }

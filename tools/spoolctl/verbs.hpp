@@ -19,17 +19,17 @@ inline constexpr int kExitUsage = 2;  // bad command line, or no spool at the pa
 
 struct Context {
     CommandLine cl;
-    spool::Spool *spool = nullptr;
+    spool::Spool* spool = nullptr;
     ClassNames classes;
     std::shared_ptr<const policy::Config> config; // null when spoolctl runs on --spool alone
-    const Clock *clock = &SystemClock::instance();
-    std::FILE *out = stdout;
-    std::FILE *err = stderr;
+    const Clock* clock = &SystemClock::instance();
+    std::FILE* out = stdout;
+    std::FILE* err = stderr;
 };
 
 // True for verbs that never write, so the spool can be opened without a writer.
-bool is_read_only(const CommandLine &cl);
+bool is_read_only(const CommandLine& cl);
 
-int run_verb(Context &ctx);
+int run_verb(Context& ctx);
 
 } // namespace spoold::spoolctl

@@ -25,12 +25,12 @@ TEST_CASE("plain, quoted and literal mailboxes parse; the brackets and route are
 }
 
 TEST_CASE("malformed paths are syntax errors") {
-    for (const char* bad : {"user@example.com", "<user@example.com", "<user>", "<@example.com>",
-                            "<user@>", "<.user@example.com>", "<us..er@example.com>",
-                            "<user.@example.com>", "<user@-example.com>", "<user@example-.com>",
-                            "<user@exa mple.com>", "<user@[300.1.1.1]>", "<user@[IPv6:zz::1]>",
-                            "<user@example..com>", "<us er@example.com>", "<\"unterminated@example.com>",
-                            "<user@example.com>junk", "<>"}) {
+    for (const char* bad :
+         {"user@example.com", "<user@example.com", "<user>", "<@example.com>", "<user@>",
+          "<.user@example.com>", "<us..er@example.com>", "<user.@example.com>",
+          "<user@-example.com>", "<user@example-.com>", "<user@exa mple.com>", "<user@[300.1.1.1]>",
+          "<user@[IPv6:zz::1]>", "<user@example..com>", "<us er@example.com>",
+          "<\"unterminated@example.com>", "<user@example.com>junk", "<>"}) {
         CAPTURE(bad);
         CHECK_FALSE(parse_path(bad, {}).has_value());
     }
@@ -46,15 +46,21 @@ TEST_CASE("the null path needs allow_null, postmaster needs allow_postmaster") {
 }
 
 TEST_CASE("UTF-8 addresses need SMTPUTF8 and are reported as such") {
-    const auto no = parse_path("<j\xc3\xb6rg@b\xc3\xbc""cher.example>", {});
+    const auto no = parse_path("<j\xc3\xb6rg@b\xc3\xbc"
+                               "cher.example>",
+                               {});
     REQUIRE_FALSE(no.has_value());
     CHECK(no.error() == PathError::kNonAscii);
-    const auto yes = parse_path("<j\xc3\xb6rg@b\xc3\xbc""cher.example>", PathOptions{.allow_utf8 = true});
+    const auto yes = parse_path("<j\xc3\xb6rg@b\xc3\xbc"
+                                "cher.example>",
+                                PathOptions{.allow_utf8 = true});
     REQUIRE(yes.has_value());
     CHECK(yes->non_ascii);
     // Broken UTF-8 is garbage, not "non-ASCII".
-    CHECK(parse_path("<j\xc3rg@example.com>", PathOptions{.allow_utf8 = true}).error() == PathError::kSyntax);
-    CHECK(parse_path("<j\xc0\xafrg@example.com>", PathOptions{.allow_utf8 = true}).error() == PathError::kSyntax);
+    CHECK(parse_path("<j\xc3rg@example.com>", PathOptions{.allow_utf8 = true}).error() ==
+          PathError::kSyntax);
+    CHECK(parse_path("<j\xc0\xafrg@example.com>", PathOptions{.allow_utf8 = true}).error() ==
+          PathError::kSyntax);
 }
 
 TEST_CASE("paths over 256 octets are too long") {
@@ -122,8 +128,10 @@ TEST_CASE("domains and UTF-8 validity") {
 TEST_CASE("an IPv6 literal with a NUL or other junk is refused (fuzz finding)") {
     // inet_pton stopped at the NUL, so everything after it was accepted into the address.
     using namespace std::string_view_literals;
-    for (const auto bad : {"<user@[IPv6:2001:db8::\0" "1]>"sv, "<user@[IPv6:::1\0junk]>"sv,
-                           "<user@[IPv6:::1 ]>"sv, "<user@[IPv6:::1\r\n]>"sv}) {
+    for (const auto bad :
+         {"<user@[IPv6:2001:db8::\0"
+          "1]>"sv,
+          "<user@[IPv6:::1\0junk]>"sv, "<user@[IPv6:::1 ]>"sv, "<user@[IPv6:::1\r\n]>"sv}) {
         CAPTURE(bad);
         CHECK_FALSE(parse_path(bad, {}).has_value());
         CHECK_FALSE(is_valid_address_literal(bad.substr(6, bad.size() - 7)));

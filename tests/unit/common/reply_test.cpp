@@ -15,14 +15,15 @@ TEST_CASE("enhanced codes prefix each line") {
 }
 
 TEST_CASE("local trouble maps to a transient reply, never 5xx") {
-    for (const ErrorKind k : {ErrorKind::kInvalid, ErrorKind::kNotFound, ErrorKind::kCorrupt,
-                              ErrorKind::kSpoolFull, ErrorKind::kDiskFull, ErrorKind::kIo,
-                              ErrorKind::kTimeout, ErrorKind::kUnavailable, ErrorKind::kProtocol,
-                              ErrorKind::kConfig, ErrorKind::kShutdown, ErrorKind::kInternal}) {
+    for (const ErrorKind k :
+         {ErrorKind::kInvalid, ErrorKind::kNotFound, ErrorKind::kCorrupt, ErrorKind::kSpoolFull,
+          ErrorKind::kDiskFull, ErrorKind::kIo, ErrorKind::kTimeout, ErrorKind::kUnavailable,
+          ErrorKind::kProtocol, ErrorKind::kConfig, ErrorKind::kShutdown, ErrorKind::kInternal}) {
         const Reply r = reply_for_local_error(Error{k, "x"});
         CHECK(r.code >= 400);
         CHECK(r.code < 500);
     }
-    CHECK(reply_for_local_error(Error{ErrorKind::kSpoolFull, ""}).summary().starts_with("452 4.3.1"));
+    CHECK(
+        reply_for_local_error(Error{ErrorKind::kSpoolFull, ""}).summary().starts_with("452 4.3.1"));
     CHECK(reply_for_local_error(Error{ErrorKind::kIo, ""}).summary().starts_with("451 4.3.0"));
 }

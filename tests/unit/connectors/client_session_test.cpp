@@ -70,8 +70,8 @@ TEST_CASE("LMTP: pipelined envelope, then one reply per accepted recipient after
     auto req = request({"ok@example.com", "full@example.com", "unknown@example.com"});
     req.eight_bit_mime = true;
     CHECK(t.begin(req) == "MAIL FROM:<sender@example.org> BODY=8BITMIME\r\n"
-                         "RCPT TO:<ok@example.com>\r\nRCPT TO:<full@example.com>\r\n"
-                         "RCPT TO:<unknown@example.com>\r\nDATA\r\n");
+                          "RCPT TO:<ok@example.com>\r\nRCPT TO:<full@example.com>\r\n"
+                          "RCPT TO:<unknown@example.com>\r\nDATA\r\n");
     CHECK(t.server("250 2.1.0 OK\r\n").empty());
     CHECK(t.server("250 2.1.5 OK\r\n").empty());
     CHECK(t.server("250 2.1.5 OK\r\n").empty());
@@ -111,14 +111,17 @@ TEST_CASE("a reused connection sends RSET alone before the next envelope") {
 
     CHECK(t.begin(request({"b@x.test"})) == "RSET\r\n");
     CHECK(t.session.stage() == Stage::kRset);
-    CHECK(t.server("250 2.0.0 OK\r\n") == "MAIL FROM:<sender@example.org>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n");
+    CHECK(t.server("250 2.0.0 OK\r\n") ==
+          "MAIL FROM:<sender@example.org>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n");
 }
 
-TEST_CASE("without PIPELINING commands go one at a time and DATA is skipped when no recipient is left") {
+TEST_CASE(
+    "without PIPELINING commands go one at a time and DATA is skipped when no recipient is left") {
     Transcript t(Dialect::kSmtp);
     t.server("220 relay ESMTP\r\n");
     CHECK(t.server("250-relay\r\n250 SIZE 1000000\r\n").empty());
-    CHECK(t.begin(request({"x@y.test", "z@y.test"})) == "MAIL FROM:<sender@example.org> SIZE=1234\r\n");
+    CHECK(t.begin(request({"x@y.test", "z@y.test"})) ==
+          "MAIL FROM:<sender@example.org> SIZE=1234\r\n");
     CHECK(t.server("250 2.1.0 ok\r\n") == "RCPT TO:<x@y.test>\r\n");
     CHECK(t.server("550 5.1.1 no\r\n") == "RCPT TO:<z@y.test>\r\n");
     CHECK(t.server("550 5.1.1 no\r\n").empty());
@@ -192,7 +195,8 @@ TEST_CASE("SMTPUTF8 and 8BITMIME go on MAIL only when needed and offered") {
     CHECK(plain.begin(eight) == "MAIL FROM:<sender@example.org>\r\n");
 }
 
-TEST_CASE("an internationalised envelope to a server without SMTPUTF8 fails with 5.6.7, not trouble") {
+TEST_CASE(
+    "an internationalised envelope to a server without SMTPUTF8 fails with 5.6.7, not trouble") {
     Transcript t(Dialect::kLmtp);
     t.server("220 x\r\n");
     t.server(kDovecotLhlo);
@@ -224,7 +228,7 @@ TEST_CASE("MAIL refused with 4.3.x is a session failure and mailstore trouble") 
     CHECK(res.mailstore_trouble);
     CHECK(res.per_recipient.size() == 2);
     CHECK(res.per_recipient[0].code == 451); // not the meaningless 503
-    CHECK(t.session.usable()); // the next message starts with RSET
+    CHECK(t.session.usable());               // the next message starts with RSET
 }
 
 TEST_CASE("421 in the middle of a message fails it as trouble and ends the session") {

@@ -31,7 +31,8 @@ std::uint16_t free_port() {
 class Dovecot {
 public:
     Dovecot(const fs::path& dir, std::uint16_t port, const std::string& users) : dir_(dir) {
-        const std::string cmd = kScript + " start " + dir.string() + " " + std::to_string(port) + " " + users;
+        const std::string cmd =
+            kScript + " start " + dir.string() + " " + std::to_string(port) + " " + users;
         started_ = std::system(cmd.c_str()) == 0;
     }
     ~Dovecot() { (void)std::system((kScript + " stop " + dir_.string()).c_str()); }
@@ -80,8 +81,9 @@ TEST_CASE("a real Dovecot LMTP takes two messages for two users over one connect
     const std::string first = "Subject: first\r\n\r\nHello Alice and Bob.\r\n.dotted line\r\n";
     const std::string big(4000, 'x'); // over the 1K quota of full@
     const std::string second = "Subject: second\r\n\r\n" + big + "\r\n";
-    const auto r1 = test::run(ctx, store.deliver(test::make_request(
-                                       {"alice@example.test", "bob@example.test", "nobody@example.test"}, first)));
+    const auto r1 = test::run(
+        ctx, store.deliver(test::make_request(
+                 {"alice@example.test", "bob@example.test", "nobody@example.test"}, first)));
     const auto r2 = test::run(ctx, store.deliver(test::make_request(
                                        {"alice@example.test", "full@example.test"}, second)));
     CHECK_FALSE(r1.mailstore_trouble);
@@ -100,8 +102,9 @@ TEST_CASE("a real Dovecot LMTP takes two messages for two users over one connect
     REQUIRE(alice.size() == 2);
     REQUIRE(bob.size() == 1);
     const auto has = [](const std::vector<std::string>& msgs, const std::string& text) {
-        return std::any_of(msgs.begin(), msgs.end(),
-                           [&text](const std::string& m) { return m.find(text) != std::string::npos; });
+        return std::any_of(msgs.begin(), msgs.end(), [&text](const std::string& m) {
+            return m.find(text) != std::string::npos;
+        });
     };
     CHECK(has(alice, "Hello Alice and Bob.\n.dotted line\n")); // Dovecot stores LF, un-stuffed
     CHECK(has(alice, big));
@@ -131,7 +134,8 @@ TEST_CASE("a real Dovecot that cannot reach a mailbox's storage is mailstore tro
     config.command_timeout = 10s;
     config.data_timeout = 10s;
     LmtpMailstore store(ctx.get_executor(), config, {});
-    const auto res = test::run(ctx, store.deliver(test::make_request({"alice@example.test"}, "x\r\n")));
+    const auto res =
+        test::run(ctx, store.deliver(test::make_request({"alice@example.test"}, "x\r\n")));
     REQUIRE(res.per_recipient.size() == 1);
     CHECK(res.per_recipient[0].code == 451); // Dovecot: "451 4.2.0 Internal error occurred"
     CHECK(res.mailstore_trouble);

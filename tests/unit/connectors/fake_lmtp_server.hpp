@@ -29,9 +29,10 @@ struct FakeLmtpScript {
     std::map<std::string, std::string> rcpt;
     // Reply after the dot per address (default "250 2.0.0 <addr> Saved").
     std::map<std::string, std::string> final;
-    bool stall = false;             // accept, then never say anything
+    bool stall = false;               // accept, then never say anything
     bool close_after_message = false; // drop the connection after the final replies
-    std::string capabilities = "250-fake\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
+    std::string capabilities =
+        "250-fake\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
     bool smtp = false; // EHLO, and one reply after the dot for all recipients
     // SMTP over TCP: offer STARTTLS with this context (certificate and key loaded).
     std::shared_ptr<boost::asio::ssl::context> tls;
@@ -62,7 +63,8 @@ public:
     using Acceptor = typename Protocol::acceptor;
     using Socket = typename Protocol::socket;
 
-    FakeLmtpServer(boost::asio::io_context& ctx, typename Protocol::endpoint ep, FakeLmtpScript script)
+    FakeLmtpServer(boost::asio::io_context& ctx, typename Protocol::endpoint ep,
+                   FakeLmtpScript script)
         : acceptor_(ctx, ep), script_(std::move(script)), log_(std::make_shared<FakeLmtpLog>()) {
         boost::asio::co_spawn(ctx, accept_loop(this),
                               [](std::exception_ptr e) { log_escaped(e, "fake_lmtp_accept"); });
@@ -93,8 +95,9 @@ private:
             if (self->script_.stall) {
                 continue; // keep it open, say nothing
             }
-            boost::asio::co_spawn(self->acceptor_.get_executor(), session(held, self->script_, self->log_),
-                                  [](std::exception_ptr e) { log_escaped(e, "fake_lmtp_session"); });
+            boost::asio::co_spawn(
+                self->acceptor_.get_executor(), session(held, self->script_, self->log_),
+                [](std::exception_ptr e) { log_escaped(e, "fake_lmtp_session"); });
         }
     }
 
@@ -106,7 +109,8 @@ private:
 
     template <typename Stream>
     static boost::asio::awaitable<void> session(std::shared_ptr<Stream> sock, FakeLmtpScript script,
-                                                std::shared_ptr<FakeLmtpLog> log, bool in_tls = false) {
+                                                std::shared_ptr<FakeLmtpLog> log,
+                                                bool in_tls = false) {
         constexpr auto kTuple = boost::asio::as_tuple(boost::asio::use_awaitable);
         std::string in;
         if (!in_tls) {
@@ -114,7 +118,8 @@ private:
         }
         std::vector<std::string> accepted;
         while (true) {
-            auto [ec, n] = co_await boost::asio::async_read_until(*sock, boost::asio::dynamic_buffer(in), "\r\n", kTuple);
+            auto [ec, n] = co_await boost::asio::async_read_until(
+                *sock, boost::asio::dynamic_buffer(in), "\r\n", kTuple);
             if (ec) {
                 co_return;
             }
@@ -129,7 +134,8 @@ private:
                 }
                 reply = script.capabilities;
                 if (script.tls && !in_tls) {
-                    reply = "250-fake\r\n250-STARTTLS\r\n" + script.capabilities.substr(script.capabilities.find("\r\n") + 2);
+                    reply = "250-fake\r\n250-STARTTLS\r\n" +
+                            script.capabilities.substr(script.capabilities.find("\r\n") + 2);
                 }
             } else if (line == "STARTTLS" && script.tls && !in_tls) {
                 if constexpr (std::is_same_v<Stream, boost::asio::ip::tcp::socket>) {
@@ -138,9 +144,11 @@ private:
                         co_await hold_forever(sock);
                         co_return;
                     }
-                    auto tls = std::make_shared<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>(
-                        std::move(*sock), *script.tls);
-                    auto [hec] = co_await tls->async_handshake(boost::asio::ssl::stream_base::server, kTuple);
+                    auto tls =
+                        std::make_shared<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>>(
+                            std::move(*sock), *script.tls);
+                    auto [hec] = co_await tls->async_handshake(
+                        boost::asio::ssl::stream_base::server, kTuple);
                     if (hec) {
                         co_return;
                     }
@@ -188,7 +196,8 @@ private:
                     }
                     for (const auto& a : accepted) {
                         auto it = script.final.find(a);
-                        reply += it != script.final.end() ? it->second : "250 2.0.0 <" + a + "> Saved\r\n";
+                        reply += it != script.final.end() ? it->second
+                                                          : "250 2.0.0 <" + a + "> Saved\r\n";
                     }
                     co_await say(sock, reply);
                     if (script.close_after_message) {
@@ -215,11 +224,12 @@ private:
     }
 
     // Reads and discards until the peer goes: a server that hangs mid-protocol.
-    template <typename Stream> static boost::asio::awaitable<void> hold_forever(std::shared_ptr<Stream> sock) {
+    template <typename Stream>
+    static boost::asio::awaitable<void> hold_forever(std::shared_ptr<Stream> sock) {
         std::array<char, 4096> sink{};
         while (true) {
-            auto [ec, n] = co_await sock->async_read_some(boost::asio::buffer(sink),
-                                                          boost::asio::as_tuple(boost::asio::use_awaitable));
+            auto [ec, n] = co_await sock->async_read_some(
+                boost::asio::buffer(sink), boost::asio::as_tuple(boost::asio::use_awaitable));
             if (ec) {
                 co_return;
             }

@@ -49,10 +49,20 @@ TEST_CASE("maildir paths are the lower-cased domain and local part") {
 }
 
 TEST_CASE("addresses that could escape the maildir root are refused") {
-    const std::vector<std::string> refused{"../etc@example.com", "a/b@example.com", ".hidden@example.com", "..@example.com",
-          "a@..", "a@exa/mple.com", "a@.example.com", std::string("nul\0x@example.com", 17),
-          "tab\tx@example.com", "\"quoted\"@example.com", "back\\slash@example.com", "noat",
-          "@example.com", "a@"};
+    const std::vector<std::string> refused{"../etc@example.com",
+                                           "a/b@example.com",
+                                           ".hidden@example.com",
+                                           "..@example.com",
+                                           "a@..",
+                                           "a@exa/mple.com",
+                                           "a@.example.com",
+                                           std::string("nul\0x@example.com", 17),
+                                           "tab\tx@example.com",
+                                           "\"quoted\"@example.com",
+                                           "back\\slash@example.com",
+                                           "noat",
+                                           "@example.com",
+                                           "a@"};
     for (const std::string& bad : refused) {
         CHECK_FALSE_MESSAGE(maildir_path_for(bad), bad);
     }
@@ -77,9 +87,11 @@ TEST_CASE("Maildir delivery writes exact bytes to new/, leaves tmp/ empty, refus
     auto store = make_mailstore(ctx.get_executor(), maildir_config(root.path()), options);
 
     const std::string body = "Subject: hi\r\n\r\n.line one\r\nline two\r\n";
-    const std::string stored = "Subject: hi\n\n.line one\nline two\n"; // Maildir keeps LF, no stuffing
-    const auto res = test::run(ctx, store->deliver(test::make_request(
-                                        {"alice@example.com", "../../etc@example.com", "Bob@Example.com"}, body)));
+    const std::string stored =
+        "Subject: hi\n\n.line one\nline two\n"; // Maildir keeps LF, no stuffing
+    const auto res = test::run(
+        ctx, store->deliver(test::make_request(
+                 {"alice@example.com", "../../etc@example.com", "Bob@Example.com"}, body)));
     CHECK_FALSE(res.mailstore_trouble);
     CHECK_FALSE(res.session_reply);
     REQUIRE(res.per_recipient.size() == 3);
@@ -95,7 +107,7 @@ TEST_CASE("Maildir delivery writes exact bytes to new/, leaves tmp/ empty, refus
         CHECK(delivered[0].filename().string().ends_with(",S=" + std::to_string(stored.size())));
         CHECK(files_in(box / "tmp").empty());
         CHECK(fs::is_directory(box / "cur"));
-        struct stat st{};
+        struct stat st {};
         REQUIRE(::stat(box.c_str(), &st) == 0);
         CHECK((st.st_mode & 0777) == 0700);
     }
@@ -177,7 +189,8 @@ private:
 
 } // namespace
 
-TEST_CASE("a full disk defers each recipient with 452 4.3.1, counts as trouble and leaves no tmp file") {
+TEST_CASE(
+    "a full disk defers each recipient with 452 4.3.1, counts as trouble and leaves no tmp file") {
     test::TempDir dir;
     TinyFilesystem tiny(dir.path() / "store");
     if (!tiny.mounted()) {
@@ -186,8 +199,9 @@ TEST_CASE("a full disk defers each recipient with 452 4.3.1, counts as trouble a
     }
     asio::io_context ctx;
     MaildirMailstore store(ctx.get_executor(), maildir_config(dir.path() / "store"), {});
-    const auto res = test::run(ctx, store.deliver(test::make_request(
-                                        {"a@x.test", "b@x.test"}, std::string(256 * 1024, 'z') + "\r\n")));
+    const auto res =
+        test::run(ctx, store.deliver(test::make_request({"a@x.test", "b@x.test"},
+                                                        std::string(256 * 1024, 'z') + "\r\n")));
     CHECK(res.mailstore_trouble);
     REQUIRE(res.per_recipient.size() == 2);
     CHECK(res.per_recipient[0].summary().starts_with("452 4.3.1"));

@@ -36,8 +36,10 @@ policy::MailstoreConfig smtp_config(std::uint16_t port) {
 std::shared_ptr<asio::ssl::context> server_tls(const test::TempDir& dir) {
     const std::string key = (dir.path() / "key.pem").string();
     const std::string cert = (dir.path() / "cert.pem").string();
-    const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-                            "-keyout " + key + " -out " + cert + " -subj /CN=localhost -days 1 >/dev/null 2>&1";
+    const std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+        "-keyout " +
+        key + " -out " + cert + " -subj /CN=localhost -days 1 >/dev/null 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);
     auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
     ctx->use_certificate_chain_file(cert);
@@ -54,8 +56,9 @@ TEST_CASE("SMTP: EHLO and one reply after the dot for every accepted recipient")
     script.rcpt["nobody@x.test"] = "550 5.1.1 no such user\r\n";
     test::FakeLmtpServer<tcp> server(ctx, {asio::ip::make_address("127.0.0.1"), 0}, script);
     auto store = make_mailstore(ctx.get_executor(), smtp_config(server.endpoint().port()));
-    const auto res = test::run(ctx, store->deliver(test::make_request({"a@x.test", "nobody@x.test", "b@x.test"},
-                                                                      "Subject: s\r\n\r\nbody\r\n")));
+    const auto res =
+        test::run(ctx, store->deliver(test::make_request({"a@x.test", "nobody@x.test", "b@x.test"},
+                                                         "Subject: s\r\n\r\nbody\r\n")));
     CHECK_FALSE(res.mailstore_trouble);
     REQUIRE(res.per_recipient.size() == 3);
     CHECK(res.per_recipient[0].code == 250);
@@ -76,11 +79,12 @@ TEST_CASE("SMTP STARTTLS is used when offered, and the message goes through TLS"
     const auto res = test::run(ctx, store->deliver(test::make_request({"a@x.test"}, "secret\r\n")));
     CHECK(res.per_recipient.at(0).code == 250);
     CHECK(server.log().tls_sessions == 1);
-    CHECK(server.log().commands == std::vector<std::string>{"EHLO localhost", "STARTTLS", "EHLO localhost",
-                                                            "MAIL FROM:<sender@example.org>", "RCPT TO:<a@x.test>",
-                                                            "DATA"});
+    CHECK(server.log().commands ==
+          std::vector<std::string>{"EHLO localhost", "STARTTLS", "EHLO localhost",
+                                   "MAIL FROM:<sender@example.org>", "RCPT TO:<a@x.test>", "DATA"});
     // Reused over TLS for the next message.
-    const auto again = test::run(ctx, store->deliver(test::make_request({"b@x.test"}, "again\r\n")));
+    const auto again =
+        test::run(ctx, store->deliver(test::make_request({"b@x.test"}, "again\r\n")));
     CHECK(again.per_recipient.at(0).code == 250);
     CHECK(server.log().connections == 1);
 }
@@ -95,7 +99,9 @@ TEST_CASE("with starttls off the client stays in plain text even when it is offe
     auto config = smtp_config(server.endpoint().port());
     config.starttls = false;
     auto store = make_mailstore(ctx.get_executor(), config);
-    CHECK(test::run(ctx, store->deliver(test::make_request({"a@x.test"}, "x\r\n"))).per_recipient.at(0).code == 250);
+    CHECK(test::run(ctx, store->deliver(test::make_request({"a@x.test"}, "x\r\n")))
+              .per_recipient.at(0)
+              .code == 250);
     CHECK(server.log().tls_sessions == 0);
 }
 
@@ -123,7 +129,8 @@ TEST_CASE("the smarthost for DSNs is an SMTP mailstore") {
     test::FakeLmtpScript script;
     script.smtp = true;
     test::FakeLmtpServer<tcp> server(ctx, {asio::ip::make_address("127.0.0.1"), 0}, script);
-    auto store = make_smarthost(ctx.get_executor(), "127.0.0.1", server.endpoint().port(), smtp_config(0));
+    auto store =
+        make_smarthost(ctx.get_executor(), "127.0.0.1", server.endpoint().port(), smtp_config(0));
     CHECK(store->name() == "smarthost");
     auto req = test::make_request({"bounce-to@x.test"}, "DSN\r\n");
     req.mail_from = "";

@@ -29,11 +29,13 @@ policy::MailstoreConfig lmtp_config(std::uint16_t port) {
     return c;
 }
 
-const std::string kBody = "Subject: hi\r\n\r\nline one\r\n.starts with a dot\r\n..two dots\r\nlast\r\n";
+const std::string kBody =
+    "Subject: hi\r\n\r\nline one\r\n.starts with a dot\r\n..two dots\r\nlast\r\n";
 
 } // namespace
 
-TEST_CASE("LMTP over TCP: one recipient delivered, one over quota, one unknown, in one transaction") {
+TEST_CASE(
+    "LMTP over TCP: one recipient delivered, one over quota, one unknown, in one transaction") {
     asio::io_context ctx;
     test::FakeLmtpScript script;
     script.rcpt["unknown@x.test"] = "550 5.1.1 <unknown@x.test> User doesn't exist\r\n";
@@ -79,7 +81,9 @@ TEST_CASE("a pooled connection the server dropped is retried once on a fresh one
     test::FakeLmtpServer<tcp> server(ctx, {asio::ip::make_address("127.0.0.1"), 0}, script);
     LmtpMailstore store(ctx.get_executor(), lmtp_config(server.endpoint().port()), {});
 
-    CHECK(test::run(ctx, store.deliver(test::make_request({"a@x.test"}, "one\r\n"))).per_recipient.at(0).code == 250);
+    CHECK(test::run(ctx, store.deliver(test::make_request({"a@x.test"}, "one\r\n")))
+              .per_recipient.at(0)
+              .code == 250);
     const auto second = test::run(ctx, store.deliver(test::make_request({"b@x.test"}, "two\r\n")));
     CHECK(second.per_recipient.at(0).code == 250);
     CHECK_FALSE(second.mailstore_trouble);
@@ -95,7 +99,8 @@ TEST_CASE("a server that accepts and then stalls times out as mailstore trouble"
     LmtpMailstore store(ctx.get_executor(), lmtp_config(server.endpoint().port()), {});
 
     const auto started = std::chrono::steady_clock::now();
-    const auto res = test::run(ctx, store.deliver(test::make_request({"a@x.test", "b@x.test"}, "x\r\n")));
+    const auto res =
+        test::run(ctx, store.deliver(test::make_request({"a@x.test", "b@x.test"}, "x\r\n")));
     const auto took = std::chrono::steady_clock::now() - started;
     CHECK(res.mailstore_trouble);
     REQUIRE(res.session_reply);
@@ -138,11 +143,13 @@ TEST_CASE("LMTP over a Unix socket delivers like TCP") {
     asio::io_context ctx;
     test::TempDir dir;
     const std::string path = (dir.path() / "lmtp").string();
-    test::FakeLmtpServer<asio::local::stream_protocol> server(ctx, asio::local::stream_protocol::endpoint(path), {});
+    test::FakeLmtpServer<asio::local::stream_protocol> server(
+        ctx, asio::local::stream_protocol::endpoint(path), {});
     auto config = lmtp_config(0);
     config.unix_socket = path;
     LmtpMailstore store(ctx.get_executor(), config, {});
-    const auto res = test::run(ctx, store.deliver(test::make_request({"a@x.test", "b@x.test"}, kBody)));
+    const auto res =
+        test::run(ctx, store.deliver(test::make_request({"a@x.test", "b@x.test"}, kBody)));
     CHECK_FALSE(res.mailstore_trouble);
     CHECK(res.per_recipient.at(0).code == 250);
     CHECK(res.per_recipient.at(1).code == 250);
@@ -168,7 +175,9 @@ TEST_CASE("idle pooled connections are closed after the idle bound") {
     ConnectorOptions options;
     options.idle_timeout = 100ms;
     LmtpMailstore store(ctx.get_executor(), lmtp_config(server.endpoint().port()), options);
-    CHECK(test::run(ctx, store.deliver(test::make_request({"a@x.test"}, "x\r\n"))).per_recipient.at(0).code == 250);
+    CHECK(test::run(ctx, store.deliver(test::make_request({"a@x.test"}, "x\r\n")))
+              .per_recipient.at(0)
+              .code == 250);
     CHECK(store.idle_connections() == 1);
     const auto deadline = std::chrono::steady_clock::now() + 5s;
     while (store.idle_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
@@ -177,6 +186,8 @@ TEST_CASE("idle pooled connections are closed after the idle bound") {
     }
     CHECK(store.idle_connections() == 0);
     // The next message opens a fresh connection.
-    CHECK(test::run(ctx, store.deliver(test::make_request({"b@x.test"}, "y\r\n"))).per_recipient.at(0).code == 250);
+    CHECK(test::run(ctx, store.deliver(test::make_request({"b@x.test"}, "y\r\n")))
+              .per_recipient.at(0)
+              .code == 250);
     CHECK(store.connections_opened() == 2);
 }

@@ -13,7 +13,9 @@ namespace {
 IntakeHooks hooks() {
     IntakeHooks h;
     h.check_recipient = [](const std::string&) { return smtp::RecipientVerdict::kAccept; };
-    h.classify = [](const daemon::ClassifyInput&, UnixMillis) { return daemon::ClassDecision{0, "normal", 0}; };
+    h.classify = [](const daemon::ClassifyInput&, UnixMillis) {
+        return daemon::ClassDecision{0, "normal", 0};
+    };
     return h;
 }
 

@@ -54,21 +54,20 @@ struct Harness {
             other = m2.get();
             stores.push_back(std::move(m2));
         }
-        drain = std::make_unique<Drain>(ioc.get_executor(), spool, config, std::move(stores), clock,
-                                        [this](const spool::Envelope& env,
-                                               const std::vector<spool::RecipientUpdate>& updates) {
-                                            DsnCall call{env.id, {}};
-                                            for (const auto& u : updates) {
-                                                call.indexes.push_back(u.index);
-                                            }
-                                            dsn_calls.push_back(call);
-                                            spool::NewMessage dsn;
-                                            dsn.envelope.klass = 0;
-                                            dsn.envelope.recipients.push_back(
-                                                spool::Recipient{env.mail_from, "", 0});
-                                            dsn.body = "DSN for " + env.id.text() + "\r\n";
-                                            return std::optional<spool::NewMessage>(std::move(dsn));
-                                        });
+        drain = std::make_unique<Drain>(
+            ioc.get_executor(), spool, config, std::move(stores), clock,
+            [this](const spool::Envelope& env, const std::vector<spool::RecipientUpdate>& updates) {
+                DsnCall call{env.id, {}};
+                for (const auto& u : updates) {
+                    call.indexes.push_back(u.index);
+                }
+                dsn_calls.push_back(call);
+                spool::NewMessage dsn;
+                dsn.envelope.klass = 0;
+                dsn.envelope.recipients.push_back(spool::Recipient{env.mail_from, "", 0});
+                dsn.body = "DSN for " + env.id.text() + "\r\n";
+                return std::optional<spool::NewMessage>(std::move(dsn));
+            });
     }
     ~Harness() {
         bool stopped = false;
@@ -126,7 +125,8 @@ Reply reply(int code, const char* enhanced) { return make_reply(code, enhanced, 
 
 } // namespace
 
-TEST_CASE("each recipient gets its own outcome: 250 delivered, 452 deferred, 550 failed with a DSN") {
+TEST_CASE(
+    "each recipient gets its own outcome: 250 delivered, 452 deferred, 550 failed with a DSN") {
     Harness h;
     const auto id = h.spool.add(1, {"good@example.com", "full@example.com", "nobody@example.com"});
     int calls = 0;
@@ -163,8 +163,9 @@ TEST_CASE("each recipient gets its own outcome: 250 delivered, 452 deferred, 550
     // The deferral comes due: promoted, retried with only that recipient, then gone.
     h.clock.advance_ms(60'000);
     REQUIRE(h.run_until([&] { return !h.spool.contains(id); }));
-    const auto retried = std::find_if(h.store->received.begin(), h.store->received.end(),
-                                      [&](const auto& r) { return r.id == id && r.recipients.size() == 1; });
+    const auto retried =
+        std::find_if(h.store->received.begin(), h.store->received.end(),
+                     [&](const auto& r) { return r.id == id && r.recipients.size() == 1; });
     REQUIRE(retried != h.store->received.end());
     CHECK(retried->recipients[0] == "full@example.com");
 }
@@ -284,8 +285,10 @@ TEST_CASE("a large backlog drains fully, exactly once, within the concurrency li
     constexpr int kMessages = 3000;
     for (int i = 0; i < kMessages; ++i) {
         // Some recipients get many messages: the per-recipient cap must not stall them.
-        h.spool.add(static_cast<spool::ClassId>(i % 3), {"user" + std::to_string(i % 50) + "@example.com"},
-                    "Subject: " + std::to_string(i) + "\r\n\r\nbody of message " + std::to_string(i) + "\r\n");
+        h.spool.add(static_cast<spool::ClassId>(i % 3),
+                    {"user" + std::to_string(i % 50) + "@example.com"},
+                    "Subject: " + std::to_string(i) + "\r\n\r\nbody of message " +
+                        std::to_string(i) + "\r\n");
     }
     h.drain->start();
     REQUIRE(h.run_until([&] { return h.spool.size() == 0; }, 60s));
@@ -451,7 +454,8 @@ TEST_CASE("a store that is simply down makes no poison messages") {
     CHECK(h.snap().poison == 0);
 }
 
-TEST_CASE("DSNs already in the spool at start go out through the relay while the mailstore is down") {
+TEST_CASE(
+    "DSNs already in the spool at start go out through the relay while the mailstore is down") {
     Harness h;
     h.add_relay();
     h.store->up = false;
@@ -499,10 +503,12 @@ TEST_CASE("a DSN the smarthost defers is retried through the relay, not behind t
     }
     h.drain->start();
     REQUIRE(h.run_until([&] { return tries == 1; }));
-    REQUIRE(h.run_until([&] { return h.spool.env(dsn).recipients[0].state == spool::RcptState::kDeferred; }));
+    REQUIRE(h.run_until(
+        [&] { return h.spool.env(dsn).recipients[0].state == spool::RcptState::kDeferred; }));
     bool open = false;
     for (int step = 0; step < 30 && !open; ++step) {
-        open = h.run_until([&] { return h.snap().mailstores[0].breaker == BreakerState::kOpen; }, 100ms);
+        open = h.run_until([&] { return h.snap().mailstores[0].breaker == BreakerState::kOpen; },
+                           100ms);
         h.clock.advance_ms(1000);
     }
     REQUIRE(open);
@@ -521,7 +527,8 @@ TEST_CASE("recipients go to the mailstore of their domain; one store down holds 
     h.drain->start();
     REQUIRE(h.run_until([&] { return !h.spool.contains(net_only); }));
     REQUIRE(h.run_until([&] {
-        return h.spool.contains(both) && h.spool.env(both).recipients[1].state == spool::RcptState::kDelivered;
+        return h.spool.contains(both) &&
+               h.spool.env(both).recipients[1].state == spool::RcptState::kDelivered;
     }));
     const auto& env = h.spool.env(both);
     CHECK(env.recipients[0].state == spool::RcptState::kQueued);

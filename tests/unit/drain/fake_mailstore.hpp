@@ -30,13 +30,13 @@ public:
 
     // Everything 250 unless a script says otherwise.
     Script script;
-    bool up = true;            // probes succeed; deliveries work
-    int yields = 3;            // executor round trips per delivery
-    bool block = false;        // deliveries wait (1 ms timer steps) while this is set
+    bool up = true;     // probes succeed; deliveries work
+    int yields = 3;     // executor round trips per delivery
+    bool block = false; // deliveries wait (1 ms timer steps) while this is set
     std::size_t piece_bytes = 7;
     std::vector<Received> received;
     int probes = 0;
-    int attempts = 0;          // deliver() calls, including failed ones
+    int attempts = 0; // deliver() calls, including failed ones
     int in_flight = 0;
     int max_in_flight = 0;
 

@@ -19,8 +19,8 @@ public:
     explicit FakeSpool(const Clock& clock) : clock_(clock) {}
 
     // ---- test helpers ----
-    QueueId add(spool::ClassId klass, std::vector<std::string> rcpts, std::string body = "hello\r\n",
-                std::string from = "sender@example.org") {
+    QueueId add(spool::ClassId klass, std::vector<std::string> rcpts,
+                std::string body = "hello\r\n", std::string from = "sender@example.org") {
         spool::Envelope e;
         e.id = QueueId{++next_id_};
         e.arrival_ms = clock_.now_ms();
@@ -194,7 +194,8 @@ public:
     Result<std::vector<QueueId>> due(UnixMillis now, std::size_t max) override {
         std::vector<QueueId> out;
         for (const auto& [k, m] : msgs_) {
-            if (out.size() < max && spool_state(m.env) == State::kDeferred && next_due_of(m.env) <= now) {
+            if (out.size() < max && spool_state(m.env) == State::kDeferred &&
+                next_due_of(m.env) <= now) {
                 out.push_back(QueueId{k});
             }
         }
@@ -211,7 +212,8 @@ public:
     }
     Result<std::vector<spool::Envelope>> envelopes_after(QueueId after, std::size_t max) override {
         std::vector<spool::Envelope> out;
-        for (auto it = msgs_.upper_bound(after.value); it != msgs_.end() && out.size() < max; ++it) {
+        for (auto it = msgs_.upper_bound(after.value); it != msgs_.end() && out.size() < max;
+             ++it) {
             out.push_back(it->second.env);
         }
         return out;

@@ -35,7 +35,8 @@ TEST_CASE("a small registry renders exactly in the Prometheus text format") {
                                    "t_empty 0\n");
 }
 
-TEST_CASE("label values escape backslash, double quote and newline; help escapes backslash and newline") {
+TEST_CASE(
+    "label values escape backslash, double quote and newline; help escapes backslash and newline") {
     Registry r;
     r.counter_family("t_total", "a \\ b\nc \"q\"", {"v"}).with({"x\\y\"z\nw"}).inc();
     CHECK(r.render_prometheus() == "# HELP t_total a \\\\ b\\nc \"q\"\n"
@@ -136,7 +137,8 @@ TEST_CASE("SpooldMetrics registers every daemon metric once and renders them") {
     m.commit_batch_size.observe(3);
     const auto text = r.render_prometheus();
     for (const char* needle :
-         {"# TYPE spoold_smtp_connections_total counter", "# TYPE spoold_smtp_connections_open gauge",
+         {"# TYPE spoold_smtp_connections_total counter",
+          "# TYPE spoold_smtp_connections_open gauge",
           "# TYPE spoold_messages_accepted_total counter",
           "# TYPE spoold_messages_rejected_total counter", "spoold_accepted_bytes_total 0",
           "spoold_spool_messages{class=\"urgent\",state=\"ready\"} 7",

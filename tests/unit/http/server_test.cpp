@@ -53,7 +53,8 @@ asio::awaitable<void> exchange(std::uint16_t port, Exchange* ex) {
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
     parser.skip(ex->verb == bhttp::verb::head);
-    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    auto [ec, n] =
+        co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     (void)n;
     ex->done = true;
     if (ec) {
@@ -109,8 +110,8 @@ TEST_CASE("GET /metrics serves the global registry in the Prometheus text format
 }
 
 TEST_CASE("GET /status serves what the StatusSource returns, as JSON") {
-    const auto ex = run_one(bhttp::verb::get, "/status?x=1",
-                            [] { return std::string("{\"backlog\":42}"); });
+    const auto ex =
+        run_one(bhttp::verb::get, "/status?x=1", [] { return std::string("{\"backlog\":42}"); });
     CHECK(ex.status == 200);
     CHECK(ex.content_type == "application/json");
     CHECK(ex.body == "{\"backlog\":42}");
@@ -173,7 +174,7 @@ asio::awaitable<void> idle_then_stop(std::uint16_t port, HttpServer* server, boo
     server->stop();
     char byte = 0;
     auto [ec, n] = co_await stream.socket().async_read_some(asio::buffer(&byte, 1),
-                                                           asio::as_tuple(asio::use_awaitable));
+                                                            asio::as_tuple(asio::use_awaitable));
     *closed = ec && n == 0;
 }
 } // namespace

@@ -27,8 +27,11 @@ TEST_CASE("JSON strings escape quotes, backslashes, control bytes and '<'") {
 }
 
 TEST_CASE("JSON strings keep valid UTF-8 and replace invalid bytes with U+FFFD") {
-    CHECK(json_string("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA8") == "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA8\"");
-    CHECK(json_string("a\xFF" "b") == "\"a\xEF\xBF\xBD" "b\"");
+    CHECK(json_string("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA8") ==
+          "\"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x93\xA8\"");
+    CHECK(json_string("a\xFF"
+                      "b") == "\"a\xEF\xBF\xBD"
+                              "b\"");
     CHECK(json_string("\xC3") == "\"\xEF\xBF\xBD\"");                 // truncated sequence
     CHECK(json_string("\xC0\xAF") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\""); // overlong '/'
     CHECK(json_string("\xED\xA0\x80") == "\"\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\""); // surrogate
@@ -62,16 +65,17 @@ TEST_CASE("status_json writes the documented shape with totals, backlog and the 
     h.breaker = metrics::BreakerLevel::kOpen;
     st.history = {h};
 
-    CHECK(status_json(st) ==
-          "{\"version\":\"0.1.0\",\"now_ms\":1700000000000,\"uptime_s\":12.5,\"paused\":false,"
-          "\"classes\":[{\"name\":\"urgent\",\"ready\":10,\"deferred\":5,\"held\":1,\"bytes\":4096},"
-          "{\"name\":\"bulk\",\"ready\":100,\"deferred\":0,\"held\":0,\"bytes\":1024}],"
-          "\"total_messages\":116,\"backlog\":115,\"total_bytes\":5120,\"oldest_age_s\":60,"
-          "\"mailstores\":[{\"name\":\"dovecot\",\"breaker\":\"half-open\",\"breaker_level\":1,"
-          "\"concurrency_limit\":4,\"in_flight\":1,\"rate\":0.5}],"
-          "\"ingest_rate\":1.5,\"drain_rate\":23,\"drain_eta_s\":5,"
-          "\"history\":[{\"t\":1699999995000,\"backlog\":{\"urgent\":15,\"bulk\":100},"
-          "\"ingest\":1.5,\"drain\":23,\"breaker\":2}]}");
+    CHECK(
+        status_json(st) ==
+        "{\"version\":\"0.1.0\",\"now_ms\":1700000000000,\"uptime_s\":12.5,\"paused\":false,"
+        "\"classes\":[{\"name\":\"urgent\",\"ready\":10,\"deferred\":5,\"held\":1,\"bytes\":4096},"
+        "{\"name\":\"bulk\",\"ready\":100,\"deferred\":0,\"held\":0,\"bytes\":1024}],"
+        "\"total_messages\":116,\"backlog\":115,\"total_bytes\":5120,\"oldest_age_s\":60,"
+        "\"mailstores\":[{\"name\":\"dovecot\",\"breaker\":\"half-open\",\"breaker_level\":1,"
+        "\"concurrency_limit\":4,\"in_flight\":1,\"rate\":0.5}],"
+        "\"ingest_rate\":1.5,\"drain_rate\":23,\"drain_eta_s\":5,"
+        "\"history\":[{\"t\":1699999995000,\"backlog\":{\"urgent\":15,\"bulk\":100},"
+        "\"ingest\":1.5,\"drain\":23,\"breaker\":2}]}");
 }
 
 TEST_CASE("the drain estimate is null while nothing drains") {

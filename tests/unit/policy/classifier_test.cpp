@@ -149,9 +149,11 @@ namespace {
 
 // One rule: class urgent when header `name` matches `regex`.
 Classifier header_rule_classifier(const std::string& name, const std::string& regex) {
-    auto config = parse_config("local_domains: [example.com]\nrules:\n  - class: urgent\n    headers:\n"
-                               "      - name: " + name + "\n        regex: '" + regex + "'\n",
-                               "test.yaml");
+    auto config =
+        parse_config("local_domains: [example.com]\nrules:\n  - class: urgent\n    headers:\n"
+                     "      - name: " +
+                         name + "\n        regex: '" + regex + "'\n",
+                     "test.yaml");
     REQUIRE(config);
     auto c = Classifier::compile(**config);
     REQUIRE(c);
@@ -167,14 +169,22 @@ TEST_CASE("header regexes keep regex_search semantics: anchors, alternation, loo
         bool matches;
     };
     const Case cases[] = {
-        {"urgent", "very URGENT indeed", true},     {"^urgent", "very urgent", false},
-        {"^\\s*urgent", "urgent now", true},        {"end$", "the end", true},
-        {"end$", "end x", false},                   {"a|^b", "xb", false},
-        {"a|^b", "bx", true},                       {"\\burgent\\b", "veryurgent", false},
-        {"\\burgent\\b", "very urgent!", true},     {"^(?!no)urgent", "nourgent", false},
-        {"^(?!no)urgent", "urgent", true},          {"[)]", "a)", true},
-        {"^\\s*[12]\\b", "12", false},              {"^\\s*[12]\\b", "1 (Highest)", true},
-        {"(x)y\\1", "xyx", true},                   {"(x)y\\1", "xyy", false},
+        {"urgent", "very URGENT indeed", true},
+        {"^urgent", "very urgent", false},
+        {"^\\s*urgent", "urgent now", true},
+        {"end$", "the end", true},
+        {"end$", "end x", false},
+        {"a|^b", "xb", false},
+        {"a|^b", "bx", true},
+        {"\\burgent\\b", "veryurgent", false},
+        {"\\burgent\\b", "very urgent!", true},
+        {"^(?!no)urgent", "nourgent", false},
+        {"^(?!no)urgent", "urgent", true},
+        {"[)]", "a)", true},
+        {"^\\s*[12]\\b", "12", false},
+        {"^\\s*[12]\\b", "1 (Highest)", true},
+        {"(x)y\\1", "xyx", true},
+        {"(x)y\\1", "xyy", false},
     };
     for (const auto& c : cases) {
         CAPTURE(c.regex);

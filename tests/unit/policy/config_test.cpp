@@ -222,9 +222,11 @@ TEST_CASE("each kind of mistake is one error with file, line and column") {
         {"local_domains: [a.example, b.example]\nmailstores:\n"
          "  - {name: one, kind: maildir, domains: [a.example]}\n",
          "test.yaml:3:3: mailstores: local domain \"b.example\" goes to no mailstore"},
-        {"local_domains: [a.example]\nmailstores:\n  - {name: one, kind: maildir, domains: [a.example]}\n"
+        {"local_domains: [a.example]\nmailstores:\n  - {name: one, kind: maildir, domains: "
+         "[a.example]}\n"
          "  - {name: two, kind: maildir, domains: [A.example]}\n",
-         "test.yaml:4:42: mailstores[1].domains[0]: \"a.example\" already goes to mailstore \"one\""},
+         "test.yaml:4:42: mailstores[1].domains[0]: \"a.example\" already goes to mailstore "
+         "\"one\""},
         {"local_domains: [a.example]\nmailstores:\n  - {kind: maildir, domains: []}\n",
          "test.yaml:3:30: mailstores[0].domains: list at least one domain"},
     };

@@ -31,15 +31,9 @@ std::string mutate(std::string s, std::mt19937& rng) {
     for (int e = 0; e < edits && !s.empty(); ++e) {
         const std::size_t pos = rng() % s.size();
         switch (rng() % 3) {
-        case 0:
-            s.erase(pos, 1 + rng() % 8);
-            break;
-        case 1:
-            s.insert(pos, 1, kAlphabet[rng() % kAlphabet.size()]);
-            break;
-        default:
-            s[pos] = kAlphabet[rng() % kAlphabet.size()];
-            break;
+        case 0: s.erase(pos, 1 + rng() % 8); break;
+        case 1: s.insert(pos, 1, kAlphabet[rng() % kAlphabet.size()]); break;
+        default: s[pos] = kAlphabet[rng() % kAlphabet.size()]; break;
         }
     }
     return s;

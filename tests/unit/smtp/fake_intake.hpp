@@ -73,7 +73,8 @@ public:
             return fail(ErrorKind::kIo, "cannot begin");
         }
         messages.push_back(StoredMessage{QueueId{next_id++}, {}, {}, false, false, 0, 0});
-        return std::unique_ptr<IncomingMessage>(std::make_unique<FakeMessage>(*this, messages.size() - 1));
+        return std::unique_ptr<IncomingMessage>(
+            std::make_unique<FakeMessage>(*this, messages.size() - 1));
     }
 
     std::size_t committed_count() const {
@@ -193,9 +194,12 @@ private:
                 replies.push_back(std::move(*r));
             } else if (auto* ap = std::get_if<AppendBody>(&a)) {
                 ++appends_seen;
-                ap->message->append(std::move(ap->data), [this](Status s) { results_.emplace_back(s); });
+                ap->message->append(std::move(ap->data),
+                                    [this](Status s) { results_.emplace_back(s); });
             } else if (auto* c = std::get_if<CommitMessage>(&a)) {
-                c->message->commit(std::move(c->info), [this](Result<CommitInfo> result) { commits_.emplace_back(std::move(result)); });
+                c->message->commit(std::move(c->info), [this](Result<CommitInfo> result) {
+                    commits_.emplace_back(std::move(result));
+                });
             } else if (std::holds_alternative<StartTls>(a)) {
                 ++tls_starts;
             } else if (std::holds_alternative<Close>(a)) {

@@ -52,10 +52,12 @@ public:
 
     Status admit() override { return {}; }
     RecipientVerdict check_recipient(const std::string& address) override {
-        return address.ends_with("@example.com") ? RecipientVerdict::kAccept : RecipientVerdict::kRelayDenied;
+        return address.ends_with("@example.com") ? RecipientVerdict::kAccept
+                                                 : RecipientVerdict::kRelayDenied;
     }
     Result<std::unique_ptr<IncomingMessage>> begin() override {
-        return std::unique_ptr<IncomingMessage>(std::make_unique<Message>(*this, QueueId{++next_id_}));
+        return std::unique_ptr<IncomingMessage>(
+            std::make_unique<Message>(*this, QueueId{++next_id_}));
     }
 
     void release() {
@@ -277,7 +279,8 @@ TEST_CASE("loopback: 250 comes only after the intake's commit completes, from an
     {
         const std::lock_guard lock(f.intake.mutex);
         REQUIRE(f.intake.stored.size() == 1);
-        CHECK(f.intake.stored[0].body.starts_with("Received: from client.example ([127.0.0.1])\r\n"));
+        CHECK(
+            f.intake.stored[0].body.starts_with("Received: from client.example ([127.0.0.1])\r\n"));
         CHECK(f.intake.stored[0].body.ends_with("\r\nSubject: loopback\r\n\r\nhello\r\n"));
         CHECK(f.intake.stored[0].info.client_addr == "127.0.0.1");
     }
@@ -367,13 +370,15 @@ TEST_CASE("loopback: stop() says 421 4.3.2 to idle sessions and then reports don
 }
 
 TEST_CASE("loopback: STARTTLS with a throwaway certificate, then EHLO again inside TLS") {
-    const auto dir = std::filesystem::temp_directory_path() /
-                     ("spoold-smtp-tls-" + std::to_string(::getpid()));
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("spoold-smtp-tls-" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir);
     const std::string cert = (dir / "cert.pem").string();
     const std::string key = (dir / "key.pem").string();
-    const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
-                            "-subj /CN=mx.example.com -keyout " + key + " -out " + cert + " >/dev/null 2>&1";
+    const std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+        "-subj /CN=mx.example.com -keyout " +
+        key + " -out " + cert + " >/dev/null 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);
     auto cfg = Fixture::config();
     cfg.listeners[0].tls_certificate = cert;

@@ -47,8 +47,8 @@ TEST_CASE("EHLO advertises the extensions; STARTTLS only when offered and not ye
     plain.send("EHLO client.example\r\n");
     REQUIRE(plain.replies.size() == 1);
     const auto& lines = plain.replies[0].lines;
-    for (const char* ext : {"PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN",
-                            "ENHANCEDSTATUSCODES"}) {
+    for (const char* ext : {"PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "CHUNKING",
+                            "DSN", "ENHANCEDSTATUSCODES"}) {
         CAPTURE(ext);
         CHECK(std::find(lines.begin(), lines.end(), ext) != lines.end());
     }
@@ -146,7 +146,8 @@ TEST_CASE("recipient verdicts map to their replies") {
         {"RCPT TO:user@example.com", "501 5.1.3"},
         {"RCPT <user@example.com>", "501 5.5.4"},
         {"RCPT TO:<j\xc3\xb6rg@example.com>", "553 5.6.7"},
-        {"RCPT TO:<user@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user@example.com", "250 2.1.5"},
+        {"RCPT TO:<user@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user@example.com",
+         "250 2.1.5"},
         {"RCPT TO:<user@example.com> NOTIFY=NEVER,SUCCESS", "501 5.5.4"},
         {"RCPT TO:<user@example.com> NOTIFY=SUCCESS NOTIFY=DELAY", "501 5.5.4"},
         {"RCPT TO:<user@example.com> ORCPT=user@example.com", "501 5.5.4"},
@@ -184,10 +185,10 @@ TEST_CASE("a message is accepted with 250 only after its commit completes") {
 TEST_CASE("the envelope reaches the intake with its DSN and SMTPUTF8 facts") {
     Harness h;
     h.send("EHLO client.example\r\n");
-    CHECK(h.send("MAIL FROM:<s\xc3\xa9nder@b.example> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=id+2B1\r\n") ==
-          "250 2.1.0");
-    CHECK(h.send("RCPT TO:<user@example.com> NOTIFY=FAILURE,DELAY ORCPT=rfc822;user+2Bx@example.com\r\n") ==
-          "250 2.1.5");
+    CHECK(h.send("MAIL FROM:<s\xc3\xa9nder@b.example> SMTPUTF8 BODY=8BITMIME RET=HDRS "
+                 "ENVID=id+2B1\r\n") == "250 2.1.0");
+    CHECK(h.send("RCPT TO:<user@example.com> NOTIFY=FAILURE,DELAY "
+                 "ORCPT=rfc822;user+2Bx@example.com\r\n") == "250 2.1.5");
     CHECK(h.send("RCPT TO:<other@example.com>\r\n") == "250 2.1.5");
     CHECK(h.send("RCPT TO:<other@example.com>\r\n") == "250 2.1.5"); // duplicate: kept once
     CHECK(h.send("DATA\r\nx\r\n.\r\n") == "354 | 250 2.0.0");
@@ -270,8 +271,8 @@ TEST_CASE("more recipients than the limit get 452 4.5.3") {
     settings.limits.max_recipients = 2;
     Harness h(settings);
     h.send("EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n");
-    CHECK(h.send("RCPT TO:<u1@example.com>\r\nRCPT TO:<u2@example.com>\r\nRCPT TO:<u3@example.com>\r\n") ==
-          "250 2.1.5 | 250 2.1.5 | 452 4.5.3");
+    CHECK(h.send("RCPT TO:<u1@example.com>\r\nRCPT TO:<u2@example.com>\r\nRCPT "
+                 "TO:<u3@example.com>\r\n") == "250 2.1.5 | 250 2.1.5 | 452 4.5.3");
 }
 
 TEST_CASE("a message over the size limit gets 552 5.3.4 at its end and is not kept") {
@@ -289,11 +290,12 @@ TEST_CASE("a message over the size limit gets 552 5.3.4 at its end and is not ke
 
 TEST_CASE("PIPELINING: a whole transaction in one write gets its replies in order") {
     Harness h;
-    const std::string replies = h.send(
-        "EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u1@example.com>\r\n"
-        "RCPT TO:<nobody@elsewhere.example>\r\nRCPT TO:<u2@example.com>\r\nDATA\r\n"
-        "Subject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n");
-    CHECK(replies == "250 | 250 2.1.0 | 250 2.1.5 | 550 5.7.1 | 250 2.1.5 | 354 | 250 2.0.0 | 221 2.0.0");
+    const std::string replies =
+        h.send("EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u1@example.com>\r\n"
+               "RCPT TO:<nobody@elsewhere.example>\r\nRCPT TO:<u2@example.com>\r\nDATA\r\n"
+               "Subject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n");
+    CHECK(replies ==
+          "250 | 250 2.1.0 | 250 2.1.5 | 550 5.7.1 | 250 2.1.5 | 354 | 250 2.0.0 | 221 2.0.0");
     CHECK(h.closed);
     REQUIRE(h.intake.messages.size() == 1);
     CHECK(h.intake.messages[0].info.recipients.size() == 2);
@@ -305,7 +307,8 @@ TEST_CASE("dot-stuffing is undone exactly") {
     h.send("DATA\r\n");
     h.send("..leading dot\r\n..\r\n...\r\nmiddle . dot\r\nend.\r\n. space\r\n.\r\n");
     REQUIRE(h.intake.messages.size() == 1);
-    CHECK(client_body(h.intake.messages[0]) == ".leading dot\r\n.\r\n..\r\nmiddle . dot\r\nend.\r\n space\r\n");
+    CHECK(client_body(h.intake.messages[0]) ==
+          ".leading dot\r\n.\r\n..\r\nmiddle . dot\r\nend.\r\n space\r\n");
 }
 
 TEST_CASE("an empty message is just the end marker") {
@@ -387,7 +390,7 @@ TEST_CASE("BDAT LAST commits what the chunks carried, byte for byte") {
     CHECK(h.send("BDAT 11\r\n.dot kept\r\n") == "250 2.0.0");
     h.auto_complete = false;
     CHECK(h.send("BDAT 6 LAST\r\nlast\r\nNOOP\r\n") == "");
-    CHECK(h.complete_one() == "");          // append
+    CHECK(h.complete_one() == "");                      // append
     CHECK(h.complete_one() == "250 2.0.0 | 250 2.0.0"); // commit, then the pipelined NOOP
     CHECK(client_body(h.intake.messages[0]) == "line 1\r\n.dot kept\r\nlast\r\n");
 }
@@ -457,7 +460,8 @@ TEST_CASE("STARTTLS command injection: plaintext pipelined after STARTTLS is dis
     settings.starttls_offered = true;
     Harness h(settings);
     h.send("EHLO client.example\r\n");
-    CHECK(h.send("STARTTLS\r\nMAIL FROM:<evil@b.example>\r\nRCPT TO:<user@example.com>\r\n") == "220 2.0.0");
+    CHECK(h.send("STARTTLS\r\nMAIL FROM:<evil@b.example>\r\nRCPT TO:<user@example.com>\r\n") ==
+          "220 2.0.0");
     h.session().on_tls_established("TLSv1.3");
     CHECK(h.send("EHLO client.example\r\n") == "250");
     CHECK(h.send("RCPT TO:<user@example.com>\r\n") == "503 5.5.1"); // the injected MAIL never ran

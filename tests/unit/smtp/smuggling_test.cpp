@@ -28,15 +28,17 @@ constexpr std::string_view kSmuggled = "MAIL FROM:<admin@bank.example>\r\n"
 // one holds a bare CR or LF the message is refused whole at the real CRLF.CRLF.
 TEST_CASE("published smuggling end-of-data variants never end a message early") {
     const char* variants[] = {
-        "\n.\n",     "\n.\r\n",   "\r.\r",       "\r\n.\n",  "\r\n.\r",  "\r.\r\n",   "\n.\r",
-        "\r\n.\r\r\n", "\r\n\r.\r\n", "\n\n.\n\n", "\r\r\n.\r\r\n", ".\n",
+        "\n.\n", "\n.\r\n",     "\r.\r",       "\r\n.\n",   "\r\n.\r",       "\r.\r\n",
+        "\n.\r", "\r\n.\r\r\n", "\r\n\r.\r\n", "\n\n.\n\n", "\r\r\n.\r\r\n", ".\n",
     };
     for (const char* v : variants) {
         CAPTURE(std::string_view(v));
         Harness h;
         REQUIRE(h.send("EHLO attacker.example\r\nMAIL FROM:<user@attacker.example>\r\n"
-                       "RCPT TO:<user@example.com>\r\nDATA\r\n") == "250 | 250 2.1.0 | 250 2.1.5 | 354");
-        const std::string payload = std::string("Subject: first\r\n\r\nhello") + v + std::string(kSmuggled);
+                       "RCPT TO:<user@example.com>\r\nDATA\r\n") ==
+                "250 | 250 2.1.0 | 250 2.1.5 | 354");
+        const std::string payload =
+            std::string("Subject: first\r\n\r\nhello") + v + std::string(kSmuggled);
         CHECK(h.send(payload) == "");
         CHECK(h.session().in_data());
         CHECK(h.send(".\r\n") == "554 5.6.0");
@@ -50,7 +52,8 @@ TEST_CASE("the same variants fed one byte at a time behave the same") {
     for (const char* v : {"\n.\n", "\r.\r", "\r\n.\n", "\r\n.\r", "\n.\r\n"}) {
         CAPTURE(std::string_view(v));
         Harness h;
-        h.send("EHLO a.example\r\nMAIL FROM:<u@a.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
+        h.send(
+            "EHLO a.example\r\nMAIL FROM:<u@a.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
         const std::string payload = std::string("hello") + v + std::string(kSmuggled) + "\r\n.\r\n";
         std::string replies;
         for (const char c : payload) {
@@ -67,7 +70,8 @@ TEST_CASE("CRLF.CRLF ends DATA at every split point between writes") {
     for (std::size_t cut = 1; cut < body.size(); ++cut) {
         CAPTURE(cut);
         Harness h;
-        h.send("EHLO a.example\r\nMAIL FROM:<u@a.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
+        h.send(
+            "EHLO a.example\r\nMAIL FROM:<u@a.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
         const std::string first = h.send(body.substr(0, cut));
         const std::string r = first + "/" + h.send(body.substr(cut));
         CHECK((r == "/250 2.0.0 | 250 2.0.0" || r == "250 2.0.0/250 2.0.0" ||
@@ -89,10 +93,12 @@ TEST_CASE("other byte sequences around the dot are content, not an end") {
     for (const auto& [content, stored] : cases) {
         CAPTURE(content);
         Harness h;
-        h.send("EHLO a.example\r\nMAIL FROM:<u@a.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
+        h.send(
+            "EHLO a.example\r\nMAIL FROM:<u@a.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n");
         CHECK(h.send(content + "\r\n.\r\n") == "250 2.0.0");
         REQUIRE(h.intake.messages.size() == 1);
-        CHECK(h.intake.messages[0].body.ends_with(";\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n" + stored));
+        CHECK(h.intake.messages[0].body.ends_with(";\r\n\tTue, 14 Nov 2023 22:13:20 +0000\r\n" +
+                                                  stored));
     }
 }
 
@@ -102,7 +108,8 @@ TEST_CASE("BDAT content with the smuggling sequences is refused at LAST too") {
         Harness h;
         h.send("EHLO a.example\r\nMAIL FROM:<u@a.example>\r\nRCPT TO:<user@example.com>\r\n");
         const std::string content = std::string("hello") + v + "world\r\n";
-        CHECK(h.send("BDAT " + std::to_string(content.size()) + " LAST\r\n" + content) == "554 5.6.0");
+        CHECK(h.send("BDAT " + std::to_string(content.size()) + " LAST\r\n" + content) ==
+              "554 5.6.0");
         CHECK(h.intake.committed_count() == 0);
     }
 }

@@ -55,16 +55,19 @@ SpoolOptions crash_options(const std::string& path) {
     for (int t = 0; t < kChildThreads; ++t) {
         producers.emplace_back([&spool, fd, t] {
             for (std::uint32_t n = 0;; ++n) {
-                NewMessage m = test::make_message(**spool, static_cast<ClassId>((n + static_cast<unsigned>(t)) % 4),
-                                                  1 + n % 3, {});
+                NewMessage m = test::make_message(
+                    **spool, static_cast<ClassId>((n + static_cast<unsigned>(t)) % 4), 1 + n % 3,
+                    {});
                 m.body = body_for(m.envelope.id);
                 const QueueId id = m.envelope.id;
-                auto st = (*spool)->wait([&](Done d) { (*spool)->enqueue(std::move(m), std::move(d)); });
+                auto st =
+                    (*spool)->wait([&](Done d) { (*spool)->enqueue(std::move(m), std::move(d)); });
                 if (!st) {
                     _exit(4);
                 }
                 char line[kIdHexLength + 2];
-                std::snprintf(line, sizeof line, "%016llx\n", static_cast<unsigned long long>(id.value));
+                std::snprintf(line, sizeof line, "%016llx\n",
+                              static_cast<unsigned long long>(id.value));
                 // One write below PIPE_BUF is atomic: the parent never sees half a line.
                 if (write(fd, line, kIdHexLength + 1) != static_cast<ssize_t>(kIdHexLength + 1)) {
                     _exit(5);
@@ -91,7 +94,8 @@ void parse_lines(std::string& pending, std::vector<QueueId>& out) {
 
 } // namespace
 
-TEST_CASE("crash: every acknowledged message survives SIGKILL at random moments" * doctest::skip()) {
+TEST_CASE("crash: every acknowledged message survives SIGKILL at random moments" *
+          doctest::skip()) {
     test::TempDir dir;
     const std::string path = dir.sub("spool");
     std::mt19937 rng(std::random_device{}());
@@ -108,7 +112,8 @@ TEST_CASE("crash: every acknowledged message survives SIGKILL at random moments"
         close(fds[1]);
         std::vector<QueueId> acked;
         std::string pending;
-        const auto kill_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(20 + rng() % 400);
+        const auto kill_at =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(20 + rng() % 400);
         bool killed = false;
         for (;;) {
             const auto now = std::chrono::steady_clock::now();
@@ -117,10 +122,12 @@ TEST_CASE("crash: every acknowledged message survives SIGKILL at random moments"
                 killed = true;
             }
             pollfd p{fds[0], POLLIN, 0};
-            const int wait_ms = killed ? 1000
-                                       : static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                              kill_at - now)
-                                                              .count()) + 1;
+            const int wait_ms =
+                killed ? 1000
+                       : static_cast<int>(
+                             std::chrono::duration_cast<std::chrono::milliseconds>(kill_at - now)
+                                 .count()) +
+                             1;
             const int ready = poll(&p, 1, wait_ms);
             REQUIRE(ready >= 0);
             if (ready == 0) {

@@ -11,7 +11,8 @@ TEST_CASE("the directory store replaces all entries atomically and looks up case
     o.path = dir.sub("directory");
     auto store = DirectoryStore::open(o);
     REQUIRE(store.has_value());
-    REQUIRE((*store)->replace({{"Alice@Example.ORG", "mailbox"}, {"sales@example.org", "alias:bob@example.org"}}));
+    REQUIRE((*store)->replace(
+        {{"Alice@Example.ORG", "mailbox"}, {"sales@example.org", "alias:bob@example.org"}}));
     CHECK(*(*store)->size() == 2);
     CHECK(*(*store)->lookup("alice@example.org") == std::optional<std::string>{"mailbox"});
     CHECK(*(*store)->lookup("ALICE@EXAMPLE.ORG") == std::optional<std::string>{"mailbox"});

@@ -22,7 +22,8 @@ TEST_CASE("a tiny map reaches spool-full cleanly and works again after deletes")
     std::vector<QueueId> stored;
     Error last_error;
     for (int i = 0; i < 1000; ++i) {
-        NewMessage m = make_message(*spool, static_cast<ClassId>(i % 3), 1, std::string(10 * 1024, 'f'));
+        NewMessage m =
+            make_message(*spool, static_cast<ClassId>(i % 3), 1, std::string(10 * 1024, 'f'));
         const QueueId id = m.envelope.id;
         auto st = test::enqueue_sync(*spool, std::move(m));
         if (!st) {
@@ -64,7 +65,8 @@ TEST_CASE("a tiny map reaches spool-full cleanly and works again after deletes")
         REQUIRE_MESSAGE(st.has_value(), st.error().describe());
     }
     for (int i = 0; i < 5; ++i) {
-        auto st = test::enqueue_sync(*spool, make_message(*spool, 1, 1, std::string(10 * 1024, 'h')));
+        auto st =
+            test::enqueue_sync(*spool, make_message(*spool, 1, 1, std::string(10 * 1024, 'h')));
         REQUIRE_MESSAGE(st.has_value(), st.error().describe());
     }
     check_consistent(*spool);

@@ -39,7 +39,8 @@ TEST_CASE("an enqueued message reads back with its body, indexes and counters") 
     TempDir dir;
     FakeClock clock;
     auto spool = open_spool(options_for(dir, clock));
-    NewMessage m = make_message(*spool, 2, 2, std::string(10'000, 'b'), clock.now_ms(), clock.now_ms() + 1000);
+    NewMessage m =
+        make_message(*spool, 2, 2, std::string(10'000, 'b'), clock.now_ms(), clock.now_ms() + 1000);
     m.envelope.size = 1; // the spool records the bytes it stored, not what it was told
     const QueueId id = m.envelope.id;
     REQUIRE(enqueue_sync(*spool, m));
@@ -117,7 +118,8 @@ TEST_CASE("one failing op in a batch does not fail the others") {
     check_consistent(*spool);
 }
 
-TEST_CASE("delivery outcomes, deferral, promotion, hold, class changes and removal keep indexes right") {
+TEST_CASE(
+    "delivery outcomes, deferral, promotion, hold, class changes and removal keep indexes right") {
     TempDir dir;
     FakeClock clock;
     auto spool = open_spool(options_for(dir, clock));
@@ -127,8 +129,10 @@ TEST_CASE("delivery outcomes, deferral, promotion, hold, class changes and remov
 
     const UnixMillis later = clock.now_ms() + 5'000;
     REQUIRE(spool->wait([&](Done d) {
-        spool->record_outcome(id, {update(0, RcptState::kDelivered), update(1, RcptState::kDeferred, later),
-                                   update(2, RcptState::kDeferred, later + 1)},
+        spool->record_outcome(id,
+                              {update(0, RcptState::kDelivered),
+                               update(1, RcptState::kDeferred, later),
+                               update(2, RcptState::kDeferred, later + 1)},
                               std::nullopt, std::move(d));
     }));
     auto e = spool->get(id);
@@ -174,8 +178,8 @@ TEST_CASE("delivery outcomes, deferral, promotion, hold, class changes and remov
     dsn.envelope.flags = kFlagDsn;
     const QueueId dsn_id = dsn.envelope.id;
     REQUIRE(spool->wait([&](Done d) {
-        spool->record_outcome(id, {update(1, RcptState::kFailed), update(2, RcptState::kExpired)}, dsn,
-                              std::move(d));
+        spool->record_outcome(id, {update(1, RcptState::kFailed), update(2, RcptState::kExpired)},
+                              dsn, std::move(d));
     }));
     CHECK_FALSE(spool->get(id)->has_value());
     CHECK(spool->get(dsn_id)->has_value());
@@ -230,7 +234,8 @@ TEST_CASE("after random sequences of operations the counters and indexes equal a
             case 0:
             case 1:
             case 2: {
-                const UnixMillis expires = rng() % 2 == 0 ? 0 : now + static_cast<UnixMillis>(rng() % 100'000);
+                const UnixMillis expires =
+                    rng() % 2 == 0 ? 0 : now + static_cast<UnixMillis>(rng() % 100'000);
                 NewMessage m = make_message(*spool, static_cast<ClassId>(rng() % 4), 1 + rng() % 3,
                                             std::string(rng() % 5000, 'm'), now, expires);
                 ids.push_back(m.envelope.id);
@@ -247,12 +252,12 @@ TEST_CASE("after random sequences of operations the counters and indexes equal a
                     ups.push_back(update(static_cast<std::uint32_t>(rng() % 3), state,
                                          now + static_cast<UnixMillis>(rng() % 50'000)));
                 }
-                op = [&spool, id, ups](Done d) { spool->record_outcome(id, ups, std::nullopt, std::move(d)); };
+                op = [&spool, id, ups](Done d) {
+                    spool->record_outcome(id, ups, std::nullopt, std::move(d));
+                };
                 break;
             }
-            case 5:
-                op = [&spool, now](Done d) { spool->promote_due(now, std::move(d)); };
-                break;
+            case 5: op = [&spool, now](Done d) { spool->promote_due(now, std::move(d)); }; break;
             case 6: {
                 const QueueId id = pick();
                 const bool held = rng() % 2 == 0;
@@ -374,9 +379,11 @@ TEST_CASE("a large staged body round trips, and orphans are collected") {
 
     const QueueId orphan = spool->new_id();
     REQUIRE(spool->wait([&](Done d) { spool->append_staged(orphan, "abandoned", std::move(d)); }));
-    REQUIRE(spool->wait([&](Done d) { spool->gc_staged(clock.now_ms() - kStagedOrphanAgeMs, std::move(d)); }));
+    REQUIRE(spool->wait(
+        [&](Done d) { spool->gc_staged(clock.now_ms() - kStagedOrphanAgeMs, std::move(d)); }));
     clock.advance_ms(2 * kStagedOrphanAgeMs);
-    REQUIRE(spool->wait([&](Done d) { spool->gc_staged(clock.now_ms() - kStagedOrphanAgeMs, std::move(d)); }));
+    REQUIRE(spool->wait(
+        [&](Done d) { spool->gc_staged(clock.now_ms() - kStagedOrphanAgeMs, std::move(d)); }));
     NewMessage late = make_message(*spool, 0, 1, "");
     late.envelope.id = orphan;
     auto st = spool->wait([&](Done d) { spool->enqueue_staged(late, std::move(d)); });
@@ -387,7 +394,8 @@ TEST_CASE("a large staged body round trips, and orphans are collected") {
     REQUIRE(spool->wait([&](Done d) { spool->append_staged(discarded, "x", std::move(d)); }));
     REQUIRE(spool->wait([&](Done d) { spool->discard_staged(discarded, std::move(d)); }));
     late.envelope.id = discarded;
-    CHECK_FALSE(spool->wait([&](Done d) { spool->enqueue_staged(late, std::move(d)); }).has_value());
+    CHECK_FALSE(
+        spool->wait([&](Done d) { spool->enqueue_staged(late, std::move(d)); }).has_value());
 }
 
 TEST_CASE("a corrupt record is quarantined and the rest of the spool works on") {
@@ -452,8 +460,9 @@ TEST_CASE("check finds a damaged index and repair rebuilds indexes and counters"
     {
         auto spool = test::open_spool(o);
         for (int i = 0; i < 20; ++i) {
-            NewMessage m = test::make_message(*spool, static_cast<ClassId>(i % 3), 1, std::string(5000, 'c'),
-                                              clock.now_ms(), clock.now_ms() + 1000);
+            NewMessage m =
+                test::make_message(*spool, static_cast<ClassId>(i % 3), 1, std::string(5000, 'c'),
+                                   clock.now_ms(), clock.now_ms() + 1000);
             victim = m.envelope.id;
             REQUIRE(test::enqueue_sync(*spool, m));
         }

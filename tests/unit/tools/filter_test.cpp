@@ -18,7 +18,7 @@ spool::Envelope message(std::string from, std::vector<std::string> rcpts, std::i
     env.arrival_ms = kNow - age_ms;
     env.size = size;
     env.klass = klass;
-    for (auto &r : rcpts) {
+    for (auto& r : rcpts) {
         spool::Recipient rc;
         rc.address = std::move(r);
         env.recipients.push_back(rc);
@@ -35,7 +35,7 @@ TEST_CASE("address patterns match a whole address or any address at a domain") {
     CHECK_FALSE(exact->matches("bob@example.org.evil"));
     CHECK_FALSE(exact->matches("xbob@example.org"));
 
-    for (const char *text : {"@example.org", "example.org", "<@example.org>"}) {
+    for (const char* text : {"@example.org", "example.org", "<@example.org>"}) {
         const auto dom = AddressPattern::parse(text);
         REQUIRE(dom);
         CHECK(dom->matches("anyone@EXAMPLE.org"));

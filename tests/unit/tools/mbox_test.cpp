@@ -36,7 +36,7 @@ TEST_CASE("several messages, empty lines at their ends and the null sender survi
 
 TEST_CASE("text that is not an mbox is refused, not imported as one message") {
     std::string text = "Subject: hi\n\nbody\n";
-    std::FILE *f = fmemopen(text.data(), text.size(), "r");
+    std::FILE* f = fmemopen(text.data(), text.size(), "r");
     REQUIRE(f != nullptr);
     MboxReader reader(f);
     CHECK_FALSE(reader.next().has_value());

@@ -14,7 +14,7 @@ spool::Envelope sample() {
     env.klass = 2;
     env.size = 4300;
     env.mail_from = "news@list.example";
-    for (const char *a : {"a@x.example", "b@x.example", "c@x.example"}) {
+    for (const char* a : {"a@x.example", "b@x.example", "c@x.example"}) {
         spool::Recipient r;
         r.address = a;
         env.recipients.push_back(r);
