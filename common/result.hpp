@@ -1,9 +1,11 @@
-// Result<T> and the typed Error every component returns for expected failures.
-// Mapping an ErrorKind to an SMTP reply lives in common/reply.hpp, not here.
+// Result<T> and the typed Error every component returns for expected failures, and the
+// SPOOLD_TRY / SPOOLD_CHECK macros that pass an error up. Mapping an ErrorKind to an SMTP
+// reply lives in common/reply.hpp, not here.
 #pragma once
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <tl/expected.hpp>
 
 namespace spoold {
@@ -41,3 +43,28 @@ inline tl::unexpected<Error> fail(ErrorKind kind, std::string message) {
 }
 
 } // namespace spoold
+
+// Passing an error up, in a function that returns a Result or a Status. (A macro, because
+// only a macro can return from its caller; GCC's statement expressions are not standard.)
+//
+//   SPOOLD_TRY(txn, env.begin_read());   // declares `txn` = the value, or returns the error
+//   SPOOLD_CHECK(txn.put(dbi, k, v));    // returns the error; the value (if any) is unused
+//
+// SPOOLD_TRY moves the value out of the Result into a new variable `var`. The hidden names
+// carry the line number, so a lambda inside `expr` may use the macros too.
+#define SPOOLD_CONCAT_INNER(a, b) a##b
+#define SPOOLD_CONCAT(a, b) SPOOLD_CONCAT_INNER(a, b)
+#define SPOOLD_TRY(var, expr) SPOOLD_TRY_IMPL(var, expr, SPOOLD_CONCAT(spoold_try_, __LINE__))
+#define SPOOLD_TRY_IMPL(var, expr, tmp)                                                            \
+    auto tmp = (expr);                                                                             \
+    if (!tmp) {                                                                                    \
+        return ::tl::unexpected(std::move(tmp).error());                                           \
+    }                                                                                              \
+    auto var = std::move(*tmp)
+#define SPOOLD_CHECK(expr) SPOOLD_CHECK_IMPL(expr, SPOOLD_CONCAT(spoold_check_, __LINE__))
+#define SPOOLD_CHECK_IMPL(expr, tmp)                                                               \
+    do {                                                                                           \
+        if (auto tmp = (expr); !tmp) {                                                             \
+            return ::tl::unexpected(std::move(tmp).error());                                       \
+        }                                                                                          \
+    } while (false)
