@@ -28,59 +28,34 @@ Result<std::unique_ptr<DirectoryStore>> DirectoryStore::open(const DirectoryStor
     eo.map_size = options.max_size_bytes;
     eo.read_only = options.read_only;
     eo.max_tables = 2;
-    auto env = lmdb::Env::open(eo);
-    if (!env) {
-        return tl::unexpected(env.error());
-    }
-    auto dbi = (*env)->table("entries", !options.read_only);
-    if (!dbi) {
-        return tl::unexpected(dbi.error());
-    }
-    return std::unique_ptr<DirectoryStore>(new DirectoryStore(std::move(*env), dbi->handle));
+    SPOOLD_TRY(env, lmdb::Env::open(eo));
+    SPOOLD_TRY(dbi, env->table("entries", !options.read_only));
+    return std::unique_ptr<DirectoryStore>(new DirectoryStore(std::move(env), dbi.handle));
 }
 
 Status DirectoryStore::replace(std::vector<std::pair<std::string, std::string>> entries) {
-    auto txn = env_->begin_write();
-    if (!txn) {
-        return tl::unexpected(txn.error());
-    }
+    SPOOLD_TRY(txn, env_->begin_write());
     const lmdb::Dbi dbi{dbi_};
-    if (auto st = txn->clear(dbi); !st) {
-        return st;
-    }
+    SPOOLD_CHECK(txn.clear(dbi));
     for (const auto& [key, value] : entries) {
-        if (auto r = txn->put(dbi, lower(key), value); !r) {
-            return tl::unexpected(r.error());
-        }
+        SPOOLD_CHECK(txn.put(dbi, lower(key), value));
     }
-    return txn->commit();
+    return txn.commit();
 }
 
 Result<std::optional<std::string>> DirectoryStore::lookup(std::string_view key) {
-    auto txn = env_->begin_read();
-    if (!txn) {
-        return tl::unexpected(txn.error());
-    }
-    auto v = txn->get(lmdb::Dbi{dbi_}, lower(key));
+    SPOOLD_TRY(txn, env_->begin_read());
+    SPOOLD_TRY(v, txn.get(lmdb::Dbi{dbi_}, lower(key)));
     if (!v) {
-        return tl::unexpected(v.error());
-    }
-    if (!*v) {
         return std::optional<std::string>{};
     }
-    return std::optional<std::string>{std::string(**v)};
+    return std::optional<std::string>{std::string(*v)};
 }
 
 Result<std::uint64_t> DirectoryStore::size() {
-    auto txn = env_->begin_read();
-    if (!txn) {
-        return tl::unexpected(txn.error());
-    }
-    auto st = txn->stat(lmdb::Dbi{dbi_});
-    if (!st) {
-        return tl::unexpected(st.error());
-    }
-    return st->entries;
+    SPOOLD_TRY(txn, env_->begin_read());
+    SPOOLD_TRY(st, txn.stat(lmdb::Dbi{dbi_}));
+    return st.entries;
 }
 
 } // namespace spoold::spool

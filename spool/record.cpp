@@ -178,27 +178,21 @@ std::string encode_envelope(const Envelope& env, std::uint64_t body_ref) {
 
 Result<IndexFacts> decode_facts(std::string_view bytes) {
     Reader r(bytes);
-    auto h = read_header(r);
-    if (!h) {
-        return tl::unexpected(h.error());
-    }
-    return h->facts;
+    SPOOLD_TRY(h, read_header(r));
+    return h.facts;
 }
 
 Result<Envelope> decode_envelope(std::string_view bytes) {
     Reader r(bytes);
-    auto h = read_header(r);
-    if (!h) {
-        return tl::unexpected(h.error());
-    }
+    SPOOLD_TRY(h, read_header(r));
     Envelope env;
-    env.id = h->facts.id;
-    env.arrival_ms = h->arrival;
-    env.klass = h->facts.klass;
-    env.expires_ms = h->facts.expires;
-    env.flags = h->flags;
-    env.held = h->held;
-    env.size = h->facts.size;
+    env.id = h.facts.id;
+    env.arrival_ms = h.arrival;
+    env.klass = h.facts.klass;
+    env.expires_ms = h.facts.expires;
+    env.flags = h.flags;
+    env.held = h.held;
+    env.size = h.facts.size;
     env.mail_from = r.str();
     env.mail_params = r.str();
     env.ret = r.str();
@@ -236,7 +230,7 @@ Result<Envelope> decode_envelope(std::string_view bytes) {
     if (r.remaining() != 0) {
         return fail(ErrorKind::kCorrupt, "envelope: trailing bytes");
     }
-    if (facts_of(env, h->facts.body_ref) != h->facts) {
+    if (facts_of(env, h.facts.body_ref) != h.facts) {
         return fail(ErrorKind::kCorrupt, "envelope: header disagrees with recipients");
     }
     return env;

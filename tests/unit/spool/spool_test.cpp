@@ -3,8 +3,6 @@
 #include <atomic>
 #include <random>
 
-#include "spool/lmdb/lmdb.hpp"
-#include "spool/record.hpp"
 #include "spool_test_support.hpp"
 
 namespace spoold::spool {
@@ -12,17 +10,10 @@ using test::check_consistent;
 using test::enqueue_sync;
 using test::make_message;
 using test::open_spool;
+using test::options_for;
 using test::TempDir;
 
 namespace {
-
-SpoolOptions options_for(const TempDir& dir, const Clock& clock) {
-    SpoolOptions o;
-    o.path = dir.sub("spool");
-    o.max_size_bytes = 256ULL << 20U;
-    o.clock = &clock;
-    return o;
-}
 
 RecipientUpdate update(std::uint32_t index, RcptState state, UnixMillis next = 0) {
     RecipientUpdate u;
@@ -72,50 +63,6 @@ TEST_CASE("an enqueued message reads back with its body, indexes and counters") 
     auto body = spool->read_body(QueueId{id.value + 1000}, 0, 100);
     REQUIRE_FALSE(body.has_value());
     CHECK(body.error().kind == ErrorKind::kNotFound);
-}
-
-TEST_CASE("an id that is already in the spool is refused, never overwritten") {
-    TempDir dir;
-    FakeClock clock;
-    auto spool = open_spool(options_for(dir, clock));
-    NewMessage m = make_message(*spool, 0, 1, "first");
-    REQUIRE(enqueue_sync(*spool, m));
-    NewMessage again = m;
-    again.body = "second";
-    auto st = enqueue_sync(*spool, again);
-    REQUIRE_FALSE(st.has_value());
-    CHECK(st.error().kind == ErrorKind::kInternal);
-    CHECK(test::read_whole_body(*spool, m.envelope.id) == "first");
-    check_consistent(*spool);
-}
-
-TEST_CASE("one failing op in a batch does not fail the others") {
-    TempDir dir;
-    FakeClock clock;
-    auto spool = open_spool(options_for(dir, clock));
-    std::atomic<int> ok{0};
-    std::atomic<int> not_found{0};
-    std::atomic<int> done{0};
-    constexpr int kOps = 200;
-    for (int i = 0; i < kOps; ++i) {
-        auto count = [&](Status st) {
-            if (st) {
-                ++ok;
-            } else if (st.error().kind == ErrorKind::kNotFound) {
-                ++not_found;
-            }
-            ++done;
-        };
-        if (i % 10 == 0) {
-            spool->remove(QueueId{12345}, count);
-        } else {
-            spool->enqueue(make_message(*spool, 1, 1, "x"), count);
-        }
-    }
-    REQUIRE(test::eventually([&] { return done.load() == kOps; }));
-    CHECK(ok.load() == kOps - kOps / 10);
-    CHECK(not_found.load() == kOps / 10);
-    check_consistent(*spool);
 }
 
 TEST_CASE(
@@ -349,152 +296,6 @@ TEST_CASE("reopening resumes with ids above the newest stored one, and read-only
     auto bad = Spool::open(missing);
     REQUIRE_FALSE(bad.has_value());
     CHECK(bad.error().kind == ErrorKind::kIo);
-}
-
-TEST_CASE("a large staged body round trips, and orphans are collected") {
-    TempDir dir;
-    FakeClock clock;
-    auto spool = open_spool(options_for(dir, clock));
-    const QueueId id = spool->new_id();
-    std::string expect;
-    std::mt19937 rng(7);
-    constexpr std::size_t kPiece = 1 << 20;
-    for (int i = 0; i < 20; ++i) {
-        std::string piece(kPiece, '\0');
-        for (char& c : piece) {
-            c = static_cast<char>(rng());
-        }
-        expect += piece;
-        REQUIRE(spool->wait([&](Done d) { spool->append_staged(id, piece, std::move(d)); }));
-    }
-    // Staged data is invisible until enqueued.
-    CHECK(spool->counters()->total_messages() == 0);
-    NewMessage m = make_message(*spool, 0, 1, "tail");
-    m.envelope.id = id;
-    expect += "tail";
-    REQUIRE(spool->wait([&](Done d) { spool->enqueue_staged(m, std::move(d)); }));
-    CHECK((*spool->get(id))->size == expect.size());
-    CHECK(test::read_whole_body(*spool, id, 256 * 1024) == expect);
-    check_consistent(*spool);
-
-    const QueueId orphan = spool->new_id();
-    REQUIRE(spool->wait([&](Done d) { spool->append_staged(orphan, "abandoned", std::move(d)); }));
-    REQUIRE(spool->wait(
-        [&](Done d) { spool->gc_staged(clock.now_ms() - kStagedOrphanAgeMs, std::move(d)); }));
-    clock.advance_ms(2 * kStagedOrphanAgeMs);
-    REQUIRE(spool->wait(
-        [&](Done d) { spool->gc_staged(clock.now_ms() - kStagedOrphanAgeMs, std::move(d)); }));
-    NewMessage late = make_message(*spool, 0, 1, "");
-    late.envelope.id = orphan;
-    auto st = spool->wait([&](Done d) { spool->enqueue_staged(late, std::move(d)); });
-    REQUIRE_FALSE(st.has_value());
-    CHECK(st.error().kind == ErrorKind::kNotFound);
-
-    const QueueId discarded = spool->new_id();
-    REQUIRE(spool->wait([&](Done d) { spool->append_staged(discarded, "x", std::move(d)); }));
-    REQUIRE(spool->wait([&](Done d) { spool->discard_staged(discarded, std::move(d)); }));
-    late.envelope.id = discarded;
-    CHECK_FALSE(
-        spool->wait([&](Done d) { spool->enqueue_staged(late, std::move(d)); }).has_value());
-}
-
-TEST_CASE("a corrupt record is quarantined and the rest of the spool works on") {
-    TempDir dir;
-    FakeClock clock;
-    QueueId bad;
-    QueueId good;
-    {
-        auto spool = open_spool(options_for(dir, clock));
-        NewMessage b = make_message(*spool, 1, 2, "bad body", clock.now_ms(), clock.now_ms() + 5);
-        NewMessage g = make_message(*spool, 1, 1, "good body");
-        bad = b.envelope.id;
-        good = g.envelope.id;
-        REQUIRE(enqueue_sync(*spool, b));
-        REQUIRE(enqueue_sync(*spool, g));
-    }
-    {
-        // Damage the tail of one record behind the spool's back; the header stays intact.
-        lmdb::EnvOptions eo;
-        eo.path = dir.sub("spool");
-        eo.map_size = 256ULL << 20U;
-        auto env = lmdb::Env::open(eo);
-        REQUIRE(env.has_value());
-        auto msg = (*env)->table("msg", false);
-        REQUIRE(msg.has_value());
-        auto txn = (*env)->begin_write();
-        REQUIRE(txn.has_value());
-        auto raw = txn->get(*msg, record::msg_key(bad));
-        REQUIRE(raw.has_value());
-        const std::string damaged((*raw)->substr(0, record::kHeaderSize + 3));
-        REQUIRE(txn->put(*msg, record::msg_key(bad), damaged));
-        REQUIRE(txn->commit());
-    }
-    auto spool = open_spool(options_for(dir, clock));
-    auto got = spool->get(bad);
-    REQUIRE_FALSE(got.has_value());
-    CHECK(got.error().kind == ErrorKind::kCorrupt);
-    REQUIRE(test::eventually([&] {
-        auto q = spool->quarantined(10);
-        return q.has_value() && *q == std::vector<QueueId>{bad};
-    }));
-    auto after = spool->get(bad);
-    REQUIRE(after.has_value());
-    CHECK_FALSE(after->has_value());
-    CHECK(test::read_whole_body(*spool, good) == "good body");
-    check_consistent(*spool);
-    CHECK(spool->counters()->total_messages() == 1);
-}
-
-} // namespace spoold::spool
-
-namespace spoold::spool {
-
-TEST_CASE("check finds a damaged index and repair rebuilds indexes and counters") {
-    test::TempDir dir;
-    FakeClock clock;
-    SpoolOptions o;
-    o.path = dir.sub("spool");
-    o.max_size_bytes = 64ULL << 20U;
-    o.clock = &clock;
-    QueueId victim;
-    {
-        auto spool = test::open_spool(o);
-        for (int i = 0; i < 20; ++i) {
-            NewMessage m =
-                test::make_message(*spool, static_cast<ClassId>(i % 3), 1, std::string(5000, 'c'),
-                                   clock.now_ms(), clock.now_ms() + 1000);
-            victim = m.envelope.id;
-            REQUIRE(test::enqueue_sync(*spool, m));
-        }
-        auto clean = spool->check(true, false);
-        REQUIRE(clean.has_value());
-        CHECK(clean->records == 20);
-        CHECK(clean->index_entries == 40);
-        CHECK(clean->problems.empty());
-    }
-    {
-        lmdb::EnvOptions eo;
-        eo.path = o.path;
-        eo.map_size = o.max_size_bytes;
-        auto env = lmdb::Env::open(eo);
-        REQUIRE(env.has_value());
-        auto ready = (*env)->table("ready", false);
-        REQUIRE(ready.has_value());
-        auto txn = (*env)->begin_write();
-        REQUIRE(txn.has_value());
-        REQUIRE(*txn->del(*ready, record::ready_key(19 % 3, victim)));
-        REQUIRE(*txn->put(*ready, record::ready_key(7, QueueId{42}), {}));
-        REQUIRE(txn->commit());
-    }
-    auto spool = test::open_spool(o);
-    auto found = spool->check(true, true);
-    REQUIRE(found.has_value());
-    CHECK(found->problems.size() == 2);
-    CHECK(found->repaired);
-    auto after = spool->check(true, false);
-    REQUIRE(after.has_value());
-    CHECK(after->problems.empty());
-    test::check_consistent(*spool);
 }
 
 } // namespace spoold::spool

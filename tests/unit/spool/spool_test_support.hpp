@@ -1,6 +1,6 @@
-// Helpers shared by the spool tests: a temp dir per test, message builders, and the
-// full-scan check that counters and every index agree with the stored envelopes.
-// Test-only; nothing here is used by the spool itself.
+// Helpers shared by the spool tests: a temp dir per test, spools and bare environments in
+// it, message builders, and the full-scan check that counters and every index agree with the
+// stored envelopes. Test-only; nothing here is used by the spool itself.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "spool/lmdb/lmdb.hpp"
 #include "spool/spool.hpp"
+#include "spool/tables.hpp"
 
 namespace spoold::spool::test {
 
@@ -42,6 +44,41 @@ public:
 private:
     std::string path_;
 };
+
+// A writable spool of 256 MiB in `dir` on `clock`.
+inline SpoolOptions options_for(const TempDir& dir, const Clock& clock) {
+    SpoolOptions o;
+    o.path = dir.sub("spool");
+    o.max_size_bytes = 256ULL << 20U;
+    o.clock = &clock;
+    return o;
+}
+
+// The spool's environment and tables without the spool: for testing its parts one by one,
+// and for damaging a spool behind its back.
+struct RawEnv {
+    std::unique_ptr<lmdb::Env> env;
+    Tables tables;
+};
+
+inline RawEnv open_raw(const std::string& path, std::uint64_t map_size = 64ULL << 20U) {
+    lmdb::EnvOptions eo;
+    eo.path = path;
+    eo.map_size = map_size;
+    auto env = lmdb::Env::open(eo);
+    REQUIRE(env.has_value());
+    auto tables = open_tables(**env, true);
+    REQUIRE(tables.has_value());
+    return RawEnv{std::move(*env), *tables};
+}
+
+// Commits `fn`'s writes in one transaction of `env`.
+inline void write_txn(lmdb::Env& env, const std::function<void(lmdb::WriteTxn&)>& fn) {
+    auto txn = env.begin_write();
+    REQUIRE(txn.has_value());
+    fn(*txn);
+    REQUIRE(txn->commit());
+}
 
 inline std::unique_ptr<Spool> open_spool(const SpoolOptions& options) {
     auto s = Spool::open(options);
