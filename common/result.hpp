@@ -51,7 +51,7 @@ inline tl::unexpected<Error> fail(ErrorKind kind, std::string message) {
 //   SPOOLD_CHECK(txn.put(dbi, k, v));    // returns the error; the value (if any) is unused
 //
 // SPOOLD_TRY moves the value out of the Result into a new variable `var`. The hidden names
-// carry the line number, so a lambda inside `expr` may use the macros too.
+// carry the line number, so a lambda inside `expr` may use the macros on lines of its own.
 #define SPOOLD_CONCAT_INNER(a, b) a##b
 #define SPOOLD_CONCAT(a, b) SPOOLD_CONCAT_INNER(a, b)
 #define SPOOLD_TRY(var, expr) SPOOLD_TRY_IMPL(var, expr, SPOOLD_CONCAT(spoold_try_, __LINE__))

@@ -30,18 +30,11 @@ TEST_CASE("check finds a damaged index and repair rebuilds indexes and counters"
         CHECK(clean->problems.empty());
     }
     {
-        lmdb::EnvOptions eo;
-        eo.path = o.path;
-        eo.map_size = o.max_size_bytes;
-        auto env = lmdb::Env::open(eo);
-        REQUIRE(env.has_value());
-        auto ready = (*env)->table("ready", false);
-        REQUIRE(ready.has_value());
-        auto txn = (*env)->begin_write();
-        REQUIRE(txn.has_value());
-        REQUIRE(*txn->del(*ready, record::ready_key(19 % 3, victim)));
-        REQUIRE(*txn->put(*ready, record::ready_key(7, QueueId{42}), {}));
-        REQUIRE(txn->commit());
+        auto raw = test::open_raw(o.path, o.max_size_bytes);
+        test::write_txn(*raw.env, [&](lmdb::WriteTxn& txn) {
+            REQUIRE(*txn.del(raw.tables.ready, record::ready_key(19 % 3, victim)));
+            REQUIRE(*txn.put(raw.tables.ready, record::ready_key(7, QueueId{42}), {}));
+        });
     }
     auto spool = test::open_spool(o);
     auto found = spool->check(true, true);
@@ -73,11 +66,7 @@ TEST_CASE("repair quarantines an undecodable record and indexes the rest again")
         // Damage one record's tail and drop every index entry and counter behind its back.
         auto raw = test::open_raw(o.path, o.max_size_bytes);
         test::write_txn(*raw.env, [&](lmdb::WriteTxn& txn) {
-            auto rec = txn.get(raw.tables.msg, record::msg_key(bad));
-            REQUIRE(rec.has_value());
-            REQUIRE(rec->has_value());
-            const std::string damaged((*rec)->substr(0, record::kHeaderSize + 3));
-            REQUIRE(txn.put(raw.tables.msg, record::msg_key(bad), damaged));
+            test::truncate_record(txn, raw.tables, bad);
             REQUIRE(txn.clear(raw.tables.ready));
             REQUIRE(txn.clear(raw.tables.counters));
         });

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "spool/lmdb/lmdb.hpp"
+#include "spool/record.hpp"
 #include "spool/spool.hpp"
 #include "spool/tables.hpp"
 
@@ -78,6 +79,16 @@ inline void write_txn(lmdb::Env& env, const std::function<void(lmdb::WriteTxn&)>
     REQUIRE(txn.has_value());
     fn(*txn);
     REQUIRE(txn->commit());
+}
+
+// Cuts a stored record down to its fixed header and a few bytes behind the spool's back:
+// the header stays intact (the record can be taken out of its indexes), decoding fails.
+inline void truncate_record(lmdb::WriteTxn& txn, const Tables& tables, QueueId id) {
+    auto raw = txn.get(tables.msg, record::msg_key(id));
+    REQUIRE(raw.has_value());
+    REQUIRE(raw->has_value());
+    const std::string damaged((*raw)->substr(0, record::kHeaderSize + 3));
+    REQUIRE(txn.put(tables.msg, record::msg_key(id), damaged));
 }
 
 inline std::unique_ptr<Spool> open_spool(const SpoolOptions& options) {

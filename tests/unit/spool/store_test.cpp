@@ -84,20 +84,9 @@ TEST_CASE("a corrupt record is quarantined and the rest of the spool works on") 
     }
     {
         // Damage the tail of one record behind the spool's back; the header stays intact.
-        lmdb::EnvOptions eo;
-        eo.path = dir.sub("spool");
-        eo.map_size = 256ULL << 20U;
-        auto env = lmdb::Env::open(eo);
-        REQUIRE(env.has_value());
-        auto msg = (*env)->table("msg", false);
-        REQUIRE(msg.has_value());
-        auto txn = (*env)->begin_write();
-        REQUIRE(txn.has_value());
-        auto raw = txn->get(*msg, record::msg_key(bad));
-        REQUIRE(raw.has_value());
-        const std::string damaged((*raw)->substr(0, record::kHeaderSize + 3));
-        REQUIRE(txn->put(*msg, record::msg_key(bad), damaged));
-        REQUIRE(txn->commit());
+        auto raw = test::open_raw(dir.sub("spool"), 256ULL << 20U);
+        test::write_txn(*raw.env,
+                        [&](lmdb::WriteTxn& txn) { test::truncate_record(txn, raw.tables, bad); });
     }
     auto spool = open_spool(options_for(dir, clock));
     auto got = spool->get(bad);
