@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
-#include <optional>
 #include <ctime>
 
 #include "common/address.hpp"
 #include "common/log.hpp"
+#include "smtp/esmtp_params.hpp"
 
 namespace spoold::smtp {
 namespace {
@@ -37,20 +36,6 @@ std::string_view trim_right(std::string_view s) {
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
     return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
-
-std::optional<std::uint64_t> parse_number(std::string_view s) {
-    // Twenty digits would overflow; SIZE and BDAT never need that many.
-    constexpr std::size_t kMaxDigits = 19;
-    if (s.empty() || s.size() > kMaxDigits) {
-        return std::nullopt;
-    }
-    std::uint64_t v = 0;
-    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || p != s.data() + s.size()) {
-        return std::nullopt;
-    }
-    return v;
 }
 
 // Text from the client (HELO) or the TLS library as it goes into the Received: header:
@@ -119,9 +104,7 @@ bool Session::wants_input() const {
     return true;
 }
 
-bool Session::in_data() const {
-    return state_ == State::kData || state_ == State::kBdat || state_ == State::kFinishing;
-}
+bool Session::in_data() const { return state_ == State::kContent || state_ == State::kFinishing; }
 
 bool Session::busy() const { return append_in_flight_ || state_ == State::kCommit; }
 
@@ -137,8 +120,7 @@ void Session::pump() {
                 handle_command_input();
             }
             break;
-        case State::kData: consume_data(); break;
-        case State::kBdat: consume_bdat(); break;
+        case State::kContent: consume_content(); break;
         case State::kFinishing:
         case State::kCommit:
         case State::kTls: break;
@@ -296,79 +278,23 @@ void Session::cmd_mail(std::string_view arg) {
               "bad-sender");
         return;
     }
-    if (!path->rest.empty() && !esmtp_) {
-        error(555, "5.5.4", "Parameters need EHLO", "syntax");
-        return;
-    }
-    const auto params = address::parse_esmtp_params(path->rest, true);
+    auto params = parse_mail_params(path->rest, esmtp_);
     if (!params) {
-        error(501, "5.5.4", "Bad parameter syntax", "syntax");
+        error(params.error().reply, params.error().reason);
         return;
     }
     MessageInfo info;
     info.mail_from = path->address;
     info.mail_params = std::string(path->rest);
-    std::uint64_t declared = 0;
-    std::uint32_t seen = 0; // one bit per known keyword, to refuse repeats
-    for (const auto& p : *params) {
-        std::uint32_t bit = 0;
-        if (p.keyword == "SIZE") {
-            bit = 1;
-            const auto n = p.has_value ? parse_number(p.value) : std::nullopt;
-            if (!n) {
-                error(501, "5.5.4", "Bad SIZE parameter", "syntax");
-                return;
-            }
-            declared = *n;
-        } else if (p.keyword == "BODY") {
-            bit = 2;
-            if (iequals(p.value, "8BITMIME")) {
-                info.eight_bit_mime = true;
-            } else if (!iequals(p.value, "7BIT")) {
-                error(555, "5.5.4", "Unsupported BODY type", "unsupported-body");
-                return;
-            }
-        } else if (p.keyword == "SMTPUTF8") {
-            bit = 4;
-            if (p.has_value) {
-                error(501, "5.5.4", "SMTPUTF8 takes no value", "syntax");
-                return;
-            }
-            info.smtputf8 = true;
-        } else if (p.keyword == "RET") {
-            bit = 8;
-            if (iequals(p.value, "FULL")) {
-                info.ret = "FULL";
-            } else if (iequals(p.value, "HDRS")) {
-                info.ret = "HDRS";
-            } else {
-                error(501, "5.5.4", "Bad RET parameter", "syntax");
-                return;
-            }
-        } else if (p.keyword == "ENVID") {
-            bit = 16;
-            auto envid = p.has_value ? address::parse_envid(p.value) : std::nullopt;
-            if (!envid) {
-                error(501, "5.5.4", "Bad ENVID parameter", "syntax");
-                return;
-            }
-            info.envid = std::move(*envid);
-        } else {
-            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword),
-                  "unsupported-parameter");
-            return;
-        }
-        if ((seen & bit) != 0) {
-            error(501, "5.5.4", fmt::format("Duplicate parameter {}", p.keyword), "syntax");
-            return;
-        }
-        seen |= bit;
-    }
+    info.eight_bit_mime = params->eight_bit_mime;
+    info.smtputf8 = params->smtputf8;
+    info.ret = std::move(params->ret);
+    info.envid = std::move(params->envid);
     if (path->non_ascii && !info.smtputf8) {
         error(553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8", "non-ascii");
         return;
     }
-    if (declared > settings_.limits.max_message_size) {
+    if (params->size > settings_.limits.max_message_size) {
         error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size-declared");
         return;
     }
@@ -377,7 +303,7 @@ void Session::cmd_mail(std::string_view arg) {
         return;
     }
     have_mail_ = true;
-    declared_size_ = declared;
+    declared_size_ = params->size;
     info_ = std::move(info);
     reply(250, "2.1.0", "Sender OK");
 }
@@ -409,13 +335,9 @@ void Session::cmd_rcpt(std::string_view arg) {
         }
         return;
     }
-    if (!path->rest.empty() && !esmtp_) {
-        error(555, "5.5.4", "Parameters need EHLO", "syntax");
-        return;
-    }
-    const auto params = address::parse_esmtp_params(path->rest, info_.smtputf8);
+    auto params = parse_rcpt_params(path->rest, esmtp_, info_.smtputf8);
     if (!params) {
-        error(501, "5.5.4", "Bad parameter syntax", "syntax");
+        error(params.error().reply, params.error().reason);
         return;
     }
     RecipientInfo rcpt;
@@ -424,34 +346,8 @@ void Session::cmd_rcpt(std::string_view arg) {
         // RFC 5321 4.1.1.3: "<Postmaster>" without a domain means ours.
         rcpt.address = "postmaster@" + settings_.hostname;
     }
-    bool have_notify = false;
-    bool have_orcpt = false;
-    for (const auto& p : *params) {
-        if (p.keyword == "NOTIFY" && !have_notify) {
-            const auto bits = p.has_value ? address::parse_notify(p.value) : std::nullopt;
-            if (!bits) {
-                error(501, "5.5.4", "Bad NOTIFY parameter", "syntax");
-                return;
-            }
-            rcpt.notify = *bits;
-            have_notify = true;
-        } else if (p.keyword == "ORCPT" && !have_orcpt) {
-            auto orcpt = p.has_value ? address::parse_orcpt(p.value, info_.smtputf8) : std::nullopt;
-            if (!orcpt) {
-                error(501, "5.5.4", "Bad ORCPT parameter", "syntax");
-                return;
-            }
-            rcpt.orcpt = std::move(*orcpt);
-            have_orcpt = true;
-        } else if (p.keyword == "NOTIFY" || p.keyword == "ORCPT") {
-            error(501, "5.5.4", fmt::format("Duplicate parameter {}", p.keyword), "syntax");
-            return;
-        } else {
-            error(555, "5.5.4", fmt::format("Unsupported parameter {}", p.keyword),
-                  "unsupported-parameter");
-            return;
-        }
-    }
+    rcpt.notify = params->notify;
+    rcpt.orcpt = std::move(params->orcpt);
     if (auto admitted = intake_.admit(); !admitted) {
         local_error(reply_for_local_error(admitted.error()), admitted.error().describe());
         return;
@@ -494,8 +390,8 @@ void Session::cmd_data(std::string_view arg) {
     if (!ready_for_content()) {
         return;
     }
-    state_ = State::kData;
-    content_ = Content::kLineStart;
+    state_ = State::kContent;
+    decoder_.begin_data();
     out_.emplace_back(make_reply(354, "", "End data with <CR><LF>.<CR><LF>"));
 }
 
@@ -515,7 +411,7 @@ bool Session::ready_for_content() {
 
 void Session::cmd_bdat(std::string_view arg) {
     const std::size_t sp = arg.find(' ');
-    const auto size = parse_number(arg.substr(0, sp));
+    const auto size = parse_decimal(arg.substr(0, sp));
     const std::string_view rest =
         sp == std::string_view::npos ? std::string_view() : arg.substr(sp + 1);
     if (!size || (!rest.empty() && !iequals(rest, "LAST"))) {
@@ -524,25 +420,20 @@ void Session::cmd_bdat(std::string_view arg) {
         error(501, "5.5.4", "Syntax: BDAT size [LAST]", "syntax");
         return;
     }
-    bdat_remaining_ = *size;
-    bdat_last_ = !rest.empty();
-    bdat_discard_ = true;
-    state_ = State::kBdat;
+    state_ = State::kContent;
     // Refusals are said now, before the chunk arrives; the reply order is the same
     // and the chunk's bytes are then read and dropped.
     if (!esmtp_) {
         error(503, "5.5.1", "BDAT needs EHLO", "sequence");
+        decoder_.skip_chunk(*size);
         return;
     }
     if (!ready_for_content()) {
+        decoder_.skip_chunk(*size);
         return;
     }
-    if (!used_bdat_) {
-        used_bdat_ = true;
-        content_ = Content::kMid;
-        last_byte_ = 0;
-    }
-    bdat_discard_ = false;
+    used_bdat_ = true;
+    decoder_.begin_chunk(*size, !rest.empty());
 }
 
 void Session::cmd_rset(std::string_view arg) {
@@ -599,7 +490,7 @@ bool Session::ensure_message() {
     }
     message_ = std::move(*begun);
     size_ = 0;
-    bare_newline_ = false;
+    decoder_.reset();
     too_big_ = false;
     append_failed_ = false;
     body_ = received_header();
@@ -632,17 +523,16 @@ std::string Session::received_header() const {
     return h;
 }
 
-void Session::emit_content(std::string_view bytes) {
-    size_ += bytes.size();
+// Message bytes the decoder appended to body_: counted against the size limit, and
+// dropped once the message is certain to be refused.
+void Session::count_content(std::size_t produced) {
+    size_ += produced;
     if (size_ > settings_.limits.max_message_size) {
         too_big_ = true;
     }
-    // Once the message is certain to be refused its bytes are read and dropped.
-    if (too_big_ || bare_newline_ || append_failed_ || !message_) {
+    if (too_big_ || decoder_.bare_newline() || append_failed_ || !message_) {
         body_.clear();
-        return;
     }
-    body_.append(bytes);
 }
 
 void Session::maybe_flush() {
@@ -655,8 +545,8 @@ void Session::maybe_flush() {
     out_.emplace_back(std::move(a));
 }
 
-void Session::consume_data() {
-    while (state_ == State::kData && in_pos_ < in_.size()) {
+void Session::consume_content() {
+    while (state_ == State::kContent) {
         if (body_.size() >= kAppendChunk) {
             maybe_flush();
             if (body_.size() >= kAppendChunk) {
@@ -666,116 +556,32 @@ void Session::consume_data() {
         // Work in slices so the body buffer stays near one chunk.
         const std::string_view avail(in_.data() + in_pos_,
                                      std::min(in_.size() - in_pos_, kAppendChunk));
-        const std::size_t n = avail.size();
-        std::size_t i = 0;
-        while (i < n) {
-            const char c = avail[i];
-            switch (content_) {
-            case Content::kMid: {
-                std::size_t j = i;
-                while (j < n && avail[j] != '\r' && avail[j] != '\n') {
-                    ++j;
-                }
-                emit_content(avail.substr(i, j - i));
-                i = j;
-                if (i < n) {
-                    if (avail[i] == '\r') {
-                        content_ = Content::kCr;
-                    } else {
-                        bare_newline_ = true; // LF without CR: not a line end
-                        emit_content("\n");
-                    }
-                    ++i;
-                }
-                break;
-            }
-            case Content::kLineStart:
-                if (c == '.') {
-                    content_ = Content::kDot;
-                    ++i;
-                } else {
-                    content_ = Content::kMid;
-                }
-                break;
-            case Content::kCr:
-                if (c == '\n') {
-                    emit_content("\r\n");
-                    content_ = Content::kLineStart;
-                    ++i;
-                } else {
-                    bare_newline_ = true; // CR without LF
-                    emit_content("\r");
-                    content_ = Content::kMid;
-                }
-                break;
-            case Content::kDot:
-                if (c == '\r') {
-                    content_ = Content::kDotCr;
-                    ++i;
-                } else {
-                    content_ = Content::kMid; // a leading dot is removed (RFC 5321 4.5.2)
-                }
-                break;
-            case Content::kDotCr:
-                if (c == '\n') {
-                    in_pos_ += i + 1;
-                    end_of_content();
-                    return;
-                }
-                bare_newline_ = true;
-                emit_content("\r");
-                content_ = Content::kMid;
-                break;
-            }
+        const DecodeStep step = decoder_.decode(avail, body_);
+        in_pos_ += step.consumed;
+        count_content(step.produced);
+        if (step.end != ContentEnd::kNone) {
+            maybe_flush();
+            content_ended(step.end);
+            return;
         }
-        in_pos_ += n;
+        if (in_pos_ >= in_.size()) {
+            break;
+        }
     }
     maybe_flush();
 }
 
-void Session::consume_bdat() {
-    if (bdat_remaining_ > 0 && in_pos_ < in_.size()) {
-        if (body_.size() >= kAppendChunk) {
-            maybe_flush();
-            if (body_.size() >= kAppendChunk) {
-                return;
-            }
-        }
-        const std::size_t n = static_cast<std::size_t>(
-            std::min<std::uint64_t>({bdat_remaining_, in_.size() - in_pos_, kAppendChunk}));
-        const std::string_view chunk(in_.data() + in_pos_, n);
-        in_pos_ += n;
-        bdat_remaining_ -= n;
-        if (!bdat_discard_) {
-            // Content is taken as is (no dot-stuffing in BDAT); the same bare CR/LF rule
-            // holds, so what we later relay with DATA cannot be smuggled. A CRLF may be
-            // split between chunks, hence last_byte_.
-            for (const char c : chunk) {
-                if ((last_byte_ == '\r') != (c == '\n')) {
-                    bare_newline_ = true;
-                }
-                last_byte_ = c;
-            }
-            emit_content(chunk);
-        }
-        maybe_flush();
-    }
-    if (bdat_remaining_ > 0) {
-        return;
-    }
+// The decoder reached the end of the message or of a BDAT chunk.
+void Session::content_ended(ContentEnd end) {
     state_ = State::kCommand;
-    if (bdat_discard_) {
-        return;
-    }
-    if (bdat_last_) {
-        if (last_byte_ == '\r') {
-            bare_newline_ = true;
-        } else if (size_ > 0 && last_byte_ != '\n') {
-            // The last line lacks its CRLF: complete it, so the stored message is lines.
-            emit_content("\r\n");
-        }
+    switch (end) {
+    case ContentEnd::kNone:
+    case ContentEnd::kSkipped: return;
+    case ContentEnd::kMessage:
+        count_content(decoder_.finish(body_));
         end_of_content();
         return;
+    case ContentEnd::kChunk: break;
     }
     if (too_big_) {
         error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size");
@@ -795,10 +601,10 @@ void Session::continue_finish() {
     if (append_in_flight_) {
         return;
     }
-    if (too_big_ || bare_newline_ || append_failed_) {
+    if (too_big_ || decoder_.bare_newline() || append_failed_) {
         if (too_big_) {
             error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size");
-        } else if (bare_newline_) {
+        } else if (decoder_.bare_newline()) {
             error(554, "5.6.0",
                   "Message refused: bare LF or CR in message content (RFC 5321 2.3.8)",
                   "bare-newline");
@@ -912,15 +718,12 @@ void Session::reset_transaction() {
     info_ = MessageInfo{};
     declared_size_ = 0;
     used_bdat_ = false;
-    bdat_last_ = false;
+    decoder_.reset();
     body_.clear();
     body_.shrink_to_fit();
     size_ = 0;
-    bare_newline_ = false;
     too_big_ = false;
     append_failed_ = false;
-    content_ = Content::kLineStart;
-    last_byte_ = 0;
 }
 
 void Session::drop_message() {
@@ -949,10 +752,13 @@ void Session::reply(Reply r) {
 
 void Session::error(int code, std::string_view enhanced, std::string_view text,
                     std::string_view reason) {
-    const Reply r = make_reply(code, enhanced, text);
+    error(make_reply(code, enhanced, text), reason);
+}
+
+void Session::error(Reply r, std::string_view reason) {
     log::info("event=reject client={}{} reason={} reply={}", settings_.client_addr, id_field(),
               reason, log::quote(r.summary()));
-    reply(r);
+    reply(std::move(r));
     ++errors_;
     const auto cap = settings_.limits.max_errors;
     if (cap > 0 && errors_ >= cap && !closed_) {

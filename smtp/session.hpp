@@ -13,6 +13,7 @@
 #include "common/clock.hpp"
 #include "common/reply.hpp"
 #include "policy/config.hpp"
+#include "smtp/body_decoder.hpp"
 #include "smtp/intake.hpp"
 
 namespace spoold::smtp {
@@ -55,6 +56,8 @@ using Actions = std::vector<Action>;
 // - Only CRLF "." CRLF ends DATA. A bare LF or bare CR anywhere in the message content
 //   (DATA or BDAT) makes the whole message be refused at its end with
 //   554 5.6.0 and the transaction is discarded; nothing else ends a message early.
+//   The bytes are decoded by smtp/body_decoder.hpp, the ESMTP parameters of MAIL and
+//   RCPT read by smtp/esmtp_params.hpp; the session keeps the state and the replies.
 // - A command line longer than limits.max_line_length gets 500 5.5.2 and is skipped.
 //   A text line in DATA longer than RFC 5321's 1000 octets is accepted (we store and
 //   relay it unchanged; only the total size limit applies): refusing long lines bounces
@@ -96,13 +99,11 @@ public:
 private:
     enum class State {
         kCommand,   // reading command lines
-        kData,      // DATA content until CRLF.CRLF
-        kBdat,      // reading bdat_remaining_ bytes of a BDAT chunk
+        kContent,   // DATA content or a BDAT chunk: decoder_ says where it ends
         kFinishing, // end of content seen: flushing the last append, then commit
         kCommit,    // commit outstanding
         kTls,       // STARTTLS accepted, waiting for the handshake
     };
-    enum class Content { kLineStart, kMid, kCr, kDot, kDotCr };
 
     void pump();
     bool handle_command_input();
@@ -118,9 +119,9 @@ private:
     bool ensure_message();
     bool ready_for_content();
     std::string received_header() const;
-    void consume_data();
-    void consume_bdat();
-    void emit_content(std::string_view bytes);
+    void consume_content();
+    void count_content(std::size_t produced);
+    void content_ended(ContentEnd end);
     void maybe_flush();
     void end_of_content();
     void continue_finish();
@@ -131,6 +132,7 @@ private:
     void reply(Reply r);
     // A negative reply caused by the client: logged and counted towards max_errors.
     void error(int code, std::string_view enhanced, std::string_view text, std::string_view reason);
+    void error(Reply r, std::string_view reason);
     // A negative reply caused by local trouble: logged, not counted.
     void local_error(Reply r, std::string_view reason);
     void close();
@@ -161,20 +163,15 @@ private:
     std::unique_ptr<IncomingMessage> message_;
     std::unique_ptr<IncomingMessage> retired_; // dropped while an append was in flight
     bool used_bdat_ = false;
-    bool bdat_last_ = false;
-    bool bdat_discard_ = false; // the current BDAT chunk was refused: read and drop it
-    std::uint64_t bdat_remaining_ = 0;
 
     // Content state of the message being received.
-    Content content_ = Content::kLineStart;
+    BodyDecoder decoder_;
     std::string body_;       // decoded bytes not yet handed to the intake
     std::uint64_t size_ = 0; // decoded client bytes (without our Received: header)
-    bool bare_newline_ = false;
     bool too_big_ = false;
     bool append_failed_ = false;
     Reply append_error_;
     bool append_in_flight_ = false;
-    char last_byte_ = 0; // for BDAT: the CR of a CRLF may end one chunk
 };
 
 } // namespace spoold::smtp
