@@ -1,8 +1,9 @@
 #include "tools/spoolctl/cli.hpp"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <fmt/format.h>
-#include <set>
 #include <string_view>
 
 #include "tools/spoolctl/units.hpp"
@@ -10,117 +11,219 @@
 namespace spoold::spoolctl {
 namespace {
 
-const std::set<std::string, std::less<>> kVerbs = {
-    "status",    "list",  "show",   "hold",   "release", "delete", "flush",
-    "set-class", "pause", "resume", "export", "import",  "check",  "help"};
+// "spoolctl help" is --help said as a verb; it needs no spool, so it is not in the table.
+constexpr std::string_view kHelpVerb = "help";
 
-// Options that take a value; every other option is a flag.
-const std::set<std::string, std::less<>> kValued = {
-    "--spool",      "--config",     "--class",    "--state",    "--sender", "--recipient",
-    "--older-than", "--newer-than", "--min-size", "--max-size", "--limit",  "--mbox",
-    "--dir",        "--mailstore",  "--from",     "--to"};
+using Setter = Status (*)(CommandLine& cl, std::string_view name, const std::string& value);
 
-Status set_option(CommandLine& cl, std::string_view name, const std::string& value) {
-    auto bad = [&](std::string_view why) {
-        return fail(ErrorKind::kInvalid, fmt::format("{} {}: {}", name, value, why));
-    };
-    if (name == "--spool") {
-        cl.spool_path = value;
-    } else if (name == "--config") {
-        cl.config_path = value;
-    } else if (name == "--class") {
-        // For import it names the class to put messages in; elsewhere it is a filter.
-        cl.class_filter = value;
-        cl.import_class = value;
-    } else if (name == "--state") {
-        if (value == "ready") {
-            cl.filter.state = spool::MsgState::kReady;
-        } else if (value == "deferred") {
-            cl.filter.state = spool::MsgState::kDeferred;
-        } else if (value == "held") {
-            cl.filter.state = spool::MsgState::kHeld;
-        } else {
-            return bad("expected ready, deferred or held");
+// One option: its name and short alias, the bit a verb takes it by (0 for the global
+// options every verb takes), whether it takes a value, and what it sets.
+struct Option {
+    std::string_view name;
+    std::string_view alias;
+    OptionSet bit;
+    bool takes_value;
+    Setter set;
+};
+
+Status bad(std::string_view name, const std::string& value, std::string_view why) {
+    return fail(ErrorKind::kInvalid, fmt::format("{} {}: {}", name, value, why));
+}
+
+Status set_address_pattern(CommandLine& cl, std::string_view name, const std::string& value) {
+    auto p = AddressPattern::parse(value);
+    if (!p) {
+        return bad(name, value, "expected an address, @domain or domain");
+    }
+    (name == "--sender" ? cl.filter.senders : cl.filter.recipients).push_back(*p);
+    return {};
+}
+
+Status set_age(CommandLine& cl, std::string_view name, const std::string& value) {
+    const auto d = parse_duration_ms(value);
+    if (!d) {
+        return bad(name, value, "expected a duration such as 90s, 15m, 2h, 3d or 1w");
+    }
+    (name == "--older-than" ? cl.filter.older_than_ms : cl.filter.newer_than_ms) = *d;
+    return {};
+}
+
+Status set_size(CommandLine& cl, std::string_view name, const std::string& value) {
+    const auto s = parse_size(value);
+    if (!s) {
+        return bad(name, value, "expected a size such as 512, 10k, 5M or 1G");
+    }
+    (name == "--min-size" ? cl.filter.min_size : cl.filter.max_size) = *s;
+    return {};
+}
+
+Status set_state(CommandLine& cl, std::string_view name, const std::string& value) {
+    if (value == "ready") {
+        cl.filter.state = spool::MsgState::kReady;
+    } else if (value == "deferred") {
+        cl.filter.state = spool::MsgState::kDeferred;
+    } else if (value == "held") {
+        cl.filter.state = spool::MsgState::kHeld;
+    } else {
+        return bad(name, value, "expected ready, deferred or held");
+    }
+    return {};
+}
+
+Status set_limit(CommandLine& cl, std::string_view name, const std::string& value) {
+    std::size_t n = 0;
+    const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc{} || ptr != value.data() + value.size() || value.empty()) {
+        return bad(name, value, "expected a number");
+    }
+    cl.limit = n;
+    return {};
+}
+
+Status set_to(CommandLine& cl, std::string_view, const std::string& value) {
+    // "--to a@x,b@y" and "--to a@x --to b@y" both work.
+    std::string_view rest(value);
+    while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        const auto item = rest.substr(0, comma);
+        if (!item.empty()) {
+            cl.to.emplace_back(item);
         }
-    } else if (name == "--sender" || name == "--recipient") {
-        auto p = AddressPattern::parse(value);
-        if (!p) {
-            return bad("expected an address, @domain or domain");
+        if (comma == std::string_view::npos) {
+            break;
         }
-        (name == "--sender" ? cl.filter.senders : cl.filter.recipients).push_back(*p);
-    } else if (name == "--older-than" || name == "--newer-than") {
-        const auto d = parse_duration_ms(value);
-        if (!d) {
-            return bad("expected a duration such as 90s, 15m, 2h, 3d or 1w");
+        rest.remove_prefix(comma + 1);
+    }
+    return {};
+}
+
+// A flag sets one bool of the command line.
+template <bool CommandLine::*Member>
+Status set_flag(CommandLine& cl, std::string_view, const std::string&) {
+    cl.*Member = true;
+    return {};
+}
+
+// A plain text value.
+template <std::string CommandLine::*Member>
+Status set_text(CommandLine& cl, std::string_view, const std::string& value) {
+    cl.*Member = value;
+    return {};
+}
+
+const std::array<Option, 27> kOptions = {{
+    {"--spool", "", 0, true, set_text<&CommandLine::spool_path>},
+    {"--config", "", 0, true, set_text<&CommandLine::config_path>},
+    {"--help", "-h", 0, false, set_flag<&CommandLine::help>},
+    {"--class", "", opt::kClass, true,
+     [](CommandLine& cl, std::string_view, const std::string& value) -> Status {
+         // For import it names the class to put messages in; elsewhere it is a filter.
+         cl.class_filter = value;
+         cl.import_class = value;
+         return {};
+     }},
+    {"--state", "", opt::kState, true, set_state},
+    {"--held", "", opt::kHeld, false,
+     [](CommandLine& cl, std::string_view, const std::string&) -> Status {
+         cl.filter.state = spool::MsgState::kHeld;
+         return {};
+     }},
+    {"--sender", "", opt::kSender, true, set_address_pattern},
+    {"--recipient", "", opt::kRecipient, true, set_address_pattern},
+    {"--older-than", "", opt::kOlderThan, true, set_age},
+    {"--newer-than", "", opt::kNewerThan, true, set_age},
+    {"--min-size", "", opt::kMinSize, true, set_size},
+    {"--max-size", "", opt::kMaxSize, true, set_size},
+    {"--all", "", opt::kAll, false, set_flag<&CommandLine::all>},
+    {"--limit", "", opt::kLimit, true, set_limit},
+    {"--json", "", opt::kJson, false, set_flag<&CommandLine::json>},
+    {"--no-header", "", opt::kNoHeader, false, set_flag<&CommandLine::no_header>},
+    {"--yes", "-y", opt::kYes, false, set_flag<&CommandLine::yes>},
+    {"--body", "", opt::kBody, false, set_flag<&CommandLine::body>},
+    {"--bodies", "", opt::kBodies, false, set_flag<&CommandLine::bodies>},
+    {"--repair", "", opt::kRepair, false, set_flag<&CommandLine::repair>},
+    {"--mailstore", "", opt::kMailstore, true, set_text<&CommandLine::mailstore>},
+    {"--dir", "", opt::kDir, true, set_text<&CommandLine::dir>},
+    {"--mbox", "", opt::kMbox, true, set_text<&CommandLine::mbox>},
+    {"--append", "", opt::kAppend, false, set_flag<&CommandLine::append>},
+    {"--with-envelope", "", opt::kWithEnvelope, false, set_flag<&CommandLine::with_envelope>},
+    {"--from", "", opt::kFrom, true,
+     [](CommandLine& cl, std::string_view, const std::string& value) -> Status {
+         cl.from = value == "<>" ? std::string() : value;
+         return {};
+     }},
+    {"--to", "", opt::kTo, true, set_to},
+}};
+
+const Option* find_option(std::string_view name) {
+    const auto* it = std::find_if(kOptions.begin(), kOptions.end(), [&](const Option& o) {
+        return o.name == name || (!o.alias.empty() && o.alias == name);
+    });
+    return it == kOptions.end() ? nullptr : &*it;
+}
+
+// "list and export", "status, list and show".
+std::string verbs_taking(OptionSet bit) {
+    std::vector<std::string_view> names;
+    for (const Verb& v : verbs()) {
+        if ((v.options & bit) != 0) {
+            names.push_back(v.name);
         }
-        (name == "--older-than" ? cl.filter.older_than_ms : cl.filter.newer_than_ms) = *d;
-    } else if (name == "--min-size" || name == "--max-size") {
-        const auto s = parse_size(value);
-        if (!s) {
-            return bad("expected a size such as 512, 10k, 5M or 1G");
+    }
+    std::string out;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        if (i > 0) {
+            out += i + 1 == names.size() ? " and " : ", ";
         }
-        (name == "--min-size" ? cl.filter.min_size : cl.filter.max_size) = *s;
-    } else if (name == "--limit") {
-        std::size_t n = 0;
-        const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-        if (ec != std::errc{} || ptr != value.data() + value.size() || value.empty()) {
-            return bad("expected a number");
-        }
-        cl.limit = n;
-    } else if (name == "--mbox") {
-        cl.mbox = value;
-    } else if (name == "--dir") {
-        cl.dir = value;
-    } else if (name == "--mailstore") {
-        cl.mailstore = value;
-    } else if (name == "--from") {
-        cl.from = value == "<>" ? std::string() : value;
-    } else if (name == "--to") {
-        // "--to a@x,b@y" and "--to a@x --to b@y" both work.
-        std::string_view rest(value);
-        while (!rest.empty()) {
-            const auto comma = rest.find(',');
-            const auto item = rest.substr(0, comma);
-            if (!item.empty()) {
-                cl.to.emplace_back(item);
-            }
-            if (comma == std::string_view::npos) {
-                break;
-            }
-            rest.remove_prefix(comma + 1);
+        out += names[i];
+    }
+    return out;
+}
+
+// An option given that the verb does not take: the first in table order.
+Status check_option_set(const CommandLine& cl) {
+    const Verb* verb = find_verb(cl.verb);
+    if (verb == nullptr) {
+        return {};
+    }
+    const OptionSet extra = cl.options_given & ~verb->options;
+    for (const Option& o : kOptions) {
+        if ((extra & o.bit) != 0) {
+            return fail(ErrorKind::kInvalid,
+                        fmt::format("{} applies to {} only", o.name, verbs_taking(o.bit)));
         }
     }
     return {};
 }
 
-Status set_flag(CommandLine& cl, std::string_view name) {
-    if (name == "--json") {
-        cl.json = true;
-    } else if (name == "--yes" || name == "-y") {
-        cl.yes = true;
-    } else if (name == "--all") {
-        cl.all = true;
-    } else if (name == "--held") {
-        cl.filter.state = spool::MsgState::kHeld;
-    } else if (name == "--body") {
-        cl.body = true;
-    } else if (name == "--repair") {
-        cl.repair = true;
-    } else if (name == "--bodies") {
-        cl.bodies = true;
-    } else if (name == "--with-envelope") {
-        cl.with_envelope = true;
-    } else if (name == "--append") {
-        cl.append = true;
-    } else if (name == "--no-header") {
-        cl.no_header = true;
-    } else if (name == "--help" || name == "-h") {
-        cl.help = true;
-    } else {
-        return fail(ErrorKind::kInvalid,
-                    fmt::format("unknown option {} (see spoolctl --help)", name));
+// The verbs' part of --help: each synopsis, and its help beside it from column 34 when
+// the synopsis leaves room, else below it.
+std::string verb_help() {
+    constexpr std::size_t kIndent = 2;
+    constexpr std::size_t kHelpColumn = 34;
+    constexpr std::size_t kMinGap = 2;
+    std::string out;
+    for (const Verb& v : verbs()) {
+        out.append(kIndent, ' ');
+        out += v.synopsis;
+        const std::size_t column = kIndent + v.synopsis.size();
+        std::string_view help = v.help;
+        bool first = true;
+        while (!help.empty()) {
+            const auto nl = help.find('\n');
+            if (first && column + kMinGap <= kHelpColumn) {
+                out.append(kHelpColumn - column, ' ');
+            } else {
+                out += '\n';
+                out.append(kHelpColumn, ' ');
+            }
+            out += help.substr(0, nl);
+            help = nl == std::string_view::npos ? std::string_view() : help.substr(nl + 1);
+            first = false;
+        }
+        out += '\n';
     }
-    return {};
+    return out;
 }
 
 } // namespace
@@ -141,28 +244,28 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
                 name = arg.substr(0, eq);
                 value = arg.substr(eq + 1);
             }
-            if (kValued.contains(name)) {
+            const Option* option = find_option(name);
+            if (option != nullptr && option->takes_value) {
                 if (!value) {
                     if (i + 1 >= args.size()) {
                         return fail(ErrorKind::kInvalid, fmt::format("{} needs a value", name));
                     }
                     value = args[++i];
                 }
-                if (auto st = set_option(cl, name, *value); !st) {
-                    return tl::unexpected(st.error());
-                }
-                continue;
-            }
-            if (value) {
+            } else if (value) {
                 return fail(ErrorKind::kInvalid, fmt::format("{} takes no value", name));
+            } else if (option == nullptr) {
+                return fail(ErrorKind::kInvalid,
+                            fmt::format("unknown option {} (see spoolctl --help)", name));
             }
-            if (auto st = set_flag(cl, name); !st) {
+            if (auto st = option->set(cl, name, value.value_or(std::string())); !st) {
                 return tl::unexpected(st.error());
             }
+            cl.options_given |= option->bit;
             continue;
         }
         if (cl.verb.empty()) {
-            if (!kVerbs.contains(arg)) {
+            if (arg != kHelpVerb && find_verb(arg) == nullptr) {
                 return fail(ErrorKind::kInvalid,
                             fmt::format("unknown verb '{}' (see spoolctl --help)", arg));
             }
@@ -171,7 +274,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
         }
         cl.operands.push_back(arg);
     }
-    if (cl.verb == "help") {
+    if (cl.verb == kHelpVerb) {
         cl.help = true;
     }
     if (cl.verb.empty() && !cl.help) {
@@ -180,8 +283,10 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     if (cl.all && !cl.filter.empty()) {
         return fail(ErrorKind::kInvalid, "--all cannot be combined with a filter");
     }
-    if (cl.limit && cl.verb != "list" && cl.verb != "export") {
-        return fail(ErrorKind::kInvalid, "--limit applies to list and export only");
+    if (!cl.help) {
+        if (auto st = check_option_set(cl); !st) {
+            return tl::unexpected(st.error());
+        }
     }
     return cl;
 }
@@ -194,30 +299,7 @@ spoolctl works whether or not spoold runs: both open the same LMDB environment, 
 changes made here are picked up by a running daemon.
 
 Verbs:
-  status [--json]                 messages and bytes per class and state, oldest message,
-                                  breaker and drain rate per mailstore, paused or not
-  list [FILTER] [--limit N] [--json] [--no-header]
-                                  one line (or JSON object) per message; streams
-  show ID [--body] [--json]       envelope, each recipient's state and last reply, headers
-  hold    ID... | FILTER | --all  stop messages from draining
-  release ID... | FILTER | --all  let held messages drain again
-  delete  ID... | FILTER | --all  remove messages; a filter or --all asks for confirmation
-                                  on the terminal (--yes to skip; without a terminal,
-                                  --yes is required)
-  flush   [ID... | FILTER]        deferred recipients become ready now (default: all)
-  set-class ID... CLASS | set-class FILTER CLASS
-                                  move messages to another priority class
-  pause  [--mailstore NAME]       stop the drain (all mailstores or one)
-  resume [--mailstore NAME]       start it again
-  export ID... | FILTER | --all  (--dir DIR | --mbox FILE [--append]) [--with-envelope]
-                                  DIR/<queue id>.eml per message, or one mboxrd file
-  import (FILE.eml | DIR)... | --mbox FILE  [--to ADDR]... [--from ADDR] [--class NAME]
-  check [--bodies] [--repair] [--json]
-                                  every index entry against its record and back, counters
-                                  against a scan, in one snapshot (safe while spoold runs);
-                                  --bodies also reads every body; --repair rebuilds the
-                                  indexes and counters from the records (never deletes)
-
+{}
 Filter (all given conditions must hold):
   --class NAME|N  --state ready|deferred|held  --held
   --sender ADDR|@DOMAIN|DOMAIN    --recipient ADDR|@DOMAIN|DOMAIN (recipients still waiting)
@@ -240,7 +322,7 @@ Envelopes in files:
 
 Exit status: 0 success, 1 failure or refused, 2 bad usage or no spool at the path.
 )",
-                       kDefaultConfig);
+                       kDefaultConfig, verb_help());
 }
 
 } // namespace spoold::spoolctl

@@ -1,6 +1,7 @@
 // spoolctl's command line: global options, the verb, its options and operands, parsed
-// into one plain struct, plus the --help text. Validation that needs the spool (class
-// names, queue ids that exist) happens in the verbs, not here.
+// into one plain struct, plus the --help text, both driven by the verb table (which verbs
+// exist, which options each takes). Validation that needs the spool (class names, queue
+// ids that exist) happens in the verbs, not here.
 #pragma once
 
 #include <cstddef>
@@ -10,6 +11,7 @@
 
 #include "common/result.hpp"
 #include "tools/spoolctl/filter.hpp"
+#include "tools/spoolctl/verb_table.hpp"
 
 namespace spoold::spoolctl {
 
@@ -42,9 +44,11 @@ struct CommandLine {
     std::optional<std::string> import_class; // import --class NAME
 
     bool help = false;
+    OptionSet options_given = 0; // every option given, for the verb's option set
 };
 
-// Parses argv (without argv[0]). Errors are kInvalid with a message for the operator.
+// Parses argv (without argv[0]). Errors are kInvalid with a message for the operator,
+// among them an option the verb does not take (unless --help is given: help wins).
 Result<CommandLine> parse_command_line(const std::vector<std::string>& args);
 
 std::string usage();

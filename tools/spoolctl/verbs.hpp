@@ -30,6 +30,21 @@ struct Context {
 // True for verbs that never write, so the spool can be opened without a writer.
 bool is_read_only(const CommandLine& cl);
 
+// Runs the verb ctx.cl names (tools/spoolctl/verb_table.cpp) and returns the exit code.
 int run_verb(Context& ctx);
+
+// The verbs the table names, each returning the exit code; export and import are in
+// tools/spoolctl/export_import.hpp.
+int verb_status(Context& ctx);
+int verb_list(Context& ctx);
+int verb_show(Context& ctx);
+int verb_hold(Context& ctx);
+int verb_release(Context& ctx);
+int verb_delete(Context& ctx);
+int verb_flush(Context& ctx);
+int verb_set_class(Context& ctx);
+int verb_pause(Context& ctx);
+int verb_resume(Context& ctx);
+int verb_check(Context& ctx);
 
 } // namespace spoold::spoolctl

@@ -1,0 +1,79 @@
+#include "tools/spoolctl/verb_table.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "tools/spoolctl/export_import.hpp"
+#include "tools/spoolctl/verb_support.hpp"
+
+namespace spoold::spoolctl {
+namespace {
+
+using namespace opt;
+
+constexpr OptionSet kWriteOptions = kFilter | kAll | kJson;
+
+const std::array<Verb, 13> kVerbs = {{
+    {"status", false, 0, kJson, "status [--json]",
+     "messages and bytes per class and state, oldest message,\n"
+     "breaker and drain rate per mailstore, paused or not",
+     verb_status},
+    {"list", false, 0, kFilter | kAll | kLimit | kJson | kNoHeader,
+     "list [FILTER] [--limit N] [--json] [--no-header]",
+     "one line (or JSON object) per message; streams", verb_list},
+    {"show", false, 0, kBody | kJson, "show ID [--body] [--json]",
+     "envelope, each recipient's state and last reply, headers", verb_show},
+    {"hold", true, 0, kWriteOptions, "hold    ID... | FILTER | --all",
+     "stop messages from draining", verb_hold},
+    {"release", true, 0, kWriteOptions, "release ID... | FILTER | --all",
+     "let held messages drain again", verb_release},
+    {"delete", true, 0, kWriteOptions | kYes, "delete  ID... | FILTER | --all",
+     "remove messages; a filter or --all asks for confirmation\n"
+     "on the terminal (--yes to skip; without a terminal,\n"
+     "--yes is required)",
+     verb_delete},
+    {"flush", true, 0, kWriteOptions, "flush   [ID... | FILTER]",
+     "deferred recipients become ready now (default: all)", verb_flush},
+    {"set-class", true, 0, kWriteOptions, "set-class ID... CLASS | set-class FILTER CLASS",
+     "move messages to another priority class", verb_set_class},
+    {"pause", true, 0, kMailstore, "pause  [--mailstore NAME]",
+     "stop the drain (all mailstores or one)", verb_pause},
+    {"resume", true, 0, kMailstore, "resume [--mailstore NAME]", "start it again", verb_resume},
+    {"export", false, 0, kFilter | kAll | kLimit | kDir | kMbox | kAppend | kWithEnvelope,
+     "export ID... | FILTER | --all  (--dir DIR | --mbox FILE [--append]) [--with-envelope]",
+     "DIR/<queue id>.eml per message, or one mboxrd file", verb_export},
+    {"import", true, 0, kMbox | kTo | kFrom | kClass,
+     "import (FILE.eml | DIR)... | --mbox FILE  [--to ADDR]... [--from ADDR] [--class NAME]", "",
+     verb_import},
+    {"check", false, kRepair, kBodies | kRepair | kJson, "check [--bodies] [--repair] [--json]",
+     "every index entry against its record and back, counters\n"
+     "against a scan, in one snapshot (safe while spoold runs);\n"
+     "--bodies also reads every body; --repair rebuilds the\n"
+     "indexes and counters from the records (never deletes)",
+     verb_check},
+}};
+
+} // namespace
+
+std::span<const Verb> verbs() { return kVerbs; }
+
+const Verb* find_verb(std::string_view name) {
+    const auto* it =
+        std::find_if(kVerbs.begin(), kVerbs.end(), [&](const Verb& v) { return v.name == name; });
+    return it == kVerbs.end() ? nullptr : &*it;
+}
+
+bool is_read_only(const CommandLine& cl) {
+    const Verb* verb = find_verb(cl.verb);
+    return verb != nullptr && !verb->writes && (cl.options_given & verb->writes_with) == 0;
+}
+
+int run_verb(Context& ctx) {
+    const Verb* verb = find_verb(ctx.cl.verb);
+    if (verb == nullptr) {
+        return usage_error(ctx, "unknown verb");
+    }
+    return verb->run(ctx);
+}
+
+} // namespace spoold::spoolctl
