@@ -1,9 +1,13 @@
 #include "spool/lmdb/lmdb.hpp"
 
 #include <cerrno>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <lmdb.h>
 #include <system_error>
+#include <unistd.h>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -33,6 +37,37 @@ struct CursorGuard {
         }
     }
 };
+
+// fsync of a directory: the entries in it (files and directories made in it) become
+// durable. Nothing else makes them so; LMDB syncs data.mdb, never a directory.
+Status sync_directory(const std::filesystem::path& dir) {
+    const std::string path = dir.empty() ? std::string(".") : dir.string();
+    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return fail(ErrorKind::kIo, fmt::format("open {}: {}", path, std::strerror(errno)));
+    }
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) {
+        return fail(ErrorKind::kIo, fmt::format("fsync {}: {}", path, std::strerror(err)));
+    }
+    return {};
+}
+
+// A new environment survives a power cut only once its data file's first pages, its
+// name in the directory, and every directory made for it are durable, in that order.
+Status make_durable(MDB_env* env, const std::filesystem::path& dir,
+                    const std::vector<std::filesystem::path>& made) {
+    if (const int rc = mdb_env_sync(env, 1); rc != 0) {
+        return tl::unexpected(to_error(rc, "mdb_env_sync"));
+    }
+    SPOOLD_CHECK(sync_directory(dir));
+    for (const auto& d : made) {
+        SPOOLD_CHECK(sync_directory(d.parent_path()));
+    }
+    return {};
+}
 
 } // namespace
 
@@ -173,9 +208,15 @@ Status WriteTxn::commit() {
 
 Result<std::unique_ptr<Env>> Env::open(const EnvOptions& options) {
     std::error_code ec;
+    std::vector<std::filesystem::path> made; // directories this call creates, innermost first
     if (!std::filesystem::is_directory(options.path, ec)) {
         if (!options.create || options.read_only) {
             return fail(ErrorKind::kIo, fmt::format("{}: not a directory", options.path));
+        }
+        for (auto p = std::filesystem::path(options.path).lexically_normal();
+             !p.empty() && p.has_relative_path() && !std::filesystem::exists(p, ec);
+             p = p.parent_path()) {
+            made.push_back(p);
         }
         std::filesystem::create_directories(options.path, ec);
         if (ec) {
@@ -205,6 +246,9 @@ Result<std::unique_ptr<Env>> Env::open(const EnvOptions& options) {
     rc = mdb_env_open(raw, options.path.c_str(), flags, kFileMode);
     if (rc != 0) {
         return tl::unexpected(to_error(rc, fmt::format("mdb_env_open {}", options.path)));
+    }
+    if (!options.read_only) {
+        SPOOLD_CHECK(make_durable(raw, options.path, made));
     }
     int dead = 0;
     rc = mdb_reader_check(raw, &dead);

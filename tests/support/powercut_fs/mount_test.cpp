@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <utility>
 
+#include "spool/lmdb/lmdb.hpp"
 #include "tests/unit/spool/spool_test_support.hpp"
 
 namespace {
@@ -230,6 +231,68 @@ TEST_CASE("through the mount: a shared read-only mapping sees every pwrite at on
     std::string expected = first;
     expected.replace(kPage + 16, 4, "meta");
     CHECK(read_file(path) == expected);
+}
+
+// Runs `body` in a child process and returns its exit status (0 = its checks passed).
+template <typename Body> int in_child(Body body) {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::_exit(body() ? 0 : 1);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool put(const std::string& path, const std::string& key, const std::string& value) {
+    namespace lmdb = spoold::spool::lmdb;
+    auto env = lmdb::Env::open(lmdb::EnvOptions{.path = path, .map_size = 64 << 20});
+    if (!env) {
+        return false;
+    }
+    auto table = (*env)->table("t", true);
+    auto txn = (*env)->begin_write();
+    return table && txn && txn->put(*table, key, value) && txn->commit();
+}
+
+TEST_CASE("through the mount: an LMDB environment shared by two processes keeps every "
+          "commit through a cut, from the very first one") {
+    namespace lmdb = spoold::spool::lmdb;
+    Layout l;
+    const std::string spool = l.at("spool");
+    {
+        PowercutMount m(l.backing, l.mnt);
+        // A writer that stays alive holding the environment (and its lock file) open,
+        // killed just before the cut, as the harness kills spoold.
+        int ready[2];
+        REQUIRE(::pipe(ready) == 0);
+        const pid_t holder = ::fork();
+        REQUIRE(holder >= 0);
+        if (holder == 0) {
+            const bool ok = put(spool, "k1", "first commit of a fresh environment");
+            auto env = lmdb::Env::open(lmdb::EnvOptions{.path = spool, .map_size = 64 << 20});
+            (void)!::write(ready[1], ok && env ? "1" : "0", 1);
+            ::pause();
+            ::_exit(0);
+        }
+        char said = 0;
+        REQUIRE(::read(ready[0], &said, 1) == 1);
+        CHECK(said == '1');
+        CHECK(in_child([&] { return put(spool, "k2", "from a second process"); }) == 0);
+        ::kill(holder, SIGKILL);
+        ::waitpid(holder, nullptr, 0);
+        m.cut();
+    }
+    PowercutMount m(l.backing, l.mnt);
+    auto env = lmdb::Env::open(lmdb::EnvOptions{.path = spool, .map_size = 64 << 20});
+    REQUIRE_MESSAGE(env, env.error().describe());
+    auto table = (*env)->table("t", false);
+    REQUIRE_MESSAGE(table, table.error().describe());
+    auto txn = (*env)->begin_read();
+    REQUIRE(txn);
+    CHECK(txn->get(*table, "k1").value() == "first commit of a fresh environment");
+    CHECK(txn->get(*table, "k2").value() == "from a second process");
 }
 
 } // namespace
