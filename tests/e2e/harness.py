@@ -152,6 +152,7 @@ class Spoold:
             logf.write(line)
             logf.flush()
         logf.close()
+        proc.stderr.close()
 
     def lines(self):
         with self._lock:

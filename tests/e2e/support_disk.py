@@ -139,6 +139,7 @@ class MailSender:
         self.sock = None
         self.buf = b""
         self.acked = {}      # Message-ID -> (queue id, body digest)
+        self.sent = {}       # Message-ID -> body digest, for every message tried
         self.refusals = []   # (Message-ID, stage, reply)
         self.seq = 0
 
@@ -182,6 +183,7 @@ class MailSender:
     def send(self, size):
         self.seq += 1
         mid, head, body = self.message(self.seq, size)
+        self.sent[mid] = digest(body)
         stage = "connect"
         try:
             if self.sock is None:
