@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <fcntl.h>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,7 +12,8 @@ namespace {
 // (a cut ends the mount); a second is plenty.
 constexpr double kCacheSeconds = 1.0;
 
-Volume& volume(fuse_req_t req) { return *static_cast<Volume*>(fuse_req_userdata(req)); }
+Mount& mount(fuse_req_t req) { return *static_cast<Mount*>(fuse_req_userdata(req)); }
+Volume& volume(fuse_req_t req) { return mount(req).volume; }
 
 void reply_entry(fuse_req_t req, int err, const struct stat& st) {
     if (err != 0) {
@@ -211,28 +211,31 @@ void on_fsync(fuse_req_t req, fuse_ino_t ino, int /*datasync*/, fuse_file_info* 
     fuse_reply_err(req, volume(req).fsync_file(ino));
 }
 
-struct DirHandle {
-    std::vector<DirEntry> entries;
-};
-
 void on_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-    auto handle = std::make_unique<DirHandle>();
-    if (const int err = volume(req).list(ino, handle->entries); err != 0) {
+    std::vector<DirEntry> entries;
+    if (const int err = volume(req).list(ino, entries); err != 0) {
         fuse_reply_err(req, err);
         return;
     }
-    fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
-    if (fuse_reply_open(req, fi) == 0) {
-        (void)handle.release(); // freed by releasedir
+    Mount& m = mount(req);
+    fi->fh = m.next_listing++;
+    m.listings.emplace(fi->fh, std::move(entries));
+    if (fuse_reply_open(req, fi) != 0) {
+        m.listings.erase(fi->fh);
     }
 }
 
 void on_readdir(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse_file_info* fi) {
-    const auto* handle = reinterpret_cast<const DirHandle*>(fi->fh);
+    const auto it = mount(req).listings.find(fi->fh);
+    if (it == mount(req).listings.end()) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
+    const std::vector<DirEntry>& entries = it->second;
     std::string buf(size, '\0');
     std::size_t used = 0;
-    for (auto i = static_cast<std::size_t>(off); i < handle->entries.size(); ++i) {
-        const DirEntry& e = handle->entries[i];
+    for (auto i = static_cast<std::size_t>(off); i < entries.size(); ++i) {
+        const DirEntry& e = entries[i];
         struct stat st {};
         st.st_ino = e.ino;
         st.st_mode = e.mode;
@@ -247,7 +250,7 @@ void on_readdir(fuse_req_t req, fuse_ino_t /*ino*/, size_t size, off_t off, fuse
 }
 
 void on_releasedir(fuse_req_t req, fuse_ino_t /*ino*/, fuse_file_info* fi) {
-    delete reinterpret_cast<DirHandle*>(fi->fh);
+    mount(req).listings.erase(fi->fh);
     fuse_reply_err(req, 0);
 }
 

@@ -7,9 +7,21 @@
 
 #include "tests/support/powercut_fs/volume.hpp"
 
+#include <cstdint>
+#include <map>
+#include <vector>
+
 namespace powercut {
 
-// The operations; fuse_session_new's userdata must be the Volume they act on.
+// What the operations act on: fuse_session_new's userdata.
+struct Mount {
+    Volume& volume;
+    // The listing of each open directory handle. Kept here, not behind a raw handle, so
+    // handles the kernel never released before a cut die with the mount.
+    std::map<std::uint64_t, std::vector<DirEntry>> listings;
+    std::uint64_t next_listing = 1;
+};
+
 fuse_lowlevel_ops make_ops();
 
 } // namespace powercut

@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
     }
     fuse_args args = FUSE_ARGS_INIT(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
     const fuse_lowlevel_ops ops = powercut::make_ops();
-    fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, volume.get());
+    powercut::Mount mount{*volume, {}, 1};
+    fuse_session* se = fuse_session_new(&args, &ops, sizeof ops, &mount);
     if (se == nullptr) {
         std::fprintf(stderr, "powercut_fs: fuse_session_new failed\n");
         return 1;
@@ -168,6 +169,7 @@ int main(int argc, char** argv) {
             return 1;
         }
         std::printf("event=stopped\n");
+        std::fflush(stdout);
         return 0;
     }
     powercut::CutStats stats;
@@ -185,5 +187,6 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(stats.pieces_kept),
                 static_cast<unsigned long long>(stats.entries_dropped),
                 static_cast<unsigned long long>(stats.inodes_dropped));
+    std::fflush(stdout);
     return 0;
 }
