@@ -13,8 +13,9 @@ import os
 import re
 import socket
 import subprocess
-import time
 import unittest
+
+from harness import wait_for
 
 
 def _run(cmd, timeout=60):
@@ -92,13 +93,12 @@ class SmallFs:
 
     def umount(self):
         if self.mounted:
-            for attempt in range(20):
-                r = _run(["umount", self.mountpoint])
-                if r.returncode == 0:
-                    break
-                time.sleep(0.25)  # a process we stopped may still hold a file for a moment
-            else:
-                r = _run(["umount", "-l", self.mountpoint])
+            # A process we stopped may still hold a file for a moment: retry, then detach.
+            try:
+                wait_for(lambda: _run(["umount", self.mountpoint]).returncode == 0, 5,
+                         interval=0.25, what=f"umount {self.mountpoint}")
+            except AssertionError:
+                _run(["umount", "-l", self.mountpoint])
             self.mounted = False
         self._remove_image()
 

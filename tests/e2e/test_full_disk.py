@@ -30,6 +30,7 @@ AFTER_FIRST_REFUSAL = 25  # attempts after the first refusal: all must be 4xx
 RECOVER_TIMEOUT = 60.0
 OK_REFUSALS = ("452 4.3.1", "451 4.3.0")
 WM_MIB = 10               # spool.min_free_disk in the watermark variants
+PROBE_ROUNDS = 3          # probes a full Maildir must fail before space comes back
 
 
 def report(label, **figures):
@@ -302,7 +303,11 @@ class FullDiskCase(SpooldTestCase):
                     all(r["last_response"] == "" or r["last_response"].startswith("452")
                         for r in rcpts) and rcpts)
         rcpts = wait_for(all_deferred_452, 30, interval=0.25, what="recipients deferred with 452")
-        time.sleep(4)  # several retry / probe rounds while still full
+        # Several probe rounds while still full (each writes a block, and fails).
+        failed_probe = "event=probe mailstore=default ok=false"
+        probes_before = node.count_lines(failed_probe)
+        wait_for(lambda: node.count_lines(failed_probe) >= probes_before + PROBE_ROUNDS, 30,
+                 interval=0.1, what=f"{PROBE_ROUNDS} more probes of the full Maildir")
         msgs = node.list_json()
         self.assertEqual(len(msgs), 5, "no DSN may be generated, nothing may leave")
         states = sorted({r["state"] for m in msgs for r in m["recipients"]})
@@ -350,7 +355,15 @@ class FullDiskCase(SpooldTestCase):
                     and rcpts)
         rcpts = wait_for(full_deferred, 30, interval=0.25, what="over-quota recipients deferred")
         wait_for(lambda: len(dovecot.messages("alice@example.com")) == 1, 30, what="alice delivered")
-        time.sleep(4)  # retries at 1-2 s: still deferred, never failed, no DSN
+        # Retries at 1-2 s: wait until each over-quota recipient was tried twice more
+        # (or something changed that the checks below will name).
+        def attempts_of_full():
+            return {m["id"]: r["attempts"] for m in node.list_json() for r in m["recipients"]
+                    if r["address"] == "full@example.com"}
+        before = attempts_of_full()
+        wait_for(lambda: (now := attempts_of_full()).keys() != before.keys() or
+                 all(now[i] >= before[i] + 2 for i in before), 30, interval=0.25,
+                 what="two more retries of each over-quota recipient")
         msgs = node.list_json()
         self.assertEqual(len(msgs), 3, msgs)
         self.assertEqual({r["state"] for m in msgs for r in m["recipients"]}, {"deferred"}, msgs)
