@@ -6,9 +6,11 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <mutex>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <unordered_set>
 
 #include "common/dotstuff.hpp"
 #include "common/log.hpp"
@@ -27,8 +29,35 @@ constexpr mode_t kDirMode = 0700;
 constexpr mode_t kFileMode = 0600;
 constexpr std::size_t kProbeBytes = 4096; // one block: what a probe writes to test for space
 constexpr int kNameAttempts = 5;
+constexpr std::size_t kMaxDurableDirs = 1 << 16; // ~6 MiB; forgetting costs one fsync more
 
 std::atomic<std::uint64_t> g_delivery_counter{0};
+
+// Directories this process has seen made durable in their parent (it created one and
+// synced the parent, or found one and synced the parent once). A directory that merely
+// exists may have been made by a process that crashed before syncing its parent, or by
+// another delivery still on its way to that sync: a power cut would take it, and every
+// message in it, away.
+class DurableDirs {
+public:
+    bool contains(const std::string& dir) {
+        const std::lock_guard lock(mutex_);
+        return dirs_.contains(dir);
+    }
+    void add(const std::string& dir) {
+        const std::lock_guard lock(mutex_);
+        if (dirs_.size() >= kMaxDurableDirs) {
+            dirs_.clear();
+        }
+        dirs_.insert(dir);
+    }
+
+private:
+    std::mutex mutex_;
+    std::unordered_set<std::string> dirs_;
+};
+
+DurableDirs g_durable_dirs;
 
 Error errno_error(int err, std::string_view step, std::string_view path) {
     const ErrorKind kind = (err == ENOSPC || err == EDQUOT) ? ErrorKind::kDiskFull : ErrorKind::kIo;
@@ -67,15 +96,20 @@ Status fsync_dir(const std::string& dir) {
     return {};
 }
 
-// mkdir that tolerates an existing directory; a new one is made durable in its parent.
+// mkdir that tolerates an existing directory; either way the directory is durable in
+// its parent on return (an existing one is synced once per process, see DurableDirs).
 Status ensure_dir(const std::string& parent, const std::string& dir) {
-    if (::mkdir(dir.c_str(), kDirMode) == 0) {
-        return fsync_dir(parent);
+    if (::mkdir(dir.c_str(), kDirMode) != 0) {
+        if (errno != EEXIST) {
+            return tl::unexpected(errno_error(errno, "mkdir", dir));
+        }
+        if (g_durable_dirs.contains(dir)) {
+            return {};
+        }
     }
-    if (errno == EEXIST) {
-        return {};
-    }
-    return tl::unexpected(errno_error(errno, "mkdir", dir));
+    SPOOLD_CHECK(fsync_dir(parent));
+    g_durable_dirs.add(dir);
+    return {};
 }
 
 std::string escape_host(std::string_view host) {

@@ -39,7 +39,8 @@ public:
 
     // Creates <root>/<domain>/<local>/{tmp,new,cur} (mode 0700) when missing (the root
     // itself must exist: a missing root is an unmounted store, not a place to create),
-    // and opens a new file in tmp/.
+    // makes each durable in its parent (one found existing: once per process), and
+    // opens a new file in tmp/.
     Status open(const MaildirPath& path);
     Status write(std::string_view data);
     // fsync, close, rename to new/<name>,S=<size>, fsync new/. Returns the new path.

@@ -68,13 +68,14 @@ class MaildirAudit:
     presence and size afterwards: nothing rewrites a delivered file, and its content
     after an earlier cut was already what the disk held."""
 
-    def __init__(self, root):
+    def __init__(self, root, users=USERS):
         self.root = root
+        self.users = users
         self.known = {}  # path -> (Message-ID, size)
 
     def scan(self, sent):
         delivered, corrupt, seen = {}, [], set()
-        for user in USERS:
+        for user in self.users:
             local, domain = user.split("@")
             new = os.path.join(self.root, domain, local, "new")
             names = os.listdir(new) if os.path.isdir(new) else []
@@ -297,6 +298,29 @@ class PowerCuts(SpooldTestCase):
         in_spool = exported_messages(node, os.path.join(self.workdir, "export"))
         self.assertEqual({m: d for m, (_, d) in in_spool.items()},
                          {m: d for m, (_, d) in sender.acked.items()})
+
+    def test_a_mailbox_a_crash_left_unsynced_is_made_durable_before_mail_counts(self):
+        # Regression: a mailbox directory made by a process that crashed before syncing
+        # its parent (or by a concurrent delivery not yet there) was taken as durable;
+        # the message delivered into it left the spool, and a cut took the mailbox away.
+        fs = self.fs.boot()
+        os.makedirs(fs.path("mail", "example.com", "late"))  # the crash: mkdir, no sync
+        fsync_dir(fs.path("mail"))
+        fsync_dir(fs.mountpoint)
+        port = free_port()
+        node = self.make_node(port, fs.path("mail"), start=True)
+        sender = MailSender(port, "late@example.com", prefix="late")
+        stage, reply = sender.send(1000)
+        sender.close()
+        self.assertEqual((stage, reply[:3]), ("end", "250"), reply)
+        wait_for(lambda: node.list_json() == [], 30, what="the message delivered")
+        node.kill()
+        fs.cut()
+        fs.boot()
+        delivered, corrupt, _ = MaildirAudit(fs.path("mail"), ["late@example.com"]).scan(
+            sender.sent)
+        self.assertEqual(corrupt, [])
+        self.assertEqual(set(delivered), set(sender.acked))
 
 
 if __name__ == "__main__":
