@@ -56,9 +56,7 @@ void on_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* /*fi*/) {
 
 timespec time_of(const struct stat& attr, bool now, bool atime) {
     if (now) {
-        timespec ts{};
-        ::clock_gettime(CLOCK_REALTIME, &ts);
-        return ts;
+        return wall_clock_now();
     }
     return atime ? attr.st_atim : attr.st_mtim;
 }

@@ -1,102 +1,27 @@
 #include "tests/support/powercut_fs/volume.hpp"
 
+#include "tests/support/powercut_fs/manifest.hpp"
+
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <deque>
 #include <dirent.h>
 #include <fcntl.h>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
 #include <unistd.h>
 
 namespace powercut {
-
-struct Volume::Inode {
-    Ino ino = 0;
-    mode_t mode = 0;
-    uid_t uid = 0;
-    gid_t gid = 0;
-    timespec atime{};
-    timespec mtime{};
-    timespec ctime{};
-    std::uint64_t size = 0;
-    nlink_t nlink = 0;
-    Ino parent = 0; // directories: where the current tree holds them
-    std::map<std::string, Ino, std::less<>> entries;
-    std::map<std::string, Ino, std::less<>> durable;
-    FileJournal journal;
-    int fd = -1; // the backing object, open while a handle is (or briefly for a cut)
-    int opens = 0;
-
-    bool is_dir() const { return S_ISDIR(mode); }
-};
 
 namespace {
 
 constexpr mode_t kObjectMode = 0600;
 constexpr std::size_t kMaxName = 255;
-constexpr const char* kManifestHeader = "powercut-manifest 1";
-
-timespec now() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    return ts;
-}
-
-std::string to_hex(std::string_view s) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        out += kDigits[u >> 4];
-        out += kDigits[u & 0xf];
-    }
-    return out;
-}
-
-std::optional<std::string> from_hex(std::string_view s) {
-    if (s.size() % 2 != 0) {
-        return std::nullopt;
-    }
-    auto nibble = [](char c) -> int {
-        if (c >= '0' && c <= '9') {
-            return c - '0';
-        }
-        if (c >= 'a' && c <= 'f') {
-            return c - 'a' + 10;
-        }
-        return -1;
-    };
-    std::string out;
-    for (std::size_t i = 0; i < s.size(); i += 2) {
-        const int hi = nibble(s[i]);
-        const int lo = nibble(s[i + 1]);
-        if (hi < 0 || lo < 0) {
-            return std::nullopt;
-        }
-        out += static_cast<char>(hi * 16 + lo);
-    }
-    return out;
-}
 
 bool valid_name(std::string_view name) {
     return !name.empty() && name.size() <= kMaxName && name != "." && name != ".." &&
            name.find('/') == std::string_view::npos;
-}
-
-int fsync_path(const std::string& path, int flags) {
-    const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-    if (fd < 0) {
-        return errno;
-    }
-    const int rc = ::fsync(fd) == 0 ? 0 : errno;
-    ::close(fd);
-    return rc;
 }
 
 } // namespace
@@ -124,12 +49,12 @@ std::string Volume::object_path(Ino ino) const {
     return backing_ + "/objects/" + std::to_string(ino);
 }
 
-Volume::Inode* Volume::find(Ino ino) const {
+Inode* Volume::find(Ino ino) const {
     const auto it = inodes_.find(ino);
     return it == inodes_.end() ? nullptr : it->second.get();
 }
 
-Volume::Inode* Volume::child(const Inode& dir, std::string_view name) const {
+Inode* Volume::child(const Inode& dir, std::string_view name) const {
     const auto it = dir.entries.find(name);
     return it == dir.entries.end() ? nullptr : find(it->second);
 }
@@ -140,7 +65,7 @@ Ino Volume::add_inode(mode_t mode, uid_t uid, gid_t gid) {
     node->mode = mode;
     node->uid = uid;
     node->gid = gid;
-    node->atime = node->mtime = node->ctime = now();
+    node->atime = node->mtime = node->ctime = wall_clock_now();
     const Ino ino = node->ino;
     inodes_.emplace(ino, std::move(node));
     return ino;
@@ -222,7 +147,7 @@ int Volume::setattr(Ino ino, const SetAttr& change, struct stat& out) {
             return err;
         }
         node->size = *change.size;
-        node->mtime = now();
+        node->mtime = wall_clock_now();
     }
     if (change.mode) {
         node->mode = (node->mode & S_IFMT) | (*change.mode & ~S_IFMT);
@@ -239,13 +164,13 @@ int Volume::setattr(Ino ino, const SetAttr& change, struct stat& out) {
     if (change.mtime) {
         node->mtime = *change.mtime;
     }
-    node->ctime = now();
+    node->ctime = wall_clock_now();
     fill(*node, out);
     return 0;
 }
 
 // The directory `parent` when a new entry `name` may go into it, else null and an errno.
-Volume::Inode* Volume::dir_for_new(Ino parent, std::string_view name, int& err) const {
+Inode* Volume::dir_for_new(Ino parent, std::string_view name, int& err) const {
     Inode* dir = find(parent);
     err = dir == nullptr                ? ENOENT
           : !dir->is_dir()              ? ENOTDIR
@@ -263,7 +188,7 @@ void Volume::add_entry(Inode& dir, std::string_view name, Inode& node) {
     } else {
         ++node.nlink;
     }
-    dir.mtime = dir.ctime = node.ctime = now();
+    dir.mtime = dir.ctime = node.ctime = wall_clock_now();
 }
 
 int Volume::mkdir(Ino parent, std::string_view name, mode_t mode, uid_t uid, gid_t gid,
@@ -328,7 +253,7 @@ void Volume::drop_link(Inode& parent, Inode& node) {
     } else {
         --node.nlink;
     }
-    node.ctime = now();
+    node.ctime = wall_clock_now();
 }
 
 int Volume::unlink(Ino parent, std::string_view name) { return remove(parent, name, false); }
@@ -349,7 +274,7 @@ int Volume::remove(Ino parent, std::string_view name, bool dir_wanted) {
     }
     dir->entries.erase(dir->entries.find(name));
     drop_link(*dir, *node);
-    dir->mtime = dir->ctime = now();
+    dir->mtime = dir->ctime = wall_clock_now();
     return 0;
 }
 
@@ -407,7 +332,7 @@ int Volume::rename(Ino parent, std::string_view name, Ino new_parent, std::strin
         --from->nlink;
         ++to->nlink;
     }
-    from->mtime = from->ctime = to->mtime = to->ctime = node->ctime = now();
+    from->mtime = from->ctime = to->mtime = to->ctime = node->ctime = wall_clock_now();
     return 0;
 }
 
@@ -471,7 +396,7 @@ int Volume::write(Ino ino, std::uint64_t offset, const char* data, std::size_t l
         return err;
     }
     node->size = std::max<std::uint64_t>(node->size, offset + len);
-    node->mtime = node->ctime = now();
+    node->mtime = node->ctime = wall_clock_now();
     return 0;
 }
 
@@ -607,86 +532,17 @@ int Volume::shutdown() {
     return save();
 }
 
-int Volume::save() const {
-    const std::string tmp = backing_ + "/manifest.tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << kManifestHeader << "\nnext " << next_ino_ << "\n";
-        for (const auto& [ino, node] : inodes_) {
-            out << "i " << ino << ' ' << node->mode << ' ' << node->uid << ' ' << node->gid << ' '
-                << node->mtime.tv_sec << ' ' << node->mtime.tv_nsec << "\n";
-        }
-        for (const auto& [ino, node] : inodes_) {
-            for (const auto& [name, child_ino] : node->durable) {
-                out << "e " << ino << ' ' << child_ino << ' ' << to_hex(name) << "\n";
-            }
-        }
-        out.flush();
-        if (!out) {
-            return EIO;
-        }
-    }
-    if (const int err = fsync_path(tmp, O_RDONLY); err != 0) {
-        return err;
-    }
-    if (::rename(tmp.c_str(), (backing_ + "/manifest").c_str()) != 0) {
-        return errno;
-    }
-    return fsync_path(backing_, O_RDONLY | O_DIRECTORY);
-}
+int Volume::save() const { return save_manifest(backing_, next_ino_, inodes_); }
 
 int Volume::load() {
     const std::string objects = backing_ + "/objects";
     if (::mkdir(objects.c_str(), 0700) != 0 && errno != EEXIST) {
         return errno;
     }
-    std::ifstream in(backing_ + "/manifest");
-    std::string line;
-    if (!in || !std::getline(in, line)) {
-        auto root = std::make_unique<Inode>();
-        root->ino = kRootIno;
-        root->mode = S_IFDIR | 0755;
-        root->atime = root->mtime = root->ctime = now();
-        inodes_.emplace(kRootIno, std::move(root));
-    } else {
-        if (line != kManifestHeader) {
-            return EINVAL;
-        }
-        while (std::getline(in, line)) {
-            std::istringstream fields(line);
-            std::string kind;
-            fields >> kind;
-            if (kind == "next") {
-                fields >> next_ino_;
-            } else if (kind == "i") {
-                auto node = std::make_unique<Inode>();
-                fields >> node->ino >> node->mode >> node->uid >> node->gid >> node->mtime.tv_sec >>
-                    node->mtime.tv_nsec;
-                node->atime = node->ctime = node->mtime;
-                const Ino ino = node->ino;
-                inodes_.emplace(ino, std::move(node));
-            } else if (kind == "e") {
-                Ino dir = 0;
-                Ino ino = 0;
-                std::string hex;
-                fields >> dir >> ino >> hex;
-                const auto name = from_hex(hex);
-                Inode* node = find(dir);
-                if (!name || node == nullptr) {
-                    return EINVAL;
-                }
-                node->entries.emplace(*name, ino);
-            }
-            if (fields.fail()) {
-                return EINVAL;
-            }
-        }
-        if (find(kRootIno) == nullptr) {
-            return EINVAL;
-        }
+    if (const int err = load_manifest(backing_, next_ino_, inodes_); err != 0) {
+        return err;
     }
     for (auto& [ino, node] : inodes_) {
-        node->durable = node->entries;
         if (!node->is_dir()) {
             struct stat st {};
             if (::stat(object_path(ino).c_str(), &st) == 0) {

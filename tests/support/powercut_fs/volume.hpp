@@ -13,12 +13,9 @@
 #include <sys/statvfs.h>
 #include <vector>
 
-#include "tests/support/powercut_fs/file_journal.hpp"
+#include "tests/support/powercut_fs/inode.hpp"
 
 namespace powercut {
-
-using Ino = std::uint64_t;
-constexpr Ino kRootIno = 1;
 
 struct SetAttr {
     std::optional<mode_t> mode;
@@ -83,7 +80,6 @@ public:
     int shutdown();
 
 private:
-    struct Inode;
     explicit Volume(std::string backing);
     int load();
     int save() const;
@@ -103,7 +99,7 @@ private:
 
     std::string backing_;
     Ino next_ino_ = kRootIno + 1;
-    std::map<Ino, std::unique_ptr<Inode>> inodes_;
+    InodeTable inodes_;
 };
 
 } // namespace powercut
