@@ -317,6 +317,7 @@ DrainSnapshot Drain::snapshot() const {
     s.expired = expired_;
     s.poison = poison_;
     s.messages_delivered = messages_delivered_;
+    s.loop_turns = loop_turns_;
     const std::int64_t now_s = clock_.now_ms() / 1000;
     std::uint64_t sum = 0;
     for (std::size_t i = 0; i < kRateSeconds; ++i) {
@@ -432,6 +433,7 @@ asio::awaitable<void> Drain::run() {
     log::info("event=drain_started mailstores={} max_concurrency={}", stores_.size(),
               config_->drain.max_concurrency);
     while (!stopping_) {
+        ++loop_turns_;
         try {
             housekeeping();
         } catch (const std::exception& e) {
@@ -443,6 +445,7 @@ asio::awaitable<void> Drain::run() {
 
     const auto deadline = std::chrono::steady_clock::now() + stop_grace_;
     while (!idle() && std::chrono::steady_clock::now() < deadline) {
+        ++loop_turns_;
         wake_.expires_after(std::min<std::chrono::steady_clock::duration>(
             kTick, deadline - std::chrono::steady_clock::now()));
         co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -451,6 +454,7 @@ asio::awaitable<void> Drain::run() {
         log::warn("event=drain_stop_cancelling in_flight={}", in_flight_.size());
     }
     while (!idle()) {
+        ++loop_turns_;
         // Emitted every tick: a signal that arrives while an operation has completed but
         // its coroutine has not resumed yet is lost, and the next operation would wait.
         for (auto& [id, f] : in_flight_) {

@@ -68,6 +68,9 @@ struct DrainSnapshot {
     std::uint64_t poison = 0;             // deliveries deferred as poison (kPoisonStrikes)
     std::uint64_t messages_delivered = 0; // messages with at least one recipient delivered
     double rate_per_s = 0;                // messages_delivered per second, last 10 s
+    // Turns of the drain's loop since start (each one housekeeping or a stop check): what
+    // a test awaits to know the loop has looked again, instead of waiting real time.
+    std::uint64_t loop_turns = 0;
 };
 
 // How often housekeeping runs (by the Clock) and how often the loop wakes (real time).
@@ -226,6 +229,7 @@ private:
     bool paused_local_ = false;
     bool paused_meta_ = false;
     bool expiry_running_ = false;
+    std::uint64_t loop_turns_ = 0;
     std::chrono::milliseconds stop_grace_{kDefaultStopGrace};
     std::vector<std::function<void()>> on_stopped_;
     std::unordered_map<std::uint64_t, InFlight> in_flight_;

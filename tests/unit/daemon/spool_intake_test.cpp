@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <atomic>
+
 #include "common/clock.hpp"
 #include "daemon/spool_intake.hpp"
-#include "tests/unit/drain/fake_spool.hpp"
+#include "tests/support/temp_spool.hpp"
 
 using namespace spoold;
 using spoold::daemon::IntakeHooks;
@@ -20,21 +22,34 @@ IntakeHooks hooks() {
 }
 
 // Receives and commits one message of `size` body bytes; true when it was committed.
+// The spool calls back from its writer thread: wait for every callback.
 bool receive(SpoolIntake& intake, std::size_t size) {
     auto msg = intake.begin();
     REQUIRE(msg);
-    bool ok = true;
+    std::atomic<int> pending = 0;
+    std::atomic<bool> ok = true;
     std::size_t sent = 0;
     while (sent < size) {
         const std::size_t n = std::min<std::size_t>(64 * 1024, size - sent);
-        (*msg)->append(std::string(n, 'x'), [&](Status st) { ok = ok && st.has_value(); });
+        ++pending;
+        (*msg)->append(std::string(n, 'x'), [&](Status st) {
+            if (!st) {
+                ok = false;
+            }
+            --pending;
+        });
         sent += n;
     }
     smtp::MessageInfo info;
     info.mail_from = "a@remote.example";
     info.recipients.push_back(smtp::RecipientInfo{"b@example.com", "", 0});
-    bool committed = false;
-    (*msg)->commit(std::move(info), [&](Result<smtp::CommitInfo> r) { committed = r.has_value(); });
+    std::atomic<bool> committed = false;
+    ++pending;
+    (*msg)->commit(std::move(info), [&](Result<smtp::CommitInfo> r) {
+        committed = r.has_value();
+        --pending;
+    });
+    REQUIRE(spool::test::eventually([&] { return pending.load() == 0; }));
     return ok && committed;
 }
 
@@ -42,8 +57,8 @@ bool receive(SpoolIntake& intake, std::size_t size) {
 
 TEST_CASE("admission refuses once the bytes written since the last sample use up the budget") {
     FakeClock clock;
-    drain::test::FakeSpool spool(clock);
-    SpoolIntake intake(spool, hooks(), clock);
+    test::TempSpool spool(clock);
+    SpoolIntake intake(spool.get(), hooks(), clock);
     CHECK(intake.admit());
 
     // Room for about 100 KiB until the next sample of the spool's size.

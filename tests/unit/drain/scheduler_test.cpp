@@ -5,11 +5,13 @@
 #include <set>
 
 #include "drain/scheduler.hpp"
-#include "fake_spool.hpp"
+#include "tests/support/temp_spool.hpp"
 
 using namespace spoold;
 using namespace spoold::drain;
-using spoold::drain::test::FakeSpool;
+using spoold::test::FaultySpool;
+using spoold::test::TempSpool;
+using spoold::test::TestMessage;
 
 namespace {
 
@@ -28,21 +30,24 @@ std::string rcpt(int i) { return "user" + std::to_string(i) + "@example.com"; }
 
 TEST_CASE("classes are served by weight: 8/4/1 over 1,300 picks") {
     FakeClock clock;
-    FakeSpool spool(clock);
+    TempSpool spool(clock);
+    std::vector<TestMessage> messages;
     for (int i = 0; i < 1500; ++i) {
         for (spool::ClassId k = 0; k < 3; ++k) {
-            spool.add(k, {rcpt(i * 3 + k)});
+            messages.push_back(TestMessage{k, {rcpt(i * 3 + k)}});
         }
     }
-    Scheduler s(spool, options(), clock);
+    spool.add_all(std::move(messages));
+    Scheduler s(spool.get(), options(), clock);
     std::array<int, 3> served{};
     for (int i = 0; i < 1300; ++i) {
         const auto p = s.next();
         REQUIRE(p);
         ++served.at(p->klass);
         s.release(p->id);
-        // The delivery moved it on: the spool no longer lists it as ready.
-        spool.remove(p->id, [](Status) {});
+        // The delivery moved it on: the spool no longer lists it as ready. Not waited for:
+        // the clock stands still, so the cursors never go back over it.
+        spool->remove(p->id, [](Status) {});
     }
     CHECK(served[0] == doctest::Approx(800).epsilon(0.02));
     CHECK(served[1] == doctest::Approx(400).epsilon(0.02));
@@ -51,13 +56,15 @@ TEST_CASE("classes are served by weight: 8/4/1 over 1,300 picks") {
 
 TEST_CASE("weighted classes interleave smoothly instead of in bursts") {
     FakeClock clock;
-    FakeSpool spool(clock);
+    TempSpool spool(clock);
+    std::vector<TestMessage> messages;
     for (int i = 0; i < 100; ++i) {
         for (spool::ClassId k = 0; k < 3; ++k) {
-            spool.add(k, {rcpt(i * 3 + k)});
+            messages.push_back(TestMessage{k, {rcpt(i * 3 + k)}});
         }
     }
-    Scheduler s(spool, options(), clock);
+    spool.add_all(std::move(messages));
+    Scheduler s(spool.get(), options(), clock);
     // Within any 13 consecutive picks, bulk gets exactly one.
     int bulk = 0;
     for (int i = 0; i < 13; ++i) {
@@ -70,20 +77,24 @@ TEST_CASE("weighted classes interleave smoothly instead of in bursts") {
 
 TEST_CASE("an empty class gives its share to the others and does not hoard credit") {
     FakeClock clock;
-    FakeSpool spool(clock);
+    TempSpool spool(clock);
+    std::vector<TestMessage> bulk;
     for (int i = 0; i < 200; ++i) {
-        spool.add(2, {rcpt(i)});
+        bulk.push_back(TestMessage{2, {rcpt(i)}});
     }
-    Scheduler s(spool, options(), clock);
+    spool.add_all(std::move(bulk));
+    Scheduler s(spool.get(), options(), clock);
     for (int i = 0; i < 100; ++i) {
         const auto p = s.next();
         REQUIRE(p);
         CHECK(p->klass == 2);
     }
     // Urgent mail arrives: it is served next, and only in its 8/9 share.
+    std::vector<TestMessage> urgent_mail;
     for (int i = 0; i < 50; ++i) {
-        spool.add(0, {rcpt(1000 + i)});
+        urgent_mail.push_back(TestMessage{0, {rcpt(1000 + i)}});
     }
+    spool.add_all(std::move(urgent_mail));
     int urgent = 0;
     for (int i = 0; i < 18; ++i) {
         const auto p = s.next();
@@ -96,14 +107,16 @@ TEST_CASE("an empty class gives its share to the others and does not hoard credi
 
 TEST_CASE("the strict class always goes first") {
     FakeClock clock;
-    FakeSpool spool(clock);
+    TempSpool spool(clock);
+    std::vector<TestMessage> messages;
     for (int i = 0; i < 50; ++i) {
-        spool.add(0, {rcpt(i)});
-        spool.add(2, {rcpt(100 + i)});
+        messages.push_back(TestMessage{0, {rcpt(i)}});
+        messages.push_back(TestMessage{2, {rcpt(100 + i)}});
     }
+    spool.add_all(std::move(messages));
     auto o = options();
     o.strict_class = 2;
-    Scheduler s(spool, o, clock);
+    Scheduler s(spool.get(), o, clock);
     for (int i = 0; i < 50; ++i) {
         const auto p = s.next();
         REQUIRE(p);
@@ -116,12 +129,13 @@ TEST_CASE("the strict class always goes first") {
 
 TEST_CASE("messages of one class come out in arrival order") {
     FakeClock clock;
-    FakeSpool spool(clock);
-    std::vector<QueueId> ids;
+    TempSpool spool(clock);
+    std::vector<TestMessage> messages;
     for (int i = 0; i < 100; ++i) {
-        ids.push_back(spool.add(1, {rcpt(i)}));
+        messages.push_back(TestMessage{1, {rcpt(i)}});
     }
-    Scheduler s(spool, options(), clock);
+    const std::vector<QueueId> ids = spool.add_all(std::move(messages));
+    Scheduler s(spool.get(), options(), clock);
     for (const auto id : ids) {
         const auto p = s.next();
         REQUIRE(p);
@@ -132,11 +146,13 @@ TEST_CASE("messages of one class come out in arrival order") {
 
 TEST_CASE("a leased message is never handed out twice, even after a refresh") {
     FakeClock clock;
-    FakeSpool spool(clock);
+    TempSpool spool(clock);
+    std::vector<TestMessage> messages;
     for (int i = 0; i < 40; ++i) {
-        spool.add(i % 3, {rcpt(i)});
+        messages.push_back(TestMessage{static_cast<spool::ClassId>(i % 3), {rcpt(i)}});
     }
-    Scheduler s(spool, options(), clock);
+    spool.add_all(std::move(messages));
+    Scheduler s(spool.get(), options(), clock);
     std::set<std::uint64_t> seen;
     for (int i = 0; i < 40; ++i) {
         const auto p = s.next();
@@ -159,13 +175,13 @@ TEST_CASE("a leased message is never handed out twice, even after a refresh") {
 
 TEST_CASE("held messages and messages moved to another class are skipped") {
     FakeClock clock;
-    FakeSpool spool(clock);
+    TempSpool spool(clock);
     const auto a = spool.add(1, {rcpt(1)});
     const auto b = spool.add(1, {rcpt(2)});
     const auto c = spool.add(1, {rcpt(3)});
-    Scheduler s(spool, options(), clock);
-    spool.set_held(a, true, [](Status) {});
-    spool.set_class(b, 0, [](Status) {});
+    Scheduler s(spool.get(), options(), clock);
+    spool.set_held(a, true);
+    spool.set_class(b, 0);
     auto p = s.next();
     REQUIRE(p);
     CHECK(p->id == b);
@@ -175,7 +191,7 @@ TEST_CASE("held messages and messages moved to another class are skipped") {
     CHECK(p->id == c);
     CHECK_FALSE(s.next());
     // spoolctl release in another process: seen within a second.
-    spool.set_held(a, false, [](Status) {});
+    spool.set_held(a, false);
     CHECK_FALSE(s.next());
     clock.advance_ms(1000);
     p = s.next();
@@ -185,12 +201,10 @@ TEST_CASE("held messages and messages moved to another class are skipped") {
 
 TEST_CASE("at most max_per_recipient deliveries are in flight to one recipient") {
     FakeClock clock;
-    FakeSpool spool(clock);
-    for (int i = 0; i < 10; ++i) {
-        spool.add(1, {"Big@Example.com"});
-    }
+    TempSpool spool(clock);
+    spool.add_all(std::vector<TestMessage>(10, TestMessage{1, {"Big@Example.com"}}));
     const auto other = spool.add(1, {"small@example.com"});
-    Scheduler s(spool, options(), clock);
+    Scheduler s(spool.get(), options(), clock);
     std::vector<QueueId> picked;
     for (int i = 0; i < 4; ++i) {
         const auto p = s.next();
@@ -203,25 +217,27 @@ TEST_CASE("at most max_per_recipient deliveries are in flight to one recipient")
     CHECK(p->id == other);
     CHECK_FALSE(s.next());
     s.release(picked[0]);
-    spool.remove(picked[0], [](Status) {});
+    spool.remove(picked[0]);
     CHECK(s.next());
     CHECK_FALSE(s.next());
 }
 
 TEST_CASE("one recipient with 100,000 queued messages does not stall the others in its class") {
     FakeClock clock;
-    FakeSpool spool(clock);
-    for (int i = 0; i < 100'000; ++i) {
-        spool.add(2, {"flood@example.com"});
+    TempSpool spool(clock);
+    spool.add_all(std::vector<TestMessage>(100'000, TestMessage{2, {"flood@example.com"}}));
+    std::vector<TestMessage> later;
+    for (int i = 0; i < 10; ++i) {
+        later.push_back(TestMessage{2, {rcpt(i)}});
     }
     std::set<std::uint64_t> others;
-    for (int i = 0; i < 10; ++i) {
-        others.insert(spool.add(2, {rcpt(i)}).value);
+    for (const auto id : spool.add_all(std::move(later))) {
+        others.insert(id.value);
     }
     auto o = options();
     o.batch = 128;
     o.scan_budget = 1024;
-    Scheduler s(spool, o, clock);
+    Scheduler s(spool.get(), o, clock);
     // A delivery loop with 8 slots: each step finishes the oldest delivery, then fills
     // the free slots. The clock moves 10 ms per step so cursors refresh as in real life.
     std::deque<QueueId> in_flight;
@@ -240,7 +256,7 @@ TEST_CASE("one recipient with 100,000 queued messages does not stall the others 
         const QueueId done = in_flight.front();
         in_flight.pop_front();
         s.release(done);
-        spool.remove(done, [](Status) {});
+        spool.remove(done);
         ++deliveries;
         others_done += others.contains(done.value) ? 1 : 0;
         clock.advance_ms(10);
@@ -253,12 +269,13 @@ TEST_CASE("one recipient with 100,000 queued messages does not stall the others 
 
 TEST_CASE("read errors mean nothing to pick now, not a crash") {
     FakeClock clock;
-    FakeSpool spool(clock);
-    spool.add(0, {rcpt(1)});
+    TempSpool real(clock);
+    real.add(0, {rcpt(1)});
+    FaultySpool spool(real.get());
     Scheduler s(spool, options(), clock);
-    spool.fail_reads = true;
+    spool.fail_reads_from(0);
     CHECK_FALSE(s.next());
-    spool.fail_reads = false;
+    spool.heal();
     clock.advance_ms(1000);
     CHECK(s.next());
 }
