@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/log.hpp"
+#include "drain/escaped.hpp"
 
 namespace spoold::drain::connectors {
 
@@ -109,14 +110,9 @@ void WireMailstore::give_back(std::unique_ptr<Connection> conn) {
         // Outside the lock: co_spawn may start the sweeper inline, and it locks too.
         asio::co_spawn(executor_, sweep(pool_, options_.idle_timeout),
                        [name = name_](std::exception_ptr e) {
-                           if (!e) {
-                               return;
-                           }
-                           try {
-                               std::rethrow_exception(e);
-                           } catch (const std::exception& ex) {
+                           if (e) {
                                log::error("event=connection_sweeper_failed mailstore={} error={}",
-                                          name, log::quote(ex.what()));
+                                          name, log::quote(describe_escaped(e)));
                            }
                        });
     }

@@ -1,0 +1,80 @@
+#include "drain/group_delivery.hpp"
+
+#include <boost/asio/this_coro.hpp>
+#include <exception>
+
+#include "common/log.hpp"
+#include "drain/health.hpp"
+#include "drain/outcome.hpp"
+
+namespace spoold::drain {
+
+namespace asio = boost::asio;
+
+GroupDelivery::GroupDelivery(spool::Spool& spool, std::vector<Store>& stores, PoisonTracker& poison,
+                             DrainStats& stats, const std::shared_ptr<const policy::Config>& config,
+                             const bool& stopping, const Clock& clock)
+    : spool_(spool), stores_(stores), poison_(poison), stats_(stats), config_(config),
+      stopping_(stopping), clock_(clock) {}
+
+DeliveryRequest GroupDelivery::request_for(const spool::Envelope& env, const Group& group) const {
+    DeliveryRequest request;
+    request.id = env.id;
+    request.mail_from = env.mail_from;
+    request.size = env.size;
+    request.smtputf8 = (env.flags & spool::kFlagSmtpUtf8) != 0;
+    request.eight_bit_mime = (env.flags & spool::kFlag8BitMime) != 0;
+    for (const std::uint32_t i : group.indexes) {
+        request.recipients.push_back(env.recipients[i].address);
+    }
+    spool::Spool* spool = &spool_;
+    request.read_body = [spool, id = env.id](std::uint32_t from_chunk, std::size_t max_bytes) {
+        return spool->read_body(id, from_chunk, max_bytes);
+    };
+    return request;
+}
+
+asio::awaitable<DeliveryResult> GroupDelivery::deliver_group(DeliveryRequest request,
+                                                             std::size_t store) {
+    const QueueId id = request.id;
+    const UnixMillis started = clock_.now_ms();
+    DeliveryResult result;
+    try {
+        result = co_await stores_[store].mailstore().deliver(std::move(request));
+    } catch (const std::exception& e) {
+        // Connectors report peer trouble in the result; an exception is a bug or a
+        // cancellation (stop). Either way nothing is known: keep the recipients queued.
+        log::error("event=delivery_exception id={} error={}", id.text(), log::quote(e.what()));
+        result = DeliveryResult{make_reply(451, "4.3.0", "delivery aborted"), true, {}};
+    }
+    co_await asio::this_coro::reset_cancellation_state();
+    if (!stopping_ && weigh_result(stores_[store], store, poison_, id, started, result)) {
+        stats_.count_poison();
+    }
+    co_return result;
+}
+
+asio::awaitable<GroupsDelivered> GroupDelivery::deliver(spool::Envelope env,
+                                                        std::vector<Group> groups) {
+    GroupsDelivered out;
+    for (const Group& group : groups) {
+        const UnixMillis started = clock_.now_ms();
+        const DeliveryResult result = co_await deliver_group(request_for(env, group), group.store);
+        auto mapped = map_result(env, group.indexes, result, config_->drain, clock_.now_ms());
+        const GroupResult done{group.store, tally(mapped), result.mailstore_trouble};
+        log::debug(
+            "event=delivery id={} mailstore={} delivered={} deferred={} failed={} trouble={} "
+            "ms={} reply={}",
+            env.id.text(), log::quote(stores_[group.store].name()), done.tally.delivered,
+            done.tally.deferred, done.tally.failed, done.trouble, clock_.now_ms() - started,
+            log::quote(mapped.empty() ? std::string() : mapped.front().response));
+        out.groups.push_back(done);
+        std::move(mapped.begin(), mapped.end(), std::back_inserter(out.updates));
+        if (stopping_) {
+            break; // the remaining groups stay queued
+        }
+    }
+    co_return out;
+}
+
+} // namespace spoold::drain

@@ -1,0 +1,62 @@
+// Delivers one message's recipient groups, one transaction per store in turn: weighs each
+// result for the store's health (health.hpp) and maps the replies to recipient updates,
+// tallied per store. It takes no slots and writes nothing to the spool (OutcomeWriter
+// commits what it returns).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <memory>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "drain/mailstore.hpp"
+#include "drain/poison_tracker.hpp"
+#include "drain/recipient_groups.hpp"
+#include "drain/stats.hpp"
+#include "drain/store.hpp"
+#include "policy/config.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::drain {
+
+// What one group's store answered.
+struct GroupResult {
+    std::size_t store = 0;
+    Tally tally;
+    bool trouble = false; // the store was in trouble (the recipients stay queued)
+};
+
+struct GroupsDelivered {
+    std::vector<spool::RecipientUpdate> updates; // of every group delivered, in order
+    std::vector<GroupResult> groups;
+};
+
+class GroupDelivery {
+public:
+    // `config` and `stopping` are the drain's own and are read as each group ends: a
+    // reload or stop() may come meanwhile.
+    GroupDelivery(spool::Spool& spool, std::vector<Store>& stores, PoisonTracker& poison,
+                  DrainStats& stats, const std::shared_ptr<const policy::Config>& config,
+                  const bool& stopping, const Clock& clock);
+
+    // Delivers `groups` of `env` one after the other; after stop() the remaining groups
+    // are left out (their recipients stay queued).
+    boost::asio::awaitable<GroupsDelivered> deliver(spool::Envelope env, std::vector<Group> groups);
+
+private:
+    // Delivers one group and weighs the result (unless stopping: a delivery cut short by
+    // stop() says nothing about the store's health).
+    boost::asio::awaitable<DeliveryResult> deliver_group(DeliveryRequest request,
+                                                         std::size_t store);
+    DeliveryRequest request_for(const spool::Envelope& env, const Group& group) const;
+
+    spool::Spool& spool_;
+    std::vector<Store>& stores_;
+    PoisonTracker& poison_;
+    DrainStats& stats_;
+    const std::shared_ptr<const policy::Config>& config_;
+    const bool& stopping_;
+    const Clock& clock_;
+};
+
+} // namespace spoold::drain

@@ -1,0 +1,23 @@
+// What one delivery's result says about its mailstore: it feeds the store's breaker and
+// pacing, or, when the message itself is judged to be the trouble (a poison message),
+// turns the result into an ordinary temporary failure of that message. It delivers and
+// records nothing.
+#pragma once
+
+#include <cstddef>
+
+#include "common/clock.hpp"
+#include "common/queue_id.hpp"
+#include "drain/mailstore.hpp"
+#include "drain/poison_tracker.hpp"
+#include "drain/store.hpp"
+
+namespace spoold::drain {
+
+// `result` of delivering message `id` (started at `started`) to store number `index`.
+// Returns true when the message was judged poison; `result` then no longer says
+// mailstore trouble and its session reply, if any, is transient.
+bool weigh_result(Store& store, std::size_t index, PoisonTracker& poison, QueueId id,
+                  UnixMillis started, DeliveryResult& result);
+
+} // namespace spoold::drain

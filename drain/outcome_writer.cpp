@@ -1,0 +1,102 @@
+#include "drain/outcome_writer.hpp"
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <exception>
+#include <memory>
+
+#include "common/log.hpp"
+
+namespace spoold::drain {
+namespace {
+
+namespace asio = boost::asio;
+
+// Runs `submit` with a spool::Done that resumes the caller on `ex` (the spool calls Done
+// on its writer thread). The executor is tracked until then so the io_context does not
+// run out of work while a commit is pending.
+template <typename CompletionToken>
+auto async_spool_write(asio::any_io_executor ex, std::function<void(spool::Done)> submit,
+                       CompletionToken&& token) {
+    return asio::async_initiate<CompletionToken, void(Status)>(
+        [](auto handler, asio::any_io_executor exec, std::function<void(spool::Done)> fn) {
+            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+            const asio::any_io_executor tracked =
+                asio::prefer(exec, asio::execution::outstanding_work.tracked);
+            fn([shared, tracked](Status status) {
+                asio::post(tracked, [shared, status]() mutable { std::move (*shared)(status); });
+            });
+        },
+        token, std::move(ex), std::move(submit));
+}
+
+bool final_without_delivery(spool::RcptState s) {
+    return s == spool::RcptState::kFailed || s == spool::RcptState::kExpired;
+}
+
+} // namespace
+
+OutcomeWriter::OutcomeWriter(asio::any_io_executor executor, spool::Spool& spool,
+                             DsnBuilder make_dsn)
+    : executor_(std::move(executor)), spool_(spool), make_dsn_(std::move(make_dsn)) {}
+
+std::optional<spool::NewMessage>
+OutcomeWriter::build_dsn(const spool::Envelope& env,
+                         const std::vector<spool::RecipientUpdate>& updates) {
+    std::vector<spool::RecipientUpdate> bounced;
+    for (const auto& u : updates) {
+        if (final_without_delivery(u.state)) {
+            bounced.push_back(u);
+        }
+    }
+    if (bounced.empty() || !make_dsn_ || env.mail_from.empty()) {
+        return std::nullopt;
+    }
+    try {
+        return make_dsn_(env, bounced);
+    } catch (const std::exception& e) {
+        log::error("event=dsn_build_failed id={} error={}", env.id.text(), log::quote(e.what()));
+    }
+    return std::nullopt;
+}
+
+asio::awaitable<Status> OutcomeWriter::write(std::function<void(spool::Done)> submit) {
+    co_return co_await async_spool_write(executor_, std::move(submit), asio::use_awaitable);
+}
+
+asio::awaitable<OutcomeWriter::Committed>
+OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> updates,
+                      bool with_dsn) {
+    std::optional<spool::NewMessage> dsn;
+    if (with_dsn) {
+        dsn = build_dsn(env, updates);
+    }
+    Committed out;
+    if (dsn) {
+        out.dsn = dsn->envelope.id;
+    }
+    spool::Spool* spool = &spool_;
+    // Built before the co_await: g++ 12 mishandles capturing lambdas inside one.
+    std::function<void(spool::Done)> submit = [spool, id = env.id, updates = std::move(updates),
+                                               dsn = std::move(dsn)](spool::Done done) mutable {
+        spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
+    };
+    out.status = co_await write(std::move(submit));
+    if (!out.status) {
+        out.dsn.reset();
+    }
+    co_return out;
+}
+
+asio::awaitable<Status> OutcomeWriter::hold_expired(QueueId id) {
+    spool::Spool* spool = &spool_;
+    std::function<void(spool::Done)> submit = [spool, id](spool::Done done) {
+        spool->hold_expired(id, std::move(done));
+    };
+    co_return co_await write(std::move(submit));
+}
+
+} // namespace spoold::drain

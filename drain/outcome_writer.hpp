@@ -1,0 +1,52 @@
+// Commits one message's recipient updates in one spool transaction, with the DSN for the
+// recipients that became final without delivery (failed, or expired under "bounce")
+// built and enqueued in the same transaction; also the "hold" retention action. It
+// decides no outcome (outcome.hpp does) and delivers nothing.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "common/queue_id.hpp"
+#include "common/result.hpp"
+#include "spool/spool.hpp"
+
+namespace spoold::drain {
+
+// Builds the DSN for recipients that just became final without delivery (kFailed, or
+// kExpired under retention action "bounce"). Gets the message's envelope and only the
+// updates of those recipients; nullopt = no DSN (NOTIFY=NEVER, ...). Never called for a
+// message with a null reverse path: bounces are not bounced.
+using DsnBuilder = std::function<std::optional<spool::NewMessage>(
+    const spool::Envelope&, const std::vector<spool::RecipientUpdate>&)>;
+
+class OutcomeWriter {
+public:
+    OutcomeWriter(boost::asio::any_io_executor executor, spool::Spool& spool, DsnBuilder make_dsn);
+
+    struct Committed {
+        Status status;
+        std::optional<QueueId> dsn; // the DSN enqueued with the outcomes, when there was one
+    };
+    // Records `updates` of `env`; with `with_dsn`, the failed and expired ones among them
+    // get a DSN in the same transaction. Resumes on the executor after the commit (or its
+    // failure: then nothing was recorded and the message stays as it was).
+    boost::asio::awaitable<Committed>
+    commit(spool::Envelope env, std::vector<spool::RecipientUpdate> updates, bool with_dsn);
+    // Retention action "hold", committed likewise.
+    boost::asio::awaitable<Status> hold_expired(QueueId id);
+
+private:
+    std::optional<spool::NewMessage> build_dsn(const spool::Envelope& env,
+                                               const std::vector<spool::RecipientUpdate>& updates);
+    boost::asio::awaitable<Status> write(std::function<void(spool::Done)> submit);
+
+    boost::asio::any_io_executor executor_;
+    spool::Spool& spool_;
+    DsnBuilder make_dsn_;
+};
+
+} // namespace spoold::drain
