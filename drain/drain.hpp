@@ -1,9 +1,6 @@
-// The drain's coordinator: asks the Scheduler for ready messages while some mailstore has
-// room, takes a slot in each store a message goes to and runs its delivery (group it by
-// store, deliver the groups, commit the outcomes), feeds the DSN lane to the smarthost,
-// and runs the housekeeping: pause flags, promotion of due deferrals, expiry, probes.
-// The pieces it coordinates live in their own files; it speaks no LMTP/SMTP and builds
-// no DSN itself.
+// The drain's coordinator: pumps ready messages from the Scheduler into stores with room,
+// runs each delivery (group, deliver, commit) and the housekeeping (pause flags, promotion,
+// expiry, DSN lane, probes). Its pieces live in their own files; it speaks no LMTP/SMTP.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

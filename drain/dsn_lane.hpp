@@ -1,8 +1,6 @@
-// The DSN lane: the DSNs to send through the smarthost now, even while the mailstores'
-// breakers are open. Fed by the DSNs this process spools, by a start-up scan of the spool
-// (a batch per tick) for DSNs left from before a restart, and by the retries of DSNs the
-// smarthost deferred, when they come due. It keeps ids only: the drain leases and
-// delivers them, and the spool stays the record of every DSN.
+// The DSN lane: ids of our DSNs to send through the smarthost now, even while mailstore
+// breakers are open (spooled here, found by a start-up scan, or retries come due). It
+// keeps ids only: the drain leases and delivers them, the spool holds every DSN.
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,6 @@
-// Retention: every kExpiryIntervalMs a batch of the messages whose class's retention ran
-// out gets that class's action: bounce (the recipients expire, with a DSN), hold, or
-// discard (they expire without one). A message with a delivery in flight is left to the
-// next batch. It delivers nothing.
+// Retention: every kExpiryIntervalMs a batch of messages whose class's retention ran out
+// gets the class's action: bounce (expired, with a DSN), hold, or discard. Messages with a
+// delivery in flight wait for the next batch; nothing here delivers.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -1,7 +1,6 @@
-// Delivers one message's recipient groups, one transaction per store in turn: weighs each
-// result for the store's health (health.hpp) and maps the replies to recipient updates,
-// tallied per store. It takes no slots and writes nothing to the spool (OutcomeWriter
-// commits what it returns).
+// Delivers one message's recipient groups, one transaction per store in turn, weighs each
+// result for the store's health and maps the replies to recipient updates, tallied per
+// store. It takes no slots and writes nothing to the spool (OutcomeWriter commits).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

@@ -1,7 +1,6 @@
-// What one delivery's result says about its mailstore: it feeds the store's breaker and
-// pacing, or, when the message itself is judged to be the trouble (a poison message),
-// turns the result into an ordinary temporary failure of that message. It delivers and
-// records nothing.
+// What one delivery's result says about its mailstore: it feeds the breaker and pacing,
+// or, when the message itself is judged the trouble (poison), turns the result into that
+// message's own temporary failure. It delivers and records nothing.
 #pragma once
 
 #include <cstddef>

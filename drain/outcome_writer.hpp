@@ -1,7 +1,6 @@
-// Commits one message's recipient updates in one spool transaction, with the DSN for the
-// recipients that became final without delivery (failed, or expired under "bounce")
-// built and enqueued in the same transaction; also the "hold" retention action. It
-// decides no outcome (outcome.hpp does) and delivers nothing.
+// Commits a message's recipient updates in one spool transaction, with the DSN for those
+// that failed or expired under "bounce" built and enqueued in it; also the "hold" action.
+// It decides no outcome (outcome.hpp does) and delivers nothing.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

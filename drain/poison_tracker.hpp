@@ -1,7 +1,6 @@
 // Which messages look like the cause of their store's trouble (poison messages): strikes
-// per message, counted only across proof that the store works for other mail (its health
-// epoch, advanced by each successful delivery). It defers nothing and feeds no breaker;
-// health.hpp acts on its verdict.
+// per message, counted only across the store's health epochs (advanced by each successful
+// delivery). It defers nothing and feeds no breaker: health.hpp acts on its verdict.
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,6 @@
-// Where each recipient is delivered: the mailstore whose `domains` lists its domain, else
-// the default mailstore (the first one without `domains`); the DSNs we generated go to the
-// smarthost once one is set. A lookup table rebuilt on reload; health and room are not
-// its business.
+// Where each recipient is delivered: the mailstore listing its domain, else the default
+// (the first without `domains`); our DSNs go to the smarthost once one is set. A table
+// rebuilt on reload; health and room are not its business.
 #pragma once
 
 #include <cstdint>
