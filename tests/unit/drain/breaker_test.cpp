@@ -85,7 +85,7 @@ TEST_CASE("late results while open neither close it nor push the next probe out"
     CHECK(b.next_probe_ms() == next);
 }
 
-TEST_CASE("a good probe half-opens; successes close it, trouble re-opens it with more backoff") {
+TEST_CASE("a good probe half-opens, successes close it and trouble re-opens it with more backoff") {
     FakeClock clock;
     Breaker b("lmtp", options(), clock, 3);
     for (int i = 0; i < 3; ++i) {

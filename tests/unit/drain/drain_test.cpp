@@ -553,7 +553,8 @@ TEST_CASE("a DSN this process spools while the mailstore is paused leaves throug
     CHECK(h.store->attempts == 0);
 }
 
-TEST_CASE("recipients go to the mailstore of their domain; one store down holds up only its own") {
+TEST_CASE(
+    "recipients go to the mailstore of their domain, and one store down holds up only its own") {
     Harness h(test_config(), true);
     h.store->up = false; // example.com's store (the default) is down
     const auto both = h.spool.add(1, {"a@example.com", "b@EXAMPLE.net"});
@@ -648,7 +649,8 @@ TEST_CASE("stop lets in-flight deliveries finish and starts no new ones") {
     CHECK_FALSE(h.snap().running);
 }
 
-TEST_CASE("stop cancels deliveries that outlive the grace period; their recipients stay queued") {
+TEST_CASE(
+    "stop cancels deliveries that outlive the grace period and their recipients stay queued") {
     Harness h;
     h.store->block = true;
     std::vector<QueueId> ids;

@@ -40,7 +40,7 @@ TEST_CASE("a lane without a smarthost keeps nothing") {
     CHECK_FALSE(lane.scan_done());
 }
 
-TEST_CASE("DSNs leave in the order they were sent; retries join when they come due") {
+TEST_CASE("DSNs leave in the order they were sent and retries join when they come due") {
     FakeClock clock;
     TempSpool spool(clock);
     DsnLane lane;

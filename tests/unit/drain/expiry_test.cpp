@@ -5,7 +5,7 @@
 using namespace spoold;
 using namespace spoold::drain;
 
-TEST_CASE("each class has its expiry action; a class no longer configured bounces") {
+TEST_CASE("each class has its expiry action and a class no longer configured bounces") {
     policy::Config c;
     c.classes.resize(3);
     c.classes[0].on_expiry = policy::ExpiryAction::kHold;

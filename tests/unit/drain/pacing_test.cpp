@@ -63,7 +63,7 @@ TEST_CASE("trouble halves the limit once per round trip, never below one") {
     CHECK(c.limit() == 1);
 }
 
-TEST_CASE("a latency blow-up shrinks the limit; normal latency jitter does not") {
+TEST_CASE("a latency blow-up shrinks the limit but normal latency jitter does not") {
     FakeClock clock;
     ConcurrencyLimit c({4, 16}, clock);
     for (int i = 0; i < 200; ++i) {

@@ -65,8 +65,8 @@ TEST_CASE("once a relay is set our DSNs go to it, whatever their recipient's dom
                        });
 }
 
-TEST_CASE("a configured mailstore that is not running gets no route; the first without domains "
-          "is the default") {
+TEST_CASE("a configured mailstore that is not running gets no route, and the first without "
+          "domains is the default") {
     policy::Config c;
     c.mailstores = {mailstore("a", {"a.example"}), mailstore("b"), mailstore("c"),
                     mailstore("new", {"new.example"})};

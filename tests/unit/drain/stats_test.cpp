@@ -15,7 +15,7 @@ spool::RecipientUpdate update(spool::RcptState state) {
 
 } // namespace
 
-TEST_CASE("a tally counts delivered, deferred and failed recipients; queued ones are not counted") {
+TEST_CASE("a tally counts delivered, deferred and failed recipients but not queued ones") {
     using S = spool::RcptState;
     struct Row {
         std::vector<S> states;
@@ -41,7 +41,7 @@ TEST_CASE("a tally counts delivered, deferred and failed recipients; queued ones
     }
 }
 
-TEST_CASE("outcomes count in total and per store; a message counts once per store it reached") {
+TEST_CASE("outcomes count in total and per store, a message once per store it reached") {
     FakeClock clock;
     DrainStats stats(clock);
     stats.count_outcomes({{0, Tally{2, 1, 0}}, {1, Tally{0, 0, 1}}});
