@@ -79,7 +79,9 @@ public:
                 pending->fetch_sub(1);
             });
         }
-        REQUIRE(spool::test::eventually([&] { return pending->load() == 0; }));
+        // A generous deadline: 100,000 commits' worth under ASan on a busy machine.
+        REQUIRE(
+            spool::test::eventually([&] { return pending->load() == 0; }, std::chrono::minutes(2)));
         REQUIRE_FALSE(failed->load());
         return ids;
     }
