@@ -1,6 +1,7 @@
 #include "daemon/daemon.hpp"
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
@@ -15,6 +16,7 @@
 #include "common/metrics.hpp"
 #include "daemon/dsn_hook.hpp"
 #include "daemon/http/server.hpp"
+#include "policy/config_reload.hpp"
 #include "drain/connectors/connectors.hpp"
 #include "drain/drain.hpp"
 #include "smtp/server.hpp"
@@ -62,15 +64,10 @@ std::string join_class_names(const policy::Config& config) {
     return out;
 }
 
-bool same_file(const struct stat& a, const struct stat& b) {
-    return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
-           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
-}
-
 } // namespace
 
 Daemon::Daemon(std::string config_path, std::shared_ptr<const policy::Config> config)
-    : config_path_(std::move(config_path)), config_(std::move(config)) {}
+    : config_path_(std::move(config_path)), config_(std::move(config)), started_(config_) {}
 
 Daemon::~Daemon() = default;
 
@@ -83,68 +80,37 @@ Status Daemon::open_spool() {
         return tl::unexpected(opened.error());
     }
     spool_ = std::move(*opened);
-    Status st = spool_->wait([&](spool::Done done) {
-        spool_->put_meta("classes", join_class_names(*config_), std::move(done));
-    });
-    if (!st) {
-        return st;
-    }
+    SPOOLD_CHECK(publish_names(true));
+    directory_ = std::make_unique<DirectoryLoader>(config_->spool.path + "/directory");
+    return directory_->start(config_->directory);
+}
+
+// spoolctl in another process names classes and mailstores from these meta keys. At start
+// the writes are waited for (a spool that cannot take them is not started on); on reload
+// a failure is logged.
+Status Daemon::publish_names(bool wait) {
     std::string stores;
     for (const auto& m : config_->mailstores) {
         stores += (stores.empty() ? "" : ",") + m.name;
     }
-    st = spool_->wait(
-        [&](spool::Done done) { spool_->put_meta("mailstores", stores, std::move(done)); });
-    if (!st) {
-        return st;
-    }
-    if (!config_->directory.file.empty()) {
-        spool::DirectoryStoreOptions dopt;
-        dopt.path = config_->spool.path + "/directory";
-        auto dir = spool::DirectoryStore::open(dopt);
-        if (!dir) {
-            return tl::unexpected(dir.error());
+    const std::array<std::pair<std::string, std::string>, 2> names{
+        {{"classes", join_class_names(*config_)}, {"mailstores", stores}}};
+    for (const auto& [key, value] : names) {
+        if (!wait) {
+            spool_->put_meta(key, value, [k = key](Status st) {
+                if (!st) {
+                    log::error("event=meta_write_failed key={} error={}", k,
+                               log::quote(st.error().describe()));
+                }
+            });
+            continue;
         }
-        directory_ = std::move(*dir);
+        const std::string& k = key;
+        const std::string& v = value;
+        SPOOLD_CHECK(
+            spool_->wait([&](spool::Done done) { spool_->put_meta(k, v, std::move(done)); }));
     }
     return {};
-}
-
-void Daemon::load_directory(bool at_start) {
-    const auto& dc = config_->directory;
-    if (dc.file.empty() || !directory_) {
-        return;
-    }
-    struct stat st {};
-    if (::stat(dc.file.c_str(), &st) != 0) {
-        log::error("event=directory_unreadable file={} error={}", log::quote(dc.file),
-                   log::quote(std::strerror(errno)));
-        return;
-    }
-    if (!at_start && directory_loaded_ && same_file(st, directory_stat_)) {
-        return;
-    }
-    auto entries = policy::load_directory(dc);
-    if (!entries) {
-        // Keep what the store already holds: a broken edit must not empty the directory.
-        log::error("event=directory_load_failed file={} error={}", log::quote(dc.file),
-                   log::quote(entries.error().message));
-        return;
-    }
-    std::vector<std::pair<std::string, std::string>> pairs;
-    pairs.reserve(entries->size());
-    for (auto& e : *entries) {
-        pairs.emplace_back(std::move(e.key), std::move(e.target));
-    }
-    const std::size_t count = pairs.size();
-    const Status stored = directory_->replace(std::move(pairs));
-    if (!stored) {
-        log::error("event=directory_store_failed error={}", log::quote(stored.error().describe()));
-        return;
-    }
-    directory_stat_ = st;
-    directory_loaded_ = true;
-    log::info("event=directory_loaded file={} entries={}", log::quote(dc.file), count);
 }
 
 Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Config>& config) {
@@ -152,19 +118,8 @@ Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Confi
     if (!classifier) {
         return tl::unexpected(classifier.error());
     }
-    policy::DirectoryLookup lookup;
-    if (directory_ && !config->directory.file.empty()) {
-        spool::DirectoryStore* store = directory_.get();
-        const bool* loaded = &directory_loaded_;
-        lookup = [store, loaded](std::string_view key) -> Result<std::optional<std::string>> {
-            if (!*loaded) {
-                return fail(ErrorKind::kUnavailable, "recipient directory not loaded");
-            }
-            return store->lookup(key);
-        };
-    }
     auto recipients = std::make_shared<const policy::RecipientPolicy>(
-        config->local_domains, std::move(lookup), config->directory);
+        config->local_domains, directory_->lookup(config->directory), config->directory);
     auto compiled = std::make_shared<const policy::Classifier>(std::move(*classifier));
 
     IntakeHooks hooks;
@@ -218,7 +173,6 @@ int Daemon::run() {
                    log::quote(st.error().describe()));
         return 1;
     }
-    load_directory(true);
     auto hooks = make_hooks(config_);
     if (!hooks) {
         log::error("event=config_failed error={}", log::quote(hooks.error().message));
@@ -227,9 +181,13 @@ int Daemon::run() {
     intake_ = std::make_unique<SpoolIntake>(*spool_, std::move(*hooks), SystemClock::instance());
     update_admission();
 
+    // Our name in LHLO/EHLO and in Maildir file names (a relay may refuse "localhost").
+    drain::connectors::ConnectorOptions connector_options;
+    connector_options.hostname = config_->hostname;
     std::vector<std::unique_ptr<drain::Mailstore>> stores;
     for (const auto& mc : config_->mailstores) {
-        stores.push_back(drain::connectors::make_mailstore(io_->get_executor(), mc));
+        stores.push_back(
+            drain::connectors::make_mailstore(io_->get_executor(), mc, connector_options));
     }
     config_holder_ = std::make_shared<std::shared_ptr<const policy::Config>>(config_);
     drain_ = std::make_unique<drain::Drain>(
@@ -238,7 +196,7 @@ int Daemon::run() {
     if (!config_->mailstores.empty()) {
         drain_->set_dsn_relay(drain::connectors::make_smarthost(
             io_->get_executor(), config_->bounces.smarthost, config_->bounces.smarthost_port,
-            config_->mailstores.front()));
+            config_->mailstores.front(), connector_options));
     }
     reporter_ = std::make_unique<StatusReporter>(started_ms_);
 
@@ -328,7 +286,7 @@ void Daemon::tick() {
     const auto poll = config_->directory.poll_interval.count();
     if (poll > 0 && now >= next_directory_poll_ms_) {
         next_directory_poll_ms_ = now + poll;
-        load_directory(false);
+        directory_->poll();
     }
     sample_status();
     if (now >= next_publish_ms_) {
@@ -394,6 +352,7 @@ void Daemon::publish_state() {
         spool_->put_meta(std::move(key), std::move(value), [](Status) {});
     };
     for (const auto& ms : snap.mailstores) {
+        // "closed limit=2 in_flight=0": spoolctl's parse_breaker_meta reads it back.
         publish("mailstore." + ms.name + ".breaker",
                 fmt::format("{} limit={} in_flight={}", drain::to_string(ms.breaker),
                             ms.concurrency_limit, ms.in_flight));
@@ -402,10 +361,17 @@ void Daemon::publish_state() {
     }
 }
 
+// Everything is prepared before anything changes, so a refused reload leaves the daemon
+// exactly as it was. Keys read only at start are named in one warning (config_reload.hpp).
 void Daemon::reload() {
     auto fresh = policy::load_config(config_path_);
     if (!fresh) {
         log::error("event=reload_refused error={}", log::quote(fresh.error().message));
+        return;
+    }
+    auto directory = directory_->prepare((*fresh)->directory);
+    if (!directory) {
+        log::error("event=reload_refused error={}", log::quote(directory.error().message));
         return;
     }
     auto hooks = make_hooks(*fresh);
@@ -413,9 +379,7 @@ void Daemon::reload() {
         log::error("event=reload_refused error={}", log::quote(hooks.error().message));
         return;
     }
-    if ((*fresh)->spool.path != config_->spool.path) {
-        log::warn("event=reload_note note={}", log::quote("spool.path changes need a restart"));
-    }
+    directory_->apply(std::move(*directory));
     config_ = *fresh;
     *config_holder_ = config_;
     log::Level level = log::Level::kInfo;
@@ -425,7 +389,15 @@ void Daemon::reload() {
     intake_->set_hooks(std::move(*hooks));
     server_->reconfigure(*config_);
     drain_->reconfigure(config_);
-    load_directory(true);
+    (void)publish_names(false);
+    if (const auto keys = policy::restart_needed(*started_, *config_); !keys.empty()) {
+        std::string names;
+        for (const auto& k : keys) {
+            names += (names.empty() ? "" : ", ") + k;
+        }
+        log::warn("event=reload_restart_needed note={}",
+                  log::quote("restart needed for: " + names));
+    }
     log::info("event=reloaded config={}", log::quote(config_path_));
 }
 

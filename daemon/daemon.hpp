@@ -8,14 +8,12 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <sys/stat.h>
 
+#include "daemon/directory_loader.hpp"
 #include "daemon/spool_intake.hpp"
 #include "daemon/status_reporter.hpp"
 #include "policy/classifier.hpp"
 #include "policy/config.hpp"
-#include "policy/directory_file.hpp"
-#include "spool/directory_store.hpp"
 #include "spool/spool.hpp"
 
 namespace spoold::smtp {
@@ -39,7 +37,6 @@ public:
 
 private:
     Status open_spool();
-    void load_directory(bool at_start);
     Result<IntakeHooks> make_hooks(const std::shared_ptr<const policy::Config>& config);
     void reload();
     void shutdown();
@@ -47,18 +44,20 @@ private:
     void schedule_tick();
     void update_admission();
     void publish_state();
+    Status publish_names(bool wait);
     void sample_status();
 
     std::string config_path_;
     std::shared_ptr<const policy::Config> config_;
+    // The configuration the process started with: what the listeners, connectors, spool
+    // and metrics server run on until a restart (policy/config_reload's kRestart keys).
+    std::shared_ptr<const policy::Config> started_;
     // What the DSN builder reads; swapped on reload (all on the io thread).
     std::shared_ptr<std::shared_ptr<const policy::Config>> config_holder_;
     // Destruction order matters (see run()): the spool and the intake outlive the
     // io_context, whose leftover coroutine frames may roll back a message on the way out.
     std::unique_ptr<spool::Spool> spool_;
-    std::unique_ptr<spool::DirectoryStore> directory_;
-    bool directory_loaded_ = false;
-    struct stat directory_stat_ {};
+    std::unique_ptr<DirectoryLoader> directory_;
     UnixMillis next_directory_poll_ms_ = 0;
     UnixMillis next_publish_ms_ = 0;
     std::map<std::string, std::string> published_; // meta last written by publish_state()

@@ -12,6 +12,7 @@
 #include "common/log.hpp"
 #include "daemon/daemon.hpp"
 #include "policy/config.hpp"
+#include "policy/config_reload.hpp"
 
 namespace {
 
@@ -32,6 +33,30 @@ void raise_fd_limit() {
         lim.rlim_cur = lim.rlim_max;
         setrlimit(RLIMIT_NOFILE, &lim);
     }
+}
+
+// --check-config's note: the keys a SIGHUP does not apply, as the reload warning names them.
+std::string restart_note() {
+    constexpr std::size_t kWidth = 92;
+    std::string out = "note: SIGHUP applies every key but these, which take effect at the next "
+                      "start:\n";
+    std::string line;
+    std::string notes;
+    for (const auto& rule : spoold::policy::reload_rules()) {
+        if (rule.on_reload != spoold::policy::OnReload::kRestart) {
+            continue;
+        }
+        const std::string key(rule.key);
+        if (!line.empty() && line.size() + key.size() + 2 > kWidth) {
+            out += "  " + line + ",\n";
+            line.clear();
+        }
+        line += (line.empty() ? "" : ", ") + key;
+        if (!rule.note.empty()) {
+            notes += "  (" + key + ": " + std::string(rule.note) + ")\n";
+        }
+    }
+    return out + "  " + line + "\n" + notes;
 }
 
 } // namespace
@@ -63,7 +88,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (check_only) {
-        std::printf("%s: ok\n", config_path.c_str());
+        std::printf("%s: ok\n%s", config_path.c_str(), restart_note().c_str());
         return 0;
     }
     raise_fd_limit();

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "policy/header_scan.hpp"
 #include "smtp/intake.hpp"
 #include "spool/spool.hpp"
 
@@ -46,7 +47,8 @@ inline constexpr std::int64_t kMessageOverheadBytes = 512;
 // Bodies up to this size stay in memory and are committed in one operation; larger
 // ones are staged in chunks of this size, so a 50 MiB message costs a few of these.
 inline constexpr std::size_t kStageThreshold = 128 * 1024;
-inline constexpr std::size_t kHeaderScanBytes = 64 * 1024;
+// The classifier reads this much of a message (policy/header_scan.hpp).
+using policy::kHeaderScanBytes;
 
 class SpoolIntake final : public smtp::Intake {
 public:

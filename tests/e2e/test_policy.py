@@ -8,13 +8,14 @@ import email.policy
 import glob
 import os
 import signal
+import socket
 import subprocess
 import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (SOURCE_DIR, SPOOLD, SmtpClient, SpooldTestCase, free_port,  # noqa: E402
-                     swaks, wait_for)
+                     server_replies, swaks, wait_for)
 
 
 def check_config(path):
@@ -32,6 +33,16 @@ class ConfigErrors(SpooldTestCase):
     def test_sample_config_validates(self):
         rc, out = check_config(os.path.join(SOURCE_DIR, "etc", "spoold.yaml"))
         self.assertEqual(rc, 0, out)
+
+    def test_check_config_names_the_keys_a_reload_does_not_apply(self):
+        rc, out = check_config(os.path.join(SOURCE_DIR, "etc", "spoold.yaml"))
+        self.assertEqual(rc, 0, out)
+        note = out.split("note: SIGHUP applies every key but these", 1)[1]
+        for key in ("user", "listeners[].port", "listeners[].tls_certificate", "spool.max_size",
+                    "mailstores[].host", "bounces.smarthost", "metrics.port"):
+            self.assertIn(key, note)
+        for key in ("limits.", "directory.", "rules", "drain.", "classes"):
+            self.assertNotIn(key, note)
 
     def test_each_kind_of_error_names_file_line_and_column(self):
         cases = {
@@ -99,6 +110,87 @@ class ReloadAndDirectory(SpooldTestCase):
         rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "bob@example.com")
         self.assertEqual(rc, 0, out)
         self.assertEqual(len(node.list_json()), 4)
+        self.assertIsNone(node.proc.poll())
+
+
+class ReloadEveryKey(SpooldTestCase):
+    def reload(self, node, n):
+        node.write_config()
+        node.signal(signal.SIGHUP)
+        wait_for(lambda: node.count_lines("event=reloaded") >= n, 10, what=f"reload {n}")
+
+    def test_reload_applies_what_it_can_and_names_what_needs_a_restart(self):
+        node = self.spoold({"limits": {"max_recipients": 5}})
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "a@example.com,b@example.com")
+        self.assertEqual(rc, 0, out)
+
+        # A key a reload applies, and two it cannot: the listener and the metrics port.
+        node.config["limits"]["max_recipients"] = 1
+        node.config["listeners"] = [{"address": "127.0.0.1", "port": free_port()}]
+        node.config["metrics"] = {"address": "127.0.0.1", "port": free_port()}
+        self.reload(node, 1)
+        self.assertEqual(node.count_lines("event=reload_restart_needed"), 1)
+        self.assertTrue(node.has_line('note="restart needed for: listeners[].port, metrics.port"'),
+                        node.log_text())
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "a@example.com,b@example.com")
+        self.assertIn("452 4.5.3", out)  # applied to a new session on the old listener
+        with self.assertRaises(ConnectionRefusedError):  # the new ones were not bound
+            socket.create_connection(("127.0.0.1", node.config["listeners"][0]["port"]), timeout=5)
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", node.config["metrics"]["port"]), timeout=5)
+
+        # Still different from what runs: said again at the next reload.
+        self.reload(node, 2)
+        self.assertEqual(node.count_lines("event=reload_restart_needed"), 2)
+        # Back to what runs: nothing to say.
+        node.config["listeners"] = [{"address": "127.0.0.1", "port": 0}]
+        del node.config["metrics"]
+        self.reload(node, 3)
+        self.assertEqual(node.count_lines("event=reload_restart_needed"), 2)
+        self.assertIsNone(node.proc.poll())
+
+    def test_a_reload_turns_the_directory_on_moves_it_and_turns_it_off(self):
+        node = self.spoold({"directory": {"poll_interval": "0s"}})
+
+        def verdict(rcpt):
+            rc, out = swaks(node.port, "--from", "s@remote.test", "--to", rcpt, "--quit-after", "RCPT")
+            replies = server_replies(out)
+            return replies[-2][:3] if replies[-1].startswith("221") else replies[-1][:3]
+
+        self.assertEqual(verdict("bob@example.com"), "250")  # no directory: everyone
+        first = os.path.join(self.workdir, "first")
+        second = os.path.join(self.workdir, "second")
+        with open(first, "w") as f:
+            f.write("alice@example.com\n")
+        with open(second, "w") as f:
+            f.write("bob@example.com\n")
+
+        node.config["directory"]["file"] = first
+        self.reload(node, 1)
+        self.assertEqual(verdict("alice@example.com"), "250")
+        self.assertEqual(verdict("bob@example.com"), "550")
+
+        node.config["directory"]["file"] = second
+        self.reload(node, 2)
+        self.assertEqual(verdict("alice@example.com"), "550")
+        self.assertEqual(verdict("bob@example.com"), "250")
+
+        # A directory file that cannot be read is refused with the whole reload.
+        node.config["directory"]["file"] = os.path.join(self.workdir, "missing")
+        node.config["limits"] = {"max_recipients": 1}
+        node.write_config()
+        node.signal(signal.SIGHUP)
+        wait_for(lambda: node.has_line("event=reload_refused"), 10, what="reload refused")
+        self.assertIn("missing", node.find_line(r"event=reload_refused.*").group(0))
+        self.assertEqual(verdict("alice@example.com"), "550")
+        rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "bob@example.com,bob+x@example.com")
+        self.assertEqual(rc, 0, out)  # max_recipients 1 was not applied either
+
+        node.config["directory"]["file"] = ""
+        del node.config["limits"]
+        self.reload(node, 3)
+        self.assertEqual(verdict("alice@example.com"), "250")
+        self.assertEqual(verdict("nobody@example.com"), "250")
         self.assertIsNone(node.proc.poll())
 
 
