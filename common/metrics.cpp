@@ -319,8 +319,9 @@ SpooldMetrics::SpooldMetrics(Registry& r)
       spool_messages(r.gauge_family("spoold_spool_messages",
                                     "Messages in the spool, by class and state.",
                                     {"class", "state"})),
-      spool_bytes(r.gauge_family("spoold_spool_bytes", "Bytes of messages in the spool, by class.",
-                                 {"class"})),
+      spool_bytes(r.gauge_family("spoold_spool_bytes",
+                                 "Bytes of messages in the spool, by class and state.",
+                                 {"class", "state"})),
       spool_oldest_message_age_seconds(
           r.gauge("spoold_spool_oldest_message_age_seconds",
                   "Age of the oldest message in the spool (0 when empty).")),

@@ -190,7 +190,7 @@ struct SpooldMetrics {
     Counter& accepted_bytes_total;          // spoold_accepted_bytes_total (message bytes)
     // spool/, set by the daemon from the spool counters every second
     GaugeFamily& spool_messages; // {class, state}: kState* values
-    GaugeFamily& spool_bytes;    // {class}
+    GaugeFamily& spool_bytes;    // {class, state}: kState* values
     Gauge& spool_oldest_message_age_seconds;
     Histogram& commit_batch_size;       // operations per group commit
     Histogram& commit_duration_seconds; // one LMDB write transaction incl. fsync

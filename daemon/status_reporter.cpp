@@ -1,8 +1,19 @@
 #include "daemon/status_reporter.hpp"
 
 #include <algorithm>
+#include <array>
+#include <utility>
 
 namespace spoold::daemon {
+namespace {
+
+// The spool's states as the metrics label them.
+constexpr std::array<std::pair<spool::MsgState, std::string_view>, spool::kNumMsgStates>
+    kStateLabels{{{spool::MsgState::kReady, metrics::kStateReady},
+                  {spool::MsgState::kDeferred, metrics::kStateDeferred},
+                  {spool::MsgState::kHeld, metrics::kStateHeld}}};
+
+} // namespace
 
 metrics::BreakerLevel breaker_level(drain::BreakerState s) {
     switch (s) {
@@ -35,18 +46,14 @@ void StatusReporter::sample(const StatusInputs& in) {
         cs.ready = c.messages[k][static_cast<std::size_t>(spool::MsgState::kReady)];
         cs.deferred = c.messages[k][static_cast<std::size_t>(spool::MsgState::kDeferred)];
         cs.held = c.messages[k][static_cast<std::size_t>(spool::MsgState::kHeld)];
-        std::uint64_t bytes = 0;
-        for (std::size_t s = 0; s < spool::kNumMsgStates; ++s) {
-            bytes += c.bytes[k][s];
+        cs.bytes = 0;
+        for (const auto& [state, label] : kStateLabels) {
+            const auto s = static_cast<std::size_t>(state);
+            const std::vector<std::string> labels{cs.name, std::string(label)};
+            m_.spool_messages.with(labels).set(static_cast<double>(c.messages[k][s]));
+            m_.spool_bytes.with(labels).set(static_cast<double>(c.bytes[k][s]));
+            cs.bytes += c.bytes[k][s];
         }
-        cs.bytes = bytes;
-        m_.spool_messages.with({cs.name, std::string(metrics::kStateReady)})
-            .set(static_cast<double>(cs.ready));
-        m_.spool_messages.with({cs.name, std::string(metrics::kStateDeferred)})
-            .set(static_cast<double>(cs.deferred));
-        m_.spool_messages.with({cs.name, std::string(metrics::kStateHeld)})
-            .set(static_cast<double>(cs.held));
-        m_.spool_bytes.with({cs.name}).set(static_cast<double>(bytes));
         h.backlog.emplace_back(cs.name, cs.ready + cs.deferred);
         snap.classes.push_back(std::move(cs));
     }

@@ -3,6 +3,7 @@
 SIGTERM that loses no acknowledged message."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -57,6 +58,11 @@ class OpsEndToEnd(SpooldTestCase):
         self.assertIn("spoold_spool_commit_duration_seconds_bucket", text)
         self.assertRegex(text, r"spoold_smtp_connections_total [1-9]")
         self.assertRegex(text, r'spoold_spool_messages\{class="normal",state="(ready|deferred)"\} [1-5]')
+        # Bytes per class and state, as the README promises; the states add up to the class.
+        normal = [float(v) for v in re.findall(
+            r'spoold_spool_bytes\{class="normal",state="(?:ready|deferred|held)"\} (\S+)', text)]
+        self.assertEqual(len(normal), 3, text)
+        self.assertEqual(sum(normal), classes["normal"]["bytes"])
 
         code, ctype, page = get(node.metrics_port, "/")
         self.assertIn("text/html", ctype)

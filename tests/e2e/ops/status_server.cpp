@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
     for (const auto& c : kClasses) {
         m.spool_messages.with({c.name, std::string(spoold::metrics::kStateReady)})
             .set(static_cast<double>(c.ready));
-        m.spool_bytes.with({c.name}).set(static_cast<double>(c.bytes));
+        m.spool_bytes.with({c.name, std::string(spoold::metrics::kStateReady)})
+            .set(static_cast<double>(c.bytes));
     }
     m.drain_rate.set(kDrainRate);
     m.breaker_state.with({"dovecot-b"}).set(static_cast<double>(BreakerLevel::kHalfOpen));
