@@ -255,6 +255,34 @@ std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMil
     return out;
 }
 
+void parse_breaker_meta(std::string_view value, MailstoreStatus& into) {
+    bool first = true;
+    while (!value.empty()) {
+        const auto space = value.find(' ');
+        const std::string_view word = value.substr(0, space);
+        value = space == std::string_view::npos ? std::string_view() : value.substr(space + 1);
+        if (word.empty()) {
+            continue;
+        }
+        const auto eq = word.find('=');
+        if (first && eq == std::string_view::npos) {
+            into.breaker = std::string(word);
+        } else if (eq != std::string_view::npos) {
+            const std::string_view key = word.substr(0, eq);
+            const std::string_view number = word.substr(eq + 1);
+            std::uint64_t v = 0;
+            const auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), v);
+            const bool whole = ec == std::errc{} && ptr == number.data() + number.size();
+            if (whole && key == "limit") {
+                into.limit = v;
+            } else if (whole && key == "in_flight") {
+                into.in_flight = v;
+            }
+        }
+        first = false;
+    }
+}
+
 std::string status_text(const StatusReport& report, const ClassNames& classes) {
     std::string out;
     const auto& c = report.counters;
@@ -287,13 +315,16 @@ std::string status_text(const StatusReport& report, const ClassNames& classes) {
                            format_size(b[0]), m[1], format_size(b[1]), m[2], format_size(b[2]));
     }
     if (!report.mailstores.empty()) {
-        out +=
-            fmt::format("\n{:<16} {:<10} {:>10} {}\n", "MAILSTORE", "BREAKER", "RATE/S", "DRAIN");
+        out += fmt::format("\n{:<16} {:<10} {:>6} {:>9} {:>8} {}\n", "MAILSTORE", "BREAKER",
+                           "LIMIT", "IN-FLIGHT", "RATE/S", "DRAIN");
+        const auto number = [](const std::optional<std::uint64_t>& v) {
+            return v ? fmt::format("{}", *v) : std::string("-");
+        };
         for (const auto& ms : report.mailstores) {
-            out +=
-                fmt::format("{:<16} {:<10} {:>10} {}\n", printable(ms.name),
-                            printable(ms.breaker.value_or("-")), printable(ms.rate.value_or("-")),
-                            ms.paused || report.paused ? "paused" : "running");
+            out += fmt::format("{:<16} {:<10} {:>6} {:>9} {:>8} {}\n", fit(printable(ms.name), 16),
+                               fit(printable(ms.breaker.value_or("-")), 10), number(ms.limit),
+                               number(ms.in_flight), fit(printable(ms.rate.value_or("-")), 8),
+                               ms.paused || report.paused ? "paused" : "running");
         }
     }
     return out;
@@ -352,6 +383,10 @@ std::string status_json(const StatusReport& report, const ClassNames& classes) {
         w.key("rate");
         ms.rate ? w.value(*ms.rate) : w.null();
         w.key("paused").value(ms.paused || report.paused);
+        w.key("limit");
+        ms.limit ? w.value(static_cast<std::uint64_t>(*ms.limit)) : w.null();
+        w.key("in_flight");
+        ms.in_flight ? w.value(static_cast<std::uint64_t>(*ms.in_flight)) : w.null();
         w.end_object();
     }
     w.end_array();

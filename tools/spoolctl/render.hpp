@@ -44,12 +44,20 @@ std::string json_message(const spool::Envelope& env, spool::MsgState state, Unix
 std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
                       const ClassNames& classes);
 
+// One mailstore's line of `status`, from the meta keys the running daemon publishes;
+// each field is absent when no daemon has published it.
 struct MailstoreStatus {
     std::string name;
-    std::optional<std::string> breaker; // "closed", "open", "half-open" as the daemon publishes
-    std::optional<std::string> rate;    // messages/s as the daemon publishes it
+    std::optional<std::string> breaker;     // "closed", "open", "half-open"
+    std::optional<std::uint64_t> limit;     // deliveries allowed in flight now (pacing)
+    std::optional<std::uint64_t> in_flight; // deliveries in flight
+    std::optional<std::string> rate;        // messages/s as the daemon publishes it
     bool paused = false;
 };
+
+// Fills breaker, limit and in_flight from the daemon's "mailstore.NAME.breaker" value
+// ("closed limit=2 in_flight=0"); fields it does not hold stay absent.
+void parse_breaker_meta(std::string_view value, MailstoreStatus& into);
 
 struct StatusReport {
     spool::Counters counters;

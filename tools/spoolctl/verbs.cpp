@@ -223,7 +223,7 @@ int verb_status(Context& ctx) {
         MailstoreStatus ms;
         ms.name = n;
         if (auto v = ctx.spool->get_meta(fmt::format("mailstore.{}.breaker", n)); v && *v) {
-            ms.breaker = **v;
+            parse_breaker_meta(**v, ms);
         }
         if (auto v = ctx.spool->get_meta(fmt::format("mailstore.{}.rate", n)); v && *v) {
             ms.rate = **v;

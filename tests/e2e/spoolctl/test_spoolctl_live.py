@@ -51,6 +51,23 @@ class SpoolctlWhileSpooldRuns(SpooldTestCase):
         self.assertEqual(st["messages"], 4)
         self.assertEqual([m["name"] for m in st["mailstores"]], ["default"])
 
+        # The daemon publishes each mailstore's state; status shows each value under its header.
+        def mailstore_table():
+            lines = self.ctl(node, "status").stdout.splitlines()
+            at = next(i for i, l in enumerate(lines) if l.startswith("MAILSTORE"))
+            return lines[at].split(), lines[at + 1].split()
+        header, row = wait_for(lambda: (t := mailstore_table())[1][1] != "-" and t, 10,
+                               what="the daemon's published breaker state")
+        self.assertEqual(header, ["MAILSTORE", "BREAKER", "LIMIT", "IN-FLIGHT", "RATE/S", "DRAIN"])
+        self.assertEqual(row[0], "default")
+        self.assertEqual(row[1], "closed")
+        self.assertTrue(row[2].isdigit() and int(row[2]) >= 1, row)
+        self.assertEqual(row[3], "0")  # paused: nothing in flight
+        float(row[4])
+        self.assertEqual(row[5], "paused")
+        js = json.loads(self.ctl(node, "status", "--json").stdout)["mailstores"][0]
+        self.assertEqual((js["breaker"], js["limit"], js["in_flight"]), ("closed", int(row[2]), 0))
+
         # Paused: nothing drains (give the drain more than its one-second meta poll).
         with self.assertRaises(AssertionError):
             wait_for(lambda: self.delivered(node, USERS[0]) > 0, 2, what="delivery while paused")

@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "tools/spoolctl/render.hpp"
 
 using namespace spoold;
@@ -78,7 +83,11 @@ TEST_CASE("status shows totals, each named class and each mailstore") {
     r.oldest = QueueId{7};
     r.oldest_arrival_ms = 10'000'000 - 90'000;
     r.paused = true;
-    r.mailstores.push_back(MailstoreStatus{"dovecot", "open", "12.5", false});
+    MailstoreStatus dovecot;
+    dovecot.name = "dovecot";
+    dovecot.breaker = "open";
+    dovecot.rate = "12.5";
+    r.mailstores.push_back(dovecot);
     const auto names = ClassNames::from_csv("urgent,normal,bulk");
     const auto text = status_text(r, names);
     CHECK(text.find("messages: 11") != std::string::npos);
@@ -92,5 +101,84 @@ TEST_CASE("status shows totals, each named class and each mailstore") {
     CHECK(json.find(R"("class":"normal","class_id":1,"ready":{"messages":10,"bytes":10240})") !=
           std::string::npos);
     CHECK(json.find(R"("name":"dovecot","breaker":"open","rate":"12.5","paused":true)") !=
+          std::string::npos);
+}
+
+namespace {
+
+// The [start, end) columns of each word of a line.
+std::vector<std::pair<std::size_t, std::size_t>> words(const std::string& line) {
+    std::vector<std::pair<std::size_t, std::size_t>> out;
+    std::size_t i = 0;
+    while (i < line.size()) {
+        if (line[i] == ' ') {
+            ++i;
+            continue;
+        }
+        const std::size_t start = i;
+        while (i < line.size() && line[i] != ' ') {
+            ++i;
+        }
+        out.emplace_back(start, i);
+    }
+    return out;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const auto nl = text.find('\n', pos);
+        out.push_back(text.substr(pos, nl - pos));
+        pos = nl == std::string::npos ? text.size() : nl + 1;
+    }
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("the mailstore table prints each published value under its own header") {
+    StatusReport r;
+    MailstoreStatus ms;
+    ms.name = "dovecot-with-a-long-name";
+    parse_breaker_meta("half-open limit=1 in_flight=1", ms); // as the daemon publishes it
+    CHECK(ms.breaker == "half-open");
+    CHECK(ms.limit == 1U);
+    CHECK(ms.in_flight == 1U);
+    ms.rate = "1234.5";
+    r.mailstores.push_back(ms);
+    MailstoreStatus quiet;
+    quiet.name = "relay";
+    parse_breaker_meta("closed limit=16 in_flight=0", quiet);
+    quiet.rate = "0.0";
+    quiet.paused = true;
+    r.mailstores.push_back(quiet);
+
+    const auto all = lines_of(status_text(r, ClassNames()));
+    const auto header = std::find_if(all.begin(), all.end(),
+                                     [](const auto& l) { return l.starts_with("MAILSTORE"); });
+    REQUIRE(header != all.end());
+    REQUIRE(std::distance(header, all.end()) == 3);
+    const auto heads = words(*header);
+    REQUIRE(heads.size() == 6);
+    const std::vector<std::vector<std::string>> want = {
+        {"dovecot-with-a..", "half-open", "1", "1", "1234.5", "running"},
+        {"relay", "closed", "16", "0", "0.0", "paused"}};
+    for (std::size_t row = 0; row < want.size(); ++row) {
+        const std::string& line = *(header + 1 + static_cast<std::ptrdiff_t>(row));
+        const auto cells = words(line);
+        CAPTURE(line);
+        REQUIRE(cells.size() == heads.size());
+        for (std::size_t i = 0; i < cells.size(); ++i) {
+            CAPTURE(i);
+            CHECK(line.substr(cells[i].first, cells[i].second - cells[i].first) == want[row][i]);
+            // Under its header: the two overlap on the line.
+            CHECK(cells[i].first < heads[i].second);
+            CHECK(heads[i].first < cells[i].second);
+        }
+    }
+    const auto json = status_json(r, ClassNames());
+    CHECK(json.find(
+              R"("breaker":"half-open","rate":"1234.5","paused":false,"limit":1,"in_flight":1)") !=
           std::string::npos);
 }
