@@ -158,11 +158,26 @@ public:
 
     void flush(QueueId id, Done done) override {
         modify(id, std::move(done), [](Envelope& env) -> Status {
-            for (Recipient& r : env.recipients) {
-                if (r.state == RcptState::kDeferred) {
-                    r.state = RcptState::kQueued;
-                    r.next_attempt_ms = 0;
-                }
+            queue_deferred(env);
+            return {};
+        });
+    }
+
+    void reclassify(QueueId id, Reclassification change, Done done) override {
+        if (change.klass >= kMaxClasses) {
+            done(fail(ErrorKind::kInvalid, fmt::format("class {} out of range", change.klass)));
+            return;
+        }
+        modify(id, std::move(done), [change](Envelope& env) -> Status {
+            env.klass = change.klass;
+            env.expires_ms = change.expires_ms;
+            const bool lives_on = change.expires_ms == 0 || change.expires_ms > change.now;
+            if ((env.flags & kFlagExpiredHold) != 0 && lives_on) {
+                env.flags &= ~static_cast<std::uint32_t>(kFlagExpiredHold);
+                env.held = false;
+            }
+            if (change.flush) {
+                queue_deferred(env);
             }
             return {};
         });
@@ -339,6 +354,15 @@ private:
             return;
         }
         writer_->submit(std::move(op));
+    }
+
+    static void queue_deferred(Envelope& env) {
+        for (Recipient& r : env.recipients) {
+            if (r.state == RcptState::kDeferred) {
+                r.state = RcptState::kQueued;
+                r.next_attempt_ms = 0;
+            }
+        }
     }
 
     void modify(QueueId id, Done done, std::function<Status(Envelope&)> change) {

@@ -144,6 +144,16 @@ struct SpoolOptions {
     std::size_t body_chunk_bytes = 0;
 };
 
+// A message's class and expiry computed again from the current policy (spoolctl requeue).
+struct Reclassification {
+    ClassId klass = 0;
+    UnixMillis expires_ms = 0; // 0 = never
+    // The expiry is compared with this: a message held because its retention ran out
+    // (kFlagExpiredHold) is released when its new expiry is later.
+    UnixMillis now = 0;
+    bool flush = false; // deferred recipients become queued now (as flush)
+};
+
 // Staged chunks untouched for this long are orphans of a crashed session: collected at open
 // and periodically by the writer.
 inline constexpr std::int64_t kStagedOrphanAgeMs = 60LL * 60 * 1000;
@@ -196,6 +206,11 @@ public:
     virtual void set_class(QueueId id, ClassId klass, Done done) = 0;
     // Deferred recipients become queued now; the message becomes ready (unless held).
     virtual void flush(QueueId id, Done done) = 0;
+    // Sets class and expiry as the caller's policy computed them; see Reclassification.
+    // A hold an administrator made stays. kInvalid for a class out of range.
+    virtual void reclassify(QueueId /*id*/, Reclassification /*change*/, Done done) {
+        done(fail(ErrorKind::kInternal, "reclassify not implemented"));
+    }
     virtual void remove(QueueId id, Done done) = 0;
     // Moves messages whose deferral is due (<= now) from the deferred index to ready.
     virtual void promote_due(UnixMillis now, Done done) = 0;

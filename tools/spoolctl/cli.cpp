@@ -306,6 +306,11 @@ Filter (all given conditions must hold):
   --older-than DUR  --newer-than DUR   (90s, 15m, 2h, 3d, 1w, 1d12h)
   --min-size SIZE  --max-size SIZE      (512, 10k, 5M, 1G)
 
+Writes by filter or --all (hold, release, delete, flush, set-class, requeue) first
+count what they would change and ask on the terminal ("hold 3 messages (12.0K)?");
+--yes answers yes, and without a terminal --yes is required. Mail that arrives after
+the question is left alone. Writes by queue id do not ask.
+
 Envelopes in files:
   export writes each message as stored (our Received: line first). With --with-envelope
   it writes, above that, the envelope as header lines:

@@ -11,9 +11,10 @@ namespace {
 
 using namespace opt;
 
-constexpr OptionSet kWriteOptions = kFilter | kAll | kJson;
+// Writes by filter or --all ask first; --yes answers (tools/spoolctl/writes.hpp).
+constexpr OptionSet kWriteOptions = kFilter | kAll | kJson | kYes;
 
-const std::array<Verb, 13> kVerbs = {{
+const std::array<Verb, 14> kVerbs = {{
     {"status", false, 0, kJson, "status [--json]",
      "messages and bytes per class and state, oldest message,\n"
      "breaker and drain rate per mailstore, paused or not",
@@ -27,15 +28,17 @@ const std::array<Verb, 13> kVerbs = {{
      "stop messages from draining", verb_hold},
     {"release", true, 0, kWriteOptions, "release ID... | FILTER | --all",
      "let held messages drain again", verb_release},
-    {"delete", true, 0, kWriteOptions | kYes, "delete  ID... | FILTER | --all",
-     "remove messages; a filter or --all asks for confirmation\n"
-     "on the terminal (--yes to skip; without a terminal,\n"
-     "--yes is required)",
+    {"delete", true, 0, kWriteOptions, "delete  ID... | FILTER | --all", "remove messages",
      verb_delete},
     {"flush", true, 0, kWriteOptions, "flush   [ID... | FILTER]",
      "deferred recipients become ready now (default: all)", verb_flush},
     {"set-class", true, 0, kWriteOptions, "set-class ID... CLASS | set-class FILTER CLASS",
      "move messages to another priority class", verb_set_class},
+    {"requeue", true, 0, kWriteOptions, "requeue ID... | FILTER | --all",
+     "as postsuper -r: the class from today's rules, the\n"
+     "expiry from arrival and that class's retention,\n"
+     "deferred recipients tried now (needs the config)",
+     verb_requeue},
     {"pause", true, 0, kMailstore, "pause  [--mailstore NAME]",
      "stop the drain (all mailstores or one)", verb_pause},
     {"resume", true, 0, kMailstore, "resume [--mailstore NAME]", "start it again", verb_resume},

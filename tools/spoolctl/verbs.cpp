@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <functional>
 #include <limits>
-#include <unistd.h>
 
 #include "tools/spoolctl/json.hpp"
 #include "tools/spoolctl/mbox.hpp"
@@ -16,115 +15,6 @@ namespace {
 
 constexpr std::size_t kHeaderReadLimit = 1U << 20U;
 constexpr std::size_t kListBufferBytes = 64U << 10U;
-
-bool confirm(Context& ctx, std::string_view question) {
-    if (ctx.cl.yes) {
-        return true;
-    }
-    if (isatty(STDIN_FILENO) == 0) {
-        say(ctx.err, "spoolctl: {}: refusing without --yes: {} (stdin is not a terminal)\n",
-            ctx.cl.verb, question);
-        return false;
-    }
-    say(ctx.err, "{} [y/N] ", question);
-    std::fflush(ctx.err);
-    char answer[16] = {}; // NOLINT: a short reply line
-    if (std::fgets(answer, sizeof answer, stdin) == nullptr) {
-        return false;
-    }
-    return answer[0] == 'y' || answer[0] == 'Y';
-}
-
-int report_writes(Context& ctx, const Pipeline& p, std::string_view done_word, int exit_code) {
-    if (!ctx.cl.json) {
-        say(ctx.out, "{} {} message{}", done_word, p.ok(), p.ok() == 1 ? "" : "s");
-        if (p.gone() > 0) {
-            say(ctx.out, ", {} already gone", p.gone());
-        }
-        if (p.failed() > 0) {
-            say(ctx.out, ", {} failed", p.failed());
-        }
-        print(ctx.out, "\n");
-    } else {
-        say(ctx.out, "{{\"verb\":\"{}\",\"done\":{},\"gone\":{},\"failed\":{}}}\n", ctx.cl.verb,
-            p.ok(), p.gone(), p.failed());
-    }
-    return p.failed() > 0 ? kExitFailed : exit_code;
-}
-
-// What one of hold, release, delete, flush and set-class does to each selected message.
-struct WriteOp {
-    std::string_view done_word; // "held 3 messages"
-    // Whether the operation would change the message at all: skipping the rest keeps a
-    // "hold everything from this sender" from rewriting messages already held.
-    std::function<bool(const spool::Envelope&)> applies;
-    std::function<void(spool::Spool&, QueueId, spool::Done)> apply;
-    bool default_all = false;    // no ids and no filter mean every message (flush)
-    bool confirm_filter = false; // a filter or --all asks first (delete)
-};
-
-// The write verbs share the selection, the confirmation and the pipeline.
-int run_writes(Context& ctx, const std::vector<std::string>& operands, const WriteOp& op) {
-    auto sel = select_targets(ctx, operands, op.default_all);
-    if (!sel) {
-        return usage_error(ctx, sel.error().message);
-    }
-    auto submit = [&](Pipeline& p, QueueId id) {
-        spool::Spool* s = ctx.spool;
-        p.submit(id, [s, id, &op](spool::Done d) { op.apply(*s, id, std::move(d)); });
-    };
-    int exit_code = kExitOk;
-    Pipeline pipeline(ctx.err, ctx.cl.verb);
-    const bool needs_confirmation = op.confirm_filter && sel->by_filter;
-    if (!needs_confirmation) {
-        // Ids found by a scan are written as the scan goes: pages are keyed by id, so
-        // changing a message's state or class does not disturb the walk.
-        const Status st = for_each_target(
-            ctx, *sel,
-            [&](const spool::Envelope& env, spool::MsgState) {
-                if (op.applies(env) || !sel->by_filter) {
-                    submit(pipeline, env.id);
-                }
-                return true;
-            },
-            exit_code);
-        pipeline.finish();
-        if (!st) {
-            return fail_with(ctx, st.error());
-        }
-        return report_writes(ctx, pipeline, op.done_word, exit_code);
-    }
-    // delete by filter: find everything first, so the question states what will go.
-    std::vector<QueueId> ids;
-    std::uint64_t bytes = 0;
-    const Status st = for_each_target(
-        ctx, *sel,
-        [&](const spool::Envelope& env, spool::MsgState) {
-            ids.push_back(env.id);
-            bytes += env.size;
-            return true;
-        },
-        exit_code);
-    if (!st) {
-        return fail_with(ctx, st.error());
-    }
-    if (ids.empty()) {
-        say(ctx.out, "no message matches\n");
-        return kExitOk;
-    }
-    if (!confirm(ctx, fmt::format("delete {} message{} ({})?", ids.size(),
-                                  ids.size() == 1 ? "" : "s", format_size(bytes)))) {
-        say(ctx.err, "spoolctl: delete: nothing deleted\n");
-        return kExitFailed;
-    }
-    for (const auto id : ids) {
-        submit(pipeline, id);
-    }
-    pipeline.finish();
-    return report_writes(ctx, pipeline, op.done_word, exit_code);
-}
-
-bool applies_always(const spool::Envelope&) { return true; }
 
 int set_paused(Context& ctx, bool pause) {
     if (!ctx.cl.operands.empty()) {
@@ -358,59 +248,6 @@ int verb_show(Context& ctx) {
     }
     print(ctx.out, shown);
     return kExitOk;
-}
-
-int verb_hold(Context& ctx) {
-    return run_writes(
-        ctx, ctx.cl.operands,
-        {"held", [](const spool::Envelope& env) { return !env.held; },
-         [](spool::Spool& s, QueueId id, spool::Done d) { s.set_held(id, true, std::move(d)); }});
-}
-
-int verb_release(Context& ctx) {
-    return run_writes(
-        ctx, ctx.cl.operands,
-        {"released", [](const spool::Envelope& env) { return env.held; },
-         [](spool::Spool& s, QueueId id, spool::Done d) { s.set_held(id, false, std::move(d)); }});
-}
-
-int verb_delete(Context& ctx) {
-    return run_writes(
-        ctx, ctx.cl.operands,
-        {"deleted", applies_always,
-         [](spool::Spool& s, QueueId id, spool::Done d) { s.remove(id, std::move(d)); }, false,
-         true});
-}
-
-int verb_flush(Context& ctx) {
-    return run_writes(
-        ctx, ctx.cl.operands,
-        {"flushed",
-         [](const spool::Envelope& env) {
-             return std::any_of(
-                 env.recipients.begin(), env.recipients.end(),
-                 [](const spool::Recipient& r) { return r.state == spool::RcptState::kDeferred; });
-         },
-         [](spool::Spool& s, QueueId id, spool::Done d) { s.flush(id, std::move(d)); }, true,
-         false});
-}
-
-int verb_set_class(Context& ctx) {
-    std::vector<std::string> operands = ctx.cl.operands;
-    if (operands.empty()) {
-        return usage_error(
-            ctx, "set-class needs the class: set-class ID... CLASS, or set-class FILTER CLASS");
-    }
-    const auto new_class = ctx.classes.find(operands.back());
-    if (!new_class) {
-        return usage_error(ctx, fmt::format("unknown class '{}'", operands.back()));
-    }
-    operands.pop_back();
-    const spool::ClassId k = *new_class;
-    return run_writes(
-        ctx, operands,
-        {"moved", [k](const spool::Envelope& env) { return env.klass != k; },
-         [k](spool::Spool& s, QueueId id, spool::Done d) { s.set_class(id, k, std::move(d)); }});
 }
 
 int verb_pause(Context& ctx) { return set_paused(ctx, true); }

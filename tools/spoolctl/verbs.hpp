@@ -33,8 +33,8 @@ bool is_read_only(const CommandLine& cl);
 // Runs the verb ctx.cl names (tools/spoolctl/verb_table.cpp) and returns the exit code.
 int run_verb(Context& ctx);
 
-// The verbs the table names, each returning the exit code; export and import are in
-// tools/spoolctl/export_import.hpp.
+// The verbs the table names, each returning the exit code; the writes are in
+// tools/spoolctl/writes.cpp and requeue.cpp, export and import in export_import.hpp.
 int verb_status(Context& ctx);
 int verb_list(Context& ctx);
 int verb_show(Context& ctx);
@@ -43,6 +43,7 @@ int verb_release(Context& ctx);
 int verb_delete(Context& ctx);
 int verb_flush(Context& ctx);
 int verb_set_class(Context& ctx);
+int verb_requeue(Context& ctx);
 int verb_pause(Context& ctx);
 int verb_resume(Context& ctx);
 int verb_check(Context& ctx);

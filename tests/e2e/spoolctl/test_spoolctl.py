@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,6 +21,7 @@ SPOOLCTL = os.path.join(BUILD_DIR, "spoolctl")
 GEN_SPOOL = os.path.join(BUILD_DIR, "gen_spool")
 
 COUNT = 300
+COUNT_REQUEUE = 200
 
 
 def run(*args, stdin=subprocess.DEVNULL, check=True):
@@ -253,12 +255,15 @@ class Spoolctl(unittest.TestCase):
 
         deferred = len(self.list_json("--state", "deferred", spool=sp))
         self.assertGreater(deferred, 0)
-        out = self.ctl("flush", spool=sp).stdout.decode()
-        self.assertIn("flushed", out)
+        # Held messages keep their deferred recipients: flush counts them too.
+        with_deferred = sum(1 for r in self.list_json(spool=sp)
+                            if any(x["state"] == "deferred" for x in r["recipients"]))
+        out = self.ctl("flush", "--yes", spool=sp).stdout.decode()
+        self.assertIn(f"flushed {with_deferred} messages", out)
         self.assertEqual(self.list_json("--state", "deferred", spool=sp), [])
 
         n_list5 = len(self.list_json("--sender", "@list5.example", spool=sp))
-        self.ctl("set-class", "--sender", "@list5.example", "urgent", spool=sp)
+        self.ctl("set-class", "--yes", "--sender", "@list5.example", "urgent", spool=sp)
         self.assertEqual({r["class"] for r in self.list_json("--sender", "@list5.example", spool=sp)},
                          {"urgent"} if n_list5 else set())
         self.ctl("set-class", ids[0], "bulk", spool=sp)
@@ -275,6 +280,127 @@ class Spoolctl(unittest.TestCase):
         self.assertEqual(self.list_json("--sender", "@list7.example", spool=sp), [])
         self.ctl("delete", ids[1], spool=sp)  # by id: no question
         self.assertEqual(self.status_json(spool=sp)["messages"], COUNT - len(victims) - 1)
+        self.assertIn(": ok", self.ctl("check", spool=sp).stdout.decode())
+
+    def test_every_write_by_filter_asks_and_without_a_terminal_refuses_unless_yes(self):
+        sp = make_spool(self.tmp, "confirm", count=60, seed=13)
+
+        def facts():
+            return [(r["id"], r["state"], r["class"], r["expires_ms"],
+                     [x["state"] for x in r["recipients"]]) for r in self.list_json(spool=sp)]
+        before = facts()
+        cases = [
+            ("hold", "--older-than", "1h"),
+            ("release", "--held"),
+            ("delete", "--older-than", "1h"),
+            ("flush", "--state", "deferred"),
+            ("flush",),  # no filter: every message, so it asks too
+            ("set-class", "--older-than", "1h", "bulk"),
+        ]
+        for args in cases:
+            with self.subTest(args=args):
+                p = self.ctl(*args, spool=sp, check=False)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(f"spoolctl: {args[0]}: refusing without --yes: {args[0]} ".encode(), p.stderr)
+                self.assertIn(b"(stdin is not a terminal)", p.stderr)
+                self.assertIn(b"nothing changed", p.stderr)
+                self.assertEqual(p.stdout, b"")
+        self.assertEqual(facts(), before)  # nothing was touched
+        # By queue id nothing asks.
+        held = [r[0] for r in before if r[1] != "held"][:2]
+        self.assertIn("held 2 messages", self.ctl("hold", *held, spool=sp).stdout.decode())
+
+    def test_the_question_counts_what_changes_and_only_yes_on_the_terminal_acts(self):
+        sp = make_spool(self.tmp, "terminal", count=80, seed=17)
+        rows = self.list_json("--class", "urgent", spool=sp)
+        n = sum(1 for r in rows if r["state"] != "held")
+        self.assertTrue(0 < n < len(rows))  # some are held already: they are not counted
+
+        def on_terminal(answer, *args):
+            master, slave = os.openpty()
+            try:
+                os.write(master, answer.encode() + b"\n")
+                p = subprocess.run([SPOOLCTL, "--spool", sp, *args], stdin=slave, capture_output=True,
+                                   timeout=60)
+            finally:
+                os.close(slave)
+                os.close(master)
+            return p
+
+        p = on_terminal("n", "hold", "--class", "urgent")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"hold {n} message{'s' if n != 1 else ''} (".encode(), p.stderr)
+        self.assertIn(b"? [y/N]", p.stderr)
+        self.assertEqual(len(self.list_json("--held", "--class", "urgent", spool=sp)), len(rows) - n)
+        p = on_terminal("y", "hold", "--class", "urgent")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(f"held {n} message".encode(), p.stdout)
+        self.assertEqual(len(self.list_json("--held", "--class", "urgent", spool=sp)), len(rows))
+        p = on_terminal("y", "set-class", "--class", "urgent", "bulk")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn(f"set-class {len(rows)} messages (".encode(), p.stderr)
+        self.assertIn(b" to bulk? [y/N]", p.stderr)
+        self.assertEqual(self.list_json("--class", "urgent", spool=sp), [])
+
+    def test_requeue_classifies_by_todays_rules_and_recomputes_expiry_from_arrival(self):
+        sp = make_spool(self.tmp, "requeue", count=200, seed=19)
+        config = os.path.join(self.tmp, "requeue.yaml")
+        with open(config, "w") as f:
+            f.write(f"""local_domains: [example.org]
+spool: {{path: {sp}}}
+classes:
+  - {{name: urgent, retention: 30d}}
+  - {{name: normal, retention: 2d}}
+  - {{name: bulk, retention: 1d, on_expiry: hold}}
+default_class: bulk
+rules:
+  - {{class: urgent, sender: "@list5.example"}}
+  - {{class: normal, headers: [{{name: Subject, regex: "synthetic message .*[05]$"}}]}}
+""")
+        retention_ms = {"urgent": 30 * 86400_000, "normal": 2 * 86400_000, "bulk": 86400_000}
+
+        def expected_class(r):
+            if r["sender"].endswith("@list5.example"):
+                return "urgent"
+            return "normal" if r["id"][-1] in "05" else "bulk"
+
+        p = run("--spool", sp, "requeue", "--all", "--yes", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"--config", p.stderr)
+
+        before = {r["id"]: r for r in self.list_json(spool=sp)}
+        self.assertTrue(any(r["state"] == "deferred" for r in before.values()))
+        p = run("--config", config, "requeue", "--all", check=False)  # asks, no terminal
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"requeue {COUNT_REQUEUE} messages (".encode(), p.stderr)
+        self.assertEqual({r["id"]: r["class"] for r in self.list_json(spool=sp)},
+                         {i: r["class"] for i, r in before.items()})
+        one = next(r for r in before.values() if r["state"] == "deferred")
+        out = run("--config", config, "requeue", one["id"]).stdout.decode()
+        self.assertIn("requeued 1 message", out)
+        after_one = json.loads(self.ctl("show", "--json", one["id"], spool=sp).stdout)
+        self.assertEqual(after_one["class"], expected_class(one))
+        self.assertEqual(after_one["state"], "ready")
+        classes_now = {r["id"]: r["class"] for r in self.list_json(spool=sp)}
+
+        t0 = int(time.time() * 1000)
+        out = run("--config", config, "requeue", "--all", "--yes").stdout.decode()
+        t1 = int(time.time() * 1000)
+        self.assertIn(f"requeued {COUNT_REQUEUE} messages", out)
+        rows = self.list_json(spool=sp)
+        self.assertEqual(len(rows), COUNT_REQUEUE)
+        for r in rows:
+            want = expected_class(before[r["id"]])
+            self.assertEqual(r["class"], want, r["id"])
+            self.assertEqual(r["expires_ms"], r["arrival_ms"] + retention_ms[want], r["id"])
+            self.assertNotEqual(r["state"], "deferred", r["id"])  # tried again now
+            self.assertEqual(r["held"], before[r["id"]]["held"], r["id"])  # holds stay
+        moved = sum(1 for r in rows if r["class"] != classes_now[r["id"]])
+        self.assertIn(f"({moved} to another class, ", out)
+        expired = int(out.split(" to another class, ")[1].split()[0])
+        self.assertGreaterEqual(expired, sum(1 for r in rows if r["expires_ms"] <= t0))
+        self.assertLessEqual(expired, sum(1 for r in rows if r["expires_ms"] <= t1))
+        self.assertGreater(expired, 0)
         self.assertIn(": ok", self.ctl("check", spool=sp).stdout.decode())
 
     def test_pause_and_resume_set_the_flags_status_shows(self):

@@ -140,6 +140,59 @@ TEST_CASE(
     CHECK(gone.error().kind == ErrorKind::kNotFound);
 }
 
+TEST_CASE("reclassify moves class and expiry, lifts a retention hold only for a later expiry") {
+    TempDir dir;
+    FakeClock clock;
+    auto spool = open_spool(options_for(dir, clock));
+    const UnixMillis now = clock.now_ms();
+    NewMessage m = make_message(*spool, 1, 2, "body", now, now + 1'000);
+    const QueueId id = m.envelope.id;
+    REQUIRE(enqueue_sync(*spool, m));
+    REQUIRE(spool->wait([&](Done d) {
+        spool->record_outcome(id, {update(0, RcptState::kDeferred, now + 60'000)}, std::nullopt,
+                              std::move(d));
+    }));
+    REQUIRE(spool->wait([&](Done d) { spool->hold_expired(id, std::move(d)); }));
+
+    // Still past its new expiry: stays held, out of the expiry index; deferral untouched.
+    REQUIRE(spool->wait([&](Done d) {
+        spool->reclassify(id, Reclassification{2, now - 1, now, false}, std::move(d));
+    }));
+    auto e = spool->get(id);
+    CHECK((*e)->klass == 2);
+    CHECK((*e)->expires_ms == now - 1);
+    CHECK(message_state(**e) == MsgState::kHeld);
+    CHECK((*e)->recipients[0].state == RcptState::kDeferred);
+    CHECK(spool->expired(now, 10)->empty());
+    check_consistent(*spool);
+
+    // A later expiry: the retention hold is lifted, and with flush the deferral too.
+    REQUIRE(spool->wait([&](Done d) {
+        spool->reclassify(id, Reclassification{0, now + 5'000, now, true}, std::move(d));
+    }));
+    e = spool->get(id);
+    CHECK((*e)->klass == 0);
+    CHECK(((*e)->flags & kFlagExpiredHold) == 0);
+    CHECK(message_state(**e) == MsgState::kReady);
+    CHECK((*e)->recipients[0].state == RcptState::kQueued);
+    CHECK(*spool->ready_after(0, QueueId{0}, 10) == std::vector<QueueId>{id});
+    CHECK(*spool->expired(now + 5'000, 10) == std::vector<QueueId>{id});
+    check_consistent(*spool);
+
+    // An administrator's hold stays.
+    REQUIRE(spool->wait([&](Done d) { spool->set_held(id, true, std::move(d)); }));
+    REQUIRE(spool->wait([&](Done d) {
+        spool->reclassify(id, Reclassification{1, now + 9'000, now, true}, std::move(d));
+    }));
+    CHECK(message_state(**spool->get(id)) == MsgState::kHeld);
+    check_consistent(*spool);
+
+    auto bad = spool->wait([&](Done d) {
+        spool->reclassify(id, Reclassification{kMaxClasses, 0, now, false}, std::move(d));
+    });
+    CHECK(bad.error().kind == ErrorKind::kInvalid);
+}
+
 TEST_CASE("after random sequences of operations the counters and indexes equal a full scan") {
     TempDir dir;
     FakeClock clock;

@@ -54,6 +54,7 @@ TEST_CASE("the spool is opened read-only exactly for the verbs that never write"
         {{"delete", "--all"}, false},
         {{"flush"}, false},
         {{"set-class", "bulk"}, false},
+        {{"requeue", "--all"}, false},
         {{"pause"}, false},
         {{"resume"}, false},
         {{"import", "m.eml"}, false},
@@ -69,13 +70,16 @@ TEST_CASE("the spool is opened read-only exactly for the verbs that never write"
 TEST_CASE("an option the verb does not take is refused, naming the verbs that take it") {
     CHECK(refusal({"status", "--limit", "5"}) == "--limit applies to list and export only");
     CHECK(refusal({"status", "--body"}) == "--body applies to show only");
-    CHECK(refusal({"hold", "--all", "--yes"}) == "--yes applies to delete only");
-    CHECK(refusal({"hold", "--all", "-y"}) == "--yes applies to delete only");
+    CHECK(refusal({"list", "--all", "--yes"}) ==
+          "--yes applies to hold, release, delete, flush, set-class and requeue only");
+    CHECK(refusal({"export", "--all", "-y"}) ==
+          "--yes applies to hold, release, delete, flush, set-class and requeue only");
     CHECK(refusal({"pause", "--json"}) ==
-          "--json applies to status, list, show, hold, release, delete, flush, set-class and "
-          "check only");
+          "--json applies to status, list, show, hold, release, delete, flush, set-class, "
+          "requeue and check only");
     CHECK(refusal({"import", "m.eml", "--sender", "a@b.example"}) ==
-          "--sender applies to list, hold, release, delete, flush, set-class and export only");
+          "--sender applies to list, hold, release, delete, flush, set-class, requeue and export "
+          "only");
     CHECK(refusal({"--mailstore", "x", "resume", "--repair"}) == "--repair applies to check only");
 }
 
@@ -88,11 +92,12 @@ TEST_CASE("each verb takes the options it uses") {
          "--limit",      "3",       "--json",      "--no-header"},
         {"list", "--all"},
         {"show", "X", "--body", "--json"},
-        {"hold", "--held", "--json"},
-        {"release", "--all", "--json"},
+        {"hold", "--held", "--json", "--yes"},
+        {"release", "--all", "--json", "-y"},
         {"delete", "--sender", "a@b", "--yes", "--json"},
-        {"flush", "--recipient", "a@b", "--json"},
-        {"set-class", "--all", "bulk", "--json"},
+        {"flush", "--recipient", "a@b", "--json", "--yes"},
+        {"set-class", "--all", "bulk", "--json", "--yes"},
+        {"requeue", "--class", "bulk", "--older-than", "1d", "--json", "--yes"},
         {"pause", "--mailstore", "local"},
         {"resume", "--mailstore", "local"},
         {"export", "--all", "--limit", "2", "--dir", "d", "--mbox", "m", "--append",
