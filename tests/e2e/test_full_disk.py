@@ -324,7 +324,7 @@ class FullDiskCase(SpooldTestCase):
         self.assertEqual(probes_ok_while_full, 0)
         os.unlink(filler)
         t1 = time.monotonic()
-        node.spoolctl("flush")
+        node.spoolctl("flush", "--yes")
         newdir = os.path.join(root, "example.com", "alice", "new")
         wait_for(lambda: os.path.isdir(newdir) and len(os.listdir(newdir)) == 6, 60,
                  interval=0.25, what="delivered after space came back")
@@ -379,7 +379,7 @@ class FullDiskCase(SpooldTestCase):
             os.unlink(size_file)
         dovecot.start()
         t1 = time.monotonic()
-        node.spoolctl("flush")
+        node.spoolctl("flush", "--yes")
         wait_for(lambda: len(dovecot.messages("full@example.com")) == 3, 60, interval=0.25,
                  what="delivered after the quota was lifted")
         wait_for(lambda: node.list_json() == [], 30, what="spool empty")
