@@ -146,6 +146,16 @@ int hex_value(char c) {
 
 } // namespace
 
+std::string ascii_lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') {
+            c = static_cast<char>(c - 'A' + 'a');
+        }
+    }
+    return out;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) {
         return false;

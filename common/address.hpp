@@ -87,5 +87,8 @@ std::optional<std::string> parse_envid(std::string_view value);
 
 // ASCII case-insensitive comparison, for verbs and keywords.
 bool iequals(std::string_view a, std::string_view b);
+// ASCII lower case (bytes >= 0x80 kept): how addresses, domains and keywords are compared;
+// local parts too, as Dovecot does by default (auth_username_format %Lu).
+std::string ascii_lower(std::string_view s);
 
 } // namespace spoold::address

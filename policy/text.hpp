@@ -5,9 +5,11 @@
 #include <string>
 #include <string_view>
 
+#include "common/address.hpp"
+
 namespace spoold::policy {
 
-std::string ascii_lower(std::string_view s);
+using address::ascii_lower;
 std::string_view trim_blanks(std::string_view s); // spaces, tabs, CR
 // Letters, digits, '-', '_' and non-empty dot-separated labels, at most 253 octets.
 // Deliberately loose (no label-length or hyphen rules): it catches typos, not policy.

@@ -32,59 +32,126 @@ IndexFacts facts_of_decoded(std::string_view raw) {
 
 } // namespace
 
-Status Checker::check(const lmdb::Txn& txn, bool bodies, CheckReport& report) const {
+Result<std::optional<QueueId>> Checker::check_records(const lmdb::Txn& txn, QueueId from,
+                                                      std::size_t step, bool bodies,
+                                                      CheckReport& report) const {
     const Indexes::Problem problem = [&report](std::string line) {
         add_problem(report, std::move(line));
     };
-    // Records: each in exactly the indexes its facts call for, bodies add up.
+    // Each record in exactly the indexes its facts call for, its body adding up.
     Status inner;
-    SPOOLD_CHECK(store_.scan_records(txn, QueueId{0}, [&](QueueId id, std::string_view v) {
+    std::size_t seen = 0;
+    std::optional<QueueId> next;
+    SPOOLD_CHECK(store_.scan_records(txn, from, [&](QueueId id, std::string_view v) {
+        if (seen == step) {
+            next = id;
+            return false;
+        }
+        ++seen;
         ++report.records;
         auto env = record::decode_envelope(v);
         if (!env) {
             problem(fmt::format("record {}: {}", id.text(), env.error().message));
             return true;
         }
-        IndexFacts f = facts_of_decoded(v);
+        MessageFacts f(facts_of_decoded(v), record::recipient_facts_of(*env));
         // Checked under the id the record is stored at, as the indexes are looked up by it.
-        f.id = id;
-        const auto si = static_cast<std::size_t>(f.state);
-        report.scanned.messages[f.klass][si] += 1;
-        report.scanned.bytes[f.klass][si] += f.size;
+        f.header.id = id;
+        const auto si = static_cast<std::size_t>(f.header.state);
+        report.scanned.messages[f.header.klass][si] += 1;
+        report.scanned.bytes[f.header.klass][si] += f.header.size;
         inner = indexes_.check_record(txn, f, problem);
         if (inner && bodies) {
-            auto stored = bodies_.stored_bytes(txn, f.body_ref);
+            auto stored = bodies_.stored_bytes(txn, f.header.body_ref);
             if (!stored) {
                 inner = tl::unexpected(stored.error());
-            } else if (*stored != f.size) {
+            } else if (*stored != f.header.size) {
                 problem(fmt::format("body {}: chunks hold {} bytes, envelope says {}", id.text(),
-                                    *stored, f.size));
+                                    *stored, f.header.size));
             }
         }
         return static_cast<bool>(inner);
     }));
     SPOOLD_CHECK(inner);
-    // Index entries: each points at a record whose facts give that entry.
-    const Indexes::FactsOf facts_of = [&](QueueId id) -> Result<std::optional<IndexFacts>> {
-        SPOOLD_TRY(raw, store_.record(txn, id));
-        if (!raw) {
-            return std::optional<IndexFacts>{};
+    // A malformed key reads as id 0 and cannot be resumed from: stop there.
+    if (next && next->value <= from.value) {
+        next.reset();
+    }
+    return next;
+}
+
+Status Checker::check(const lmdb::Env& env, bool bodies, CheckReport& report, std::size_t step,
+                      const std::function<void()>& after_step) const {
+    step = std::max<std::size_t>(1, step);
+    std::uint64_t first_snapshot = 0;
+    std::uint64_t last_snapshot = 0;
+    bool started = false;
+    const auto begin = [&]() -> Result<lmdb::ReadTxn> {
+        if (started && after_step) {
+            after_step();
         }
-        auto f = record::decode_facts(*raw);
-        if (!f) {
-            return std::optional<IndexFacts>{};
+        started = true;
+        auto txn = env.begin_read();
+        if (txn) {
+            last_snapshot = txn->id();
+            if (first_snapshot == 0) {
+                first_snapshot = last_snapshot;
+            }
         }
-        f->id = id;
-        return std::optional<IndexFacts>{*f};
+        return txn;
     };
-    SPOOLD_CHECK(indexes_.check_entries(txn, facts_of, problem, report.index_entries));
-    return indexes_.check_counters(txn, report.scanned, problem);
+    for (std::optional<QueueId> from = QueueId{0}; from;) {
+        SPOOLD_TRY(txn, begin());
+        SPOOLD_TRY(next, check_records(txn, *from, step, bodies, report));
+        from = next;
+    }
+    const Indexes::Problem problem = [&report](std::string line) {
+        add_problem(report, std::move(line));
+    };
+    // Index entries: each points at a record whose facts give that entry.
+    for (std::optional<EntryCursor> cursor = EntryCursor{}; cursor;) {
+        SPOOLD_TRY(txn, begin());
+        const Indexes::FactsOf facts_of = [&](QueueId id) -> Result<std::optional<IndexFacts>> {
+            SPOOLD_TRY(raw, store_.record(txn, id));
+            if (!raw) {
+                return std::optional<IndexFacts>{};
+            }
+            auto f = record::decode_facts(*raw);
+            if (!f) {
+                return std::optional<IndexFacts>{};
+            }
+            f->id = id;
+            return std::optional<IndexFacts>{*f};
+        };
+        const Indexes::RecipientsOf recipients_of =
+            [&](QueueId id) -> Result<std::optional<record::RecipientFacts>> {
+            SPOOLD_TRY(raw, store_.record(txn, id));
+            if (!raw) {
+                return std::optional<record::RecipientFacts>{};
+            }
+            auto decoded = record::decode_envelope(*raw);
+            if (!decoded) {
+                return std::optional<record::RecipientFacts>{};
+            }
+            return std::optional<record::RecipientFacts>{record::recipient_facts_of(*decoded)};
+        };
+        SPOOLD_TRY(next, indexes_.check_entries(txn, facts_of, problem, report.index_entries,
+                                                recipients_of, *cursor, step));
+        cursor = next;
+    }
+    // The counters equal the scan only if the scan was one snapshot.
+    SPOOLD_TRY(txn, begin());
+    report.counters_compared = last_snapshot == first_snapshot;
+    if (report.counters_compared) {
+        SPOOLD_CHECK(indexes_.check_counters(txn, report.scanned, problem));
+    }
+    return {};
 }
 
 Status Checker::rebuild(lmdb::WriteTxn& txn) const {
     SPOOLD_CHECK(indexes_.clear(txn));
     std::vector<std::pair<QueueId, Error>> bad;
-    std::vector<IndexFacts> good;
+    std::vector<MessageFacts> good;
     constexpr std::size_t kStep = 10'000; // bounded memory: collect, apply, continue
     QueueId from{0};
     for (;;) {
@@ -100,11 +167,11 @@ Status Checker::rebuild(lmdb::WriteTxn& txn) const {
             if (!env) {
                 bad.emplace_back(id, env.error());
             } else {
-                good.push_back(facts_of_decoded(v));
+                good.emplace_back(facts_of_decoded(v), record::recipient_facts_of(*env));
             }
             return true;
         }));
-        for (const IndexFacts& f : good) {
+        for (const MessageFacts& f : good) {
             SPOOLD_CHECK(indexes_.add(txn, f));
         }
         for (const auto& [id, why] : bad) {

@@ -1,8 +1,12 @@
-// check() and repair: verifies records against indexes, counters and bodies in one read
-// transaction with bounded memory, and rebuilds indexes and counters from the records in one
-// write transaction. Never deletes a record or a body: an undecodable record is quarantined.
+// check() and repair: verifies records against indexes, counters and bodies with bounded memory
+// in short read transactions that resume by key (a long reader would keep LMDB from reusing
+// freed pages, and the file would grow), and rebuilds indexes and counters from the records in
+// one write transaction. Never deletes a record or a body: an undecodable record is quarantined.
 // What an index holds is indexes.hpp's to say; this file walks the records.
 #pragma once
+
+#include <cstddef>
+#include <functional>
 
 #include "common/result.hpp"
 #include "spool/bodies.hpp"
@@ -13,18 +17,29 @@
 
 namespace spoold::spool {
 
+// Records (or index entries) checked in one read transaction.
+inline constexpr std::size_t kCheckStep = 4096;
+
 class Checker {
 public:
     Checker(const Store& store, const Indexes& indexes, const Bodies& bodies)
         : store_(store), indexes_(indexes), bodies_(bodies) {}
 
-    // Fills `report` (see Spool::check); with `bodies`, also sums every body's chunks.
-    Status check(const lmdb::Txn& txn, bool bodies, CheckReport& report) const;
+    // Fills `report` (see Spool::check); with `bodies`, also sums every body's chunks. Each
+    // step of `step` records or entries is one read transaction of `env`; `after_step` runs
+    // between them (tests change the spool there).
+    Status check(const lmdb::Env& env, bool bodies, CheckReport& report,
+                 std::size_t step = kCheckStep, const std::function<void()>& after_step = {}) const;
     // Clears the indexes and counters and adds every decodable record back; undecodable
     // records go to `corrupt`. Memory is bounded: the records are read in steps.
     Status rebuild(lmdb::WriteTxn& txn) const;
 
 private:
+    // One step of the record pass from `from`; returns where the next starts (none: done).
+    Result<std::optional<QueueId>> check_records(const lmdb::Txn& txn, QueueId from,
+                                                 std::size_t step, bool bodies,
+                                                 CheckReport& report) const;
+
     const Store& store_;
     const Indexes& indexes_;
     const Bodies& bodies_;

@@ -1,5 +1,6 @@
 #include "spool/indexes.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <string_view>
 
@@ -11,35 +12,39 @@ namespace spoold::spool {
 namespace {
 
 using record::IndexFacts;
+using Keys = std::vector<std::string>;
 
 constexpr std::size_t kCounterKeySize = 2;    // class | state
 constexpr std::size_t kCounterValueSize = 16; // messages | bytes
+constexpr std::size_t kIdSize = 8;
 
-// One delivery index: which entry a message's facts call for, and how check() speaks of it.
-// Every index is an empty-valued table whose key ends in (or holds) the queue id.
+// One index: which entries a message's facts call for, and how check() speaks of it. Every
+// index is an empty-valued table whose key ends in the queue id.
 struct IndexSpec {
-    const char* name; // also the table's name
+    const char* name; // how check() names it
     lmdb::Dbi Tables::*table;
-    std::size_t key_size; // entries of another size are malformed
-    std::size_t id_offset;
-    // The entry a message with these facts has in this index; empty when it is not in it.
-    std::optional<std::string> (*entry)(const IndexFacts& f);
-    // The key check() looks a record up under, if not `entry`: the ready index also looks
+    std::uint32_t since; // the spool format that added it (tables.hpp)
+    // Derived from the recipients (RecipientFacts), which only a decoded record gives.
+    bool from_recipients;
+    // Entries of another size are malformed; 0 = variable, at least one byte and the id.
+    std::size_t key_size;
+    // The entries a message with these facts has in this index, appended to `out`.
+    void (*entries)(const MessageFacts& f, Keys& out);
+    // The key check() looks a record up under, if not its entries: the ready index also looks
     // for a message that should not be in it, since its key needs no time.
     std::optional<std::string> (*probe)(const IndexFacts& f);
     // check()'s words: where an entry points ("class 2 id X", "id X at T") ...
     std::string (*describe)(std::string_view key);
-    // ... a record that lacks its entry (or, found by `probe`, has one it should not) ...
-    std::string (*record_problem)(const IndexFacts& f, bool present);
+    // ... a record that lacks an entry (or, found by `probe`, has one it should not) ...
+    std::string (*record_problem)(const IndexFacts& f, std::string_view key, bool present);
     // ... and an entry its record does not call for ("disagrees with its record").
     std::string (*disagreement)(const IndexFacts& f);
 };
 
-std::optional<std::string> ready_entry(const IndexFacts& f) {
-    if (f.state != MsgState::kReady) {
-        return std::nullopt;
+void ready_entries(const MessageFacts& f, Keys& out) {
+    if (f.header.state == MsgState::kReady) {
+        out.push_back(record::ready_key(f.header.klass, f.header.id));
     }
-    return record::ready_key(f.klass, f.id);
 }
 
 std::optional<std::string> ready_probe(const IndexFacts& f) {
@@ -51,7 +56,7 @@ std::string ready_describe(std::string_view key) {
                        record::id_at(key, 1).text());
 }
 
-std::string ready_record_problem(const IndexFacts& f, bool present) {
+std::string ready_record_problem(const IndexFacts& f, std::string_view /*key*/, bool present) {
     return fmt::format("{} but {} the ready index of class {}", to_string(f.state),
                        present ? "in" : "not in", f.klass);
 }
@@ -60,25 +65,24 @@ std::string ready_disagreement(const IndexFacts& f) {
     return fmt::format("but the record is {} in class {}", to_string(f.state), f.klass);
 }
 
-std::optional<std::string> deferred_entry(const IndexFacts& f) {
-    if (f.state != MsgState::kDeferred) {
-        return std::nullopt;
+void deferred_entries(const MessageFacts& f, Keys& out) {
+    if (f.header.state == MsgState::kDeferred) {
+        out.push_back(record::time_key(f.header.due, f.header.id));
     }
-    return record::time_key(f.due, f.id);
 }
 
-std::string deferred_record_problem(const IndexFacts& f, bool /*present*/) {
+std::string deferred_record_problem(const IndexFacts& f, std::string_view /*key*/,
+                                    bool /*present*/) {
     return fmt::format("deferred at {} but not in the deferred index", f.due);
 }
 
-std::optional<std::string> expiry_entry(const IndexFacts& f) {
-    if (!f.in_expiry) {
-        return std::nullopt;
+void expiry_entries(const MessageFacts& f, Keys& out) {
+    if (f.header.in_expiry) {
+        out.push_back(record::time_key(f.header.expires, f.header.id));
     }
-    return record::time_key(f.expires, f.id);
 }
 
-std::string expiry_record_problem(const IndexFacts& f, bool /*present*/) {
+std::string expiry_record_problem(const IndexFacts& f, std::string_view /*key*/, bool /*present*/) {
     return fmt::format("expires at {} but not in the expiry index", f.expires);
 }
 
@@ -87,18 +91,88 @@ std::string time_describe(std::string_view key) {
                        static_cast<UnixMillis>(record::read_be64(key)));
 }
 
-std::string time_disagreement(const IndexFacts& /*f*/) { return "disagrees with its record"; }
+std::string disagrees(const IndexFacts& /*f*/) { return "disagrees with its record"; }
 
-constexpr std::size_t kReadyKeySize = 1 + 8; // class | id
-constexpr std::size_t kTimeKeySize = 8 + 8;  // time | id
+void rcpt_entries(const MessageFacts& f, Keys& out) {
+    if (f.recipients) {
+        for (const std::string& a : f.recipients->addresses) {
+            out.push_back(record::rcpt_key(a, f.header.id));
+        }
+    }
+}
+
+// domain | 0 | local | 0 | id, or class | domain | 0 | id: the text parts, printable.
+std::string printable_part(std::string_view part) {
+    std::string out;
+    for (const char c : part) {
+        out += c == '\0' ? '|' : c;
+    }
+    return out;
+}
+
+std::string rcpt_describe(std::string_view key) {
+    std::string text = printable_part(key.substr(0, key.size() - kIdSize - 1));
+    const auto bar = text.find('|');
+    if (bar != std::string::npos) { // domain|local -> local@domain
+        text = text.substr(bar + 1) + "@" + text.substr(0, bar);
+    }
+    return fmt::format("{} id {}", text, record::id_at_end(key).text());
+}
+
+std::string rcpt_record_problem(const IndexFacts& /*f*/, std::string_view key, bool /*present*/) {
+    return fmt::format("not in the recipient index as {}", rcpt_describe(key));
+}
+
+void ready_domain_entries(const MessageFacts& f, Keys& out) {
+    if (f.recipients && f.header.state == MsgState::kReady) {
+        for (const std::string& d : f.recipients->ready_domains) {
+            out.push_back(record::ready_domain_key(f.header.klass, d, f.header.id));
+        }
+    }
+}
+
+std::string ready_domain_describe(std::string_view key) {
+    return fmt::format("class {} domain \"{}\" id {}", static_cast<ClassId>(key[0]),
+                       printable_part(key.substr(1, key.size() - 1 - kIdSize - 1)),
+                       record::id_at_end(key).text());
+}
+
+std::string ready_domain_record_problem(const IndexFacts& /*f*/, std::string_view key,
+                                        bool /*present*/) {
+    return fmt::format("not in the ready-by-domain index as {}", ready_domain_describe(key));
+}
+
+void dsn_entries(const MessageFacts& f, Keys& out) {
+    if (f.header.dsn) {
+        out.push_back(record::msg_key(f.header.id));
+    }
+}
+
+std::string dsn_describe(std::string_view key) {
+    return fmt::format("id {}", record::id_at_end(key).text());
+}
+
+std::string dsn_record_problem(const IndexFacts& /*f*/, std::string_view /*key*/,
+                               bool /*present*/) {
+    return "a DSN but not in the DSN index";
+}
+
+constexpr std::size_t kReadyKeySize = 1 + kIdSize; // class | id
+constexpr std::size_t kTimeKeySize = 8 + kIdSize;  // time | id
 
 constexpr IndexSpec kIndexes[] = {
-    {"ready", &Tables::ready, kReadyKeySize, 1, ready_entry, ready_probe, ready_describe,
+    {"ready", &Tables::ready, 1, false, kReadyKeySize, ready_entries, ready_probe, ready_describe,
      ready_record_problem, ready_disagreement},
-    {"deferred", &Tables::deferred, kTimeKeySize, 8, deferred_entry, nullptr, time_describe,
-     deferred_record_problem, time_disagreement},
-    {"expiry", &Tables::expiry, kTimeKeySize, 8, expiry_entry, nullptr, time_describe,
-     expiry_record_problem, time_disagreement},
+    {"deferred", &Tables::deferred, 1, false, kTimeKeySize, deferred_entries, nullptr,
+     time_describe, deferred_record_problem, disagrees},
+    {"expiry", &Tables::expiry, 1, false, kTimeKeySize, expiry_entries, nullptr, time_describe,
+     expiry_record_problem, disagrees},
+    {"dsn", &Tables::dsn, 2, false, kIdSize, dsn_entries, nullptr, dsn_describe, dsn_record_problem,
+     disagrees},
+    {"recipient", &Tables::rcpt, 2, true, 0, rcpt_entries, nullptr, rcpt_describe,
+     rcpt_record_problem, disagrees},
+    {"ready-by-domain", &Tables::ready_domain, 2, true, 0, ready_domain_entries, nullptr,
+     ready_domain_describe, ready_domain_record_problem, disagrees},
 };
 
 void check_indexable(const IndexFacts& f) {
@@ -107,26 +181,100 @@ void check_indexable(const IndexFacts& f) {
     SPOOLD_ASSERT(f.klass < kMaxClasses, "a message outside the counted classes");
 }
 
-} // namespace
-
-Status Indexes::add(lmdb::WriteTxn& txn, const IndexFacts& f) const {
-    check_indexable(f);
-    for (const IndexSpec& index : kIndexes) {
-        if (const auto key = index.entry(f)) {
-            SPOOLD_CHECK(txn.put(t_.*index.table, *key, {}));
-        }
-    }
-    return counter_add(txn, f.klass, f.state, 1, static_cast<std::int64_t>(f.size));
+// The entries of one index for `f`, sorted (for the difference in update()).
+Keys entries_of(const IndexSpec& index, const MessageFacts& f) {
+    Keys keys;
+    index.entries(f, keys);
+    std::sort(keys.begin(), keys.end());
+    return keys;
 }
 
-Status Indexes::remove(lmdb::WriteTxn& txn, const IndexFacts& f) const {
-    check_indexable(f);
+bool well_formed(const IndexSpec& index, std::string_view key) {
+    return index.key_size != 0 ? key.size() == index.key_size : key.size() > kIdSize;
+}
+
+} // namespace
+
+MessageFacts message_facts(const Envelope& env, std::uint64_t body_ref) {
+    return MessageFacts(record::facts_of(env, body_ref), record::recipient_facts_of(env));
+}
+
+Status Indexes::put_entries(lmdb::WriteTxn& txn, const MessageFacts& f, std::uint32_t after) const {
+    Keys keys;
     for (const IndexSpec& index : kIndexes) {
-        if (const auto key = index.entry(f)) {
-            SPOOLD_CHECK(txn.del(t_.*index.table, *key));
+        if (index.since <= after) {
+            continue;
+        }
+        keys.clear();
+        index.entries(f, keys);
+        for (const std::string& key : keys) {
+            SPOOLD_CHECK(txn.put(t_.*index.table, key, {}));
         }
     }
-    return counter_add(txn, f.klass, f.state, -1, -static_cast<std::int64_t>(f.size));
+    return {};
+}
+
+Status Indexes::add(lmdb::WriteTxn& txn, const MessageFacts& f) const {
+    check_indexable(f.header);
+    SPOOLD_CHECK(put_entries(txn, f, 0));
+    return counter_add(txn, f.header.klass, f.header.state, 1,
+                       static_cast<std::int64_t>(f.header.size));
+}
+
+Status Indexes::add_entries_after(lmdb::WriteTxn& txn, const MessageFacts& f,
+                                  std::uint32_t format) const {
+    return put_entries(txn, f, format);
+}
+
+Status Indexes::remove(lmdb::WriteTxn& txn, const MessageFacts& f) const {
+    check_indexable(f.header);
+    Keys keys;
+    for (const IndexSpec& index : kIndexes) {
+        keys.clear();
+        index.entries(f, keys);
+        for (const std::string& key : keys) {
+            SPOOLD_CHECK(txn.del(t_.*index.table, key));
+        }
+    }
+    return counter_add(txn, f.header.klass, f.header.state, -1,
+                       -static_cast<std::int64_t>(f.header.size));
+}
+
+Status Indexes::update(lmdb::WriteTxn& txn, const MessageFacts& before,
+                       const MessageFacts& after) const {
+    check_indexable(before.header);
+    check_indexable(after.header);
+    SPOOLD_ASSERT(before.header.id == after.header.id, "an update that changes the id");
+    for (const IndexSpec& index : kIndexes) {
+        const Keys old_keys = entries_of(index, before);
+        const Keys new_keys = entries_of(index, after);
+        if (old_keys == new_keys) {
+            continue; // the common case: a delivery attempt changes one or two indexes
+        }
+        Keys gone;
+        Keys added;
+        std::set_difference(old_keys.begin(), old_keys.end(), new_keys.begin(), new_keys.end(),
+                            std::back_inserter(gone));
+        std::set_difference(new_keys.begin(), new_keys.end(), old_keys.begin(), old_keys.end(),
+                            std::back_inserter(added));
+        for (const std::string& key : gone) {
+            SPOOLD_CHECK(txn.del(t_.*index.table, key));
+        }
+        for (const std::string& key : added) {
+            SPOOLD_CHECK(txn.put(t_.*index.table, key, {}));
+        }
+    }
+    const IndexFacts& b = before.header;
+    const IndexFacts& a = after.header;
+    if (b.klass == a.klass && b.state == a.state) {
+        if (b.size == a.size) {
+            return {};
+        }
+        return counter_add(txn, a.klass, a.state, 0,
+                           static_cast<std::int64_t>(a.size) - static_cast<std::int64_t>(b.size));
+    }
+    SPOOLD_CHECK(counter_add(txn, b.klass, b.state, -1, -static_cast<std::int64_t>(b.size)));
+    return counter_add(txn, a.klass, a.state, 1, static_cast<std::int64_t>(a.size));
 }
 
 Status Indexes::clear(lmdb::WriteTxn& txn) const {
@@ -201,6 +349,56 @@ Result<std::vector<QueueId>> Indexes::ready_after(const lmdb::Txn& txn, ClassId 
     return out;
 }
 
+Result<std::vector<std::string>> Indexes::ready_domains(const lmdb::Txn& txn, ClassId klass,
+                                                        std::string_view after,
+                                                        std::size_t max) const {
+    std::vector<std::string> out;
+    if (klass >= kMaxClasses) {
+        return out;
+    }
+    // Start past every key of `after` (class | after | 0 | id < class | after | 1), then jump
+    // from each domain found to the first key past it: one seek per domain.
+    std::string from(1, static_cast<char>(klass));
+    if (!after.empty()) {
+        from.append(after);
+        from.push_back('\1');
+    }
+    while (out.size() < max) {
+        std::optional<std::string> found;
+        SPOOLD_CHECK(txn.scan(t_.ready_domain, from, [&](std::string_view k, std::string_view) {
+            if (k.size() > 1 + kIdSize && static_cast<std::uint8_t>(k[0]) == klass) {
+                found = std::string(k.substr(1, k.size() - 1 - kIdSize - 1));
+            }
+            return false;
+        }));
+        if (!found) {
+            break;
+        }
+        from = std::string(1, static_cast<char>(klass)) + *found + '\1';
+        out.push_back(std::move(*found));
+    }
+    return out;
+}
+
+Result<std::vector<QueueId>> Indexes::ready_in_domain(const lmdb::Txn& txn, ClassId klass,
+                                                      std::string_view domain, QueueId after,
+                                                      std::size_t max) const {
+    std::vector<QueueId> out;
+    if (klass >= kMaxClasses || after.value == std::numeric_limits<std::uint64_t>::max()) {
+        return out;
+    }
+    const std::string first = record::ready_domain_key(klass, domain, QueueId{after.value + 1});
+    const std::string_view prefix(first.data(), first.size() - kIdSize);
+    SPOOLD_CHECK(txn.scan(t_.ready_domain, first, [&](std::string_view k, std::string_view) {
+        if (out.size() >= max || k.size() != prefix.size() + kIdSize || !k.starts_with(prefix)) {
+            return false;
+        }
+        out.push_back(record::id_at_end(k));
+        return true;
+    }));
+    return out;
+}
+
 Result<std::vector<TimedId>> Indexes::time_scan(const lmdb::Txn& txn, lmdb::Dbi dbi, UnixMillis now,
                                                 std::size_t max) const {
     std::vector<TimedId> out;
@@ -228,49 +426,142 @@ Result<std::vector<TimedId>> Indexes::expired(const lmdb::Txn& txn, UnixMillis n
     return time_scan(txn, t_.expiry, now, max);
 }
 
-Status Indexes::check_record(const lmdb::Txn& txn, const IndexFacts& f,
+Result<std::vector<QueueId>> Indexes::dsns_after(const lmdb::Txn& txn, QueueId after,
+                                                 std::size_t max) const {
+    std::vector<QueueId> out;
+    if (after.value == std::numeric_limits<std::uint64_t>::max()) {
+        return out;
+    }
+    SPOOLD_CHECK(txn.scan(t_.dsn, record::msg_key(QueueId{after.value + 1}),
+                          [&](std::string_view k, std::string_view) {
+                              if (out.size() >= max) {
+                                  return false;
+                              }
+                              if (k.size() == kIdSize) {
+                                  out.push_back(record::id_at(k, 0));
+                              }
+                              return true;
+                          }));
+    return out;
+}
+
+Result<IdPage> Indexes::recipient_page(const lmdb::Txn& txn, std::string_view prefix,
+                                       std::string_view resume, std::size_t max) const {
+    IdPage page;
+    const std::string from = resume.empty() ? std::string(prefix) : std::string(resume);
+    bool more = false;
+    SPOOLD_CHECK(txn.scan(t_.rcpt, from, [&](std::string_view k, std::string_view) {
+        if (!k.starts_with(prefix)) {
+            return false;
+        }
+        if (k == resume || k.size() < prefix.size() + kIdSize) {
+            return true; // where the last page stopped; or malformed
+        }
+        if (page.ids.size() >= max) {
+            more = true;
+            return false;
+        }
+        page.ids.push_back(record::id_at_end(k));
+        page.resume = std::string(k);
+        return true;
+    }));
+    if (!more) {
+        page.resume.clear();
+    }
+    return page;
+}
+
+Status Indexes::check_record(const lmdb::Txn& txn, const MessageFacts& f,
                              const Problem& problem) const {
+    const IndexFacts& h = f.header;
+    Keys want;
     for (const IndexSpec& index : kIndexes) {
-        const auto want = index.entry(f);
-        const auto look = index.probe != nullptr ? index.probe(f) : want;
-        if (!look) {
+        want.clear();
+        index.entries(f, want);
+        if (index.probe != nullptr) {
+            const std::string look = *index.probe(h);
+            SPOOLD_TRY(found, txn.get(t_.*index.table, look));
+            const bool present = found.has_value();
+            if (present != !want.empty()) {
+                problem(fmt::format("record {}: {}", h.id.text(),
+                                    index.record_problem(h, look, present)));
+            }
             continue;
         }
-        SPOOLD_TRY(found, txn.get(t_.*index.table, *look));
-        const bool present = found.has_value();
-        if (present != want.has_value()) {
-            problem(fmt::format("record {}: {}", f.id.text(), index.record_problem(f, present)));
+        for (const std::string& key : want) {
+            SPOOLD_TRY(found, txn.get(t_.*index.table, key));
+            if (!found) {
+                problem(
+                    fmt::format("record {}: {}", h.id.text(), index.record_problem(h, key, false)));
+            }
         }
     }
     return {};
 }
 
-Status Indexes::check_entries(const lmdb::Txn& txn, const FactsOf& facts_of, const Problem& problem,
-                              std::uint64_t& entries) const {
-    for (const IndexSpec& index : kIndexes) {
+Result<std::optional<EntryCursor>>
+Indexes::check_entries(const lmdb::Txn& txn, const FactsOf& facts_of, const Problem& problem,
+                       std::uint64_t& entries, const RecipientsOf& recipients_of, EntryCursor from,
+                       std::size_t max) const {
+    std::size_t seen = 0;
+    Keys want;
+    for (std::size_t i = from.index; i < std::size(kIndexes); ++i) {
+        const IndexSpec& index = kIndexes[i];
+        if (index.from_recipients && !recipients_of) {
+            continue;
+        }
         Status inner;
-        SPOOLD_CHECK(txn.scan(t_.*index.table, {}, [&](std::string_view k, std::string_view) {
-            ++entries;
-            if (k.size() != index.key_size) {
-                problem(fmt::format("{} index: malformed key", index.name));
-                return true;
-            }
-            auto f = facts_of(record::id_at(k, index.id_offset));
-            if (!f) {
-                inner = tl::unexpected(f.error());
-                return false;
-            }
-            if (!*f) {
-                problem(fmt::format("{} index: {} has no record", index.name, index.describe(k)));
-            } else if (index.entry(**f) != std::optional<std::string>(k)) {
-                problem(fmt::format("{} index: {} {}", index.name, index.describe(k),
-                                    index.disagreement(**f)));
-            }
-            return true;
-        }));
+        std::optional<std::string> stopped_at;
+        SPOOLD_CHECK(txn.scan(t_.*index.table, i == from.index ? from.key : std::string(),
+                              [&](std::string_view k, std::string_view) {
+                                  if (seen >= max) {
+                                      stopped_at = std::string(k);
+                                      return false;
+                                  }
+                                  ++seen;
+                                  ++entries;
+                                  if (!well_formed(index, k)) {
+                                      problem(fmt::format("{} index: malformed key", index.name));
+                                      return true;
+                                  }
+                                  const QueueId id = record::id_at_end(k);
+                                  auto f = facts_of(id);
+                                  if (!f) {
+                                      inner = tl::unexpected(f.error());
+                                      return false;
+                                  }
+                                  if (!*f) {
+                                      problem(fmt::format("{} index: {} has no record", index.name,
+                                                          index.describe(k)));
+                                      return true;
+                                  }
+                                  MessageFacts facts(**f);
+                                  if (index.from_recipients) {
+                                      auto r = recipients_of(id);
+                                      if (!r) {
+                                          inner = tl::unexpected(r.error());
+                                          return false;
+                                      }
+                                      if (!*r) {
+                                          return true; // undecodable: the record says so
+                                      }
+                                      facts.recipients = std::move(**r);
+                                  }
+                                  want.clear();
+                                  index.entries(facts, want);
+                                  if (std::find(want.begin(), want.end(), k) == want.end()) {
+                                      problem(fmt::format("{} index: {} {}", index.name,
+                                                          index.describe(k),
+                                                          index.disagreement(**f)));
+                                  }
+                                  return true;
+                              }));
         SPOOLD_CHECK(inner);
+        if (stopped_at) {
+            return std::optional<EntryCursor>{EntryCursor{i, std::move(*stopped_at)}};
+        }
     }
-    return {};
+    return std::optional<EntryCursor>{};
 }
 
 Status Indexes::check_counters(const lmdb::Txn& txn, const Counters& scanned,

@@ -1,13 +1,14 @@
-// The delivery indexes (ready, deferred, expiry) and the counters: which entries a message's
-// facts call for, kept in step with its record in the caller's write transaction, the queries
-// over them, and their part of check(). The one place to add an index: a new entry in
-// kIndexes (indexes.cpp) and a table in tables.hpp. Does not touch records or bodies.
+// The indexes (ready, deferred, expiry; recipient, ready-by-domain, DSN) and the counters:
+// which entries a message's facts call for, kept in step with its record in the caller's write
+// transaction, the queries over them, and their part of check(). The one place to add an index:
+// a new entry in kIndexes (indexes.cpp) and a table in tables.hpp. Does not touch records.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -24,14 +25,38 @@ struct TimedId {
     QueueId id;
 };
 
+// What a message's index entries derive from: its header, and its recipients when the whole
+// record decoded. Without them the recipient indexes are left alone (a quarantined record
+// whose recipients are unreadable keeps its entries there until check --repair).
+struct MessageFacts {
+    MessageFacts(const record::IndexFacts& h) : header(h) {} // NOLINT: header-only facts
+    MessageFacts(const record::IndexFacts& h, record::RecipientFacts r)
+        : header(h), recipients(std::move(r)) {}
+    record::IndexFacts header;
+    std::optional<record::RecipientFacts> recipients;
+};
+MessageFacts message_facts(const Envelope& env, std::uint64_t body_ref);
+
+// Where check_entries goes on: an index (of kIndexes) and the key to start at (inclusive;
+// empty = its first).
+struct EntryCursor {
+    std::size_t index = 0;
+    std::string key;
+};
+
 class Indexes {
 public:
     explicit Indexes(const Tables& tables) : t_(tables) {}
 
     // Puts (removes) the entries the facts call for and counts the message in (out of) the
     // counters of its class and state. remove() must get the facts add() got.
-    Status add(lmdb::WriteTxn& txn, const record::IndexFacts& f) const;
-    Status remove(lmdb::WriteTxn& txn, const record::IndexFacts& f) const;
+    Status add(lmdb::WriteTxn& txn, const MessageFacts& f) const;
+    Status remove(lmdb::WriteTxn& txn, const MessageFacts& f) const;
+    // From `before` to `after` (same id): only the entries and counters that differ change.
+    Status update(lmdb::WriteTxn& txn, const MessageFacts& before, const MessageFacts& after) const;
+    // Puts only the entries of the indexes a spool of format `format` lacks (the upgrade).
+    Status add_entries_after(lmdb::WriteTxn& txn, const MessageFacts& f,
+                             std::uint32_t format) const;
     // Empties every index and the counters (repair then add()s each record again).
     Status clear(lmdb::WriteTxn& txn) const;
     // Drops a deferred entry whose message is gone (so nothing trips on it forever).
@@ -41,21 +66,43 @@ public:
     // Ready ids of one class in id (arrival) order, strictly after `after`.
     Result<std::vector<QueueId>> ready_after(const lmdb::Txn& txn, ClassId klass, QueueId after,
                                              std::size_t max) const;
+    // The domains that have ready mail of this class (sorted), strictly after `after`; one
+    // seek per domain, whatever the mail behind it.
+    Result<std::vector<std::string>> ready_domains(const lmdb::Txn& txn, ClassId klass,
+                                                   std::string_view after, std::size_t max) const;
+    // Ready ids of one class with a queued recipient in `domain`, in id order after `after`.
+    Result<std::vector<QueueId>> ready_in_domain(const lmdb::Txn& txn, ClassId klass,
+                                                 std::string_view domain, QueueId after,
+                                                 std::size_t max) const;
     // Entries of the deferred (expiry) index at or before `now`, oldest first.
     Result<std::vector<TimedId>> due(const lmdb::Txn& txn, UnixMillis now, std::size_t max) const;
     Result<std::vector<TimedId>> expired(const lmdb::Txn& txn, UnixMillis now,
                                          std::size_t max) const;
+    // Ids of the DSNs in the spool (any state), in id order after `after`.
+    Result<std::vector<QueueId>> dsns_after(const lmdb::Txn& txn, QueueId after,
+                                            std::size_t max) const;
+    // Ids of messages with a recipient whose key starts with `prefix` (record::rcpt_prefix or
+    // rcpt_tag_prefix), in key order, from after `resume` (empty: from the start).
+    Result<IdPage> recipient_page(const lmdb::Txn& txn, std::string_view prefix,
+                                  std::string_view resume, std::size_t max) const;
 
     // ---- check(): problems go to `problem`, one line each ----
     using Problem = std::function<void(std::string)>;
     // The facts of the record with this id; empty when absent or undecodable.
     using FactsOf = std::function<Result<std::optional<record::IndexFacts>>(QueueId)>;
+    // The recipient facts of the record with this id; empty when absent or undecodable.
+    using RecipientsOf = std::function<Result<std::optional<record::RecipientFacts>>(QueueId)>;
     // The record is in exactly the indexes its facts call for.
-    Status check_record(const lmdb::Txn& txn, const record::IndexFacts& f,
-                        const Problem& problem) const;
+    Status check_record(const lmdb::Txn& txn, const MessageFacts& f, const Problem& problem) const;
     // Every entry points at a record whose facts give that entry; counts the entries seen.
-    Status check_entries(const lmdb::Txn& txn, const FactsOf& facts_of, const Problem& problem,
-                         std::uint64_t& entries) const;
+    // Entries of the recipient indexes are checked only with `recipients_of`. One index's
+    // entries from `from` on, at most `max` of them, per call: returns where to go on (empty
+    // when every index is done), so a long check uses short read transactions.
+    Result<std::optional<EntryCursor>> check_entries(const lmdb::Txn& txn, const FactsOf& facts_of,
+                                                     const Problem& problem, std::uint64_t& entries,
+                                                     const RecipientsOf& recipients_of = {},
+                                                     EntryCursor from = {},
+                                                     std::size_t max = SIZE_MAX) const;
     // The stored counters equal `scanned` (what the records add up to).
     Status check_counters(const lmdb::Txn& txn, const Counters& scanned,
                           const Problem& problem) const;
@@ -66,6 +113,8 @@ private:
     Status read_counters(const lmdb::Txn& txn, Counters& out, const Problem* malformed) const;
     Result<std::vector<TimedId>> time_scan(const lmdb::Txn& txn, lmdb::Dbi dbi, UnixMillis now,
                                            std::size_t max) const;
+    // The entries of the indexes newer than format `after` (0: all of them).
+    Status put_entries(lmdb::WriteTxn& txn, const MessageFacts& f, std::uint32_t after) const;
 
     Tables t_;
 };

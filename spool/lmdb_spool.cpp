@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "common/address.hpp"
 #include "common/assert.hpp"
 #include "common/log.hpp"
 #include "spool/bodies.hpp"
@@ -21,6 +22,7 @@
 #include "spool/staging.hpp"
 #include "spool/store.hpp"
 #include "spool/tables.hpp"
+#include "spool/upgrade.hpp"
 #include "spool/writer.hpp"
 
 namespace spoold::spool {
@@ -50,9 +52,9 @@ std::vector<QueueId> ids_of(const std::vector<TimedId>& entries) {
 class LmdbSpool final : public Spool {
 public:
     LmdbSpool(const SpoolOptions& options, std::unique_ptr<lmdb::Env> env, const Tables& tables,
-              std::size_t chunk_bytes)
-        : options_(options), clock_(*options.clock), env_(std::move(env)), t_(tables), indexes_(t_),
-          bodies_(t_, chunk_bytes), store_(t_, indexes_, bodies_),
+              std::size_t chunk_bytes, std::uint32_t format)
+        : options_(options), clock_(*options.clock), env_(std::move(env)), t_(tables),
+          format_(format), indexes_(t_), bodies_(t_, chunk_bytes), store_(t_, indexes_, bodies_),
           staging_(t_, store_, bodies_, clock_), checker_(store_, indexes_, bodies_), ids_(clock_) {
     }
 
@@ -64,6 +66,10 @@ public:
     LmdbSpool& operator=(const LmdbSpool&) = delete;
 
     Status start() {
+        if (format_ < kFormatVersion && !options_.read_only) {
+            SPOOLD_CHECK(Upgrader(*env_, t_, store_, indexes_).run());
+            format_ = kFormatVersion;
+        }
         {
             // Resume without a scan: only the newest ids of msg and staging are read.
             SPOOLD_TRY(txn, env_->begin_read());
@@ -89,7 +95,9 @@ public:
             }};
         writer_ = std::make_unique<Writer>(*env_, std::move(wo));
         writer_->start();
-        gc_staged(clock_.now_ms() - kStagedOrphanAgeMs, log_gc_failure);
+        // Before open returns: nothing at open should race with the caller's first reads.
+        log_gc_failure(wait(
+            [this](Done d) { gc_staged(clock_.now_ms() - kStagedOrphanAgeMs, std::move(d)); }));
         return {};
     }
 
@@ -197,8 +205,44 @@ public:
     }
 
     void promote_due(UnixMillis now, Done done) override {
-        submit(Op{[this, now](WriteTxn& txn) { return store_.promote_due(txn, now); },
-                  std::move(done), false});
+        Op op{[this, now](WriteTxn& txn) { return store_.promote_due(txn, now); }, std::move(done),
+              false};
+        op.first = true;
+        submit(std::move(op));
+    }
+
+    void expire(std::vector<Expiry> items, UnixMillis now, BatchDone done) override {
+        if (items.size() > kMaxExpirePerOp) {
+            done(fail(ErrorKind::kInvalid, fmt::format("{} expiries in one batch, at most {}",
+                                                       items.size(), kMaxExpirePerOp)),
+                 {});
+            return;
+        }
+        auto batch = std::make_shared<const std::vector<Expiry>>(std::move(items));
+        auto results = std::make_shared<std::vector<Status>>();
+        std::size_t bytes = 0;
+        for (const Expiry& e : *batch) {
+            bytes += e.dsn ? e.dsn->body.size() : 0;
+        }
+        const bool grows = bytes > 0;
+        Op op{[this, batch, results, now](WriteTxn& txn) -> Status {
+                  // Re-runnable: a re-run batch starts the results again.
+                  results->assign(batch->size(), Status{});
+                  for (std::size_t i = 0; i < batch->size(); ++i) {
+                      Status st = store_.expire(txn, (*batch)[i], now);
+                      if (!st && may_be_dirty(st.error())) {
+                          return st;
+                      }
+                      (*results)[i] = std::move(st);
+                  }
+                  return {};
+              },
+              [results, done = std::move(done)](Status st) {
+                  done(st, st ? std::move(*results) : std::vector<Status>{});
+              },
+              grows, bytes};
+        op.first = true;
+        submit(std::move(op));
     }
 
     void put_meta(std::string key, std::string value, Done done) override {
@@ -261,6 +305,38 @@ public:
         SPOOLD_TRY(txn, env_->begin_read());
         SPOOLD_TRY(entries, indexes_.expired(txn, now, max));
         return ids_of(entries);
+    }
+
+    std::uint32_t format() const override { return format_; }
+
+    Result<std::vector<QueueId>> dsns_after(QueueId after, std::size_t max) override {
+        SPOOLD_CHECK(indexed());
+        SPOOLD_TRY(txn, env_->begin_read());
+        return indexes_.dsns_after(txn, after, max);
+    }
+
+    Result<IdPage> recipient_page(std::string_view address, AddressForm form, char delimiter,
+                                  std::string_view resume, std::size_t max) override {
+        SPOOLD_CHECK(indexed());
+        const std::string lowered = address::ascii_lower(address);
+        const std::string prefix = form == AddressForm::kExact
+                                       ? record::rcpt_prefix(lowered)
+                                       : record::rcpt_tag_prefix(lowered, delimiter);
+        SPOOLD_TRY(txn, env_->begin_read());
+        return indexes_.recipient_page(txn, prefix, resume, max);
+    }
+
+    Result<std::vector<std::string>> ready_domains(ClassId klass, std::size_t max) override {
+        SPOOLD_CHECK(indexed());
+        SPOOLD_TRY(txn, env_->begin_read());
+        return indexes_.ready_domains(txn, klass, {}, max);
+    }
+
+    Result<std::vector<QueueId>> ready_in_domain(ClassId klass, std::string_view domain,
+                                                 QueueId after, std::size_t max) override {
+        SPOOLD_CHECK(indexed());
+        SPOOLD_TRY(txn, env_->begin_read());
+        return indexes_.ready_in_domain(txn, klass, address::ascii_lower(domain), after, max);
     }
 
     Result<std::vector<Envelope>> envelopes_after(QueueId after, std::size_t max) override {
@@ -329,10 +405,7 @@ public:
 
     Result<CheckReport> check(bool bodies, bool repair) override {
         CheckReport report;
-        {
-            SPOOLD_TRY(txn, env_->begin_read());
-            SPOOLD_CHECK(checker_.check(txn, bodies, report));
-        }
+        SPOOLD_CHECK(checker_.check(*env_, bodies, report));
         if (repair) {
             if (options_.read_only) {
                 return fail(ErrorKind::kInvalid, "repair needs a writable spool");
@@ -347,6 +420,17 @@ public:
     }
 
 private:
+    // The format 2 indexes are there (an older spool opened read-only lacks them).
+    Status indexed() const {
+        if (format_ < kFormatVersion) {
+            return fail(ErrorKind::kUnavailable,
+                        fmt::format("spool format {}: its indexes are built when spoold (or a "
+                                    "writing spoolctl) opens it",
+                                    format_));
+        }
+        return {};
+    }
+
     void submit(Op op) {
         if (!writer_) {
             SPOOLD_ASSERT(options_.read_only, "a writable spool without its writer");
@@ -392,6 +476,7 @@ private:
     const Clock& clock_;
     std::unique_ptr<lmdb::Env> env_;
     Tables t_;
+    std::uint32_t format_;
     Indexes indexes_;
     Bodies bodies_;
     Store store_;
@@ -414,7 +499,7 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
     eo.create = options.create;
     SPOOLD_TRY(env, lmdb::Env::open(eo));
     SPOOLD_TRY(tables, open_tables(*env, options.create && !options.read_only));
-    SPOOLD_CHECK(check_format(*env, tables));
+    SPOOLD_TRY(format, check_format(*env, tables));
     SPOOLD_TRY(info, env->info());
     std::size_t chunk = options.body_chunk_bytes;
     if (chunk == 0) {
@@ -422,7 +507,7 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
         // the freelist never has to find a contiguous run (ARCHITECTURE.md, "Spool layout").
         chunk = info.page_size - kPageHeaderSize;
     }
-    auto spool = std::make_unique<LmdbSpool>(options, std::move(env), tables, chunk);
+    auto spool = std::make_unique<LmdbSpool>(options, std::move(env), tables, chunk, format);
     SPOOLD_CHECK(spool->start());
     log::info("event=spool_open path={} read_only={} chunk={}", log::quote(options.path),
               options.read_only, chunk);

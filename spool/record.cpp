@@ -1,6 +1,10 @@
 #include "spool/record.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
+
+#include "common/address.hpp"
 
 namespace spoold::spool::record {
 namespace {
@@ -124,6 +128,7 @@ Result<Header> read_header(Reader& r) {
     h.facts.state = static_cast<MsgState>(state);
     h.held = held == 1;
     h.facts.in_expiry = h.facts.expires != 0 && (h.flags & kFlagExpiredHold) == 0;
+    h.facts.dsn = (h.flags & kFlagDsn) != 0;
     return h;
 }
 
@@ -139,7 +144,25 @@ IndexFacts facts_of(const Envelope& env, std::uint64_t body_ref) {
     f.in_expiry = env.expires_ms != 0 && (env.flags & kFlagExpiredHold) == 0;
     f.size = env.size;
     f.body_ref = body_ref;
+    f.dsn = (env.flags & kFlagDsn) != 0;
     return f;
+}
+
+RecipientFacts recipient_facts_of(const Envelope& env) {
+    RecipientFacts r;
+    const bool ready = message_state(env) == MsgState::kReady;
+    r.addresses.reserve(env.recipients.size());
+    for (const Recipient& rc : env.recipients) {
+        r.addresses.push_back(address::ascii_lower(rc.address));
+        if (ready && rc.state == RcptState::kQueued) {
+            r.ready_domains.emplace_back(domain_of(r.addresses.back()));
+        }
+    }
+    for (auto* v : {&r.addresses, &r.ready_domains}) {
+        std::sort(v->begin(), v->end());
+        v->erase(std::unique(v->begin(), v->end()), v->end());
+    }
+    return r;
 }
 
 std::string encode_envelope(const Envelope& env, std::uint64_t body_ref) {
@@ -291,6 +314,42 @@ std::string counter_key(ClassId klass, MsgState state) {
 
 QueueId id_at(std::string_view key, std::size_t offset) {
     return QueueId{read_be64(key.substr(offset))};
+}
+
+QueueId id_at_end(std::string_view key) { return id_at(key, key.size() - 8); }
+
+std::string_view domain_of(std::string_view address) {
+    const auto at = address.rfind('@');
+    return at == std::string_view::npos ? std::string_view() : address.substr(at + 1);
+}
+
+std::string rcpt_prefix(std::string_view address) {
+    const auto at = address.rfind('@');
+    const std::string_view local = at == std::string_view::npos ? address : address.substr(0, at);
+    std::string key;
+    key.reserve(address.size() + 2);
+    key.append(domain_of(address));
+    key.push_back('\0');
+    key.append(local);
+    key.push_back('\0');
+    return key;
+}
+
+std::string rcpt_key(std::string_view address, QueueId id) {
+    return rcpt_prefix(address) + msg_key(id);
+}
+
+std::string rcpt_tag_prefix(std::string_view address, char delimiter) {
+    std::string key = rcpt_prefix(address);
+    key.back() = delimiter;
+    return key;
+}
+
+std::string ready_domain_key(ClassId klass, std::string_view domain, QueueId id) {
+    std::string key(1, static_cast<char>(klass));
+    key.append(domain);
+    key.push_back('\0');
+    return key + msg_key(id);
 }
 
 } // namespace spoold::spool::record

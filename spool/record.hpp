@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "spool/spool.hpp"
@@ -41,11 +42,25 @@ struct IndexFacts {
     bool in_expiry = false; // expires != 0 and not already acted on
     std::uint64_t size = 0;
     std::uint64_t body_ref = 0; // key prefix of the body chunks
+    bool dsn = false;           // a DSN we generated (kFlagDsn)
 
     friend bool operator==(const IndexFacts&, const IndexFacts&) = default;
 };
 IndexFacts facts_of(const Envelope& env, std::uint64_t body_ref = 0);
 Result<IndexFacts> decode_facts(std::string_view bytes);
+
+// What the recipient indexes know about a message. It comes from the recipients, which the
+// fixed header does not hold, so only a record that decodes whole has these facts.
+struct RecipientFacts {
+    // Every recipient's address (whatever its state), lower-cased, sorted, distinct.
+    std::vector<std::string> addresses;
+    // For a ready message, the domains of its queued recipients (lower-cased, sorted,
+    // distinct; "" for an address without one); empty otherwise.
+    std::vector<std::string> ready_domains;
+
+    friend bool operator==(const RecipientFacts&, const RecipientFacts&) = default;
+};
+RecipientFacts recipient_facts_of(const Envelope& env);
 
 // ---- keys ----
 std::string be64(std::uint64_t v);
@@ -58,7 +73,20 @@ std::string body_key(std::uint64_t body_ref, std::uint32_t chunk); // body ref |
 std::string ready_key(ClassId klass, QueueId id);                  // class | id
 std::string time_key(UnixMillis at, QueueId id);                   // time | id (deferred, expiry)
 std::string counter_key(ClassId klass, MsgState state);            // class | state
+// The recipient index: domain | 0 | local part | 0 | id, from a lower-cased address, so one
+// mailbox's mail is one run of keys in id order and its "+tag" forms follow it.
+std::string rcpt_key(std::string_view address, QueueId id);
+// The start of every key of `address` (lower-cased): domain | 0 | local part | 0.
+std::string rcpt_prefix(std::string_view address);
+// The start of every key of the address's "+tag" forms: domain | 0 | local part | delimiter.
+std::string rcpt_tag_prefix(std::string_view address, char delimiter);
+// The ready-by-domain index: class | domain | 0 | id.
+std::string ready_domain_key(ClassId klass, std::string_view domain, QueueId id);
+// The domain part of an address ("" when it has none).
+std::string_view domain_of(std::string_view address);
 // Ids are stored as big-endian u64 at `offset` of an index key.
 QueueId id_at(std::string_view key, std::size_t offset);
+// Every index key ends in the id (key.size() >= 8).
+QueueId id_at_end(std::string_view key);
 
 } // namespace spoold::spool::record

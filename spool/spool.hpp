@@ -157,17 +157,40 @@ struct Reclassification {
 // Staged chunks untouched for this long are orphans of a crashed session: collected at open
 // and periodically by the writer.
 inline constexpr std::int64_t kStagedOrphanAgeMs = 60LL * 60 * 1000;
-// promote_due moves at most this many messages per call (one transaction must stay small);
-// call again while due() is not empty.
-inline constexpr std::size_t kMaxPromotePerOp = 10'000;
+// promote_due moves at most this many messages per call (one transaction must stay small, as
+// the intake's commits share it); call again while due() is not empty.
+inline constexpr std::size_t kMaxPromotePerOp = 2'000;
+// expire() applies at most this many items in one transaction; the rest fail kInvalid.
+inline constexpr std::size_t kMaxExpirePerOp = 2'000;
+
+// Retention run out for one message, as the caller's policy decided it.
+struct Expiry {
+    QueueId id;
+    bool hold = false;    // action "hold": held, flagged kFlagExpiredHold, out of the expiry index
+    std::string response; // otherwise every waiting recipient expires with this last response
+    std::optional<NewMessage> dsn; // enqueued in the same transaction (action "bounce")
+};
+
+// One page of ids found through an index, and where the next page starts.
+struct IdPage {
+    std::vector<QueueId> ids;
+    std::string resume; // pass back for the next page; empty when there is none
+};
+
+// Which of a mailbox's addresses a recipient lookup finds: the address itself (its messages in
+// id order), or its "+tag" forms: the local part, the delimiter, anything (in address order).
+enum class AddressForm { kExact, kTagged };
 
 // What check() found. Problems are one line each, at most kMaxCheckProblems of them.
 struct CheckReport {
     std::uint64_t records = 0;         // envelopes scanned
-    std::uint64_t index_entries = 0;   // ready + deferred + expiry entries seen
+    std::uint64_t index_entries = 0;   // entries of every index seen
     std::vector<std::string> problems; // e.g. "ready index: class 2 id ... has no record"
     std::uint64_t more_problems = 0;   // problems found beyond the listed ones
     Counters scanned;                  // counters recomputed from the records
+    // The check reads in short transactions; when the spool changed meanwhile (spoold was
+    // working), the scan is not one snapshot and the counters were not compared with it.
+    bool counters_compared = false;
     bool repaired = false;
 };
 inline constexpr std::size_t kMaxCheckProblems = 1000;
@@ -175,6 +198,9 @@ inline constexpr std::size_t kMaxCheckProblems = 1000;
 // Asynchronous completion: called on the writer thread after the commit returned
 // (or failed). Keep it short: post to your own executor.
 using Done = std::function<void(Status)>;
+// The same for an operation on many messages: the batch's status, and (when the batch
+// committed) each item's, in order.
+using BatchDone = std::function<void(Status, std::vector<Status>)>;
 
 class Spool {
 public:
@@ -212,8 +238,16 @@ public:
         done(fail(ErrorKind::kInternal, "reclassify not implemented"));
     }
     virtual void remove(QueueId id, Done done) = 0;
-    // Moves messages whose deferral is due (<= now) from the deferred index to ready.
+    // Moves up to kMaxPromotePerOp messages whose deferral is due (<= now) from the deferred
+    // index to ready. Goes ahead of the queued intake, so due mail never waits behind it.
     virtual void promote_due(UnixMillis now, Done done) = 0;
+    // Applies retention to up to kMaxExpirePerOp messages in one transaction: one durable
+    // commit for the lot. An item whose message is gone (kNotFound), whose expiry is not due at
+    // `now` any more (kInvalid: set-class or a reload moved it) or that is quarantined
+    // (kCorrupt) is skipped; its status says so. Ahead of the queued intake, as promotion.
+    virtual void expire(std::vector<Expiry> /*items*/, UnixMillis /*now*/, BatchDone done) {
+        done(fail(ErrorKind::kInternal, "expire not implemented"), {});
+    }
     // Retention action "hold": held, flagged kFlagExpiredHold, out of the expiry index.
     virtual void hold_expired(QueueId id, Done done) = 0;
     virtual void put_meta(std::string key, std::string value, Done done) = 0;
@@ -240,18 +274,47 @@ public:
     // Message ids whose expiry is at or before `now` (not yet acted on: a message leaves
     // the expiry index when it leaves the spool or through hold_expired).
     virtual Result<std::vector<QueueId>> expired(UnixMillis now, std::size_t max) = 0;
+
+    // ---- reads through the format 2 indexes; kUnavailable on an older spool opened read-only
+    // (its writer upgrades it) ----
+
+    // The spool's format version (tables.hpp's kFormatVersion once upgraded).
+    virtual std::uint32_t format() const { return 0; }
+    // Ids of the DSNs in the spool (any state), in id order strictly after `after`.
+    virtual Result<std::vector<QueueId>> dsns_after(QueueId /*after*/, std::size_t /*max*/) {
+        return fail(ErrorKind::kUnavailable, "no DSN index");
+    }
+    // Ids of messages with a recipient at `address` (ASCII case-insensitive, any recipient
+    // state) or, kTagged, at its "+tag" forms with `delimiter`; one read transaction per page.
+    virtual Result<IdPage> recipient_page(std::string_view /*address*/, AddressForm /*form*/,
+                                          char /*delimiter*/, std::string_view /*resume*/,
+                                          std::size_t /*max*/) {
+        return fail(ErrorKind::kUnavailable, "no recipient index");
+    }
+    // The domains (lower-cased, sorted) with ready mail of this class; "" for recipients
+    // without a domain. One seek per domain, whatever the mail behind it.
+    virtual Result<std::vector<std::string>> ready_domains(ClassId /*klass*/, std::size_t /*max*/) {
+        return fail(ErrorKind::kUnavailable, "no ready-by-domain index");
+    }
+    // Ready ids of one class with a queued recipient in `domain`, in id order after `after`.
+    virtual Result<std::vector<QueueId>> ready_in_domain(ClassId /*klass*/,
+                                                         std::string_view /*domain*/,
+                                                         QueueId /*after*/, std::size_t /*max*/) {
+        return fail(ErrorKind::kUnavailable, "no ready-by-domain index");
+    }
     // Envelopes in id order strictly after `after` (for listing and export).
     virtual Result<std::vector<Envelope>> envelopes_after(QueueId after, std::size_t max) = 0;
     virtual Result<std::optional<QueueId>> oldest() = 0;
     virtual Result<std::optional<std::string>> get_meta(std::string_view key) = 0;
     virtual Result<SpaceInfo> space() = 0;
-    // Verifies in one read transaction that every index entry points at a record whose
-    // facts match its key, every record is in exactly the indexes its facts call for, the
-    // counters equal the scan and (with `bodies`) every body adds up to Envelope::size.
-    // Memory is bounded (point lookups, no id sets). With `repair` (not read-only), the
-    // writer then rebuilds the three indexes and the counters from the records in one
-    // transaction and quarantines undecodable records; it never deletes a record or a body.
-    // The report is what was found before the repair.
+    // Verifies that every index entry points at a record whose facts match its key, every
+    // record is in exactly the indexes its facts call for, the counters equal the scan (when
+    // the spool did not change during the check) and (with `bodies`) every body adds up to
+    // Envelope::size. Short read transactions that resume by key, so a running check does
+    // not make the file grow; memory is bounded (point lookups, no id sets). With `repair` (not
+    // read-only), the writer then rebuilds the three indexes and the counters from the records in
+    // one transaction and quarantines undecodable records; it never deletes a record or a body. The
+    // report is what was found before the repair.
     virtual Result<CheckReport> check(bool /*bodies*/, bool /*repair*/) {
         return fail(ErrorKind::kInternal, "check not implemented");
     }

@@ -13,8 +13,6 @@
 namespace spoold::spool {
 namespace {
 
-using record::IndexFacts;
-
 constexpr std::size_t kIdKeySize = 8;
 
 Error no_such_message(QueueId id) {
@@ -99,7 +97,7 @@ Status Store::insert(lmdb::WriteTxn& txn, const NewMessage& msg, BodyStart body)
                     fmt::format("{}: queue id already in the spool", id.text()));
     }
     SPOOLD_CHECK(bodies_.put(txn, body.ref, body.next_chunk, msg.body));
-    return indexes_.add(txn, record::facts_of(env, body.ref));
+    return indexes_.add(txn, message_facts(env, body.ref));
 }
 
 Result<std::optional<Stored>> Store::load(lmdb::WriteTxn& txn, QueueId id) const {
@@ -136,18 +134,18 @@ Status Store::quarantine(lmdb::WriteTxn& txn, QueueId id, std::string_view raw,
     return tl::unexpected(why);
 }
 
-Status Store::rewrite(lmdb::WriteTxn& txn, const IndexFacts& old_facts, const Envelope& env) const {
-    SPOOLD_ASSERT(old_facts.id == env.id, "a message rewritten under another id");
-    SPOOLD_CHECK(indexes_.remove(txn, old_facts));
-    SPOOLD_CHECK(
-        txn.put(t_.msg, record::msg_key(env.id), record::encode_envelope(env, old_facts.body_ref)));
-    return indexes_.add(txn, record::facts_of(env, old_facts.body_ref));
+Status Store::rewrite(lmdb::WriteTxn& txn, const MessageFacts& old_facts,
+                      const Envelope& env) const {
+    const std::uint64_t ref = old_facts.header.body_ref;
+    SPOOLD_ASSERT(old_facts.header.id == env.id, "a message rewritten under another id");
+    SPOOLD_CHECK(txn.put(t_.msg, record::msg_key(env.id), record::encode_envelope(env, ref)));
+    return indexes_.update(txn, old_facts, message_facts(env, ref));
 }
 
-Status Store::erase(lmdb::WriteTxn& txn, const IndexFacts& f) const {
+Status Store::erase(lmdb::WriteTxn& txn, const MessageFacts& f) const {
     SPOOLD_CHECK(indexes_.remove(txn, f));
-    SPOOLD_CHECK(txn.del(t_.msg, record::msg_key(f.id)));
-    return bodies_.erase(txn, f.body_ref);
+    SPOOLD_CHECK(txn.del(t_.msg, record::msg_key(f.header.id)));
+    return bodies_.erase(txn, f.header.body_ref);
 }
 
 Status Store::modify(lmdb::WriteTxn& txn, QueueId id,
@@ -179,7 +177,14 @@ Status Store::record_outcome(lmdb::WriteTxn& txn, QueueId id,
     if (!stored) {
         return tl::unexpected(no_such_message(id));
     }
-    Envelope updated = stored->env;
+    return apply_outcome(txn, *stored, updates, dsn);
+}
+
+Status Store::apply_outcome(lmdb::WriteTxn& txn, const Stored& stored,
+                            const std::vector<RecipientUpdate>& updates,
+                            const std::optional<NewMessage>& dsn) const {
+    const QueueId id = stored.env.id;
+    Envelope updated = stored.env;
     for (const RecipientUpdate& u : updates) {
         if (u.index >= updated.recipients.size()) {
             return fail(ErrorKind::kInvalid,
@@ -202,7 +207,7 @@ Status Store::record_outcome(lmdb::WriteTxn& txn, QueueId id,
                         fmt::format("{}: DSN id already in the spool", dsn->envelope.id.text()));
         }
     }
-    const IndexFacts old_facts = stored->facts();
+    const MessageFacts old_facts = stored.facts();
     const bool all_final = std::all_of(updated.recipients.begin(), updated.recipients.end(),
                                        [](const Recipient& r) { return is_final(r.state); });
     SPOOLD_CHECK(all_final ? erase(txn, old_facts) : rewrite(txn, old_facts, updated));
@@ -210,6 +215,35 @@ Status Store::record_outcome(lmdb::WriteTxn& txn, QueueId id,
         return insert(txn, *dsn);
     }
     return {};
+}
+
+Status Store::expire(lmdb::WriteTxn& txn, const Expiry& e, UnixMillis now) const {
+    SPOOLD_TRY(stored, load(txn, e.id));
+    if (!stored) {
+        return tl::unexpected(no_such_message(e.id));
+    }
+    const Envelope& env = stored->env;
+    if (!record::facts_of(env).in_expiry || env.expires_ms > now) {
+        return fail(ErrorKind::kInvalid, fmt::format("{}: not expired", e.id.text()));
+    }
+    if (e.hold) {
+        Envelope updated = env;
+        updated.held = true;
+        updated.flags |= kFlagExpiredHold;
+        return rewrite(txn, stored->facts(), updated);
+    }
+    std::vector<RecipientUpdate> updates;
+    for (std::uint32_t i = 0; i < env.recipients.size(); ++i) {
+        if (!is_final(env.recipients[i].state)) {
+            RecipientUpdate u;
+            u.index = i;
+            u.state = RcptState::kExpired;
+            u.response = e.response;
+            u.count_attempt = false;
+            updates.push_back(std::move(u));
+        }
+    }
+    return apply_outcome(txn, *stored, updates, e.dsn);
 }
 
 Status Store::promote_due(lmdb::WriteTxn& txn, UnixMillis now) const {

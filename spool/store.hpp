@@ -25,7 +25,7 @@ namespace spoold::spool {
 struct Stored {
     Envelope env;
     std::uint64_t body_ref = 0;
-    record::IndexFacts facts() const { return record::facts_of(env, body_ref); }
+    MessageFacts facts() const { return message_facts(env, body_ref); }
 };
 
 // Where a new message's body goes: after the chunks already staged under `ref`, or (all zero
@@ -80,17 +80,23 @@ public:
                           const std::optional<NewMessage>& dsn) const;
     // Moves messages whose deferral is due (<= now) to ready, at most kMaxPromotePerOp.
     Status promote_due(lmdb::WriteTxn& txn, UnixMillis now) const;
+    // Applies one expiry (Spool::expire); a skipped item is kNotFound, kInvalid (not due at
+    // `now`) or kCorrupt (quarantined), with nothing written but the quarantine.
+    Status expire(lmdb::WriteTxn& txn, const Expiry& e, UnixMillis now) const;
 
 private:
     // Moves an undecodable record to `corrupt` and out of the indexes (exactly, when its
     // fixed header is intact). Returns the kCorrupt error for the caller on success.
     Status quarantine(lmdb::WriteTxn& txn, QueueId id, std::string_view raw,
                       const Error& why) const;
+    // record_outcome on a loaded message.
+    Status apply_outcome(lmdb::WriteTxn& txn, const Stored& stored,
+                         const std::vector<RecipientUpdate>& updates,
+                         const std::optional<NewMessage>& dsn) const;
     // Rewrites a message whose indexes were derived from `old_facts` (same body).
-    Status rewrite(lmdb::WriteTxn& txn, const record::IndexFacts& old_facts,
-                   const Envelope& env) const;
+    Status rewrite(lmdb::WriteTxn& txn, const MessageFacts& old_facts, const Envelope& env) const;
     // Record, body and index entries, gone.
-    Status erase(lmdb::WriteTxn& txn, const record::IndexFacts& f) const;
+    Status erase(lmdb::WriteTxn& txn, const MessageFacts& f) const;
 
     Tables t_;
     const Indexes& indexes_;

@@ -1,5 +1,6 @@
 #include "spool/tables.hpp"
 
+#include <charconv>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -9,13 +10,25 @@
 namespace spoold::spool {
 namespace {
 
-constexpr std::uint32_t kFormatVersion = 1;
-constexpr std::string_view kFormatKey = "format_version";
+struct TableSpec {
+    lmdb::Dbi Tables::*member;
+    const char* name;
+    std::uint32_t since; // the format version that added it
+};
 
-constexpr std::pair<lmdb::Dbi Tables::*, const char*> kTables[] = {
-    {&Tables::msg, "msg"},           {&Tables::body, "body"},     {&Tables::ready, "ready"},
-    {&Tables::deferred, "deferred"}, {&Tables::expiry, "expiry"}, {&Tables::counters, "counters"},
-    {&Tables::staging, "staging"},   {&Tables::meta, "meta"},     {&Tables::corrupt, "corrupt"},
+constexpr TableSpec kTables[] = {
+    {&Tables::msg, "msg", 1},
+    {&Tables::body, "body", 1},
+    {&Tables::ready, "ready", 1},
+    {&Tables::deferred, "deferred", 1},
+    {&Tables::expiry, "expiry", 1},
+    {&Tables::counters, "counters", 1},
+    {&Tables::staging, "staging", 1},
+    {&Tables::meta, "meta", 1},
+    {&Tables::corrupt, "corrupt", 1},
+    {&Tables::rcpt, "rcpt", 2},
+    {&Tables::ready_domain, "ready_domain", 2},
+    {&Tables::dsn, "dsn", 2},
 };
 
 } // namespace
@@ -24,8 +37,10 @@ std::vector<lmdb::Dbi> Tables::with_pages() const {
     constexpr unsigned int kFreeDbi = 0;
     constexpr unsigned int kMainDbi = 1;
     std::vector<lmdb::Dbi> out;
-    for (const auto& [member, name] : kTables) {
-        out.push_back(this->*member);
+    for (const TableSpec& spec : kTables) {
+        if (this->*spec.member != kMissingTable) {
+            out.push_back(this->*spec.member);
+        }
     }
     out.push_back(lmdb::Dbi{kFreeDbi});
     out.push_back(lmdb::Dbi{kMainDbi});
@@ -34,34 +49,46 @@ std::vector<lmdb::Dbi> Tables::with_pages() const {
 
 Result<Tables> open_tables(lmdb::Env& env, bool create) {
     Tables t;
-    for (const auto& [member, name] : kTables) {
-        SPOOLD_TRY(dbi, env.table(name, create));
-        t.*member = dbi;
+    for (const TableSpec& spec : kTables) {
+        // An existing spool of an older format gets the newer tables when opened writable (the
+        // older ones come first: a directory that is not a spool fails on them).
+        const bool newer = spec.since > kOldestFormat;
+        auto dbi = env.table(spec.name, !env.read_only() && (create || newer));
+        if (!dbi && newer && env.read_only()) {
+            // An older format opened read-only: the table comes with the upgrade.
+            t.*spec.member = kMissingTable;
+            continue;
+        }
+        SPOOLD_CHECK(dbi);
+        t.*spec.member = *dbi;
     }
     return t;
 }
 
-Status check_format(lmdb::Env& env, const Tables& tables) {
-    const std::string current = std::to_string(kFormatVersion);
+Result<std::uint32_t> check_format(lmdb::Env& env, const Tables& tables) {
     {
         SPOOLD_TRY(txn, env.begin_read());
         SPOOLD_TRY(found, txn.get(tables.meta, kFormatKey));
         if (found) {
-            if (*found != current) {
-                // Only "1" exists today; anything else was written by a newer spoold.
+            std::uint32_t version = 0;
+            const auto [end, ec] =
+                std::from_chars(found->data(), found->data() + found->size(), version);
+            if (ec != std::errc{} || end != found->data() + found->size() ||
+                version < kOldestFormat || version > kFormatVersion) {
                 return fail(ErrorKind::kCorrupt,
-                            fmt::format("{}: spool format {} is not {} (newer spoold?)", env.path(),
-                                        *found, current));
+                            fmt::format("{}: spool format {} is not one of {}..{} (newer spoold?)",
+                                        env.path(), *found, kOldestFormat, kFormatVersion));
             }
-            return {};
+            return version;
         }
     }
     if (env.read_only()) {
         return fail(ErrorKind::kIo, fmt::format("{}: not a spool (no format version)", env.path()));
     }
     SPOOLD_TRY(txn, env.begin_write());
-    SPOOLD_CHECK(txn.put(tables.meta, kFormatKey, current));
-    return txn.commit();
+    SPOOLD_CHECK(txn.put(tables.meta, kFormatKey, std::to_string(kFormatVersion)));
+    SPOOLD_CHECK(txn.commit());
+    return kFormatVersion;
 }
 
 Result<std::uint64_t> used_pages(const lmdb::Txn& txn, const Tables& tables) {

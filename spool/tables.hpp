@@ -4,12 +4,16 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
 #include "spool/lmdb/lmdb.hpp"
 
 namespace spoold::spool {
+
+// A table of a newer format than the spool opened read-only (see check_format).
+inline constexpr lmdb::Dbi kMissingTable{~0U};
 
 // The layout is in ARCHITECTURE.md ("Spool layout"); a new table goes into kTables in
 // tables.cpp as well as here.
@@ -23,17 +27,30 @@ struct Tables {
     lmdb::Dbi staging;  // id -> staging state of a body not yet enqueued
     lmdb::Dbi meta;     // text -> text or big-endian counters
     lmdb::Dbi corrupt;  // id -> an undecodable record, as found
+    // Since format 2:
+    lmdb::Dbi rcpt;         // recipient index: see indexes.cpp
+    lmdb::Dbi ready_domain; // ready messages by class and recipient domain
+    lmdb::Dbi dsn;          // the DSNs in the spool
 
     // Every table, and LMDB's own free list and main table: what holds pages.
     std::vector<lmdb::Dbi> with_pages() const;
 };
 
-// Opens every table; creates the missing ones when `create` (and the env is writable).
+// Opens every table; creates the missing ones when `create` (and the env is writable). A
+// writable env also gets the tables an older format lacks (its upgrade fills them); a read-only
+// one has kMissingTable for them.
 Result<Tables> open_tables(lmdb::Env& env, bool create);
 
-// A new spool gets the current format version; an existing one must have it. kCorrupt for a
-// version written by a newer spoold, kIo for a read-only open of an environment without one.
-Status check_format(lmdb::Env& env, const Tables& tables);
+// The format this code writes. Format 1 lacks the recipient, ready-by-domain and DSN
+// indexes; opening it writable upgrades it in place (upgrade.hpp).
+inline constexpr std::uint32_t kFormatVersion = 2;
+inline constexpr std::uint32_t kOldestFormat = 1;
+inline constexpr std::string_view kFormatKey = "format_version";
+
+// The spool's format version. A new spool (writable) gets kFormatVersion. kCorrupt for a
+// version written by a newer spoold (or not a number), kIo for a read-only open of an
+// environment without one.
+Result<std::uint32_t> check_format(lmdb::Env& env, const Tables& tables);
 
 // Pages the B-trees hold in this transaction's view (the free list's own included): how
 // full the spool is, which the file's size cannot say (LMDB never shrinks it).

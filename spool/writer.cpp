@@ -145,7 +145,11 @@ void Writer::submit(Op op) {
     {
         const std::lock_guard lock(mutex_);
         if (!stopping_ && thread_.joinable()) {
-            queue_.push_back(std::move(op));
+            if (op.first) {
+                queue_.push_front(std::move(op));
+            } else {
+                queue_.push_back(std::move(op));
+            }
             cv_.notify_one();
             return;
         }

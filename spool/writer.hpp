@@ -27,6 +27,9 @@ struct Op {
     Done done;             // may be empty
     bool grows = false;    // needs new pages (new mail): refused first when the map is nearly full
     std::size_t bytes = 0; // new data it writes, for the headroom estimate of growing ops
+    // Housekeeping that must not wait behind a queue of intake (promotion, expiry): goes to
+    // the front of the queue, so it is in the next batch.
+    bool first = false;
 };
 
 // Whether an op that failed with `e` may have left some of its writes in the transaction:

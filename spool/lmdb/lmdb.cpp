@@ -162,6 +162,8 @@ Result<TableStat> Txn::stat(Dbi dbi) const {
                      st.ms_depth};
 }
 
+std::uint64_t Txn::id() const { return mdb_txn_id(txn_); }
+
 Result<bool> WriteTxn::put(Dbi dbi, std::string_view key, std::string_view value, PutMode mode) {
     MDB_val k = to_val(key);
     MDB_val v = to_val(value);

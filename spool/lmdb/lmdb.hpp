@@ -24,6 +24,7 @@ Error to_error(int rc, std::string_view what);
 // A table (named sub-database) handle; valid for the life of its Env.
 struct Dbi {
     unsigned int handle = 0;
+    friend bool operator==(Dbi, Dbi) = default;
 };
 
 struct EnvOptions {
@@ -69,6 +70,9 @@ public:
     // The last entry's key (copied), or empty optional for an empty table.
     Result<std::optional<std::string>> last_key(Dbi dbi) const;
     Result<TableStat> stat(Dbi dbi) const;
+    // LMDB's transaction id: for a read txn, the last committed write it sees. Two read txns
+    // with the same id saw the same spool.
+    std::uint64_t id() const;
 
 protected:
     explicit Txn(MDB_txn* txn) : txn_(txn) {}

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "spool/check.hpp"
 #include "spool/lmdb/lmdb.hpp"
 #include "spool/record.hpp"
 #include "spool_test_support.hpp"
@@ -26,7 +27,9 @@ TEST_CASE("check finds a damaged index and repair rebuilds indexes and counters"
         auto clean = spool->check(true, false);
         REQUIRE(clean.has_value());
         CHECK(clean->records == 20);
-        CHECK(clean->index_entries == 40);
+        // Per message: ready, expiry, its one recipient, its ready domain.
+        CHECK(clean->index_entries == 80);
+        CHECK(clean->counters_compared);
         CHECK(clean->problems.empty());
     }
     {
@@ -88,6 +91,55 @@ TEST_CASE("repair quarantines an undecodable record and indexes the rest again")
     REQUIRE(after.has_value());
     CHECK(after->problems.empty());
     test::check_consistent(*spool);
+}
+
+} // namespace spoold::spool
+
+namespace spoold::spool {
+
+TEST_CASE("a check in short transactions finds nothing wrong while the spool changes under it") {
+    test::TempDir dir;
+    FakeClock clock;
+    auto ids = test::open_spool(test::options_for(dir, clock)); // for ids only
+    auto raw = test::open_raw(dir.sub("parts"));
+    const Indexes indexes(raw.tables);
+    const Bodies bodies(raw.tables, 4080);
+    const Store store(raw.tables, indexes, bodies);
+    const Checker checker(store, indexes, bodies);
+    std::vector<QueueId> stored;
+    test::write_txn(*raw.env, [&](lmdb::WriteTxn& txn) {
+        for (int i = 0; i < 60; ++i) {
+            NewMessage m = test::make_message(*ids, static_cast<ClassId>(i % 3), 1 + i % 2,
+                                              std::string(100 + i, 'x'), clock.now_ms(),
+                                              clock.now_ms() + 1000);
+            stored.push_back(m.envelope.id);
+            REQUIRE(store.insert(txn, m));
+        }
+    });
+    // Between steps, another writer delivers one message ahead of the check and one behind
+    // it, and enqueues a new one: every step still sees records and entries that agree.
+    std::size_t changes = 0;
+    const auto change = [&] {
+        if (changes == stored.size() / 2 - 1) {
+            return;
+        }
+        test::write_txn(*raw.env, [&](lmdb::WriteTxn& txn) {
+            REQUIRE(store.remove(txn, stored[changes]));
+            REQUIRE(store.remove(txn, stored[stored.size() - 1 - changes]));
+            REQUIRE(store.insert(txn, test::make_message(*ids, 1, 2, "new")));
+        });
+        ++changes;
+    };
+    CheckReport busy;
+    REQUIRE(checker.check(*raw.env, true, busy, 7, change));
+    CHECK(changes > 10);
+    CHECK(busy.problems.empty());
+    CHECK_FALSE(busy.counters_compared);
+    CheckReport idle;
+    REQUIRE(checker.check(*raw.env, true, idle, 7));
+    CHECK(idle.problems.empty());
+    CHECK(idle.counters_compared);
+    CHECK(idle.records == 60 - changes); // each change delivered two and added one
 }
 
 } // namespace spoold::spool

@@ -151,4 +151,127 @@ TEST_CASE("check names a record without its entry and an entry without its recor
     CHECK(problems[0] == "ready index: class 2 id " + ghost.id.text() + " has no record");
 }
 
+TEST_CASE("recipient entries are one per address, domain first, with +tag forms after the box") {
+    Fixture fx;
+    record::RecipientFacts r1;
+    r1.addresses = {"alice+news@x.example", "alice@x.example", "bob@y.example"};
+    r1.ready_domains = {"x.example", "y.example"};
+    record::RecipientFacts r2;
+    r2.addresses = {"alice@x.example"};
+    const MessageFacts a(facts(50, 1, MsgState::kReady, 0, 0, 1), r1);
+    const MessageFacts b(facts(51, 1, MsgState::kHeld, 0, 0, 1), r2);
+    fx.apply([&](lmdb::WriteTxn& txn) -> Status {
+        SPOOLD_CHECK(fx.indexes.add(txn, a));
+        return fx.indexes.add(txn, b);
+    });
+    auto txn = fx.read();
+    const auto page = [&](const std::string& prefix) {
+        auto p = fx.indexes.recipient_page(txn, prefix, {}, kAll);
+        REQUIRE(p.has_value());
+        CHECK(p->resume.empty());
+        return p->ids;
+    };
+    CHECK(page(record::rcpt_prefix("alice@x.example")) ==
+          std::vector<QueueId>{QueueId{50}, QueueId{51}});
+    CHECK(page(record::rcpt_tag_prefix("alice@x.example", '+')) ==
+          std::vector<QueueId>{QueueId{50}});
+    CHECK(page(record::rcpt_prefix("bob@y.example")) == std::vector<QueueId>{QueueId{50}});
+    CHECK(page(record::rcpt_prefix("bob@x.example")).empty());
+    // Only the ready message is in the ready-by-domain index.
+    CHECK(*fx.indexes.ready_domains(txn, 1, {}, kAll) ==
+          std::vector<std::string>{"x.example", "y.example"});
+    CHECK(*fx.indexes.ready_in_domain(txn, 1, "x.example", QueueId{0}, kAll) ==
+          std::vector<QueueId>{QueueId{50}});
+    // One page at a time, resuming after the last key read.
+    auto first = fx.indexes.recipient_page(txn, record::rcpt_prefix("alice@x.example"), {}, 1);
+    REQUIRE(first.has_value());
+    CHECK(first->ids == std::vector<QueueId>{QueueId{50}});
+    REQUIRE_FALSE(first->resume.empty());
+    auto second =
+        fx.indexes.recipient_page(txn, record::rcpt_prefix("alice@x.example"), first->resume, 1);
+    REQUIRE(second.has_value());
+    CHECK(second->ids == std::vector<QueueId>{QueueId{51}});
+}
+
+TEST_CASE("an update changes only the entries and counters that differ") {
+    Fixture fx;
+    record::RecipientFacts both;
+    both.addresses = {"a@one.example", "b@two.example"};
+    both.ready_domains = {"one.example", "two.example"};
+    record::RecipientFacts second = both;
+    second.ready_domains = {"two.example"};
+    const MessageFacts before(facts(60, 2, MsgState::kReady, 0, 7'000, 30), both);
+    const MessageFacts partly(facts(60, 2, MsgState::kReady, 0, 7'000, 30), second);
+    record::RecipientFacts none = both;
+    none.ready_domains.clear();
+    const MessageFacts deferred(facts(60, 2, MsgState::kDeferred, 4'000, 7'000, 30), none);
+    fx.apply([&](lmdb::WriteTxn& txn) { return fx.indexes.add(txn, before); });
+    fx.apply([&](lmdb::WriteTxn& txn) { return fx.indexes.update(txn, before, partly); });
+    {
+        auto txn = fx.read();
+        CHECK(fx.indexes.ready_in_domain(txn, 2, "one.example", QueueId{0}, kAll)->empty());
+        CHECK(fx.indexes.ready_in_domain(txn, 2, "two.example", QueueId{0}, kAll)->size() == 1);
+        CHECK(fx.indexes.counters(txn)->messages[2][0] == 1);
+    }
+    fx.apply([&](lmdb::WriteTxn& txn) { return fx.indexes.update(txn, partly, deferred); });
+    auto txn = fx.read();
+    CHECK(fx.indexes.ready_after(txn, 2, QueueId{0}, kAll)->empty());
+    CHECK(*fx.indexes.ready_domains(txn, 2, {}, kAll) == std::vector<std::string>{});
+    CHECK(ids(fx.indexes.due(txn, 4'000, kAll)) == std::vector<QueueId>{QueueId{60}});
+    CHECK(ids(fx.indexes.expired(txn, 7'000, kAll)) == std::vector<QueueId>{QueueId{60}});
+    CHECK(fx.indexes.recipient_page(txn, record::rcpt_prefix("a@one.example"), {}, kAll)->ids ==
+          std::vector<QueueId>{QueueId{60}});
+    const auto c = fx.indexes.counters(txn);
+    CHECK(c->messages[2][0] == 0);
+    CHECK(c->messages[2][1] == 1);
+    CHECK(c->total_bytes() == 30);
+}
+
+TEST_CASE("check names a record missing from the recipient index and a stray recipient entry") {
+    Fixture fx;
+    record::RecipientFacts r;
+    r.addresses = {"a@one.example"};
+    r.ready_domains = {"one.example"};
+    const MessageFacts kept(facts(70, 1, MsgState::kReady, 0, 0, 1), r);
+    fx.apply([&](lmdb::WriteTxn& txn) -> Status {
+        SPOOLD_CHECK(fx.indexes.add(txn, kept));
+        SPOOLD_CHECK(txn.del(fx.raw.tables.rcpt, record::rcpt_key("a@one.example", QueueId{70})));
+        SPOOLD_CHECK(
+            txn.put(fx.raw.tables.rcpt, record::rcpt_key("z@one.example", QueueId{70}), {}));
+        return {};
+    });
+    std::vector<std::string> problems;
+    const Indexes::Problem problem = [&](std::string line) { problems.push_back(line); };
+    auto txn = fx.read();
+    REQUIRE(fx.indexes.check_record(txn, kept, problem));
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0] == "record " + QueueId{70}.text() +
+                             ": not in the recipient index as a@one.example id " +
+                             QueueId{70}.text());
+    problems.clear();
+    std::uint64_t entries = 0;
+    const Indexes::FactsOf facts_of = [&](QueueId) -> Result<std::optional<IndexFacts>> {
+        return std::optional<IndexFacts>{kept.header};
+    };
+    const Indexes::RecipientsOf recipients_of =
+        [&](QueueId) -> Result<std::optional<record::RecipientFacts>> {
+        return std::optional<record::RecipientFacts>{r};
+    };
+    // One entry per step: the walk resumes from where each step stopped.
+    std::optional<EntryCursor> cursor = EntryCursor{};
+    int steps = 0;
+    while (cursor) {
+        auto next =
+            fx.indexes.check_entries(txn, facts_of, problem, entries, recipients_of, *cursor, 1);
+        REQUIRE(next.has_value());
+        cursor = *next;
+        ++steps;
+    }
+    CHECK(entries == 3); // ready, the stray recipient entry, ready-by-domain
+    CHECK(steps == 3);   // each step stops at the entry the next one starts with
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0] ==
+          "recipient index: z@one.example id " + QueueId{70}.text() + " disagrees with its record");
+}
+
 } // namespace spoold::spool

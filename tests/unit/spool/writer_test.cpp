@@ -1,8 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -224,6 +226,56 @@ TEST_CASE("one failing op in a batch does not fail the others") {
     CHECK(ok.load() == kOps - kOps / 10);
     CHECK(not_found.load() == kOps / 10);
     check_consistent(*spool);
+}
+
+TEST_CASE("an op marked first goes ahead of the queued ones, into the next batch") {
+    Bench b;
+    Writer writer(*b.env, Writer::Options{4, nothing_used, std::nullopt});
+    writer.start();
+    std::mutex order_mutex;
+    std::vector<std::string> order; // ops in the order the writer applied them
+    const auto recorded = [&](std::string key, bool first) {
+        Op op = b.put(key);
+        auto put = op.apply;
+        op.apply = [&order, &order_mutex, put, key](lmdb::WriteTxn& txn) -> Status {
+            const std::lock_guard lock(order_mutex);
+            if (std::find(order.begin(), order.end(), key) == order.end()) {
+                order.push_back(key);
+            }
+            return put(txn);
+        };
+        op.first = first;
+        return op;
+    };
+    std::promise<void> holding;
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    Op hold = recorded("hold", false);
+    auto put_hold = hold.apply;
+    hold.apply = [&holding, put_hold, released](lmdb::WriteTxn& txn) -> Status {
+        holding.set_value();
+        if (released.wait_for(kDeadline) != std::future_status::ready) {
+            return fail(ErrorKind::kTimeout, "the test never released the writer");
+        }
+        return put_hold(txn);
+    };
+    writer.submit(std::move(hold));
+    REQUIRE(holding.get_future().wait_for(kDeadline) == std::future_status::ready);
+    for (int i = 0; i < 10; ++i) {
+        writer.submit(recorded("k" + std::to_string(i), false));
+    }
+    std::promise<void> urgent_done;
+    Op urgent = recorded("urgent", true);
+    urgent.done = [&urgent_done](const Status&) { urgent_done.set_value(); };
+    writer.submit(std::move(urgent));
+    release.set_value();
+    REQUIRE(urgent_done.get_future().wait_for(kDeadline) == std::future_status::ready);
+    writer.stop();
+    REQUIRE(order.size() == 12);
+    CHECK(order[0] == "hold");
+    CHECK(order[1] == "urgent");
+    CHECK(order[2] == "k0");
+    CHECK(order[11] == "k9");
 }
 
 } // namespace spoold::spool

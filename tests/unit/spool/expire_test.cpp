@@ -1,0 +1,94 @@
+#include <doctest/doctest.h>
+
+#include <future>
+
+#include "spool_test_support.hpp"
+
+namespace spoold::spool {
+using test::check_consistent;
+using test::enqueue_sync;
+using test::make_message;
+using test::open_spool;
+using test::options_for;
+using test::TempDir;
+
+namespace {
+
+struct Expired {
+    Status batch;
+    std::vector<Status> items;
+};
+
+Expired expire_sync(Spool& spool, std::vector<Expiry> items, UnixMillis now) {
+    std::promise<Expired> p;
+    spool.expire(std::move(items), now, [&p](Status st, std::vector<Status> each) {
+        p.set_value({st, std::move(each)});
+    });
+    return p.get_future().get();
+}
+
+} // namespace
+
+TEST_CASE("retention is applied to many messages in one batch: bounce, hold, discard, skips") {
+    TempDir dir;
+    FakeClock clock;
+    auto spool = open_spool(options_for(dir, clock));
+    const UnixMillis t0 = clock.now_ms();
+    std::vector<NewMessage> msgs;
+    for (int i = 0; i < 4; ++i) {
+        msgs.push_back(make_message(*spool, 1, 2, "body " + std::to_string(i), t0, t0 + 1000));
+    }
+    msgs[3].envelope.expires_ms = t0 + 5000; // not yet
+    msgs[0].envelope.recipients[1].state = RcptState::kDelivered;
+    for (const auto& m : msgs) {
+        REQUIRE(enqueue_sync(*spool, m));
+    }
+    NewMessage dsn = make_message(*spool, 0, 1, "the report");
+    dsn.envelope.flags = kFlagDsn;
+    const QueueId dsn_id = dsn.envelope.id;
+    std::vector<Expiry> items(5);
+    items[0].id = msgs[0].envelope.id; // bounce
+    items[0].response = "expired";
+    items[0].dsn = dsn;
+    items[1].id = msgs[1].envelope.id; // hold
+    items[1].hold = true;
+    items[2].id = msgs[2].envelope.id; // discard
+    items[2].response = "expired";
+    items[3].id = msgs[3].envelope.id;                     // not due
+    items[4].id = QueueId{msgs[3].envelope.id.value + 99}; // gone
+
+    const Expired r = expire_sync(*spool, std::move(items), t0 + 1000);
+    REQUIRE(r.batch.has_value());
+    REQUIRE(r.items.size() == 5);
+    CHECK(r.items[0].has_value());
+    CHECK(r.items[1].has_value());
+    CHECK(r.items[2].has_value());
+    REQUIRE_FALSE(r.items[3].has_value());
+    CHECK(r.items[3].error().kind == ErrorKind::kInvalid);
+    REQUIRE_FALSE(r.items[4].has_value());
+    CHECK(r.items[4].error().kind == ErrorKind::kNotFound);
+
+    CHECK_FALSE(spool->get(msgs[0].envelope.id)->has_value());
+    CHECK_FALSE(spool->get(msgs[2].envelope.id)->has_value());
+    CHECK(*spool->dsns_after(QueueId{0}, 10) == std::vector<QueueId>{dsn_id});
+    const auto held = spool->get(msgs[1].envelope.id);
+    REQUIRE(held->has_value());
+    CHECK((*held)->held);
+    CHECK(((*held)->flags & kFlagExpiredHold) != 0);
+    CHECK(spool->get(msgs[3].envelope.id)->has_value());
+    // Only the message that is not due yet is still waiting for its expiry.
+    CHECK(*spool->expired(t0 + 10'000, 10) == std::vector<QueueId>{msgs[3].envelope.id});
+    check_consistent(*spool);
+}
+
+TEST_CASE("an expiry batch larger than one transaction may hold is refused whole") {
+    TempDir dir;
+    FakeClock clock;
+    auto spool = open_spool(options_for(dir, clock));
+    const Expired r = expire_sync(*spool, std::vector<Expiry>(kMaxExpirePerOp + 1), clock.now_ms());
+    REQUIRE_FALSE(r.batch.has_value());
+    CHECK(r.batch.error().kind == ErrorKind::kInvalid);
+    CHECK(r.items.empty());
+}
+
+} // namespace spoold::spool
