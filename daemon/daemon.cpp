@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstring>
@@ -81,8 +82,10 @@ Status Daemon::open_spool() {
     }
     spool_ = std::move(*opened);
     SPOOLD_CHECK(publish_names(true));
-    directory_ = std::make_unique<DirectoryLoader>(config_->spool.path + "/directory");
-    return directory_->start(config_->directory);
+    directory_ = std::make_unique<DirectoryLoader>(
+        config_->spool.path + "/directory",
+        [io = io_.get()](std::function<void()> f) { boost::asio::post(*io, std::move(f)); });
+    return {};
 }
 
 // spoolctl in another process names classes and mailstores from these meta keys. At start
@@ -111,6 +114,16 @@ Status Daemon::publish_names(bool wait) {
             spool_->wait([&](spool::Done done) { spool_->put_meta(k, v, std::move(done)); }));
     }
     return {};
+}
+
+void Daemon::load_directory(const policy::DirectoryConfig& config, DirectoryLoader::Done done) {
+    if (config.file.empty()) {
+        if (done) {
+            done({});
+        }
+        return;
+    }
+    directory_->load(config, std::move(done));
 }
 
 Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Config>& config) {
@@ -173,6 +186,20 @@ int Daemon::run() {
                    log::quote(st.error().describe()));
         return 1;
     }
+    // The directory loads while the rest starts; "ready" waits for it (a restart with the
+    // same file finds its table already built).
+    bool directory_ready = false;
+    bool started = false;
+    const auto announce = [this, &directory_ready, &started] {
+        if (directory_ready && started) {
+            log::info("event=ready config={} spool={}", log::quote(config_path_),
+                      log::quote(config_->spool.path));
+        }
+    };
+    load_directory(config_->directory, [&directory_ready, announce](const Status&) {
+        directory_ready = true;
+        announce();
+    });
     auto hooks = make_hooks(config_);
     if (!hooks) {
         log::error("event=config_failed error={}", log::quote(hooks.error().message));
@@ -249,8 +276,8 @@ int Daemon::run() {
 
     drain_->start();
     schedule_tick();
-    log::info("event=ready config={} spool={}", log::quote(config_path_),
-              log::quote(config_->spool.path));
+    started = true;
+    announce();
     io_->run();
     // Teardown order: objects that own Asio I/O objects go while the io_context lives;
     // then the io_context, whose leftover coroutine frames (a session whose commit
@@ -261,9 +288,9 @@ int Daemon::run() {
     http_.reset();
     drain_.reset();
     server_.reset();
+    directory_.reset(); // before the io_context its completions are posted to
     io_.reset();
     intake_.reset();
-    directory_.reset();
     spool_.reset();
     log::info("event=stopped");
     return exit_status_;
@@ -286,7 +313,9 @@ void Daemon::tick() {
     const auto poll = config_->directory.poll_interval.count();
     if (poll > 0 && now >= next_directory_poll_ms_) {
         next_directory_poll_ms_ = now + poll;
-        directory_->poll();
+        if (!directory_->busy()) { // a reload's load decides first
+            load_directory(config_->directory, {});
+        }
     }
     sample_status();
     if (now >= next_publish_ms_) {
@@ -369,18 +398,40 @@ void Daemon::reload() {
         log::error("event=reload_refused error={}", log::quote(fresh.error().message));
         return;
     }
-    auto directory = directory_->prepare((*fresh)->directory);
-    if (!directory) {
-        log::error("event=reload_refused error={}", log::quote(directory.error().message));
+    if (auto hooks = make_hooks(*fresh); !hooks) {
+        log::error("event=reload_refused error={}", log::quote(hooks.error().message));
         return;
     }
-    auto hooks = make_hooks(*fresh);
+    const policy::DirectoryConfig& directory = (*fresh)->directory;
+    if (directory.file.empty() || DirectoryLoader::same_source(directory, config_->directory)) {
+        apply_reload(*fresh);
+        // The same file read again in the background: a failure keeps the table loaded.
+        load_directory(directory, {});
+        return;
+    }
+    // A new source (turned on, another file or format) must load first, beside the live
+    // table and off this thread; the reload is refused with the whole config when it cannot.
+    load_directory(directory, [this, config = *fresh](const Status& loaded) {
+        if (!loaded) {
+            log::error("event=reload_refused error={}", log::quote(loaded.error().describe()));
+            return;
+        }
+        apply_reload(config);
+    });
+}
+
+void Daemon::apply_reload(std::shared_ptr<const policy::Config> fresh) {
+    auto hooks = make_hooks(fresh);
     if (!hooks) {
         log::error("event=reload_refused error={}", log::quote(hooks.error().message));
         return;
     }
-    directory_->apply(std::move(*directory));
-    config_ = *fresh;
+    if (fresh->directory.file.empty() && !config_->directory.file.empty()) {
+        log::warn("event=directory_off note={}",
+                  log::quote("no recipient directory: every address in a local domain is "
+                             "accepted"));
+    }
+    config_ = std::move(fresh);
     *config_holder_ = config_;
     log::Level level = log::Level::kInfo;
     if (log::parse_level(config_->log_level, level)) {

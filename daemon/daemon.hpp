@@ -37,8 +37,12 @@ public:
 
 private:
     Status open_spool();
+    // Loads (or reloads) config.file in the background; `done` on the I/O thread.
+    void load_directory(const policy::DirectoryConfig& config, DirectoryLoader::Done done);
     Result<IntakeHooks> make_hooks(const std::shared_ptr<const policy::Config>& config);
     void reload();
+    // The part of a reload that changes what runs, once its directory (if new) is loaded.
+    void apply_reload(std::shared_ptr<const policy::Config> fresh);
     void shutdown();
     void tick();
     void schedule_tick();

@@ -1,129 +1,149 @@
 #include "daemon/directory_loader.hpp"
 
-#include <cerrno>
-#include <cstring>
+#include <chrono>
 #include <fmt/format.h>
-#include <utility>
 
 #include "common/log.hpp"
 
 namespace spoold::daemon {
-namespace {
 
-bool same_file(const struct stat& a, const struct stat& b) {
-    return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
-           a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
-}
+DirectoryLoader::DirectoryLoader(std::string store_path, Post post)
+    : store_path_(std::move(store_path)), post_(std::move(post)) {}
 
-} // namespace
-
-DirectoryLoader::DirectoryLoader(std::string store_path) : store_path_(std::move(store_path)) {}
-
-Status DirectoryLoader::open_store() {
-    if (store_) {
-        return {};
+DirectoryLoader::~DirectoryLoader() {
+    stopping_ = true;
+    std::thread worker;
+    {
+        const std::lock_guard lock(mutex_);
+        pending_.reset();
+        worker = std::move(worker_);
     }
-    spool::DirectoryStoreOptions options;
-    options.path = store_path_;
-    SPOOLD_TRY(opened, spool::DirectoryStore::open(options));
-    store_ = std::move(opened);
-    return {};
-}
-
-bool DirectoryLoader::same_source(const policy::DirectoryConfig& other) const {
-    // What parse_directory reads: the rest (delimiter, when_unavailable, polling) only
-    // changes how lookups are made, which the new RecipientPolicy does.
-    return other.file == config_.file && other.format == config_.format &&
-           other.default_domain == config_.default_domain;
-}
-
-Status DirectoryLoader::start(const policy::DirectoryConfig& config) {
-    config_ = config;
-    if (config_.file.empty()) {
-        return {};
+    if (worker.joinable()) {
+        worker.join();
     }
-    SPOOLD_CHECK(open_store());
-    load(true);
-    return {};
 }
 
-Result<DirectoryLoader::Prepared> DirectoryLoader::prepare(const policy::DirectoryConfig& config) {
-    Prepared prepared;
-    prepared.config = config;
-    if (config.file.empty() || same_source(config)) {
-        return prepared;
-    }
-    SPOOLD_CHECK(open_store());
-    if (::stat(config.file.c_str(), &prepared.stat) != 0) {
-        return fail(ErrorKind::kIo,
-                    fmt::format("directory.file {}: {}", config.file, std::strerror(errno)));
-    }
-    SPOOLD_TRY(entries, policy::load_directory(config));
-    prepared.entries = std::move(entries);
-    return prepared;
-}
-
-void DirectoryLoader::apply(Prepared prepared) {
-    config_ = std::move(prepared.config);
-    if (config_.file.empty()) {
-        if (loaded_) {
-            log::warn("event=directory_off note={}",
-                      log::quote("no recipient directory: every address in a local domain is "
-                                 "accepted"));
+void DirectoryLoader::load(const policy::DirectoryConfig& config, Done done) {
+    const std::lock_guard lock(mutex_);
+    if (busy_) {
+        if (!pending_) {
+            pending_ = Request{config, {}};
         }
-        loaded_ = false;
+        pending_->config = config;
+        if (done) {
+            pending_->done.push_back(std::move(done));
+        }
         return;
     }
-    if (!prepared.entries) {
-        load(true);
-        return;
+    if (worker_.joinable()) {
+        worker_.join(); // finished: it cleared busy_ as its last step
     }
-    // A new source: until it is stored, the entries of the old one must not answer for it.
-    loaded_ = false;
-    store(std::move(*prepared.entries), prepared.stat);
+    busy_ = true;
+    Request request{config, {}};
+    if (done) {
+        request.done.push_back(std::move(done));
+    }
+    worker_ =
+        std::thread([this, request = std::move(request)]() mutable { run(std::move(request)); });
 }
 
-void DirectoryLoader::poll() {
-    if (!config_.file.empty()) {
-        load(false);
+void DirectoryLoader::run(Request request) {
+    for (;;) {
+        Status status = load_now(request.config);
+        finish(std::move(request.done), std::move(status));
+        const std::lock_guard lock(mutex_);
+        if (!pending_ || stopping_) {
+            busy_ = false;
+            return;
+        }
+        request = std::move(*pending_);
+        pending_.reset();
     }
 }
 
-void DirectoryLoader::load(bool force) {
-    struct stat st {};
-    if (::stat(config_.file.c_str(), &st) != 0) {
-        log::error("event=directory_unreadable file={} error={}", log::quote(config_.file),
-                   log::quote(std::strerror(errno)));
+void DirectoryLoader::finish(std::vector<Done> done, Status status) {
+    if (done.empty() || stopping_) {
         return;
     }
-    if (!force && loaded_ && same_file(st, stat_)) {
-        return;
-    }
-    auto entries = policy::load_directory(config_);
-    if (!entries) {
-        // Keep what the store already holds: a broken edit must not empty the directory.
-        log::error("event=directory_load_failed file={} error={}", log::quote(config_.file),
-                   log::quote(entries.error().message));
-        return;
-    }
-    store(std::move(*entries), st);
+    post_([done = std::move(done), status = std::move(status)] {
+        for (const auto& d : done) {
+            d(status);
+        }
+    });
 }
 
-void DirectoryLoader::store(std::vector<policy::DirectoryEntry> entries, const struct stat& st) {
-    std::vector<std::pair<std::string, std::string>> pairs;
-    pairs.reserve(entries.size());
-    for (auto& e : entries) {
-        pairs.emplace_back(std::move(e.key), std::move(e.target));
+bool DirectoryLoader::busy() {
+    const std::lock_guard lock(mutex_);
+    return busy_;
+}
+
+bool DirectoryLoader::same_source(const policy::DirectoryConfig& a,
+                                  const policy::DirectoryConfig& b) {
+    return a.file == b.file && a.format == b.format && a.default_domain == b.default_domain;
+}
+
+Status DirectoryLoader::load_now(const policy::DirectoryConfig& config) {
+    if (!store_) {
+        spool::DirectoryStoreOptions o;
+        o.path = store_path_;
+        o.max_size_bytes = config.map_size;
+        auto opened = spool::DirectoryStore::open(o);
+        if (!opened) {
+            log::error("event=directory_store_failed error={}",
+                       log::quote(opened.error().describe()));
+            return tl::unexpected(opened.error());
+        }
+        store_ = std::move(*opened);
     }
-    const std::size_t count = pairs.size();
-    if (const Status stored = store_->replace(std::move(pairs)); !stored) {
-        log::error("event=directory_store_failed file={} error={}", log::quote(config_.file),
-                   log::quote(stored.error().describe()));
-        return;
+    const std::string signature = policy::directory_signature(config);
+    if (signature.empty()) {
+        log::error("event=directory_unreadable file={}", log::quote(config.file));
+        return fail(ErrorKind::kIo, fmt::format("directory.file {}: cannot be read", config.file));
     }
-    stat_ = st;
+    auto built_from = store_->source();
+    if (built_from && *built_from == signature) {
+        if (!loaded_.exchange(true)) {
+            log::info("event=directory_loaded file={} entries={} unchanged=1",
+                      log::quote(config.file), store_->size().value_or(0));
+        }
+        return {};
+    }
+    auto reader = policy::DirectoryReader::open(config);
+    if (!reader) {
+        log::error("event=directory_load_failed file={} error={}", log::quote(config.file),
+                   log::quote(reader.error().message));
+        return tl::unexpected(reader.error());
+    }
+    const auto started = std::chrono::steady_clock::now();
+    std::uint64_t count = 0;
+    const Status built = store_->rebuild(
+        [&](std::string& key, std::string& target) -> Result<bool> {
+            if (stopping_) {
+                return fail(ErrorKind::kShutdown, "spoold is stopping");
+            }
+            SPOOLD_TRY(entry, (*reader)->next());
+            if (!entry) {
+                return false;
+            }
+            key = std::move(entry->key);
+            target = std::move(entry->target);
+            ++count;
+            return true;
+        },
+        signature);
+    if (!built) {
+        // The previous table stays: a broken edit must not empty the directory.
+        log::error("event=directory_load_failed file={} error={}", log::quote(config.file),
+                   log::quote(built.error().describe()));
+        return tl::unexpected(built.error());
+    }
     loaded_ = true;
-    log::info("event=directory_loaded file={} entries={}", log::quote(config_.file), count);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now() - started)
+                        .count();
+    log::info("event=directory_loaded file={} entries={} lines={} ms={}", log::quote(config.file),
+              store_->size().value_or(0), count, ms);
+    return {};
 }
 
 policy::DirectoryLookup DirectoryLoader::lookup(const policy::DirectoryConfig& config) {
@@ -131,7 +151,7 @@ policy::DirectoryLookup DirectoryLoader::lookup(const policy::DirectoryConfig& c
         return {};
     }
     return [this](std::string_view key) -> Result<std::optional<std::string>> {
-        if (!store_ || !loaded_) {
+        if (!loaded_.load()) {
             return fail(ErrorKind::kUnavailable, "recipient directory not loaded");
         }
         return store_->lookup(key);

@@ -1,12 +1,16 @@
-// The recipient directory as the daemon runs it: directory.file loaded into the directory
-// store at start, when the file changes, and on SIGHUP, also when a reload turns it on, off
-// or to another file. Parsing and verdicts are policy's, storage is spool's DirectoryStore.
+// The recipient directory as the daemon keeps it: the store beside the spool, loaded from
+// directory.file on a thread of its own and swapped in whole when complete, so millions of
+// mailboxes load and reload while SMTP goes on (answered meanwhile from the previous table).
+// Reading the file is policy's job and storing it spool's; this file only runs the loads.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
-#include <sys/stat.h>
+#include <thread>
 #include <vector>
 
 #include "common/result.hpp"
@@ -16,49 +20,55 @@
 
 namespace spoold::daemon {
 
-// One thread (the daemon's io thread) calls everything, lookups included.
 class DirectoryLoader {
 public:
-    // `store_path`: where the store lives (<spool>/directory), opened when first needed.
-    explicit DirectoryLoader(std::string store_path);
+    // Runs a completion on the daemon's I/O thread.
+    using Post = std::function<void(std::function<void()>)>;
+    // `done(status)`: the table in use is now the file's, or the load failed (the error
+    // names the file) and the previous table stays.
+    using Done = std::function<void(Status)>;
 
-    // At start. A file that cannot be loaded leaves the directory unloaded: lookups then
-    // fail and directory.when_unavailable decides (tempfail by default), never "accept
-    // everyone". Errors only when the store cannot be opened.
-    Status start(const policy::DirectoryConfig& config);
+    DirectoryLoader(std::string store_path, Post post);
+    // Abandons a load under way (within a line of the file) and waits for its thread.
+    ~DirectoryLoader();
+    DirectoryLoader(const DirectoryLoader&) = delete;
+    DirectoryLoader& operator=(const DirectoryLoader&) = delete;
 
-    // A reload to `config`, prepared before anything changes. A new source (the directory
-    // turned on, another file, format or default domain) must load now, else the reload is
-    // refused with this error and the running directory stays. The same source is read
-    // again by apply(), where a failure keeps the entries already loaded (as a poll does).
-    struct Prepared {
-        policy::DirectoryConfig config;
-        std::optional<std::vector<policy::DirectoryEntry>> entries; // a new source, parsed
-        struct stat stat {};
-    };
-    Result<Prepared> prepare(const policy::DirectoryConfig& config);
-    void apply(Prepared prepared);
-
-    // Loads the file again when it changed since it was loaded (the daemon's poll).
-    void poll();
-
-    // For policy::RecipientPolicy: empty when no file is configured in `config`, else a
-    // lookup that fails (kUnavailable) while nothing is loaded. Valid as long as this object.
+    // Loads config.file unless the live table was built from this very file with these
+    // settings (policy::directory_signature), which makes a restart cost nothing. One load
+    // at a time: asked during one, the latest request runs after it, and every `done`
+    // waiting runs when it ends. The store's map size is config.map_size at the first load.
+    void load(const policy::DirectoryConfig& config, Done done);
+    // A load is running or waiting (a poll then waits for the next interval).
+    bool busy();
+    // For policy::RecipientPolicy: empty when `config` names no file; else kUnavailable until
+    // a table built from the configured file is live (the store may hold one from before a
+    // restart whose file has changed since).
     policy::DirectoryLookup lookup(const policy::DirectoryConfig& config);
+    // Whether `a` and `b` read the same table (file, format, default domain); the rest only
+    // changes how lookups are made, which a new RecipientPolicy does.
+    static bool same_source(const policy::DirectoryConfig& a, const policy::DirectoryConfig& b);
 
 private:
-    Status open_store();
-    bool same_source(const policy::DirectoryConfig& other) const;
-    // Reads config_.file unless `force` is false and it is unchanged; keeps the loaded
-    // entries when it cannot be read or parsed.
-    void load(bool force);
-    void store(std::vector<policy::DirectoryEntry> entries, const struct stat& st);
+    struct Request {
+        policy::DirectoryConfig config;
+        std::vector<Done> done;
+    };
+    void run(Request request);
+    // One load; ok when the file's table is live afterwards.
+    Status load_now(const policy::DirectoryConfig& config);
+    void finish(std::vector<Done> done, Status status);
 
     std::string store_path_;
-    policy::DirectoryConfig config_; // the source loaded, or to be loaded
+    Post post_;
+    std::mutex mutex_;
+    bool busy_ = false;
+    std::optional<Request> pending_;
+    std::thread worker_;
+    std::atomic<bool> stopping_{false};
+    // Set once by the worker before loaded_ is first set; read by lookups after it.
     std::unique_ptr<spool::DirectoryStore> store_;
-    bool loaded_ = false;
-    struct stat stat_ {};
+    std::atomic<bool> loaded_{false};
 };
 
 } // namespace spoold::daemon

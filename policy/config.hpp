@@ -74,6 +74,9 @@ struct DirectoryConfig {
     std::string default_domain;            // domain for bare user names in the file (lower case)
     std::string recipient_delimiter = "+"; // "user+tag@dom" is looked up as "user@dom"; "" = off
     Millis poll_interval{std::chrono::seconds(30)}; // file change check; 0 = SIGHUP only
+    // LMDB map of the directory store: room for the live table and the one a reload builds
+    // beside it (about 2 x 70 bytes per entry). The file grows only as used.
+    std::uint64_t map_size = 4ULL << 30U;
 };
 
 struct SpoolConfig {

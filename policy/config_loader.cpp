@@ -197,8 +197,9 @@ constexpr std::array<std::string_view, 15> kTopKeys{
     "mailstores", "drain", "bounces",   "metrics",       "logging"};
 constexpr std::array<std::string_view, 4> kListenerKeys{"address", "port", "tls_certificate",
                                                         "tls_key"};
-constexpr std::array<std::string_view, 6> kDirectoryKeys{
-    "file", "format", "when_unavailable", "default_domain", "recipient_delimiter", "poll_interval"};
+constexpr std::array<std::string_view, 7> kDirectoryKeys{
+    "file",          "format",  "when_unavailable", "default_domain", "recipient_delimiter",
+    "poll_interval", "map_size"};
 constexpr std::array<std::string_view, 8> kLimitsKeys{
     "max_message_size", "max_recipients",  "max_sessions",    "max_sessions_per_client",
     "max_errors",       "max_line_length", "command_timeout", "data_timeout"};
@@ -525,6 +526,8 @@ private:
                             d.recipient_delimiter));
         }
         m.millis("poll_interval", d.poll_interval, true);
+        constexpr std::uint64_t kMinDirectoryMap = 1ULL << 20U;
+        m.size("map_size", d.map_size, kMinDirectoryMap);
         return d;
     }
 

@@ -4,8 +4,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
-#include <fstream>
-#include <sstream>
 #include <sys/stat.h>
 
 #include "policy/text.hpp"
@@ -56,61 +54,57 @@ std::optional<std::string> normalize(std::string_view text, const DirectoryConfi
     return ascii_lower(local) + "@" + domain;
 }
 
-} // namespace
+// One line of a directory file: an entry, nothing (blank or comment), or kConfig.
+Result<std::optional<DirectoryEntry>> parse_line(std::string_view line,
+                                                 const DirectoryConfig& config,
+                                                 std::string_view name, std::size_t line_no) {
+    line = trim_blanks(line);
+    if (line.empty() || line.front() == '#') {
+        return std::optional<DirectoryEntry>{};
+    }
+    const auto bad = [&](const std::string& why) {
+        return fail(ErrorKind::kConfig, fmt::format("{}:{}: {}", name, line_no, why));
+    };
+    std::string why;
+    DirectoryEntry entry;
+    if (config.format == DirectoryFormat::kPasswd) {
+        const std::string_view user = line.substr(0, line.find(':'));
+        auto key = normalize(user, config, false, why);
+        if (!key) {
+            return bad(why);
+        }
+        entry.key = std::move(*key);
+        return std::optional<DirectoryEntry>{std::move(entry)};
+    }
+    const auto colon = line.find(':');
+    const std::string_view left = trim_blanks(line.substr(0, colon));
+    auto key = normalize(left, config, true, why);
+    if (!key) {
+        return bad(why);
+    }
+    entry.key = std::move(*key);
+    if (colon != std::string_view::npos) {
+        const std::string_view right = trim_blanks(line.substr(colon + 1));
+        auto target = normalize(right, config, false, why);
+        if (!target) {
+            return bad(right.empty() ? std::string("alias without a target") : why);
+        }
+        if (*target == entry.key) {
+            return bad(fmt::format("\"{}\" is an alias of itself", left));
+        }
+        entry.target = std::move(*target);
+    }
+    return std::optional<DirectoryEntry>{std::move(entry)};
+}
 
-Result<std::vector<DirectoryEntry>>
-parse_directory(std::string_view text, const DirectoryConfig& config, std::string_view name) {
-    // Editors on other systems save a UTF-8 byte order mark; it is not part of an address.
+// Editors on other systems save a UTF-8 byte order mark; it is not part of an address.
+std::string_view without_bom(std::string_view text) {
     constexpr std::string_view kBom = "\xEF\xBB\xBF";
-    if (text.starts_with(kBom)) {
-        text.remove_prefix(kBom.size());
-    }
-    std::vector<DirectoryEntry> entries;
-    std::size_t line_no = 0;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        const std::size_t lf = text.find('\n', pos);
-        const std::size_t end = lf == std::string_view::npos ? text.size() : lf;
-        const std::string_view line = trim_blanks(text.substr(pos, end - pos));
-        pos = end + 1;
-        ++line_no;
-        if (line.empty() || line.front() == '#') {
-            continue;
-        }
-        const auto bad = [&](const std::string& why) {
-            return fail(ErrorKind::kConfig, fmt::format("{}:{}: {}", name, line_no, why));
-        };
-        std::string why;
-        DirectoryEntry entry;
-        if (config.format == DirectoryFormat::kPasswd) {
-            const std::string_view user = line.substr(0, line.find(':'));
-            auto key = normalize(user, config, false, why);
-            if (!key) {
-                return bad(why);
-            }
-            entry.key = std::move(*key);
-        } else {
-            const auto colon = line.find(':');
-            const std::string_view left = trim_blanks(line.substr(0, colon));
-            auto key = normalize(left, config, true, why);
-            if (!key) {
-                return bad(why);
-            }
-            entry.key = std::move(*key);
-            if (colon != std::string_view::npos) {
-                const std::string_view right = trim_blanks(line.substr(colon + 1));
-                auto target = normalize(right, config, false, why);
-                if (!target) {
-                    return bad(right.empty() ? std::string("alias without a target") : why);
-                }
-                if (*target == entry.key) {
-                    return bad(fmt::format("\"{}\" is an alias of itself", left));
-                }
-                entry.target = std::move(*target);
-            }
-        }
-        entries.push_back(std::move(entry));
-    }
+    return text.starts_with(kBom) ? text.substr(kBom.size()) : text;
+}
+
+// Sorted by key and unique: a key given twice keeps its first line.
+void sort_unique(std::vector<DirectoryEntry>& entries) {
     std::stable_sort(
         entries.begin(), entries.end(),
         [](const DirectoryEntry& a, const DirectoryEntry& b) { return a.key < b.key; });
@@ -119,31 +113,87 @@ parse_directory(std::string_view text, const DirectoryConfig& config, std::strin
                                   return a.key == b.key;
                               }),
                   entries.end());
+}
+
+} // namespace
+
+Result<std::vector<DirectoryEntry>>
+parse_directory(std::string_view text, const DirectoryConfig& config, std::string_view name) {
+    text = without_bom(text);
+    std::vector<DirectoryEntry> entries;
+    std::size_t line_no = 0;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const std::size_t lf = text.find('\n', pos);
+        const std::size_t end = lf == std::string_view::npos ? text.size() : lf;
+        SPOOLD_TRY(entry, parse_line(text.substr(pos, end - pos), config, name, ++line_no));
+        pos = end + 1;
+        if (entry) {
+            entries.push_back(std::move(*entry));
+        }
+    }
+    sort_unique(entries);
     return entries;
 }
 
 Result<std::vector<DirectoryEntry>> load_directory(const DirectoryConfig& config) {
-    if (config.file.empty()) {
-        return fail(ErrorKind::kInvalid, "no directory file is configured");
-    }
     struct stat st {};
-    if (::stat(config.file.c_str(), &st) != 0) {
-        return fail(ErrorKind::kIo, fmt::format("{}: {}", config.file, std::strerror(errno)));
-    }
-    if (static_cast<std::uint64_t>(st.st_size) > kMaxDirectoryFileBytes) {
+    if (!config.file.empty() && ::stat(config.file.c_str(), &st) == 0 &&
+        static_cast<std::uint64_t>(st.st_size) > kMaxDirectoryFileBytes) {
         return fail(ErrorKind::kConfig,
                     fmt::format("{}: larger than {} bytes", config.file, kMaxDirectoryFileBytes));
     }
-    std::ifstream in(config.file, std::ios::binary);
-    if (!in) {
+    SPOOLD_TRY(reader, DirectoryReader::open(config));
+    std::vector<DirectoryEntry> entries;
+    for (;;) {
+        SPOOLD_TRY(entry, reader->next());
+        if (!entry) {
+            break;
+        }
+        entries.push_back(std::move(*entry));
+    }
+    sort_unique(entries);
+    return entries;
+}
+
+DirectoryReader::DirectoryReader(const DirectoryConfig& config)
+    : config_(config), in_(config.file, std::ios::binary) {}
+
+Result<std::unique_ptr<DirectoryReader>> DirectoryReader::open(const DirectoryConfig& config) {
+    if (config.file.empty()) {
+        return fail(ErrorKind::kInvalid, "no directory file is configured");
+    }
+    std::unique_ptr<DirectoryReader> r(new DirectoryReader(config));
+    if (!r->in_) {
         return fail(ErrorKind::kIo, fmt::format("{}: {}", config.file, std::strerror(errno)));
     }
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) {
-        return fail(ErrorKind::kIo, fmt::format("{}: read failed", config.file));
+    return r;
+}
+
+Result<std::optional<DirectoryEntry>> DirectoryReader::next() {
+    while (std::getline(in_, line_)) {
+        ++line_no_;
+        const std::string_view line = line_no_ == 1 ? without_bom(line_) : line_;
+        SPOOLD_TRY(entry, parse_line(line, config_, config_.file, line_no_));
+        if (entry) {
+            return entry;
+        }
     }
-    return parse_directory(text.str(), config, config.file);
+    if (in_.bad()) {
+        return fail(ErrorKind::kIo, fmt::format("{}: read failed", config_.file));
+    }
+    return std::optional<DirectoryEntry>{};
+}
+
+std::string directory_signature(const DirectoryConfig& config) {
+    struct stat st {};
+    if (config.file.empty() || ::stat(config.file.c_str(), &st) != 0) {
+        return {};
+    }
+    return fmt::format(
+        "{} dev={} ino={} size={} mtime={}.{:09} format={} default_domain={}", config.file,
+        st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+        config.format == DirectoryFormat::kPasswd ? "passwd" : "list", config.default_domain);
 }
 
 std::string_view to_string(Verdict verdict) {

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstddef>
+#include <fstream>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +40,30 @@ parse_directory(std::string_view text, const DirectoryConfig& config, std::strin
 // when_unavailable), kConfig for a bad line. Files above kMaxDirectoryFileBytes: kConfig.
 inline constexpr std::size_t kMaxDirectoryFileBytes = 1ULL << 30U;
 Result<std::vector<DirectoryEntry>> load_directory(const DirectoryConfig& config);
+
+// Reads config.file one line at a time, for a directory too big to hold in memory (an ISP's
+// millions of mailboxes): entries in file order, duplicates as they come (the first one is
+// the one that counts, as with parse_directory). The same lines, the same errors.
+class DirectoryReader {
+public:
+    // kIo when the file cannot be opened; kInvalid when none is configured.
+    static Result<std::unique_ptr<DirectoryReader>> open(const DirectoryConfig& config);
+    // The next entry, nullopt at the end; kConfig for a bad line ("FILE:LINE: message"),
+    // kIo for a read error.
+    Result<std::optional<DirectoryEntry>> next();
+
+private:
+    explicit DirectoryReader(const DirectoryConfig& config);
+    DirectoryConfig config_;
+    std::ifstream in_;
+    std::string line_;
+    std::size_t line_no_ = 0;
+};
+
+// What a table built from config.file depends on: the file's identity, size and change time,
+// and the settings that change how it is read. Equal signatures: the same table. Empty when
+// the file cannot be read.
+std::string directory_signature(const DirectoryConfig& config);
 
 enum class Verdict {
     kAccept,      // 250

@@ -368,6 +368,11 @@ public:
         return store_.oldest(txn);
     }
 
+    Result<std::optional<QueueId>> newest() override {
+        SPOOLD_TRY(txn, env_->begin_read());
+        return store_.newest(txn);
+    }
+
     Result<std::optional<std::string>> get_meta(std::string_view key) override {
         SPOOLD_TRY(txn, env_->begin_read());
         SPOOLD_TRY(v, txn.get(t_.meta, key));

@@ -305,6 +305,10 @@ public:
     // Envelopes in id order strictly after `after` (for listing and export).
     virtual Result<std::vector<Envelope>> envelopes_after(QueueId after, std::size_t max) = 0;
     virtual Result<std::optional<QueueId>> oldest() = 0;
+    // The highest id in the spool: a bulk change that counted first acts on nothing newer.
+    virtual Result<std::optional<QueueId>> newest() {
+        return fail(ErrorKind::kInternal, "newest not implemented");
+    }
     virtual Result<std::optional<std::string>> get_meta(std::string_view key) = 0;
     virtual Result<SpaceInfo> space() = 0;
     // Verifies that every index entry points at a record whose facts match its key, every

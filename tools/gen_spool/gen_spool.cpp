@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fmt/format.h>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,15 +36,25 @@ struct Options {
     std::int64_t spread_ms = 7 * 24 * kHourMs; // arrivals spread over this much of the past
     std::uint64_t seed = 1;
     std::uint64_t map_size = 64ULL << 30U;
+    // When deferred recipients come due, from now (negative: already due); none = random in
+    // the next two hours.
+    std::optional<std::int64_t> due_in_ms;
+    // Expiry from now (negative: already expired); none = arrival + 30 days.
+    std::optional<std::int64_t> expires_in_ms;
+    std::uint32_t first_user = 0; // recipients are user<first_user + K>
 };
 
 const char* const kUsage =
     "usage: gen_spool --spool DIR --count N [--recipients-domain D] [--users N]\n"
     "                 [--max-recipients N] [--body-size BYTES] [--classes N]\n"
     "                 [--deferred FRACTION] [--held FRACTION] [--spread-hours H] [--seed N]\n"
-    "                 [--map-size-gb N]\n"
+    "                 [--map-size-gb N] [--due-in-ms MS] [--expires-in-ms MS]\n"
+    "                 [--first-user N]\n"
     "Recipients are userK@D with K uniform in [0, users); senders are senderJ@listJ.example.\n"
-    "Arrival times are spread over the past --spread-hours (default 168). Writes meta\n"
+    "Arrival times are spread over the past --spread-hours (default 168). Deferred\n"
+    "recipients come due --due-in-ms from now (negative: due already; default: at random\n"
+    "in the next two hours); messages expire --expires-in-ms from now (default: 30 days\n"
+    "after arrival). Writes meta\n"
     "\"classes\" = urgent,normal,bulk when the spool has none.\n";
 
 template <typename T> bool parse_number(const std::string& text, T& out) {
@@ -99,6 +110,12 @@ bool parse_args(int argc, char** argv, Options& o) {
             o.spread_ms = static_cast<std::int64_t>(hours) * kHourMs;
         } else if (a == "--seed") {
             ok = parse_number(v, o.seed);
+        } else if (a == "--due-in-ms" || a == "--expires-in-ms") {
+            std::int64_t ms = 0;
+            ok = parse_number(v, ms);
+            (a == "--due-in-ms" ? o.due_in_ms : o.expires_in_ms) = ms;
+        } else if (a == "--first-user") {
+            ok = parse_number(v, o.first_user);
         } else if (a == "--map-size-gb") {
             ok = parse_number(v, gb) && gb > 0;
             o.map_size = gb << 30U;
@@ -190,16 +207,19 @@ int main(int argc, char** argv) {
         env.mail_from = fmt::format("sender{}@list{}.example", sender, sender % 50);
         env.client_addr = "192.0.2.1";
         env.helo = "gen.example";
-        env.expires_ms = env.arrival_ms + 30 * 24 * kHourMs;
+        env.expires_ms =
+            o.expires_in_ms ? now + *o.expires_in_ms : env.arrival_ms + 30 * 24 * kHourMs;
         const std::uint32_t n = 1 + static_cast<std::uint32_t>(rng() % o.max_recipients);
         const bool deferred = static_cast<double>(rng() % 1'000'000) < o.deferred * 1'000'000;
         for (std::uint32_t r = 0; r < n; ++r) {
             spool::Recipient rc;
-            rc.address = fmt::format("user{}@{}", rng() % o.users, o.domain);
+            rc.address = fmt::format("user{}@{}", o.first_user + rng() % o.users, o.domain);
             if (deferred) { // every recipient, or the message would still be ready
                 rc.state = spool::RcptState::kDeferred;
                 rc.attempts = 1;
-                rc.next_attempt_ms = now + static_cast<std::int64_t>(rng() % (2 * kHourMs));
+                rc.next_attempt_ms = o.due_in_ms
+                                         ? now + *o.due_in_ms
+                                         : now + static_cast<std::int64_t>(rng() % (2 * kHourMs));
                 rc.last_response = "451 4.3.0 mailstore unavailable";
             }
             env.recipients.push_back(std::move(rc));

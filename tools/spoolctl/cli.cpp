@@ -302,7 +302,8 @@ Verbs:
 {}
 Filter (all given conditions must hold):
   --class NAME|N  --state ready|deferred|held  --held
-  --sender ADDR|@DOMAIN|DOMAIN    --recipient ADDR|@DOMAIN|DOMAIN (recipients still waiting)
+  --sender ADDR|@DOMAIN|DOMAIN    --recipient ADDR|@DOMAIN|DOMAIN (recipients still waiting;
+      ADDR is the user's mailbox: its +tag forms and aliases too, with --config)
   --older-than DUR  --newer-than DUR   (90s, 15m, 2h, 3d, 1w, 1d12h)
   --min-size SIZE  --max-size SIZE      (512, 10k, 5M, 1G)
 

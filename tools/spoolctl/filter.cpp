@@ -1,24 +1,14 @@
 #include "tools/spoolctl/filter.hpp"
 
 #include <algorithm>
-#include <cctype>
+
+#include "common/address.hpp"
 
 namespace spoold::spoolctl {
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-               return std::tolower(x) == std::tolower(y);
-           });
-}
+using address::ascii_lower;
+using address::iequals;
 
 } // namespace
 
@@ -41,13 +31,13 @@ std::optional<AddressPattern> AddressPattern::parse(std::string_view text) {
             return std::nullopt;
         }
         p.domain_ = true;
-        p.text_ = lower(domain);
+        p.text_ = ascii_lower(domain);
         return p;
     }
     if (at + 1 == text.size()) {
         return std::nullopt; // "user@" names no domain
     }
-    p.text_ = lower(text);
+    p.text_ = ascii_lower(text);
     return p;
 }
 
@@ -56,10 +46,36 @@ bool AddressPattern::matches(std::string_view address) const {
         return address.empty();
     }
     if (!domain_) {
-        return iequals(address, text_);
+        if (iequals(address, text_)) {
+            return true;
+        }
+        if (tag_ == 0) {
+            return false;
+        }
+        // local+tag@domain: the same domain, the local part followed by the delimiter.
+        const auto at = text_.rfind('@');
+        const auto their_at = address.rfind('@');
+        return their_at != std::string_view::npos && their_at > at &&
+               iequals(address.substr(their_at), std::string_view(text_).substr(at)) &&
+               address[at] == tag_ && iequals(address.substr(0, at), text_.substr(0, at));
     }
     const auto at = address.rfind('@');
     return at != std::string_view::npos && iequals(address.substr(at + 1), text_);
+}
+
+std::optional<std::string_view> AddressPattern::address() const {
+    if (domain_ || null_sender_) {
+        return std::nullopt;
+    }
+    return text_;
+}
+
+AddressPattern AddressPattern::with_tags(char delimiter) const {
+    AddressPattern p = *this;
+    if (!domain_ && !null_sender_) {
+        p.tag_ = delimiter;
+    }
+    return p;
 }
 
 bool Filter::empty() const {
@@ -108,6 +124,43 @@ bool Filter::matches(const spool::Envelope& env, spool::MsgState msg_state,
         }
     }
     return true;
+}
+
+Filter for_mailboxes(Filter filter, char delimiter, const AliasesOf& aliases_of) {
+    std::vector<AddressPattern> out;
+    const auto add = [&out](AddressPattern p) {
+        if (std::find(out.begin(), out.end(), p) == out.end()) {
+            out.push_back(std::move(p));
+        }
+    };
+    for (const AddressPattern& p : filter.recipients) {
+        const auto whole = p.address();
+        if (!whole) {
+            add(p);
+            continue;
+        }
+        std::vector<std::string> names{std::string(*whole)};
+        std::vector<std::string> frontier = names;
+        for (int step = 0; step < kMaxAliasSteps && aliases_of && !frontier.empty(); ++step) {
+            std::vector<std::string> next;
+            for (const auto& name : frontier) {
+                for (auto& alias : aliases_of(name)) {
+                    if (std::find(names.begin(), names.end(), alias) == names.end()) {
+                        names.push_back(alias);
+                        next.push_back(std::move(alias));
+                    }
+                }
+            }
+            frontier = std::move(next);
+        }
+        for (const auto& name : names) {
+            if (auto q = AddressPattern::parse(name)) {
+                add(delimiter != 0 ? q->with_tags(delimiter) : *q);
+            }
+        }
+    }
+    filter.recipients = std::move(out);
+    return filter;
 }
 
 } // namespace spoold::spoolctl

@@ -8,6 +8,7 @@
 
 #include "common/log.hpp"
 #include "policy/config.hpp"
+#include "spool/directory_store.hpp"
 #include "spool/spool.hpp"
 #include "tools/spoolctl/cli.hpp"
 #include "tools/spoolctl/verbs.hpp"
@@ -82,6 +83,30 @@ int main(int argc, char** argv) {
     std::unique_ptr<spool::Spool> spool = std::move(*opened);
     ctx.spool = spool.get();
 
+    // A --recipient address stands for the mailbox: its +tag forms and, through the directory
+    // spoold loaded, its aliases.
+    std::unique_ptr<spool::DirectoryStore> directory;
+    if (ctx.config && !ctx.config->directory.recipient_delimiter.empty()) {
+        ctx.recipient_delimiter = ctx.config->directory.recipient_delimiter[0];
+    }
+    if (ctx.config && !ctx.config->directory.file.empty() && !ctx.cl.filter.recipients.empty()) {
+        spool::DirectoryStoreOptions d;
+        d.path = path + "/directory";
+        d.read_only = true;
+        d.max_size_bytes = ctx.config->directory.map_size;
+        if (auto store = spool::DirectoryStore::open(d); store) {
+            directory = std::move(*store);
+            spool::DirectoryStore* dir = directory.get();
+            ctx.aliases_of = [dir](std::string_view address) {
+                constexpr std::size_t kMaxAliases = 1000;
+                return dir->aliases_of(address, kMaxAliases).value_or(std::vector<std::string>{});
+            };
+        } else {
+            std::fprintf(stderr,
+                         "spoolctl: %s: no recipient directory (%s): aliases not followed\n",
+                         d.path.c_str(), store.error().describe().c_str());
+        }
+    }
     if (ctx.config) {
         std::vector<std::string> names;
         for (const auto& c : ctx.config->classes) {

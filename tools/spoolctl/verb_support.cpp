@@ -49,7 +49,7 @@ int usage_error(Context& ctx, std::string_view message) {
 }
 
 Result<Filter> resolved_filter(const Context& ctx) {
-    Filter f = ctx.cl.filter;
+    Filter f = for_mailboxes(ctx.cl.filter, ctx.recipient_delimiter, ctx.aliases_of);
     if (ctx.cl.class_filter) {
         const auto id = ctx.classes.find(*ctx.cl.class_filter);
         if (!id) {
@@ -61,8 +61,71 @@ Result<Filter> resolved_filter(const Context& ctx) {
     return f;
 }
 
+namespace {
+
+// The messages a recipient filter can match, from the recipient index: every id filed under
+// each pattern's address (and its +tag forms), in id order, duplicates removed. None when a
+// pattern is not a whole address (a domain, the null sender) or the spool has no index yet
+// (format 1 opened read-only): then the envelopes are scanned. Memory: the ids of those
+// mailboxes' mail, not the spool's.
+Result<std::optional<std::vector<QueueId>>> indexed_candidates(Context& ctx, const Filter& filter) {
+    using Ids = std::optional<std::vector<QueueId>>;
+    if (filter.recipients.empty()) {
+        return Ids{};
+    }
+    std::vector<QueueId> ids;
+    for (const AddressPattern& p : filter.recipients) {
+        const auto address = p.address();
+        if (!address) {
+            return Ids{};
+        }
+        for (const auto form : {spool::AddressForm::kExact, spool::AddressForm::kTagged}) {
+            if (form == spool::AddressForm::kTagged && p.tag_delimiter() == 0) {
+                continue;
+            }
+            std::string resume;
+            do {
+                auto page = ctx.spool->recipient_page(*address, form, p.tag_delimiter(), resume,
+                                                      kMaxPage);
+                if (!page && page.error().kind == ErrorKind::kUnavailable) {
+                    return Ids{};
+                }
+                if (!page) {
+                    return tl::unexpected(page.error());
+                }
+                ids.insert(ids.end(), page->ids.begin(), page->ids.end());
+                resume = std::move(page->resume);
+            } while (!resume.empty());
+        }
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return Ids{std::move(ids)};
+}
+
+} // namespace
+
 Status scan(Context& ctx, const Filter& filter, const MatchFn& fn,
             const std::function<void()>& on_page) {
+    SPOOLD_TRY(candidates, indexed_candidates(ctx, filter));
+    if (candidates) {
+        std::size_t in_page = 0;
+        for (const QueueId id : *candidates) {
+            SPOOLD_TRY(env, ctx.spool->get(id));
+            if (!env) {
+                continue; // delivered or removed since the index was read
+            }
+            const auto state = spool::message_state(*env);
+            if (filter.matches(*env, state, ctx.clock->now_ms()) && !fn(*env, state)) {
+                return {};
+            }
+            if (++in_page == kFirstPage && on_page) {
+                in_page = 0;
+                on_page();
+            }
+        }
+        return {};
+    }
     QueueId after{0};
     std::size_t page = kFirstPage;
     for (;;) {

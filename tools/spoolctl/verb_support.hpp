@@ -70,11 +70,13 @@ private:
 int fail_with(Context& ctx, const Error& e);
 int usage_error(Context& ctx, std::string_view message);
 
-// The filter with --class resolved against the class names.
+// The filter with --class resolved against the class names, and each --recipient address
+// standing for its mailbox (+tag forms, aliases: for_mailboxes).
 Result<Filter> resolved_filter(const Context& ctx);
 
 // Calls fn for each message matching `filter` in id order until fn returns false, and
-// on_page (when given) after each page. Memory holds one page, whatever the spool size.
+// on_page (when given) after each page. Memory holds one page, whatever the spool size; a
+// recipient filter reads only those mailboxes' messages, through the recipient index.
 Status scan(Context& ctx, const Filter& filter, const MatchFn& fn,
             const std::function<void()>& on_page = {});
 

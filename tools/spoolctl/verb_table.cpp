@@ -50,7 +50,7 @@ const std::array<Verb, 14> kVerbs = {{
      verb_import},
     {"check", false, kRepair, kBodies | kRepair | kJson, "check [--bodies] [--repair] [--json]",
      "every index entry against its record and back, counters\n"
-     "against a scan, in one snapshot (safe while spoold runs);\n"
+     "against a scan, in short snapshots (safe while spoold runs);\n"
      "--bodies also reads every body; --repair rebuilds the\n"
      "indexes and counters from the records (never deletes)",
      verb_check},

@@ -53,6 +53,7 @@ std::string check_json(const spool::CheckReport& r) {
     }
     w.end_array();
     w.key("more_problems").value(static_cast<std::uint64_t>(r.more_problems));
+    w.key("counters_compared").value(r.counters_compared);
     w.key("repaired").value(r.repaired);
     w.end_object();
     return w.str() + "\n";
@@ -64,6 +65,10 @@ void print_check(Context& ctx, const spool::CheckReport& r, bool bodies) {
     }
     if (r.more_problems > 0) {
         say(ctx.out, "problem: ... and {} more\n", r.more_problems);
+    }
+    if (!r.counters_compared) {
+        print(ctx.out, "note: counters not compared: the spool changed during the check (spoold "
+                       "at work); they are compared when it does not\n");
     }
     const std::uint64_t n = r.problems.size() + r.more_problems;
     say(ctx.out, "check: {} messages, {} index entries{}: {}\n", r.records, r.index_entries,
@@ -254,8 +259,9 @@ int verb_pause(Context& ctx) { return set_paused(ctx, true); }
 
 int verb_resume(Context& ctx) { return set_paused(ctx, false); }
 
-// The spool checks itself in one read transaction (a consistent snapshot even while
-// spoold writes) and repairs on its writer: spoolctl only asks and reports.
+// The spool checks itself in short read transactions (each record and index entry against the
+// other in one snapshot, even while spoold writes) and repairs on its writer: spoolctl only
+// asks and reports.
 int verb_check(Context& ctx) {
     if (!ctx.cl.operands.empty()) {
         return usage_error(ctx, "check takes no operands");

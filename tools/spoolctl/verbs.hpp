@@ -22,6 +22,10 @@ struct Context {
     spool::Spool* spool = nullptr;
     ClassNames classes;
     std::shared_ptr<const policy::Config> config; // null when spoolctl runs on --spool alone
+    // How a --recipient address stands for its mailbox (see for_mailboxes): the config's
+    // recipient_delimiter (0: none) and the directory's aliases (empty: none).
+    char recipient_delimiter = 0;
+    AliasesOf aliases_of;
     const Clock* clock = &SystemClock::instance();
     std::FILE* out = stdout;
     std::FILE* err = stderr;

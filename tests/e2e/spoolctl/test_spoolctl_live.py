@@ -86,6 +86,38 @@ class SpoolctlWhileSpooldRuns(SpooldTestCase):
         self.assertEqual(self.delivered(node, USERS[0]) + self.delivered(node, USERS[1]), 4)
         self.assertEqual(len(os.listdir(out_dir)), 4)
 
+    def test_a_helpdesk_lists_and_exports_one_users_mail_under_tags_and_aliases(self):
+        directory = os.path.join(self.workdir, "recipients")
+        with open(directory, "w") as f:
+            f.write("alice@example.com\nbob@example.com\nsales@example.com: alice@example.com\n"
+                    "orders@example.com: sales@example.com\nalicea@example.com\n")
+        node = self.spoold({
+            # The mailstore is down: the mail stays, as during an outage.
+            "mailstores": [{"name": "down", "kind": "lmtp", "host": "127.0.0.1",
+                            "port": harness.free_port(), "connect_timeout": "1s"}],
+            "directory": {"file": directory, "poll_interval": "0s", "recipient_delimiter": "+"},
+        })
+        mine = {"Alice@Example.com": "plain", "alice+news@example.com": "tagged",
+                "sales@example.com": "alias", "orders+q3@example.com": "alias of an alias, tagged"}
+        for to, subject in mine.items():
+            self.send(node, to, subject)
+        for to in ("bob@example.com", "alicea@example.com", "bob+alice@example.com"):
+            self.send(node, to, "not hers")
+        rows = self.listing(node, "--recipient", "alice@EXAMPLE.com")
+        self.assertEqual(len(rows), 4, rows)
+        self.assertEqual(sorted(r["recipients"][0]["address"] for r in rows), sorted(mine))
+        self.assertEqual(len(self.listing(node)), 7)
+        mbox = os.path.join(self.workdir, "alice.mbox")
+        out = self.ctl(node, "export", "--recipient", "alice@example.com", "--mbox", mbox).stdout
+        self.assertIn("exported 4 messages", out)
+        with open(mbox, encoding="utf-8") as f:
+            subjects = sorted(line[len("Subject: "):].strip() for line in f
+                              if line.startswith("Subject: "))
+        self.assertEqual(subjects, sorted(mine.values()))
+        # An alias stands for what it delivers to: orders finds only its own (tagged) mail.
+        rows = self.listing(node, "--recipient", "orders@example.com")
+        self.assertEqual([r["recipients"][0]["address"] for r in rows], ["orders+q3@example.com"])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -10,6 +10,7 @@ using test::make_message;
 using test::open_spool;
 using test::options_for;
 using test::TempDir;
+using test::update;
 
 namespace {
 
@@ -21,14 +22,6 @@ NewMessage to(Spool& spool, ClassId klass, std::vector<std::string> addresses) {
         m.envelope.recipients.push_back(std::move(r));
     }
     return m;
-}
-
-RecipientUpdate update(std::uint32_t index, RcptState state, UnixMillis next = 0) {
-    RecipientUpdate u;
-    u.index = index;
-    u.state = state;
-    u.next_attempt_ms = next;
-    return u;
 }
 
 Status outcome(Spool& spool, QueueId id, std::vector<RecipientUpdate> updates,

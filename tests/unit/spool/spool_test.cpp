@@ -13,18 +13,7 @@ using test::open_spool;
 using test::options_for;
 using test::TempDir;
 
-namespace {
-
-RecipientUpdate update(std::uint32_t index, RcptState state, UnixMillis next = 0) {
-    RecipientUpdate u;
-    u.index = index;
-    u.state = state;
-    u.next_attempt_ms = next;
-    u.response = "250 2.0.0 ok";
-    return u;
-}
-
-} // namespace
+using test::update;
 
 TEST_CASE("an enqueued message reads back with its body, indexes and counters") {
     TempDir dir;

@@ -119,6 +119,16 @@ inline NewMessage make_message(Spool& spool, ClassId klass, std::size_t rcpts, s
     return m;
 }
 
+// A delivery result for recipient `index`.
+inline RecipientUpdate update(std::uint32_t index, RcptState state, UnixMillis next = 0) {
+    RecipientUpdate u;
+    u.index = index;
+    u.state = state;
+    u.next_attempt_ms = next;
+    u.response = "250 2.0.0 ok";
+    return u;
+}
+
 inline Status enqueue_sync(Spool& spool, NewMessage m) {
     return spool.wait([&](Done d) { spool.enqueue(std::move(m), std::move(d)); });
 }

@@ -102,3 +102,50 @@ TEST_CASE("a recipient filter looks only at recipients still waiting") {
     env.recipients[1].state = spool::RcptState::kDeferred;
     CHECK(f.matches(env, spool::MsgState::kDeferred, kNow));
 }
+
+TEST_CASE("a mailbox pattern matches the address and its +tag forms, nothing that only looks so") {
+    const AddressPattern p = AddressPattern::parse("Mary@Corp.example")->with_tags('+');
+    CHECK(p.matches("mary@corp.example"));
+    CHECK(p.matches("MARY+news@corp.EXAMPLE"));
+    CHECK(p.matches("mary+@corp.example"));
+    CHECK_FALSE(p.matches("marya@corp.example"));
+    CHECK_FALSE(p.matches("mary-news@corp.example"));
+    CHECK_FALSE(p.matches("mary+news@corp.example.net"));
+    CHECK_FALSE(p.matches("mary+news@other.example"));
+    CHECK_FALSE(AddressPattern::parse("mary@corp.example")->matches("mary+news@corp.example"));
+    CHECK(p.address() == std::optional<std::string_view>{"mary@corp.example"});
+    CHECK_FALSE(AddressPattern::parse("@corp.example")->address().has_value());
+}
+
+TEST_CASE("a recipient filter stands for the mailbox: its aliases, followed back, and their tags") {
+    Filter f;
+    f.recipients.push_back(*AddressPattern::parse("mary@corp.example"));
+    f.recipients.push_back(*AddressPattern::parse("@other.example"));
+    // sales -> mary, info -> sales, and a loop back to mary that must not run forever.
+    const AliasesOf aliases = [](std::string_view name) -> std::vector<std::string> {
+        if (name == "mary@corp.example") {
+            return {"sales@corp.example", "m.smith@corp.example"};
+        }
+        if (name == "sales@corp.example") {
+            return {"info@corp.example", "mary@corp.example"};
+        }
+        return {};
+    };
+    const Filter g = for_mailboxes(f, '+', aliases);
+    std::vector<std::string> names;
+    for (const auto& p : g.recipients) {
+        names.emplace_back(p.address().value_or("(domain)"));
+        CHECK(p.tag_delimiter() == (p.address() ? '+' : 0));
+    }
+    CHECK(names == std::vector<std::string>{"mary@corp.example", "sales@corp.example",
+                                            "m.smith@corp.example", "info@corp.example",
+                                            "(domain)"});
+    auto env = message("a@b", {"info+q1@corp.example"}, 0);
+    CHECK(g.matches(env, spool::MsgState::kReady, kNow));
+    CHECK_FALSE(f.matches(env, spool::MsgState::kReady, kNow));
+    // Without a directory and a delimiter: the address itself.
+    const Filter plain = for_mailboxes(f, 0, {});
+    CHECK(plain.recipients.size() == 2);
+    CHECK_FALSE(
+        plain.matches(message("a@b", {"mary+x@corp.example"}, 0), spool::MsgState::kReady, kNow));
+}
