@@ -69,6 +69,10 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
             return can_take(routes_.route(r, flags), id);
         });
     };
+    room_ = [this](std::string_view domain) {
+        const std::size_t store = routes_.route_domain(domain);
+        return store < stores_.size() && stores_[store].has_room();
+    };
 }
 
 Drain::~Drain() {
@@ -238,16 +242,46 @@ void Drain::housekeeping() {
         next_pause_check_ms_ = now + kPauseCheckIntervalMs;
         check_pause_flags();
     }
-    if (now >= next_promote_ms_) {
+    if (now >= next_promote_ms_ && !promoting_) {
         next_promote_ms_ = now + kPromoteIntervalMs;
-        spool::Spool* spool = &spool_;
-        submit_write("promote_due",
-                     [spool, now](spool::Done done) { spool->promote_due(now, std::move(done)); });
+        promote(now);
     }
     expiry_.tick(now);
     lane_.feed(spool_, now);
     start_probes();
     pump();
+}
+
+void Drain::promote(UnixMillis now) {
+    // The ids the promotion will move, read first: the scheduler's cursors are past them.
+    auto due = spool_.due(now, spool::kMaxPromotePerOp);
+    if (!due) {
+        log::warn("event=promote_read_failed error={}", log::quote(due.error().describe()));
+        return;
+    }
+    if (due->empty()) {
+        return;
+    }
+    promoting_ = true;
+    ++writes_pending_;
+    const asio::any_io_executor tracked =
+        asio::prefer(executor_, asio::execution::outstanding_work.tracked);
+    spool_.promote_due(now, [this, tracked, ids = std::move(*due)](Status status) mutable {
+        asio::post(tracked, [this, status, ids = std::move(ids)] {
+            --writes_pending_;
+            promoting_ = false;
+            if (!status) {
+                log::warn("event=spool_write_failed op=promote_due error={}",
+                          log::quote(status.error().describe()));
+                return;
+            }
+            scheduler_.recheck(ids);
+            if (ids.size() == spool::kMaxPromotePerOp && !stopping_) {
+                next_promote_ms_ = clock_.now_ms(); // more are due: the next batch at once
+                wake();
+            }
+        });
+    });
 }
 
 void Drain::check_pause_flags() {
@@ -271,21 +305,6 @@ void Drain::check_pause_flags() {
             s.set_paused(p);
         }
     }
-}
-
-void Drain::submit_write(std::string what, std::function<void(spool::Done)> submit) {
-    ++writes_pending_;
-    const asio::any_io_executor tracked =
-        asio::prefer(executor_, asio::execution::outstanding_work.tracked);
-    submit([this, tracked, what = std::move(what)](Status status) {
-        asio::post(tracked, [this, what, status] {
-            --writes_pending_;
-            if (!status) {
-                log::warn("event=spool_write_failed op={} error={}", what,
-                          log::quote(status.error().describe()));
-            }
-        });
-    });
 }
 
 bool Drain::any_mailstore_has_room() const {
@@ -342,12 +361,12 @@ void Drain::pump() {
     // The scheduler is asked only while some mailstore has room: a store that is down or
     // paused costs no scanning of its backlog.
     while (any_mailstore_has_room()) {
-        auto pick = scheduler_.next(admit_);
+        auto pick = scheduler_.next(admit_, room_);
         if (!pick && trial_waiting()) {
             // Only messages with strikes are left for a half-open store: test with them
             // rather than not at all.
             lenient_ = true;
-            pick = scheduler_.next(admit_);
+            pick = scheduler_.next(admit_, room_);
         }
         if (!pick) {
             lenient_ = false;

@@ -77,6 +77,9 @@ private:
 
     boost::asio::awaitable<void> run();
     void housekeeping();
+    // Moves due deferrals back to ready, a bounded batch per commit, batch after batch while
+    // more are due; the scheduler looks at what was moved.
+    void promote(UnixMillis now);
     void check_pause_flags();
     void apply_config(std::shared_ptr<const policy::Config> config);
 
@@ -103,8 +106,6 @@ private:
     bool trial_waiting() const;
     std::vector<std::string> running_mailstores() const;
 
-    // Submits a spool write whose Done is posted back here, counted for stop().
-    void submit_write(std::string what, std::function<void(spool::Done)> submit);
     bool idle() const;
     bool paused() const { return paused_local_ || paused_meta_; }
     void wake();
@@ -125,6 +126,7 @@ private:
     GroupDelivery groups_;
     Expiry expiry_;
     Admit admit_;          // the scheduler's filter: some store the candidate goes to has room
+    DomainRoom room_;      // the scheduler's lane filter: the domain's store has room
     bool lenient_ = false; // admit_ lets messages with strikes into half-open stores too
     boost::asio::steady_timer wake_;
 
@@ -137,6 +139,7 @@ private:
     std::unordered_map<std::uint64_t, InFlight> in_flight_;
     std::uint32_t writes_pending_ = 0;
     UnixMillis next_promote_ms_ = 0;
+    bool promoting_ = false;
     UnixMillis next_pause_check_ms_ = 0;
     UnixMillis local_backoff_until_ms_ = 0; // after a failed spool read or write
     std::uint64_t loop_turns_ = 0;

@@ -68,19 +68,25 @@ void DsnLane::feed(spool::Spool& spool, UnixMillis now) {
         return;
     }
     if (!scan_done_) {
-        auto batch = spool.envelopes_after(scan_after_, scan_batch_);
-        if (!batch) {
-            log::warn("event=dsn_scan_failed error={}", log::quote(batch.error().describe()));
+        // The DSN index holds exactly our DSNs: a restart costs what they cost, not what
+        // the spool holds.
+        auto ids = spool.dsns_after(scan_after_, scan_batch_);
+        if (!ids) {
+            log::warn("event=dsn_scan_failed error={}", log::quote(ids.error().describe()));
         } else {
-            for (const auto& env : *batch) {
-                if ((env.flags & spool::kFlagDsn) != 0 && !env.held) {
-                    note(env);
+            for (const QueueId id : *ids) {
+                auto env = spool.get(id);
+                if (!env) {
+                    log::warn("event=dsn_scan_failed id={} error={}", id.text(),
+                              log::quote(env.error().describe()));
+                    break; // read again from here at the next tick
+                }
+                scan_after_ = id;
+                if (*env && !(*env)->held) {
+                    note(**env);
                 }
             }
-            if (!batch->empty()) {
-                scan_after_ = batch->back().id;
-            }
-            if (batch->size() < scan_batch_) {
+            if (ids->size() < scan_batch_ && (ids->empty() || scan_after_ == ids->back())) {
                 scan_done_ = true;
                 log::info("event=dsn_scan_done queued={} deferred={}", queue_.size(),
                           deferred_.size());

@@ -1,6 +1,6 @@
 // The DSN lane: ids of our DSNs to send through the smarthost now, even while mailstore
-// breakers are open (spooled here, found by a start-up scan, or retries come due). It
-// keeps ids only: the drain leases and delivers them, the spool holds every DSN.
+// breakers are open (spooled here, found at start-up through the spool's DSN index, or
+// retries come due). It keeps ids only: the drain leases and delivers them.
 #pragma once
 
 #include <cstddef>
@@ -15,7 +15,7 @@
 
 namespace spoold::drain {
 
-inline constexpr std::size_t kDsnScanBatch = 2048; // envelopes per tick of the start-up scan
+inline constexpr std::size_t kDsnScanBatch = 2048; // DSNs read per tick at start-up
 
 class DsnLane {
 public:
@@ -40,7 +40,8 @@ public:
     static std::optional<UnixMillis> retry_due(const std::vector<spool::RecipientUpdate>& updates,
                                                UnixMillis now);
 
-    // One batch of the start-up scan; then the retries due at `now` join the queue.
+    // One batch of the DSNs in the spool at start-up (the DSN index, in id order); then the
+    // retries due at `now` join the queue.
     void feed(spool::Spool& spool, UnixMillis now);
     // The next DSN to send, if any.
     std::optional<QueueId> next();

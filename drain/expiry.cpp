@@ -1,6 +1,8 @@
 #include "drain/expiry.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <string_view>
 
 #include "common/log.hpp"
@@ -64,8 +66,11 @@ void Expiry::tick(UnixMillis now) {
     if (ids->empty()) {
         return;
     }
+    if (ids->size() == kExpiryBatch) {
+        next_ms_ = now; // more are due: the next batch at the next tick
+    }
     running_ = true;
-    asio::co_spawn(executor_, expire_batch(std::move(*ids)), [this](std::exception_ptr e) {
+    asio::co_spawn(executor_, expire_batch(std::move(*ids), now), [this](std::exception_ptr e) {
         if (e) {
             log::error("event=expiry_failed error={}", log::quote(describe_escaped(e)));
         }
@@ -74,55 +79,71 @@ void Expiry::tick(UnixMillis now) {
     });
 }
 
-asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids) {
+asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids, UnixMillis now) {
+    constexpr std::size_t kYieldEvery = 64; // DSNs built between two turns of the I/O thread
+    std::vector<QueueId> leased;
+    std::vector<spool::Expiry> items;
+    std::vector<std::uint64_t> recipients; // expired per item
+    std::vector<std::optional<QueueId>> dsns;
     for (const QueueId id : ids) {
         if (stopping_) {
-            co_return;
+            break;
         }
-        // Leased: a delivery in flight decides first; the next round sees it again.
+        // Leased: a delivery in flight decides first; a later batch sees it again.
         if (!scheduler_.lease(id)) {
             continue;
         }
-        const bool ok = co_await expire_one(id);
-        scheduler_.release(id);
-        if (!ok) {
-            co_return;
+        leased.push_back(id);
+        auto got = spool_.get(id);
+        if (!got || !*got) {
+            continue;
+        }
+        const spool::Envelope& env = **got;
+        const policy::ExpiryAction action = expiry_action(*config_, env.klass);
+        spool::Expiry e;
+        e.id = id;
+        std::uint64_t expired = 0;
+        if (action == policy::ExpiryAction::kHold) {
+            e.hold = true;
+        } else {
+            const auto updates = expire_recipients(env);
+            expired = updates.size();
+            e.response = std::string(kExpiredResponse);
+            if (action == policy::ExpiryAction::kBounce) {
+                e.dsn = outcomes_.build_dsn(env, updates);
+            }
+        }
+        log::info("event=expire id={} class={} action={} recipients={}", id.text(), env.klass,
+                  to_string(action), expired);
+        dsns.push_back(e.dsn ? std::optional<QueueId>(e.dsn->envelope.id) : std::nullopt);
+        recipients.push_back(expired);
+        items.push_back(std::move(e));
+        if (items.size() % kYieldEvery == 0) {
+            co_await asio::post(executor_, asio::use_awaitable);
         }
     }
-}
-
-asio::awaitable<bool> Expiry::expire_one(QueueId id) {
-    auto got = spool_.get(id);
-    if (!got || !*got) {
-        co_return true;
+    if (!items.empty() && !stopping_) {
+        const OutcomeWriter::Expired done = co_await outcomes_.expire(std::move(items), now);
+        if (!done.status) {
+            log::error("event=expire_write_failed messages={} error={}", dsns.size(),
+                       log::quote(done.status.error().describe()));
+        } else {
+            for (std::size_t i = 0; i < done.items.size(); ++i) {
+                if (!done.items[i]) {
+                    log::info("event=expire_skipped error={}",
+                              log::quote(done.items[i].error().describe()));
+                    continue;
+                }
+                stats_.count_expired(recipients[i]);
+                if (dsns[i] && lane_.is_open()) {
+                    lane_.send(*dsns[i]);
+                }
+            }
+        }
     }
-    spool::Envelope env = std::move(**got);
-    const policy::ExpiryAction action = expiry_action(*config_, env.klass);
-    std::vector<spool::RecipientUpdate> updates;
-    if (action != policy::ExpiryAction::kHold) {
-        updates = expire_recipients(env);
+    for (const QueueId id : leased) {
+        scheduler_.release(id);
     }
-    const std::uint64_t expired = updates.size();
-    log::info("event=expire id={} class={} action={} recipients={}", id.text(), env.klass,
-              to_string(action), expired);
-    OutcomeWriter::Committed committed;
-    if (action == policy::ExpiryAction::kHold) {
-        committed.status = co_await outcomes_.hold_expired(id);
-    } else {
-        committed = co_await outcomes_.commit(std::move(env), std::move(updates),
-                                              action == policy::ExpiryAction::kBounce);
-    }
-    if (!committed.status) {
-        log::error("event=expire_write_failed id={} error={}", id.text(),
-                   log::quote(committed.status.error().describe()));
-        co_return false;
-    }
-    stats_.count_expired(expired);
-    if (committed.dsn && lane_.is_open()) {
-        lane_.send(*committed.dsn);
-        wake_();
-    }
-    co_return true;
 }
 
 } // namespace spoold::drain

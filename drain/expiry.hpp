@@ -1,6 +1,6 @@
-// Retention: every kExpiryIntervalMs a batch of messages whose class's retention ran out
-// gets the class's action: bounce (expired, with a DSN), hold, or discard. Messages with a
-// delivery in flight wait for the next batch; nothing here delivers.
+// Retention: messages whose class's retention ran out get the class's action (bounce:
+// expired, with a DSN; hold; discard), up to kExpiryBatch in one spool commit, batch after
+// batch while more are due. Messages with a delivery in flight wait; nothing here delivers.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -21,8 +21,8 @@
 
 namespace spoold::drain {
 
-inline constexpr std::int64_t kExpiryIntervalMs = 5000;
-inline constexpr std::size_t kExpiryBatch = 256;
+inline constexpr std::int64_t kExpiryIntervalMs = 5000; // between looks when none was due
+inline constexpr std::size_t kExpiryBatch = spool::kMaxExpirePerOp;
 
 // The class's action; a class removed from the configuration keeps the safest: bounce.
 policy::ExpiryAction expiry_action(const policy::Config& config, spool::ClassId klass);
@@ -46,9 +46,9 @@ public:
     bool running() const { return running_; }
 
 private:
-    boost::asio::awaitable<void> expire_batch(std::vector<QueueId> ids);
-    // Expires one leased message; false when the spool write failed (the batch ends).
-    boost::asio::awaitable<bool> expire_one(QueueId id);
+    // Leases what it can of `ids`, builds their expiries (yielding to the I/O thread now and
+    // then: a batch's DSNs take a while to build) and commits them at once.
+    boost::asio::awaitable<void> expire_batch(std::vector<QueueId> ids, UnixMillis now);
 
     boost::asio::any_io_executor executor_;
     spool::Spool& spool_;

@@ -91,12 +91,22 @@ OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> u
     co_return out;
 }
 
-asio::awaitable<Status> OutcomeWriter::hold_expired(QueueId id) {
+asio::awaitable<OutcomeWriter::Expired> OutcomeWriter::expire(std::vector<spool::Expiry> items,
+                                                              UnixMillis now) {
     spool::Spool* spool = &spool_;
-    std::function<void(spool::Done)> submit = [spool, id](spool::Done done) {
-        spool->hold_expired(id, std::move(done));
+    auto results = std::make_shared<std::vector<Status>>();
+    std::function<void(spool::Done)> submit = [spool, items = std::move(items), now,
+                                               results](spool::Done done) mutable {
+        spool->expire(std::move(items), now,
+                      [results, done = std::move(done)](Status st, std::vector<Status> each) {
+                          *results = std::move(each);
+                          done(std::move(st));
+                      });
     };
-    co_return co_await write(std::move(submit));
+    Expired out;
+    out.status = co_await write(std::move(submit));
+    out.items = std::move(*results);
+    co_return out;
 }
 
 } // namespace spoold::drain

@@ -1,5 +1,5 @@
 // Commits a message's recipient updates in one spool transaction, with the DSN for those
-// that failed or expired under "bounce" built and enqueued in it; also the "hold" action.
+// that failed or expired under "bounce" built and enqueued in it; and retention for a batch.
 // It decides no outcome (outcome.hpp does) and delivers nothing.
 #pragma once
 
@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/queue_id.hpp"
 #include "common/result.hpp"
 #include "spool/spool.hpp"
@@ -35,12 +36,19 @@ public:
     // failure: then nothing was recorded and the message stays as it was).
     boost::asio::awaitable<Committed>
     commit(spool::Envelope env, std::vector<spool::RecipientUpdate> updates, bool with_dsn);
-    // Retention action "hold", committed likewise.
-    boost::asio::awaitable<Status> hold_expired(QueueId id);
-
-private:
+    // Retention for many messages in one commit (spool::Spool::expire): the batch's status
+    // and, when it committed, each item's.
+    struct Expired {
+        Status status;
+        std::vector<Status> items;
+    };
+    boost::asio::awaitable<Expired> expire(std::vector<spool::Expiry> items, UnixMillis now);
+    // The DSN for those of `updates` that failed or expired; nullopt when none is due
+    // (NOTIFY, a null sender, no builder).
     std::optional<spool::NewMessage> build_dsn(const spool::Envelope& env,
                                                const std::vector<spool::RecipientUpdate>& updates);
+
+private:
     boost::asio::awaitable<Status> write(std::function<void(spool::Done)> submit);
 
     boost::asio::any_io_executor executor_;

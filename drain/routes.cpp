@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "common/address.hpp"
 #include "common/log.hpp"
+#include "spool/record.hpp"
 #include "spool/spool.hpp"
 
 namespace spoold::drain {
@@ -35,18 +37,17 @@ std::size_t Routes::route(std::string_view address, std::uint32_t flags) const {
     if (relay_ && (flags & spool::kFlagDsn) != 0) {
         return *relay_;
     }
-    if (domains_.empty()) {
+    return route_domain(spool::record::domain_of(address));
+}
+
+std::size_t Routes::route_domain(std::string_view domain) const {
+    if (domain == spool::record::kDsnDomain) {
+        return relay_.value_or(default_store_);
+    }
+    if (domains_.empty() || domain.empty()) {
         return default_store_;
     }
-    const auto at = address.rfind('@');
-    if (at == std::string_view::npos) {
-        return default_store_;
-    }
-    std::string domain(address.substr(at + 1));
-    std::transform(domain.begin(), domain.end(), domain.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    });
-    const auto it = domains_.find(domain);
+    const auto it = domains_.find(address::ascii_lower(domain));
     return it == domains_.end() ? default_store_ : it->second;
 }
 

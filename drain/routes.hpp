@@ -25,6 +25,9 @@ public:
 
     // The store a recipient of a message with envelope `flags` goes to.
     std::size_t route(std::string_view address, std::uint32_t flags) const;
+    // The store mail of one domain of the spool's ready-by-domain index goes to (its key for
+    // our DSNs goes to the smarthost, when one is set).
+    std::size_t route_domain(std::string_view domain) const;
 
 private:
     std::unordered_map<std::string, std::size_t> domains_; // lower-cased domain -> store

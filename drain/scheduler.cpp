@@ -2,17 +2,22 @@
 
 #include <algorithm>
 
+#include "common/address.hpp"
 #include "common/log.hpp"
+#include "spool/record.hpp"
 
 namespace spoold::drain {
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-        return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    });
-    return out;
+constexpr std::size_t kMaxDomains = 4096; // lanes per class
+
+bool in_lane(const std::vector<std::string>& recipients, std::uint32_t flags,
+             std::string_view domain) {
+    if ((flags & spool::kFlagDsn) != 0) {
+        return domain == spool::record::kDsnDomain;
+    }
+    return std::any_of(recipients.begin(), recipients.end(),
+                       [&](const std::string& r) { return spool::record::domain_of(r) == domain; });
 }
 
 } // namespace
@@ -28,20 +33,20 @@ void Scheduler::reconfigure(SchedulerOptions options) {
 }
 
 void Scheduler::restart(ClassQueue& q) {
-    q.buffer.clear();
-    q.cursor = QueueId{};
-    q.skipped = false;
+    for (auto& [domain, lane] : q.lanes) {
+        lane.cursor = QueueId{};
+        lane.buffer.clear();
+        lane.revisit.clear();
+        lane.exhausted = false;
+    }
+    q.restart = false;
     q.idle_until_ms = 0;
 }
 
 void Scheduler::refresh() {
     for (auto& q : classes_) {
-        // A class sweeping past a busy recipient finishes its sweep first (it restarts
-        // at the end): starting over every second would never get past 100,000 messages
-        // for one address to the mail behind them.
-        if (!q.skipped) {
-            restart(q);
-        }
+        restart(q);
+        q.domains_read_ms = -1;
     }
     last_refresh_ms_ = clock_.now_ms();
 }
@@ -55,18 +60,8 @@ std::uint32_t Scheduler::weight(spool::ClassId klass) const {
 }
 
 std::uint32_t Scheduler::in_flight_to(const std::string& address) const {
-    const auto it = per_recipient_.find(lower(address));
+    const auto it = per_recipient_.find(address::ascii_lower(address));
     return it == per_recipient_.end() ? 0 : it->second;
-}
-
-bool Scheduler::blocked(const Candidate& c, const Admit& admit) const {
-    const std::uint32_t cap = std::max<std::uint32_t>(1, options_.max_per_recipient);
-    const bool busy =
-        std::any_of(c.recipients.begin(), c.recipients.end(), [&](const std::string& r) {
-            const auto it = per_recipient_.find(r);
-            return it != per_recipient_.end() && it->second >= cap;
-        });
-    return busy || (admit && !admit(c.id, c.recipients, c.flags));
 }
 
 const std::vector<std::string>& Scheduler::leased_recipients(QueueId id) const {
@@ -75,16 +70,13 @@ const std::vector<std::string>& Scheduler::leased_recipients(QueueId id) const {
     return it == leases_.end() ? kNone : it->second;
 }
 
-Pick Scheduler::take(spool::ClassId klass, std::deque<Candidate>::iterator it) {
-    auto& q = classes_[klass];
-    Candidate c = std::move(*it);
-    q.buffer.erase(it);
+Pick Scheduler::take(spool::ClassId klass, Candidate c) {
     for (const auto& r : c.recipients) {
         ++per_recipient_[r];
     }
-    const QueueId id = c.id;
-    leases_.emplace(id.value, std::move(c.recipients));
-    return Pick{id, klass, c.flags};
+    const Pick pick{c.id, klass, c.flags};
+    leases_.emplace(c.id.value, std::move(c.recipients));
+    return pick;
 }
 
 void Scheduler::release(QueueId id) {
@@ -99,107 +91,419 @@ void Scheduler::release(QueueId id) {
         }
     }
     leases_.erase(it);
+    // Part of it may still be ready (recipients of a store that had no room): lanes whose
+    // cursor went past it while it was leased find it again this way.
+    recheck({id});
 }
 
-bool Scheduler::refill(spool::ClassId klass, std::size_t& budget) {
-    auto& q = classes_[klass];
-    const std::size_t batch = std::max<std::size_t>(1, options_.batch);
-    auto ids = spool_.ready_after(klass, q.cursor, batch);
-    if (!ids) {
+void Scheduler::recheck(const std::vector<QueueId>& ids) {
+    recheck_.insert(recheck_.end(), ids.begin(), ids.end());
+    if (recheck_.size() > kMaxRecheck) {
+        recheck_.clear();
+        for (auto& q : classes_) {
+            q.restart = true;
+        }
+    }
+}
+
+void Scheduler::add_revisit(spool::ClassId klass, const std::string& domain, QueueId id) {
+    ClassQueue& q = classes_[klass];
+    Lane& lane = q.lanes[domain];
+    if (lane.domain.empty()) {
+        lane.domain = domain;
+    }
+    if (lane.revisit.size() >= kMaxRevisit) {
+        q.restart = true;
+        return;
+    }
+    lane.revisit.push_back(id);
+}
+
+void Scheduler::park(spool::ClassId klass, const std::string& recipient) {
+    // Its walk reads the recipient's messages in id order from the first; one that becomes
+    // ready again behind the walk is rechecked, which starts the walk over.
+    parked_.try_emplace({klass, recipient});
+}
+
+void Scheduler::sort_rechecks(std::size_t& budget) {
+    while (!recheck_.empty() && budget > 0) {
+        const QueueId id = recheck_.front();
+        if (leased(id)) {
+            recheck_.pop_front(); // its release rechecks it again
+            continue;
+        }
+        --budget;
+        auto got = spool_.get(id);
+        if (!got) {
+            read_failed_ = true;
+            return;
+        }
+        recheck_.pop_front();
+        if (!*got || (*got)->held || spool::message_state(**got) != spool::MsgState::kReady) {
+            continue;
+        }
+        const spool::Envelope& env = **got;
+        for (const auto& d : spool::record::recipient_facts_of(env).ready_domains) {
+            add_revisit(env.klass, d, id);
+        }
+        // A walk of one of its recipients that went past it while it was not ready starts
+        // over, so a parked recipient's mail is never skipped for good.
+        for (const auto& r : env.recipients) {
+            const auto it = parked_.find({env.klass, address::ascii_lower(r.address)});
+            if (it != parked_.end() && it->second.walked >= id) {
+                it->second.walked = QueueId{};
+                it->second.head.reset();
+            }
+        }
+    }
+}
+
+void Scheduler::check_epoch() {
+    auto epoch = spool_.get_meta(spool::kReadyEpochKey);
+    if (!epoch) {
+        read_failed_ = true;
+        return;
+    }
+    const std::string now = epoch->value_or(std::string());
+    if (epoch_ && *epoch_ != now) {
+        // hold/release/flush/set-class, perhaps from spoolctl: mail may be ready behind
+        // every cursor.
+        for (auto& q : classes_) {
+            q.restart = true;
+        }
+    }
+    epoch_ = now;
+}
+
+bool Scheduler::read_domains(spool::ClassId klass, UnixMillis now) {
+    ClassQueue& q = classes_[klass];
+    // Read before the domains: a message enqueued after this read changes it.
+    auto newest = spool_.newest();
+    if (!newest) {
         read_failed_ = true;
         return false;
     }
-    if (ids->empty()) {
+    q.newest_at_read = *newest;
+    auto domains = spool_.ready_domains(klass, kMaxDomains);
+    if (!domains) {
+        read_failed_ = true;
         return false;
     }
-    for (const QueueId id : *ids) {
-        if (leased(id)) {
-            q.cursor = id;
-            continue; // in flight: its outcome decides whether it comes back
+    q.domains_read_ms = now;
+    bool added = false;
+    for (const auto& d : *domains) {
+        if (!q.lanes.contains(d)) {
+            q.lanes[d].domain = d;
+            added = true;
         }
-        if (budget > 0) {
-            --budget;
-        }
-        auto env = spool_.get(id);
-        if (!env) {
-            read_failed_ = true; // the cursor stays before this id: it is read again
-            return false;
-        }
-        q.cursor = id;
-        if (!*env) {
-            continue; // removed meanwhile (delivered, deleted by spoolctl)
-        }
-        const spool::Envelope& e = **env;
-        if (e.held || e.klass != klass) {
-            continue; // the index was read a moment before a hold or set-class
-        }
-        Candidate c{id, {}, e.flags};
-        for (const auto& r : e.recipients) {
-            if (r.state == spool::RcptState::kQueued) {
-                c.recipients.push_back(lower(r.address));
-            }
-        }
-        if (c.recipients.empty()) {
-            continue;
-        }
-        q.buffer.push_back(std::move(c));
     }
-    return true;
+    // A lane with nothing buffered whose domain has no ready mail left goes.
+    for (auto it = q.lanes.begin(); it != q.lanes.end();) {
+        const bool listed = std::binary_search(domains->begin(), domains->end(), it->first);
+        if (!listed && it->second.buffer.empty() && it->second.revisit.empty()) {
+            it = q.lanes.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    return added;
 }
 
-std::optional<Pick> Scheduler::pick_from(spool::ClassId klass, const Admit& admit) {
-    auto& q = classes_[klass];
-    if (q.idle_until_ms > clock_.now_ms()) {
+std::optional<Scheduler::Candidate> Scheduler::read(spool::ClassId klass, QueueId id) {
+    auto env = spool_.get(id);
+    if (!env) {
+        read_failed_ = true;
         return std::nullopt;
     }
-    std::size_t budget = std::max<std::size_t>(1, options_.scan_budget);
-    const std::size_t batch = std::max<std::size_t>(1, options_.batch);
-    bool restarted = false;
-    std::size_t scanned = 0; // buffer entries already known to be blocked
-    for (;;) {
-        for (auto it = q.buffer.begin() + static_cast<std::ptrdiff_t>(scanned);
-             it != q.buffer.end(); ++it, ++scanned) {
-            if (!blocked(*it, admit)) {
-                return take(klass, it);
+    if (!*env) {
+        return std::nullopt; // removed meanwhile (delivered, deleted by spoolctl)
+    }
+    const spool::Envelope& e = **env;
+    if (e.held || e.klass != klass) {
+        return std::nullopt; // the index was read a moment before a hold or set-class
+    }
+    Candidate c{id, {}, e.flags};
+    for (const auto& r : e.recipients) {
+        if (r.state == spool::RcptState::kQueued) {
+            c.recipients.push_back(address::ascii_lower(r.address));
+        }
+    }
+    if (c.recipients.empty()) {
+        return std::nullopt;
+    }
+    return c;
+}
+
+std::optional<std::string> Scheduler::busy_recipient(const Candidate& c) const {
+    for (const auto& r : c.recipients) {
+        const auto it = per_recipient_.find(r);
+        if (it != per_recipient_.end() && it->second >= cap()) {
+            return r;
+        }
+    }
+    return std::nullopt;
+}
+
+Scheduler::Candidate* Scheduler::lane_head(spool::ClassId klass, Lane& lane, const Admit& admit,
+                                           std::size_t& budget) {
+    if (!lane.revisit.empty()) {
+        // Second looks first: they lie behind the cursor, so before everything buffered.
+        std::sort(lane.revisit.begin(), lane.revisit.end());
+        lane.revisit.erase(std::unique(lane.revisit.begin(), lane.revisit.end()),
+                           lane.revisit.end());
+        std::vector<Candidate> back;
+        std::vector<QueueId> still;
+        for (const QueueId id : lane.revisit) {
+            if (leased(id)) {
+                continue; // its release brings it back
+            }
+            auto c = read(klass, id);
+            if (read_failed_) {
+                return nullptr;
+            }
+            if (c && in_lane(c->recipients, c->flags, lane.domain)) {
+                back.push_back(std::move(*c));
             }
         }
+        lane.revisit.clear();
+        for (auto it = back.rbegin(); it != back.rend(); ++it) {
+            lane.buffer.push_front(std::move(*it));
+        }
+    }
+    for (;;) {
+        while (!lane.buffer.empty()) {
+            Candidate& c = lane.buffer.front();
+            if (leased(c.id)) {
+                lane.buffer.pop_front(); // in flight: its release brings it back if need be
+                continue;
+            }
+            if (const auto busy = busy_recipient(c)) {
+                park(klass, *busy);
+                lane.buffer.pop_front();
+                continue;
+            }
+            if (admit && !admit(c.id, c.recipients, c.flags)) {
+                add_revisit(klass, lane.domain, c.id);
+                lane.buffer.pop_front();
+                continue;
+            }
+            return &c;
+        }
+        if (budget == 0) {
+            return nullptr;
+        }
+        auto ids = spool_.ready_in_domain(klass, lane.domain, lane.cursor,
+                                          std::max<std::size_t>(1, options_.batch));
+        if (!ids) {
+            read_failed_ = true;
+            return nullptr;
+        }
+        if (ids->empty()) {
+            lane.exhausted = true;
+            return nullptr;
+        }
+        lane.exhausted = false;
+        for (const QueueId id : *ids) {
+            if (leased(id)) {
+                lane.cursor = id;
+                continue; // its release brings it back if need be
+            }
+            if (budget > 0) {
+                --budget;
+            }
+            auto c = read(klass, id);
+            if (read_failed_) {
+                return nullptr; // the cursor stays before this id: it is read again
+            }
+            lane.cursor = id;
+            if (c) {
+                lane.buffer.push_back(std::move(*c));
+            }
+        }
+    }
+}
+
+std::optional<Scheduler::Candidate> Scheduler::parked_head(spool::ClassId klass,
+                                                           const std::string& recipient,
+                                                           Parked& parked, const Admit& admit,
+                                                           const DomainRoom& room,
+                                                           std::size_t& budget, bool& done) {
+    for (;;) {
         if (budget == 0) {
             return std::nullopt;
         }
-        // Everything buffered waits for a busy recipient. Drop the oldest of those so the
-        // look-ahead moves on to other recipients; they come back when the cursor restarts.
-        while (q.buffer.size() > batch) {
-            q.buffer.pop_front();
-            --scanned;
-            q.skipped = true;
-        }
-        if (refill(klass, budget)) {
-            continue;
-        }
-        if (read_failed_) {
+        auto ids = spool_.recipient_after(recipient, parked.walked,
+                                          std::max<std::size_t>(1, options_.batch));
+        if (!ids) {
+            read_failed_ = true;
             return std::nullopt;
         }
-        // Nothing after the cursor. New mail appends at the end, so the cursor stays; but
-        // what was skipped lies behind it: go round once from the front.
-        if (q.skipped && !restarted) {
-            restarted = true;
-            restart(q);
-            scanned = 0;
-            continue;
+        if (ids->empty()) {
+            done = true;
+            return std::nullopt;
         }
-        if (!configured(klass)) {
-            q.idle_until_ms = last_refresh_ms_ + options_.refresh.count();
+        for (const QueueId id : *ids) {
+            if (budget > 0) {
+                --budget;
+            }
+            if (leased(id)) {
+                parked.walked = id; // in flight to it; its release brings it back if need be
+                continue;
+            }
+            auto c = read(klass, id);
+            if (read_failed_) {
+                return std::nullopt;
+            }
+            const bool ours = c && std::find(c->recipients.begin(), c->recipients.end(),
+                                             recipient) != c->recipients.end();
+            if (!ours) {
+                parked.walked = id;
+                continue;
+            }
+            if (const auto busy = busy_recipient(*c)) {
+                if (*busy == recipient) {
+                    return std::nullopt; // at its cap again: wait here
+                }
+                park(klass, *busy);
+                parked.walked = id;
+                continue;
+            }
+            bool has_room = true;
+            if (room && (c->flags & spool::kFlagDsn) != 0) {
+                has_room = room(spool::record::kDsnDomain);
+            } else if (room) {
+                has_room = std::any_of(
+                    c->recipients.begin(), c->recipients.end(),
+                    [&](const std::string& r) { return room(spool::record::domain_of(r)); });
+            }
+            if (!has_room) {
+                return std::nullopt; // its store is busy or down: wait here, not past it
+            }
+            if (admit && !admit(c->id, c->recipients, c->flags)) {
+                for (const auto& r : c->recipients) {
+                    add_revisit(klass, std::string(spool::record::domain_of(r)), c->id);
+                }
+                parked.walked = id;
+                continue;
+            }
+            return c; // walked stays before it: once leased it is passed over
         }
-        return std::nullopt;
     }
 }
 
-std::optional<Pick> Scheduler::next(const Admit& admit) {
+std::optional<Pick> Scheduler::pick_from(spool::ClassId klass, const Admit& admit,
+                                         const DomainRoom& room) {
+    ClassQueue& q = classes_[klass];
     const UnixMillis now = clock_.now_ms();
-    if (now - last_refresh_ms_ >= options_.refresh.count()) {
-        refresh();
+    if (q.idle_until_ms > now) {
+        return std::nullopt;
     }
+    if (q.restart) {
+        restart(q);
+    }
+    if (q.domains_read_ms < 0) {
+        read_domains(klass, now);
+        if (read_failed_) {
+            return std::nullopt;
+        }
+    }
+    std::size_t budget = std::max<std::size_t>(1, options_.scan_budget);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        // The oldest eligible message among the lanes with room and the parked recipients
+        // with a free slot: FIFO within the class.
+        Candidate* best = nullptr;
+        Lane* best_lane = nullptr;
+        std::pair<spool::ClassId, std::string> best_parked;
+        for (auto& [domain, lane] : q.lanes) {
+            if (room && !room(domain)) {
+                continue; // a store that is down or full costs nothing
+            }
+            Candidate* c = lane_head(klass, lane, admit, budget);
+            if (read_failed_) {
+                return std::nullopt;
+            }
+            if (c != nullptr && (best == nullptr || c->id < best->id)) {
+                best = c;
+                best_lane = &lane;
+            }
+        }
+        for (auto it = parked_.lower_bound({klass, std::string()});
+             it != parked_.end() && it->first.first == klass;) {
+            const std::string& recipient = it->first.second;
+            const auto slots = per_recipient_.find(recipient);
+            Parked& parked = it->second;
+            if (slots != per_recipient_.end() && slots->second >= cap()) {
+                ++it;
+                continue;
+            }
+            if (parked.head && leased(parked.head->id)) {
+                parked.head.reset();
+            }
+            bool done = false;
+            if (!parked.head) {
+                parked.head = parked_head(klass, recipient, parked, admit, room, budget, done);
+            }
+            if (read_failed_) {
+                return std::nullopt;
+            }
+            if (done) {
+                it = parked_.erase(it);
+                continue;
+            }
+            if (parked.head && (best == nullptr || parked.head->id < best->id)) {
+                best = &*parked.head;
+                best_lane = nullptr;
+                best_parked = it->first;
+            }
+            ++it;
+        }
+        if (best != nullptr) {
+            Candidate c = std::move(*best);
+            if (best_lane != nullptr) {
+                best_lane->buffer.pop_front();
+            } else {
+                parked_[best_parked].head.reset();
+            }
+            return take(klass, std::move(c));
+        }
+        // Nothing now: mail may have come for a domain without a lane yet. Only an enqueue
+        // since the last read can add one (promotions and releases come through recheck()
+        // and the ready epoch), so an idle class costs one seek per pick, not a read of its
+        // domains.
+        if (attempt > 0) {
+            break;
+        }
+        auto newest = spool_.newest();
+        if (!newest) {
+            read_failed_ = true;
+            return std::nullopt;
+        }
+        if (*newest == q.newest_at_read || !read_domains(klass, now)) {
+            break;
+        }
+    }
+    if (!configured(klass)) {
+        q.idle_until_ms = last_refresh_ms_ + options_.refresh.count();
+    }
+    return std::nullopt;
+}
+
+std::optional<Pick> Scheduler::next(const Admit& admit, const DomainRoom& room) {
+    const UnixMillis now = clock_.now_ms();
     read_failed_ = false;
+    if (!epoch_) {
+        check_epoch(); // where the ready epoch stood when the lanes were first read
+    }
+    if (now - last_refresh_ms_ >= options_.refresh.count()) {
+        last_refresh_ms_ = now;
+        check_epoch();
+        for (auto& q : classes_) {
+            q.domains_read_ms = -1; // read again at the next pick
+        }
+    }
+    // Promoted and released messages join their lanes at once, a bounded number per pick.
+    std::size_t recheck_budget = std::max<std::size_t>(1, options_.scan_budget);
+    sort_rechecks(recheck_budget);
     const auto report = [&] {
         // A broken read is logged once per refresh interval, not once per class and call.
         if (read_failed_ && now - last_error_log_ms_ >= options_.refresh.count()) {
@@ -207,8 +511,12 @@ std::optional<Pick> Scheduler::next(const Admit& admit) {
             log::warn("event=scheduler_read_failed note=\"spool read failed; retrying\"");
         }
     };
+    if (read_failed_) {
+        report();
+        return std::nullopt;
+    }
     if (options_.strict_class && *options_.strict_class < classes_.size()) {
-        if (auto p = pick_from(*options_.strict_class, admit)) {
+        if (auto p = pick_from(*options_.strict_class, admit, room)) {
             return p;
         }
     }
@@ -244,7 +552,7 @@ std::optional<Pick> Scheduler::next(const Admit& admit) {
         }
         const auto chosen = candidates[best];
         current_[chosen] -= total;
-        if (auto p = pick_from(chosen, admit)) {
+        if (auto p = pick_from(chosen, admit, room)) {
             return p;
         }
         for (const auto k : candidates) {

@@ -471,6 +471,15 @@ Result<IdPage> Indexes::recipient_page(const lmdb::Txn& txn, std::string_view pr
     return page;
 }
 
+Result<std::vector<QueueId>> Indexes::recipient_after(const lmdb::Txn& txn,
+                                                      std::string_view address, QueueId after,
+                                                      std::size_t max) const {
+    // One address's keys differ only in the id: the key of `after` is where to resume.
+    const std::string prefix = record::rcpt_prefix(address);
+    SPOOLD_TRY(page, recipient_page(txn, prefix, prefix + record::msg_key(after), max));
+    return std::move(page.ids);
+}
+
 Status Indexes::check_record(const lmdb::Txn& txn, const MessageFacts& f,
                              const Problem& problem) const {
     const IndexFacts& h = f.header;

@@ -81,6 +81,9 @@ public:
     // Ids of the DSNs in the spool (any state), in id order after `after`.
     Result<std::vector<QueueId>> dsns_after(const lmdb::Txn& txn, QueueId after,
                                             std::size_t max) const;
+    // Ids of messages with a recipient at `address` (lower-cased) after `after`, in id order.
+    Result<std::vector<QueueId>> recipient_after(const lmdb::Txn& txn, std::string_view address,
+                                                 QueueId after, std::size_t max) const;
     // Ids of messages with a recipient whose key starts with `prefix` (record::rcpt_prefix or
     // rcpt_tag_prefix), in key order, from after `resume` (empty: from the start).
     Result<IdPage> recipient_page(const lmdb::Txn& txn, std::string_view prefix,

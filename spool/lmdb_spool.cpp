@@ -192,11 +192,14 @@ public:
     }
 
     void hold_expired(QueueId id, Done done) override {
-        modify(id, std::move(done), [](Envelope& env) -> Status {
-            env.held = true;
-            env.flags |= kFlagExpiredHold;
-            return {};
-        });
+        modify(
+            id, std::move(done),
+            [](Envelope& env) -> Status {
+                env.held = true;
+                env.flags |= kFlagExpiredHold;
+                return {};
+            },
+            false);
     }
 
     void remove(QueueId id, Done done) override {
@@ -324,6 +327,13 @@ public:
                                        : record::rcpt_tag_prefix(lowered, delimiter);
         SPOOLD_TRY(txn, env_->begin_read());
         return indexes_.recipient_page(txn, prefix, resume, max);
+    }
+
+    Result<std::vector<QueueId>> recipient_after(std::string_view address, QueueId after,
+                                                 std::size_t max) override {
+        SPOOLD_CHECK(indexed());
+        SPOOLD_TRY(txn, env_->begin_read());
+        return indexes_.recipient_after(txn, address::ascii_lower(address), after, max);
     }
 
     Result<std::vector<std::string>> ready_domains(ClassId klass, std::size_t max) override {
@@ -454,9 +464,20 @@ private:
         }
     }
 
-    void modify(QueueId id, Done done, std::function<Status(Envelope&)> change) {
-        submit(Op{[this, id, change = std::move(change)](WriteTxn& txn) {
-                      return store_.modify(txn, id, change);
+    // `readies`: the change may make the message ready behind a reader's cursor, so the
+    // ready epoch moves in the same transaction.
+    void modify(QueueId id, Done done, std::function<Status(Envelope&)> change,
+                bool readies = true) {
+        submit(Op{[this, id, change = std::move(change), readies](WriteTxn& txn) -> Status {
+                      SPOOLD_CHECK(store_.modify(txn, id, change));
+                      if (!readies) {
+                          return {};
+                      }
+                      SPOOLD_TRY(epoch, txn.get(t_.meta, kReadyEpochKey));
+                      const std::uint64_t n =
+                          epoch && epoch->size() == 8 ? record::read_be64(*epoch) : 0;
+                      SPOOLD_CHECK(txn.put(t_.meta, kReadyEpochKey, record::be64(n + 1)));
+                      return {};
                   },
                   std::move(done), false});
     }

@@ -151,11 +151,12 @@ IndexFacts facts_of(const Envelope& env, std::uint64_t body_ref) {
 RecipientFacts recipient_facts_of(const Envelope& env) {
     RecipientFacts r;
     const bool ready = message_state(env) == MsgState::kReady;
+    const bool dsn = (env.flags & kFlagDsn) != 0;
     r.addresses.reserve(env.recipients.size());
     for (const Recipient& rc : env.recipients) {
         r.addresses.push_back(address::ascii_lower(rc.address));
         if (ready && rc.state == RcptState::kQueued) {
-            r.ready_domains.emplace_back(domain_of(r.addresses.back()));
+            r.ready_domains.emplace_back(dsn ? kDsnDomain : domain_of(r.addresses.back()));
         }
     }
     for (auto* v : {&r.addresses, &r.ready_domains}) {

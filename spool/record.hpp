@@ -55,12 +55,15 @@ struct RecipientFacts {
     // Every recipient's address (whatever its state), lower-cased, sorted, distinct.
     std::vector<std::string> addresses;
     // For a ready message, the domains of its queued recipients (lower-cased, sorted,
-    // distinct; "" for an address without one); empty otherwise.
+    // distinct; "" for an address without one), or for our DSN kDsnDomain (they all go out
+    // through the smarthost, whatever their recipient's domain); empty otherwise.
     std::vector<std::string> ready_domains;
 
     friend bool operator==(const RecipientFacts&, const RecipientFacts&) = default;
 };
 RecipientFacts recipient_facts_of(const Envelope& env);
+// The ready-by-domain key of our DSNs: not a domain (no domain holds a control character).
+inline constexpr std::string_view kDsnDomain = "\x01dsn";
 
 // ---- keys ----
 std::string be64(std::uint64_t v);

@@ -177,6 +177,11 @@ struct IdPage {
     std::string resume; // pass back for the next page; empty when there is none
 };
 
+// meta key: changes (a big-endian counter) whenever a message may have become ready other than
+// by enqueue or promote_due: hold and release, set_class, flush, also from another process.
+// Whoever follows the ready indexes with cursors (the drain's scheduler) looks again.
+inline constexpr std::string_view kReadyEpochKey = "ready_epoch";
+
 // Which of a mailbox's addresses a recipient lookup finds: the address itself (its messages in
 // id order), or its "+tag" forms: the local part, the delimiter, anything (in address order).
 enum class AddressForm { kExact, kTagged };
@@ -289,6 +294,12 @@ public:
     virtual Result<IdPage> recipient_page(std::string_view /*address*/, AddressForm /*form*/,
                                           char /*delimiter*/, std::string_view /*resume*/,
                                           std::size_t /*max*/) {
+        return fail(ErrorKind::kUnavailable, "no recipient index");
+    }
+    // Ids of messages with a recipient at exactly `address` (ASCII case-insensitive), in id
+    // order strictly after `after`: one mailbox's mail, resumed by id.
+    virtual Result<std::vector<QueueId>> recipient_after(std::string_view /*address*/,
+                                                         QueueId /*after*/, std::size_t /*max*/) {
         return fail(ErrorKind::kUnavailable, "no recipient index");
     }
     // The domains (lower-cased, sorted) with ready mail of this class; "" for recipients

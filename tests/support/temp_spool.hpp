@@ -147,6 +147,8 @@ public:
     // Read number `n` from now (0 = the next one) and every read after it fail with kIo.
     void fail_reads_from(std::size_t n) { reads_before_failure_ = static_cast<long>(n); }
     void heal() { reads_before_failure_ = -1; }
+    // Reads forwarded or failed so far: what a caller's work cost.
+    std::size_t reads() const { return reads_; }
 
     QueueId new_id() override { return inner_.new_id(); }
     void enqueue(spool::NewMessage m, spool::Done d) override {
@@ -175,6 +177,9 @@ public:
     void remove(QueueId id, spool::Done d) override { inner_.remove(id, std::move(d)); }
     void promote_due(UnixMillis now, spool::Done d) override {
         inner_.promote_due(now, std::move(d));
+    }
+    void expire(std::vector<spool::Expiry> items, UnixMillis now, spool::BatchDone d) override {
+        inner_.expire(std::move(items), now, std::move(d));
     }
     void hold_expired(QueueId id, spool::Done d) override { inner_.hold_expired(id, std::move(d)); }
     void put_meta(std::string k, std::string v, spool::Done d) override {
@@ -212,9 +217,33 @@ public:
     Result<spool::SpaceInfo> space() override {
         return read([&] { return inner_.space(); });
     }
+    Result<std::optional<QueueId>> newest() override {
+        return read([&] { return inner_.newest(); });
+    }
+    std::uint32_t format() const override { return inner_.format(); }
+    Result<std::vector<QueueId>> dsns_after(QueueId after, std::size_t max) override {
+        return read([&] { return inner_.dsns_after(after, max); });
+    }
+    Result<spool::IdPage> recipient_page(std::string_view address, spool::AddressForm form,
+                                         char delimiter, std::string_view resume,
+                                         std::size_t max) override {
+        return read([&] { return inner_.recipient_page(address, form, delimiter, resume, max); });
+    }
+    Result<std::vector<QueueId>> recipient_after(std::string_view address, QueueId after,
+                                                 std::size_t max) override {
+        return read([&] { return inner_.recipient_after(address, after, max); });
+    }
+    Result<std::vector<std::string>> ready_domains(spool::ClassId k, std::size_t max) override {
+        return read([&] { return inner_.ready_domains(k, max); });
+    }
+    Result<std::vector<QueueId>> ready_in_domain(spool::ClassId k, std::string_view domain,
+                                                 QueueId after, std::size_t max) override {
+        return read([&] { return inner_.ready_in_domain(k, domain, after, max); });
+    }
 
 private:
     template <typename F> auto read(F&& f) -> decltype(f()) {
+        ++reads_;
         if (reads_before_failure_ >= 0 && reads_before_failure_-- == 0) {
             reads_before_failure_ = 0; // stays failing until heal()
             return fail(ErrorKind::kIo, "injected read failure");
@@ -224,6 +253,7 @@ private:
 
     spool::Spool& inner_;
     long reads_before_failure_ = -1; // -1 = never fail
+    std::size_t reads_ = 0;
 };
 
 } // namespace spoold::test
