@@ -85,6 +85,8 @@ const auto kRules = std::to_array<ReloadRule>({
     {"directory.default_domain", kApplied},
     {"directory.recipient_delimiter", kApplied},
     {"directory.poll_interval", kApplied},
+    // The directory's LMDB environment is opened once, at the first load, with this map.
+    {"directory.map_size", kRestart, [](const Config& c) { return text(c.directory.map_size); }},
 
     {"limits.max_message_size", kApplied},
     {"limits.max_recipients", kApplied},

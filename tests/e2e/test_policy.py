@@ -39,9 +39,10 @@ class ConfigErrors(SpooldTestCase):
         self.assertEqual(rc, 0, out)
         note = out.split("note: SIGHUP applies every key but these", 1)[1]
         for key in ("user", "listeners[].port", "listeners[].tls_certificate", "spool.max_size",
-                    "mailstores[].host", "bounces.smarthost", "metrics.port"):
+                    "mailstores[].host", "bounces.smarthost", "metrics.port", "directory.map_size"):
             self.assertIn(key, note)
-        for key in ("limits.", "directory.", "rules", "drain.", "classes"):
+        for key in ("limits.", "directory.file", "directory.poll_interval", "rules", "drain.",
+                    "classes"):
             self.assertNotIn(key, note)
 
     def test_each_kind_of_error_names_file_line_and_column(self):
