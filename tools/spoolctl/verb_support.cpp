@@ -85,8 +85,8 @@ Result<std::optional<std::vector<QueueId>>> indexed_candidates(Context& ctx, con
             }
             std::string resume;
             do {
-                auto page = ctx.spool->recipient_page(*address, form, p.tag_delimiter(), resume,
-                                                      kMaxPage);
+                auto page =
+                    ctx.spool->recipient_page(*address, form, p.tag_delimiter(), resume, kMaxPage);
                 if (!page && page.error().kind == ErrorKind::kUnavailable) {
                     return Ids{};
                 }
