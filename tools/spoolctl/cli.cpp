@@ -291,6 +291,14 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
     return cl;
 }
 
+std::vector<OptionName> option_names() {
+    std::vector<OptionName> out;
+    for (const Option& o : kOptions) {
+        out.push_back(OptionName{o.name, o.alias, o.bit, o.takes_value});
+    }
+    return out;
+}
+
 std::string usage() {
     return fmt::format(R"(usage: spoolctl [--spool DIR | --config FILE] VERB [options] [operands]
 

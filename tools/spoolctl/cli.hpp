@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -52,5 +53,16 @@ struct CommandLine {
 Result<CommandLine> parse_command_line(const std::vector<std::string>& args);
 
 std::string usage();
+
+// Every option as written on the command line, for checks that the man page and the shell
+// completion name them all: its short alias ("" if none), the bit a verb takes it by (0
+// for the global options every verb takes), and whether a value follows it.
+struct OptionName {
+    std::string_view name;
+    std::string_view alias;
+    OptionSet bit;
+    bool takes_value;
+};
+std::vector<OptionName> option_names();
 
 } // namespace spoold::spoolctl
