@@ -325,6 +325,17 @@ SpooldMetrics::SpooldMetrics(Registry& r)
       spool_oldest_message_age_seconds(
           r.gauge("spoold_spool_oldest_message_age_seconds",
                   "Age of the oldest message in the spool (0 when empty).")),
+      spool_used_bytes(
+          r.gauge("spoold_spool_used_bytes", "Bytes of spool pages in use (LMDB B-trees).")),
+      spool_accept_limit_bytes(
+          r.gauge("spoold_spool_accept_limit_bytes",
+                  "spool.max_size times spool.high_watermark: above it new mail gets 452.")),
+      spool_disk_free_bytes(
+          r.gauge("spoold_spool_disk_free_bytes",
+                  "Free disk under the spool plus the data file's pages LMDB will reuse.")),
+      spool_min_free_disk_bytes(
+          r.gauge("spoold_spool_min_free_disk_bytes",
+                  "spool.min_free_disk: with less free disk new mail gets 452.")),
       commit_batch_size(r.histogram("spoold_spool_commit_batch_size",
                                     "Operations applied per group commit.", batch_bounds())),
       commit_duration_seconds(r.histogram("spoold_spool_commit_duration_seconds",
@@ -342,6 +353,8 @@ SpooldMetrics::SpooldMetrics(Registry& r)
                                                  {"mailstore", "to"})),
       drain_rate(r.gauge("spoold_drain_rate_messages_per_second",
                          "Messages delivered per second, recent average.")),
+      drain_paused(r.gauge("spoold_drain_paused",
+                           "1 while the whole drain is paused (spoolctl pause), else 0.")),
       concurrency_limit(r.gauge_family("spoold_drain_concurrency_limit",
                                        "Deliveries allowed in flight now (adaptive), by mailstore.",
                                        {"mailstore"})),

@@ -192,6 +192,12 @@ struct SpooldMetrics {
     GaugeFamily& spool_messages; // {class, state}: kState* values
     GaugeFamily& spool_bytes;    // {class, state}: kState* values
     Gauge& spool_oldest_message_age_seconds;
+    // Space, with the limits admission refuses mail at (452 4.3.1), so alerts need no copy
+    // of the configuration: used above accept_limit, or disk_free below min_free_disk.
+    Gauge& spool_used_bytes;            // B-tree pages in use
+    Gauge& spool_accept_limit_bytes;    // spool.max_size x spool.high_watermark
+    Gauge& spool_disk_free_bytes;       // free disk plus the data file's reusable pages
+    Gauge& spool_min_free_disk_bytes;   // spool.min_free_disk
     Histogram& commit_batch_size;       // operations per group commit
     Histogram& commit_duration_seconds; // one LMDB write transaction incl. fsync
     // drain/
@@ -199,6 +205,7 @@ struct SpooldMetrics {
     GaugeFamily& breaker_state;               // {mailstore}: BreakerLevel as 0, 1, 2
     CounterFamily& breaker_transitions_total; // {mailstore, to}: to = to_string(BreakerLevel)
     Gauge& drain_rate;                        // spoold_drain_rate_messages_per_second
+    Gauge& drain_paused;                      // 1 while the whole drain is paused, else 0
     GaugeFamily& concurrency_limit;           // {mailstore}: pacing's current limit
     GaugeFamily& concurrency_in_use;          // {mailstore}: deliveries in flight
 };

@@ -336,6 +336,9 @@ void Daemon::sample_status() {
     in.config = config_.get();
     in.counters = &*counters;
     in.oldest = *oldest;
+    if (auto space = spool_->space()) {
+        in.space = *space;
+    }
     in.drain = &snap;
     in.smtp_sessions = server_ ? server_->session_count() : 0;
     in.accepted_total = intake_->accepted_total();
@@ -349,8 +352,7 @@ void Daemon::update_admission() {
         return;
     }
     const auto& sc = config_->spool;
-    const auto limit =
-        static_cast<std::uint64_t>(static_cast<double>(space->map_size) * sc.high_watermark);
+    const auto limit = accept_limit_bytes(*space, sc);
     if (space->used_bytes >= limit) {
         intake_->set_accepting(
             false, fmt::format("spool at {} of {} bytes", space->used_bytes, space->map_size));

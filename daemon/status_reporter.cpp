@@ -24,6 +24,10 @@ metrics::BreakerLevel breaker_level(drain::BreakerState s) {
     return metrics::BreakerLevel::kOpen;
 }
 
+std::uint64_t accept_limit_bytes(const spool::SpaceInfo& space, const policy::SpoolConfig& config) {
+    return static_cast<std::uint64_t>(static_cast<double>(space.map_size) * config.high_watermark);
+}
+
 StatusReporter::StatusReporter(UnixMillis started_ms)
     : started_ms_(started_ms), m_(metrics::spoold_metrics()) {}
 
@@ -63,6 +67,14 @@ void StatusReporter::sample(const StatusInputs& in) {
     snap.oldest_age_s = oldest_age;
     m_.spool_oldest_message_age_seconds.set(oldest_age);
     m_.smtp_connections.set(static_cast<double>(in.smtp_sessions));
+    if (in.space) {
+        m_.spool_used_bytes.set(static_cast<double>(in.space->used_bytes));
+        m_.spool_accept_limit_bytes.set(
+            static_cast<double>(accept_limit_bytes(*in.space, cfg.spool)));
+        m_.spool_disk_free_bytes.set(static_cast<double>(in.space->fs_free_bytes));
+    }
+    m_.spool_min_free_disk_bytes.set(static_cast<double>(cfg.spool.min_free_disk));
+    m_.drain_paused.set(d.paused ? 1.0 : 0.0);
 
     metrics::BreakerLevel worst = metrics::BreakerLevel::kClosed;
     for (const auto& ms : d.mailstores) {

@@ -21,6 +21,7 @@ struct StatusInputs {
     const policy::Config* config = nullptr;
     const spool::Counters* counters = nullptr;
     std::optional<QueueId> oldest;
+    std::optional<spool::SpaceInfo> space; // unset when the spool could not say
     const drain::DrainSnapshot* drain = nullptr;
     std::size_t smtp_sessions = 0;
     std::uint64_t accepted_total = 0; // messages committed since start
@@ -55,5 +56,8 @@ private:
 };
 
 metrics::BreakerLevel breaker_level(drain::BreakerState s);
+
+// spool.max_size x spool.high_watermark: with more in use, admission refuses new mail.
+std::uint64_t accept_limit_bytes(const spool::SpaceInfo& space, const policy::SpoolConfig& config);
 
 } // namespace spoold::daemon

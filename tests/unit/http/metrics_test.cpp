@@ -136,19 +136,27 @@ TEST_CASE("SpooldMetrics registers every daemon metric once and renders them") {
     m.breaker_state.with({"dovecot"}).set(static_cast<double>(BreakerLevel::kOpen));
     m.commit_batch_size.observe(3);
     const auto text = r.render_prometheus();
-    for (const char* needle :
-         {"# TYPE spoold_smtp_connections_total counter",
-          "# TYPE spoold_smtp_connections_open gauge",
-          "# TYPE spoold_messages_accepted_total counter",
-          "# TYPE spoold_messages_rejected_total counter", "spoold_accepted_bytes_total 0",
-          "spoold_spool_messages{class=\"urgent\",state=\"ready\"} 7",
-          "# TYPE spoold_spool_bytes gauge", "spoold_spool_oldest_message_age_seconds 0",
-          "spoold_spool_commit_batch_size_bucket{le=\"4\"} 1",
-          "# TYPE spoold_spool_commit_duration_seconds histogram",
-          "# TYPE spoold_deliveries_total counter", "spoold_breaker_state{mailstore=\"dovecot\"} 2",
-          "# TYPE spoold_breaker_transitions_total counter",
-          "spoold_drain_rate_messages_per_second 0", "# TYPE spoold_drain_concurrency_limit gauge",
-          "# TYPE spoold_drain_in_flight gauge"}) {
+    for (const char* needle : {"# TYPE spoold_smtp_connections_total counter",
+                               "# TYPE spoold_smtp_connections_open gauge",
+                               "# TYPE spoold_messages_accepted_total counter",
+                               "# TYPE spoold_messages_rejected_total counter",
+                               "spoold_accepted_bytes_total 0",
+                               "spoold_spool_messages{class=\"urgent\",state=\"ready\"} 7",
+                               "# TYPE spoold_spool_bytes gauge",
+                               "spoold_spool_oldest_message_age_seconds 0",
+                               "spoold_spool_commit_batch_size_bucket{le=\"4\"} 1",
+                               "# TYPE spoold_spool_commit_duration_seconds histogram",
+                               "# TYPE spoold_deliveries_total counter",
+                               "spoold_breaker_state{mailstore=\"dovecot\"} 2",
+                               "# TYPE spoold_breaker_transitions_total counter",
+                               "spoold_drain_rate_messages_per_second 0",
+                               "# TYPE spoold_drain_concurrency_limit gauge",
+                               "# TYPE spoold_drain_in_flight gauge",
+                               "# TYPE spoold_spool_used_bytes gauge",
+                               "# TYPE spoold_spool_accept_limit_bytes gauge",
+                               "# TYPE spoold_spool_disk_free_bytes gauge",
+                               "# TYPE spoold_spool_min_free_disk_bytes gauge",
+                               "spoold_drain_paused 0"}) {
         CAPTURE(needle);
         CHECK(text.find(needle) != std::string::npos);
     }
