@@ -49,3 +49,29 @@ TEST_CASE("spool messages and bytes are exported per class and state") {
     CHECK(reporter.json().find(R"("name":"normal","ready":2,"deferred":1,"held":0,"bytes":3700)") !=
           std::string::npos);
 }
+
+TEST_CASE("spool space is exported with the limits admission refuses at, and the drain's pause") {
+    policy::Config config;
+    config.spool.high_watermark = 0.75;
+    config.spool.min_free_disk = 5000;
+    const spool::Counters counters;
+    drain::DrainSnapshot snapshot;
+    snapshot.paused = true;
+
+    daemon::StatusInputs in;
+    in.now_ms = 1'000'000;
+    in.config = &config;
+    in.counters = &counters;
+    in.drain = &snapshot;
+    in.space = spool::SpaceInfo{1'000'000, 400'000, 90'000};
+    daemon::StatusReporter reporter(in.now_ms);
+    reporter.sample(in);
+
+    const std::string text = metrics::global().render_prometheus();
+    CHECK(has_line(text, "spoold_spool_used_bytes 400000"));
+    CHECK(has_line(text, "spoold_spool_accept_limit_bytes 750000"));
+    CHECK(has_line(text, "spoold_spool_disk_free_bytes 90000"));
+    CHECK(has_line(text, "spoold_spool_min_free_disk_bytes 5000"));
+    CHECK(has_line(text, "spoold_drain_paused 1"));
+    CHECK(daemon::accept_limit_bytes(*in.space, config.spool) == 750'000);
+}
