@@ -5,12 +5,16 @@
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <string>
+#include <unistd.h>
 
 namespace spoold::log {
 namespace {
 
 std::atomic<Level> g_level{Level::kInfo};
+std::atomic<Format> g_format{Format::kKeyValue};
 std::mutex g_mutex;
+std::string g_host = "localhost"; // guarded by g_mutex
 
 std::string_view level_name(Level l) {
     switch (l) {
@@ -37,7 +41,29 @@ bool parse_level(std::string_view text, Level& out) {
     return false;
 }
 
-void write(Level l, std::string_view message) {
+void set_format(Format f, std::string_view host) {
+    const std::lock_guard lock(g_mutex);
+    g_format = f;
+    g_host = host.empty() ? "localhost" : std::string(host);
+}
+Format format() { return g_format.load(std::memory_order_relaxed); }
+
+bool parse_format(std::string_view text, Format& out) {
+    if (text == "keyvalue") {
+        out = Format::kKeyValue;
+        return true;
+    }
+    if (text == "postfix") {
+        out = Format::kPostfix;
+        return true;
+    }
+    return false;
+}
+
+namespace {
+
+// RFC 3339 in UTC with milliseconds: both formats start with it (pflogsumm reads it).
+std::string timestamp() {
     const auto now = std::chrono::system_clock::now();
     const auto secs = std::chrono::system_clock::to_time_t(now);
     const auto ms =
@@ -45,12 +71,36 @@ void write(Level l, std::string_view message) {
         1000;
     std::tm tm{};
     gmtime_r(&secs, &tm);
-    const std::string line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z level={} {}\n",
-                                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                         tm.tm_min, tm.tm_sec, ms, level_name(l), message);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+// Under the lock: one line, whole, in the current format.
+void emit(std::string_view service, std::string_view prefix, std::string_view message, Level l) {
     const std::lock_guard lock(g_mutex);
+    const std::string line =
+        g_format == Format::kPostfix
+            ? fmt::format("{} {} spoold/{}[{}]: {}{}\n", timestamp(), g_host, service, ::getpid(),
+                          prefix, message)
+            : fmt::format("{} level={} {}\n", timestamp(), level_name(l), message);
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);
+}
+
+} // namespace
+
+void write(Level l, std::string_view message) {
+    // Postfix marks only trouble ("warning:", "error:"); pflogsumm counts the warnings.
+    const std::string_view prefix = l == Level::kWarn    ? "warning: "
+                                    : l == Level::kError ? "error: "
+                                                         : "";
+    emit("daemon", prefix, message, l);
+}
+
+void mail(std::string_view service, std::string_view text) {
+    if (format() == Format::kPostfix && level() <= Level::kInfo) {
+        emit(service, "", text, Level::kInfo);
+    }
 }
 
 std::string quote(std::string_view value) {

@@ -54,6 +54,18 @@ constexpr std::chrono::milliseconds kTickInterval{250};
 constexpr std::int64_t kPublishIntervalMs = 2000;
 constexpr std::chrono::seconds kStopGrace{20};
 
+// logging.level and logging.format, at start and on reload (the loader validated both).
+void apply_logging(const policy::Config& config) {
+    log::Level level = log::Level::kInfo;
+    if (log::parse_level(config.log_level, level)) {
+        log::set_level(level);
+    }
+    log::Format format = log::Format::kKeyValue;
+    if (log::parse_format(config.log_format, format)) {
+        log::set_format(format, config.hostname);
+    }
+}
+
 std::string join_class_names(const policy::Config& config) {
     std::string out;
     for (const auto& c : config.classes) {
@@ -176,10 +188,7 @@ Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Confi
 }
 
 int Daemon::run() {
-    log::Level level = log::Level::kInfo;
-    if (log::parse_level(config_->log_level, level)) {
-        log::set_level(level);
-    }
+    apply_logging(*config_);
     started_ms_ = SystemClock::instance().now_ms();
     if (const Status st = open_spool(); !st) {
         log::error("event=spool_open_failed path={} error={}", log::quote(config_->spool.path),
@@ -435,10 +444,7 @@ void Daemon::apply_reload(std::shared_ptr<const policy::Config> fresh) {
     }
     config_ = std::move(fresh);
     *config_holder_ = config_;
-    log::Level level = log::Level::kInfo;
-    if (log::parse_level(config_->log_level, level)) {
-        log::set_level(level);
-    }
+    apply_logging(*config_);
     intake_->set_hooks(std::move(*hooks));
     server_->reconfigure(*config_);
     drain_->reconfigure(config_);

@@ -13,6 +13,7 @@
 
 #include "common/log.hpp"
 #include "drain/escaped.hpp"
+#include "drain/mail_log.hpp"
 #include "drain/recipient_groups.hpp"
 
 namespace spoold::drain {
@@ -39,6 +40,32 @@ SchedulerOptions scheduler_options(const policy::Config& c) {
 
 bool contains(const std::vector<std::size_t>& v, std::size_t x) {
     return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// For logging.format: postfix: each recipient's store as a Postfix service and relay (the
+// DSN smarthost, in no mailstore list, is "smtp").
+std::vector<MailLogRoute> mail_log_routes(const spool::Envelope& env,
+                                          const std::vector<Group>& groups,
+                                          const std::vector<Store>& stores,
+                                          const policy::Config& config) {
+    std::vector<MailLogRoute> out(env.recipients.size());
+    for (const Group& g : groups) {
+        const std::string& name = stores[g.store].name();
+        std::string service = "smtp";
+        for (const auto& m : config.mailstores) {
+            if (m.name == name) {
+                service = m.kind == policy::MailstoreKind::kMaildir ? "virtual"
+                          : m.kind == policy::MailstoreKind::kLmtp  ? "lmtp"
+                                                                    : "smtp";
+            }
+        }
+        for (const auto i : g.indexes) {
+            if (i < out.size()) {
+                out[i] = MailLogRoute{service, name};
+            }
+        }
+    }
+    return out;
 }
 
 } // namespace
@@ -450,6 +477,9 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
         co_return;
     }
 
+    const bool mail_log = log::format() == log::Format::kPostfix;
+    const std::vector<MailLogRoute> log_routes =
+        mail_log ? mail_log_routes(env, groups, stores_, *config_) : std::vector<MailLogRoute>{};
     // One transaction per store, one after the other; one commit for all the outcomes.
     GroupsDelivered delivered = co_await groups_.deliver(env, std::move(groups));
     bool relay_trouble = false;
@@ -461,6 +491,9 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     const std::optional<UnixMillis> retry_due =
         via_relay ? DsnLane::retry_due(delivered.updates, clock_.now_ms()) : std::nullopt;
 
+    const std::vector<MailLogLine> log_lines =
+        mail_log ? outcome_lines(env, delivered.updates, log_routes, clock_.now_ms())
+                 : std::vector<MailLogLine>{};
     const OutcomeWriter::Committed committed =
         co_await outcomes_.commit(std::move(env), std::move(delivered.updates), true);
     if (!committed.status) {
@@ -470,6 +503,9 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
                    log::quote(committed.status.error().describe()));
         local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
         co_return;
+    }
+    for (const MailLogLine& l : log_lines) {
+        log::mail(l.service, l.text); // only what the spool now says
     }
     if (committed.dsn) {
         lane_.send(*committed.dsn);

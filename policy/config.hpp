@@ -152,6 +152,7 @@ struct Config {
     BounceConfig bounces;
     MetricsConfig metrics;
     std::string log_level = "info";
+    std::string log_format = "keyvalue"; // or "postfix": Postfix-shaped lines (common/log)
 
     // Index of a class by name (the ClassId stored in the spool), or nullopt.
     std::optional<std::uint8_t> class_id(const std::string& name) const;

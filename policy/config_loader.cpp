@@ -220,7 +220,7 @@ constexpr std::array<std::string_view, 10> kDrainKeys{
 constexpr std::array<std::string_view, 4> kBounceKeys{"smarthost", "smarthost_port", "dsn_sender",
                                                       "delay_warning"};
 constexpr std::array<std::string_view, 2> kMetricsKeys{"address", "port"};
-constexpr std::array<std::string_view, 1> kLoggingKeys{"level"};
+constexpr std::array<std::string_view, 2> kLoggingKeys{"level", "format"};
 
 struct Section {
     std::string_view path;
@@ -425,6 +425,13 @@ public:
                 bad(m.mark("level"), fmt::format("logging.level: \"{}\" is not one of debug, "
                                                  "info, warn, error",
                                                  c.log_level));
+            }
+            m.str("format", c.log_format);
+            log::Format format{};
+            if (!log::parse_format(c.log_format, format)) {
+                bad(m.mark("format"),
+                    fmt::format("logging.format: \"{}\" is not one of keyvalue, postfix",
+                                c.log_format));
             }
         }
         return c;

@@ -163,6 +163,7 @@ const auto kRules = std::to_array<ReloadRule>({
      [](const Config& c) { return text(static_cast<std::uint64_t>(c.metrics.port)); }},
 
     {"logging.level", kApplied},
+    {"logging.format", kApplied},
 });
 
 // "listeners" for "listeners[].port": the list whose items the key belongs to.

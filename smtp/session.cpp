@@ -665,9 +665,16 @@ Actions Session::on_commit_result(Result<CommitInfo> result) {
     const std::string id = message_->id().text();
     if (result) {
         ++messages_;
-        log::info("event=accepted id={} client={} from={} size={} class={} rcpts={}", id,
-                  settings_.client_addr, log::quote(info_.mail_from), size_,
-                  log::quote(result->class_name), info_.recipients.size());
+        if (log::format() == log::Format::kPostfix) {
+            // What pflogsumm counts as received: Postfix's smtpd "client=" and qmgr "from=".
+            log::mail("smtpd", fmt::format("{}: client=unknown[{}]", id, settings_.client_addr));
+            log::mail("qmgr", fmt::format("{}: from=<{}>, size={}, nrcpt={} (queue active)", id,
+                                          info_.mail_from, size_, info_.recipients.size()));
+        } else {
+            log::info("event=accepted id={} client={} from={} size={} class={} rcpts={}", id,
+                      settings_.client_addr, log::quote(info_.mail_from), size_,
+                      log::quote(result->class_name), info_.recipients.size());
+        }
         reply(250, "2.0.0", fmt::format("OK queued as {}", id));
     } else {
         local_error(reply_for_local_error(result.error()),

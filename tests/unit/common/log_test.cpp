@@ -19,3 +19,12 @@ TEST_CASE("log levels parse by name") {
     CHECK(l == log::Level::kDebug);
     CHECK_FALSE(log::parse_level("loud", l));
 }
+
+TEST_CASE("log formats parse by name") {
+    log::Format f = log::Format::kPostfix;
+    CHECK(log::parse_format("keyvalue", f));
+    CHECK(f == log::Format::kKeyValue);
+    CHECK(log::parse_format("postfix", f));
+    CHECK(f == log::Format::kPostfix);
+    CHECK_FALSE(log::parse_format("syslog", f));
+}
