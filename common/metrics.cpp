@@ -359,8 +359,22 @@ SpooldMetrics::SpooldMetrics(Registry& r)
                                        "Deliveries allowed in flight now (adaptive), by mailstore.",
                                        {"mailstore"})),
       concurrency_in_use(r.gauge_family("spoold_drain_in_flight",
-                                        "Deliveries in flight now, by mailstore.", {"mailstore"})) {
-}
+                                        "Deliveries in flight now, by mailstore.", {"mailstore"})),
+      fleet_fallback(r.gauge_family(
+          "spoold_fleet_fallback",
+          "1 while the fleet's Redis cannot be reached and a local share of the budget applies.",
+          {"mailstore"})),
+      fleet_fallbacks_total(r.counter_family("spoold_fleet_fallbacks_total",
+                                             "Times the drain fell back to a local share.",
+                                             {"mailstore"})),
+      fleet_concurrency(r.gauge_family("spoold_fleet_concurrency",
+                                       "Deliveries this node may have in flight under the "
+                                       "fleet's budget, by mailstore.",
+                                       {"mailstore"})),
+      fleet_redis_requests_total(r.counter("spoold_fleet_redis_requests_total",
+                                           "Requests sent to the fleet's Redis (round trips).")),
+      fleet_live_nodes(r.gauge("spoold_fleet_live_nodes",
+                               "Fleet nodes whose status has not expired, as last counted.")) {}
 
 SpooldMetrics& spoold_metrics() {
     static SpooldMetrics m(global());

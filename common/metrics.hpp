@@ -208,6 +208,12 @@ struct SpooldMetrics {
     Gauge& drain_paused;                      // 1 while the whole drain is paused, else 0
     GaugeFamily& concurrency_limit;           // {mailstore}: pacing's current limit
     GaugeFamily& concurrency_in_use;          // {mailstore}: deliveries in flight
+    // fleet/
+    GaugeFamily& fleet_fallback;          // {mailstore}: 1 while Redis is unreachable
+    CounterFamily& fleet_fallbacks_total; // {mailstore}: times the fallback share began
+    GaugeFamily& fleet_concurrency;       // {mailstore}: this node's slots of the budget
+    Counter& fleet_redis_requests_total;  // requests sent to Redis (round trips)
+    Gauge& fleet_live_nodes;              // nodes whose status has not expired
 };
 
 // SpooldMetrics over global(), constructed on first use.

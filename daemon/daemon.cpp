@@ -16,10 +16,12 @@
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "daemon/dsn_hook.hpp"
+#include "daemon/fleet_status.hpp"
 #include "daemon/http/server.hpp"
 #include "policy/config_reload.hpp"
 #include "drain/connectors/connectors.hpp"
 #include "drain/drain.hpp"
+#include "fleet/coordinator.hpp"
 #include "smtp/server.hpp"
 
 namespace spoold::daemon {
@@ -234,6 +236,7 @@ int Daemon::run() {
             io_->get_executor(), config_->bounces.smarthost, config_->bounces.smarthost_port,
             config_->mailstores.front(), connector_options));
     }
+    start_fleet();
     reporter_ = std::make_unique<StatusReporter>(started_ms_);
 
     server_ = std::make_unique<smtp::Server>(*io_, *config_, *intake_);
@@ -296,6 +299,7 @@ int Daemon::run() {
     tick_timer_.reset();
     http_.reset();
     drain_.reset();
+    fleet_.reset();
     server_.reset();
     directory_.reset(); // before the io_context its completions are posted to
     io_.reset();
@@ -303,6 +307,21 @@ int Daemon::run() {
     spool_.reset();
     log::info("event=stopped");
     return exit_status_;
+}
+
+void Daemon::start_fleet() {
+    if (!config_->fleet.coordinated()) {
+        return;
+    }
+    fleet_ = std::make_unique<fleet::Coordinator>(io_->get_executor(), *config_,
+                                                  SystemClock::instance());
+    for (const auto& share : fleet_->shares()) {
+        if (!drain_->set_budget(share->store(), *share)) {
+            log::error("event=fleet_budget_unused mailstore={}", log::quote(share->store()));
+        }
+    }
+    fleet_->set_status_source([this] { return fleet_status_; });
+    fleet_->start();
 }
 
 void Daemon::schedule_tick() {
@@ -352,6 +371,9 @@ void Daemon::sample_status() {
     in.smtp_sessions = server_ ? server_->session_count() : 0;
     in.accepted_total = intake_->accepted_total();
     reporter_->sample(in);
+    if (fleet_) {
+        fleet_status_ = fleet_node_status(in);
+    }
 }
 
 void Daemon::update_admission() {
@@ -457,6 +479,9 @@ void Daemon::apply_reload(std::shared_ptr<const policy::Config> fresh) {
         log::warn("event=reload_restart_needed note={}",
                   log::quote("restart needed for: " + names));
     }
+    if (fleet_) {
+        fleet_->reconfigure(*config_);
+    }
     log::info("event=reloaded config={}", log::quote(config_path_));
 }
 
@@ -469,10 +494,18 @@ void Daemon::shutdown() {
     server_->stop(kStopGrace, [this] {
         drain_->stop(
             [this] {
-                if (http_) {
-                    http_->stop();
+                // The drain is idle: give the fleet back this node's slots, then stop.
+                auto finish = [this] {
+                    if (http_) {
+                        http_->stop();
+                    }
+                    io_->stop();
+                };
+                if (fleet_) {
+                    fleet_->stop(finish);
+                } else {
+                    finish();
                 }
-                io_->stop();
             },
             kStopGrace);
     });

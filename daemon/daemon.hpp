@@ -11,6 +11,7 @@
 
 #include "daemon/directory_loader.hpp"
 #include "daemon/spool_intake.hpp"
+#include "fleet/view.hpp"
 #include "daemon/status_reporter.hpp"
 #include "policy/classifier.hpp"
 #include "policy/config.hpp"
@@ -24,6 +25,9 @@ class Drain;
 }
 namespace spoold::http {
 class HttpServer;
+}
+namespace spoold::fleet {
+class Coordinator;
 }
 
 namespace spoold::daemon {
@@ -50,6 +54,7 @@ private:
     void publish_state();
     Status publish_names(bool wait);
     void sample_status();
+    void start_fleet();
 
     std::string config_path_;
     std::shared_ptr<const policy::Config> config_;
@@ -68,6 +73,9 @@ private:
     std::unique_ptr<SpoolIntake> intake_;
     std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
     std::unique_ptr<smtp::Server> server_;
+    // The fleet's budgets, when fleet.redis is set; outlives drain_ (which uses them).
+    std::unique_ptr<fleet::Coordinator> fleet_;
+    fleet::NodeStatus fleet_status_; // what the next heartbeat publishes
     std::unique_ptr<drain::Drain> drain_;
     std::unique_ptr<http::HttpServer> http_;
     std::unique_ptr<StatusReporter> reporter_;

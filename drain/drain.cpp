@@ -122,6 +122,17 @@ void Drain::set_dsn_relay(std::unique_ptr<Mailstore> relay) {
     lane_.open();
 }
 
+bool Drain::set_budget(const std::string& name, Budget& budget) {
+    for (std::size_t i = 0; i < mailstore_count_; ++i) {
+        if (stores_[i].name() == name) {
+            stores_[i].set_budget(budget);
+            budget.set_wake([this] { wake(); });
+            return true;
+        }
+    }
+    return false;
+}
+
 void Drain::start() {
     asio::post(executor_, [this] {
         if (started_) {
@@ -275,6 +286,9 @@ void Drain::housekeeping() {
     }
     expiry_.tick(now);
     lane_.feed(spool_, now);
+    for (auto& s : stores_) {
+        s.tick();
+    }
     start_probes();
     pump();
 }
@@ -366,11 +380,13 @@ bool Drain::can_take(std::size_t store, QueueId id) const {
     return stores_[store].has_room() && !kept_from_trial(id, store);
 }
 
-std::vector<std::size_t> Drain::stores_with_room(const Pick& pick) const {
+std::vector<std::size_t> Drain::stores_with_room(const Pick& pick) {
     std::vector<std::size_t> out;
     for (const auto& r : scheduler_.leased_recipients(pick.id)) {
         const std::size_t st = routes_.route(r, pick.flags);
-        if (!contains(out, st) && can_take(st, pick.id)) {
+        // The shared budget last: its refusal counts as demand, so only a store that could
+        // take the message otherwise asks it.
+        if (!contains(out, st) && can_take(st, pick.id) && stores_[st].admits(pick.klass)) {
             out.push_back(st);
         }
     }
@@ -435,9 +451,9 @@ bool Drain::launch(Pick pick, std::vector<std::size_t> stores) {
         return false;
     }
     for (const std::size_t st : stores) {
-        stores_[st].take_slot();
+        stores_[st].take_slot(pick.klass);
     }
-    InFlight f{stores, std::make_unique<asio::cancellation_signal>()};
+    InFlight f{stores, pick.klass, std::make_unique<asio::cancellation_signal>()};
     auto slot = f.cancel->slot();
     in_flight_.emplace(id.value, std::move(f));
     asio::co_spawn(executor_, deliver_one(pick, std::move(stores)),
@@ -520,7 +536,7 @@ void Drain::finish_delivery(QueueId id) {
     const auto it = in_flight_.find(id.value);
     if (it != in_flight_.end()) {
         for (const std::size_t st : it->second.stores) {
-            stores_[st].release_slot();
+            stores_[st].release_slot(it->second.klass);
         }
         // Destroyed later: this runs as the handler bound to the signal's slot.
         asio::post(executor_, [sig = std::move(it->second.cancel)] {});
@@ -540,7 +556,8 @@ void Drain::start_probes() {
     }
     for (std::size_t i = 0; i < stores_.size(); ++i) {
         Store& s = stores_[i];
-        if (!s.breaker().probe_due()) {
+        // In a fleet one node probes for all; the others take its result (Store::tick).
+        if (!s.breaker().probe_due() || !s.budget().may_probe()) {
             continue;
         }
         asio::co_spawn(
@@ -551,6 +568,7 @@ void Drain::start_probes() {
                     log::warn("event=probe_failed mailstore={} error={}", log::quote(st.name()),
                               log::quote(describe_escaped(e)));
                     st.breaker().on_probe_result(false);
+                    st.budget().probe_done(false);
                 }
                 st.end_probe(executor_);
                 pump();
@@ -569,6 +587,7 @@ asio::awaitable<void> Drain::probe_one(std::size_t store) {
         log::info("event=probe mailstore={} ok=true", log::quote(s.name()));
     }
     s.breaker().on_probe_result(status.has_value());
+    s.budget().probe_done(status.has_value());
 }
 
 } // namespace spoold::drain

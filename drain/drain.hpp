@@ -66,12 +66,16 @@ public:
     // through, with its own breaker. Call before start(). Without it DSNs are routed by
     // recipient domain like any other message (to the default mailstore).
     void set_dsn_relay(std::unique_ptr<Mailstore> relay);
+    // The budget mailstore `name` shares with other nodes (the fleet's); not owned, it must
+    // outlive the drain. Call before start(). False when no mailstore has that name.
+    bool set_budget(const std::string& name, Budget& budget);
     // Call on the executor (status and metrics handlers run there).
     DrainSnapshot snapshot() const;
 
 private:
     struct InFlight {
         std::vector<std::size_t> stores; // the stores a slot was taken in
+        spool::ClassId klass = 0;
         std::unique_ptr<boost::asio::cancellation_signal> cancel;
     };
 
@@ -97,7 +101,7 @@ private:
     boost::asio::awaitable<void> probe_one(std::size_t store);
 
     // The stores `pick`'s recipients go to that can take it now.
-    std::vector<std::size_t> stores_with_room(const Pick& pick) const;
+    std::vector<std::size_t> stores_with_room(const Pick& pick);
     bool any_mailstore_has_room() const;
     // Whether message `id` is kept from half-open store `store` (it has strikes there).
     bool kept_from_trial(QueueId id, std::size_t store) const;

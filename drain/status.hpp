@@ -8,6 +8,7 @@
 
 #include "common/clock.hpp"
 #include "drain/breaker.hpp"
+#include "drain/budget.hpp"
 
 namespace spoold::drain {
 
@@ -19,6 +20,7 @@ struct MailstoreStatus {
     std::uint32_t in_flight = 0;
     std::int64_t best_latency_ms = 0;
     bool paused = false; // by spoolctl pause --mailstore NAME (spool meta "paused.NAME")
+    BudgetStatus budget; // the share of the fleet's budget this node holds
     // Recipients since start by outcome at this store, and messages with at least one
     // recipient delivered here.
     std::uint64_t delivered = 0;

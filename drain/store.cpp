@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 
+#include "common/log.hpp"
+
 namespace spoold::drain {
 
 BreakerOptions breaker_options(const policy::Config& config) {
@@ -20,12 +22,26 @@ PacingOptions pacing_options(const policy::Config& config) {
 Store::Store(std::unique_ptr<Mailstore> mailstore, const policy::Config& config, const Clock& clock)
     : mailstore_(std::move(mailstore)),
       breaker_(mailstore_->name(), breaker_options(config), clock),
-      pacing_(pacing_options(config), clock), rate_(config.drain.max_rate, clock), clock_(clock) {}
+      pacing_(pacing_options(config), clock), rate_(config.drain.max_rate, clock), clock_(clock),
+      urgent_(config.class_id(config.fleet.urgent_class)) {}
 
 void Store::reconfigure(const policy::Config& config) {
     breaker_.reconfigure(breaker_options(config));
     pacing_.reconfigure(pacing_options(config));
     rate_.set_rate(config.drain.max_rate);
+    urgent_ = config.class_id(config.fleet.urgent_class);
+}
+
+void Store::set_budget(Budget& budget) { budget_ = &budget; }
+
+bool Store::admits(spool::ClassId klass) { return budget_->admits(urgent(klass)); }
+
+void Store::tick() {
+    budget_->update(allowed(), breaker_.state() == BreakerState::kOpen);
+    if (breaker_.state() == BreakerState::kOpen && !probing_ && budget_->recovered_elsewhere()) {
+        log::info("event=probe mailstore={} ok=true by=fleet", log::quote(name()));
+        breaker_.on_probe_result(true);
+    }
 }
 
 std::uint32_t Store::allowed() const {
@@ -39,14 +55,16 @@ bool Store::has_room() const {
     return in_flight_ < allowed() && rate_.next_available_ms() <= clock_.now_ms();
 }
 
-void Store::take_slot() {
+void Store::take_slot(spool::ClassId klass) {
     ++in_flight_;
     (void)rate_.try_acquire();
+    budget_->started(urgent(klass));
 }
 
-void Store::release_slot() {
+void Store::release_slot(spool::ClassId klass) {
     if (in_flight_ > 0) {
         --in_flight_;
+        budget_->ended(urgent(klass));
     }
 }
 
@@ -77,6 +95,7 @@ MailstoreStatus Store::status() const {
     m.in_flight = in_flight_;
     m.best_latency_ms = pacing_.best_latency_ms();
     m.paused = paused_;
+    m.budget = budget_->status();
     return m;
 }
 

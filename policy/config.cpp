@@ -11,4 +11,12 @@ std::optional<std::uint8_t> Config::class_id(const std::string& name) const {
     return std::nullopt;
 }
 
+std::string FleetConfig::redis_address() const {
+    if (!redis_socket.empty()) {
+        return redis_socket;
+    }
+    const bool v6 = redis_host.find(':') != std::string::npos;
+    return (v6 ? "[" + redis_host + "]" : redis_host) + ":" + std::to_string(redis_port);
+}
+
 } // namespace spoold::policy

@@ -88,6 +88,15 @@ struct SpoolConfig {
 
 enum class MailstoreKind { kMaildir, kLmtp, kSmtp };
 
+// One mailstore's budget shared by the whole fleet (all nodes with the same `fleet.redis`
+// and key_prefix), on top of each node's own drain limits. Needs the `fleet` section.
+struct MailstoreFleetConfig {
+    std::uint32_t max_concurrency = 0; // deliveries in flight fleet-wide; 0 = no fleet limit
+    double max_rate = 0;               // deliveries started per second fleet-wide; 0 = none
+    std::uint32_t urgent_reserve = 0;  // of max_concurrency, slots only the urgent class takes
+    bool limited() const { return max_concurrency > 0 || max_rate > 0; }
+};
+
 struct MailstoreConfig {
     std::string name = "default";
     MailstoreKind kind = MailstoreKind::kMaildir;
@@ -103,6 +112,7 @@ struct MailstoreConfig {
     // Recipients in these (local) domains are delivered here. A mailstore without
     // domains is the default: it takes every domain no other mailstore lists.
     std::vector<std::string> domains;
+    MailstoreFleetConfig fleet;
 };
 
 struct DrainConfig {
@@ -123,6 +133,23 @@ struct BounceConfig {
     std::uint16_t smarthost_port = 25;
     std::string dsn_sender = "MAILER-DAEMON"; // local part (domain = hostname) or full address
     std::optional<Seconds> delay_warning;     // off when empty
+};
+
+// The fleet: MX nodes sharing drain budgets and status through one Redis (never on the
+// intake path). Without Redis a node drains alone.
+struct FleetConfig {
+    // Where Redis listens: a Unix socket path, else host and port; neither = no Redis.
+    std::string redis_socket;
+    std::string redis_host;
+    std::uint16_t redis_port = 6379;
+    std::string node;                   // this node's name in the fleet; default: hostname
+    std::string key_prefix = "spoold:"; // every key this fleet uses starts with it
+    Millis timeout{std::chrono::milliseconds(500)}; // deadline on every Redis request
+    Millis lease_ttl{std::chrono::seconds(10)};     // leases and node status expire after
+    std::string urgent_class;                       // the reserve's class; default: the first
+
+    std::string redis_address() const; // "host:port" or the socket path, for logs
+    bool coordinated() const { return !redis_socket.empty() || !redis_host.empty(); }
 };
 
 struct MetricsConfig {
@@ -150,6 +177,7 @@ struct Config {
     std::vector<MailstoreConfig> mailstores{MailstoreConfig{}};
     DrainConfig drain;
     BounceConfig bounces;
+    FleetConfig fleet;
     MetricsConfig metrics;
     std::string log_level = "info";
     std::string log_format = "keyvalue"; // or "postfix": Postfix-shaped lines (common/log)

@@ -7,6 +7,7 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -191,10 +192,10 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 15> kTopKeys{
-    "hostname",   "user",  "listeners", "local_domains", "directory",
-    "limits",     "spool", "classes",   "default_class", "rules",
-    "mailstores", "drain", "bounces",   "metrics",       "logging"};
+constexpr std::array<std::string_view, 16> kTopKeys{
+    "hostname", "user",    "listeners",     "local_domains", "directory",  "limits",
+    "spool",    "classes", "default_class", "rules",         "mailstores", "drain",
+    "bounces",  "fleet",   "metrics",       "logging"};
 constexpr std::array<std::string_view, 4> kListenerKeys{"address", "port", "tls_certificate",
                                                         "tls_key"};
 constexpr std::array<std::string_view, 7> kDirectoryKeys{
@@ -209,16 +210,20 @@ constexpr std::array<std::string_view, 4> kClassKeys{"name", "weight", "retentio
 constexpr std::array<std::string_view, 7> kRuleKeys{
     "class", "sender", "recipient", "client_net", "headers", "size_over", "size_under"};
 constexpr std::array<std::string_view, 2> kHeaderTestKeys{"name", "regex"};
-constexpr std::array<std::string_view, 11> kMailstoreKeys{
-    "name",        "domains",     "kind",     "maildir_root",    "host",
-    "port",        "unix_socket", "starttls", "connect_timeout", "command_timeout",
-    "data_timeout"};
+constexpr std::array<std::string_view, 12> kMailstoreKeys{
+    "name",         "domains",     "kind",     "maildir_root",    "host",
+    "port",         "unix_socket", "starttls", "connect_timeout", "command_timeout",
+    "data_timeout", "fleet"};
+constexpr std::array<std::string_view, 3> kMailstoreFleetKeys{"max_concurrency", "max_rate",
+                                                              "urgent_reserve"};
 constexpr std::array<std::string_view, 10> kDrainKeys{
     "max_concurrency",     "initial_concurrency", "max_rate",         "strict_class",
     "breaker_min_backoff", "breaker_max_backoff", "breaker_failures", "retry_min",
     "retry_max",           "max_per_recipient"};
 constexpr std::array<std::string_view, 4> kBounceKeys{"smarthost", "smarthost_port", "dsn_sender",
                                                       "delay_warning"};
+constexpr std::array<std::string_view, 6> kFleetKeys{"redis",   "node",      "key_prefix",
+                                                     "timeout", "lease_ttl", "urgent_class"};
 constexpr std::array<std::string_view, 2> kMetricsKeys{"address", "port"};
 constexpr std::array<std::string_view, 2> kLoggingKeys{"level", "format"};
 
@@ -226,7 +231,7 @@ struct Section {
     std::string_view path;
     Keys keys;
 };
-constexpr std::array<Section, 13> kSections{{{"", kTopKeys},
+constexpr std::array<Section, 15> kSections{{{"", kTopKeys},
                                              {"listeners[]", kListenerKeys},
                                              {"directory", kDirectoryKeys},
                                              {"limits", kLimitsKeys},
@@ -235,8 +240,10 @@ constexpr std::array<Section, 13> kSections{{{"", kTopKeys},
                                              {"rules[]", kRuleKeys},
                                              {"rules[].headers[]", kHeaderTestKeys},
                                              {"mailstores[]", kMailstoreKeys},
+                                             {"mailstores[].fleet", kMailstoreFleetKeys},
                                              {"drain", kDrainKeys},
                                              {"bounces", kBounceKeys},
+                                             {"fleet", kFleetKeys},
                                              {"metrics", kMetricsKeys},
                                              {"logging", kLoggingKeys}}};
 
@@ -410,6 +417,19 @@ public:
         }
         if (const auto* n = top.find("bounces")) {
             c.bounces = bounces(*n);
+        }
+        c.fleet.node = c.hostname;
+        c.fleet.urgent_class = c.classes.front().name;
+        if (const auto* n = top.find("fleet")) {
+            c.fleet = fleet(*n, c);
+        }
+        if (!c.fleet.coordinated()) {
+            for (std::size_t i = 0; i < c.mailstores.size(); ++i) {
+                if (c.mailstores[i].fleet.limited()) {
+                    bad(top.mark("mailstores"),
+                        fmt::format("mailstores[{}].fleet: fleet limits need fleet.redis", i));
+                }
+            }
         }
         if (const auto* n = top.find("metrics")) {
             const MapReader m(*n, "metrics", kMetricsKeys);
@@ -756,6 +776,9 @@ private:
             m.millis("connect_timeout", s.connect_timeout);
             m.millis("command_timeout", s.command_timeout);
             m.millis("data_timeout", s.data_timeout);
+            if (const auto* f = m.find("fleet")) {
+                s.fleet = mailstore_fleet(*f, m.child("fleet"));
+            }
             if (maildir && s.maildir_root.empty()) {
                 bad(n[i], fmt::format("{}: maildir_root must not be empty", path));
             }
@@ -868,6 +891,119 @@ private:
         }
         m.uint("max_per_recipient", d.max_per_recipient, 1);
         return d;
+    }
+
+    static MailstoreFleetConfig mailstore_fleet(const YAML::Node& n, const std::string& path) {
+        const MapReader m(n, path, kMailstoreFleetKeys);
+        MailstoreFleetConfig f;
+        m.uint("max_concurrency", f.max_concurrency, 0, 1000000);
+        if (const auto* r = m.find("max_rate")) {
+            f.max_rate = get_double(*r, m.child("max_rate"));
+            if (f.max_rate < 0) {
+                bad(*r, fmt::format("{}: must not be negative (0 = no fleet rate limit)",
+                                    m.child("max_rate")));
+            }
+        }
+        m.uint("urgent_reserve", f.urgent_reserve, 0, 1000000);
+        if (f.urgent_reserve > 0 && f.urgent_reserve >= f.max_concurrency) {
+            bad(m.mark("urgent_reserve"),
+                fmt::format("{}: {} leaves no slot for the other classes (max_concurrency {})",
+                            m.child("urgent_reserve"), f.urgent_reserve, f.max_concurrency));
+        }
+        return f;
+    }
+
+    FleetConfig fleet(const YAML::Node& n, const Config& c) const {
+        const MapReader m(n, "fleet", kFleetKeys);
+        FleetConfig f;
+        redis_address(m, f);
+        f.node = c.hostname;
+        m.str("node", f.node);
+        const auto name_char = [](unsigned char ch) {
+            return std::isalnum(ch) != 0 || ch == '-' || ch == '_' || ch == '.';
+        };
+        if (f.node.empty() || f.node.size() > 64 ||
+            !std::all_of(f.node.begin(), f.node.end(), name_char)) {
+            bad(m.mark("node"), fmt::format("fleet.node: \"{}\" must be 1 to 64 letters, digits, "
+                                            "'-', '_' or '.'",
+                                            f.node));
+        }
+        m.str("key_prefix", f.key_prefix);
+        if (f.key_prefix.size() > 64 ||
+            std::any_of(f.key_prefix.begin(), f.key_prefix.end(),
+                        [](unsigned char ch) { return ch <= ' ' || ch >= 127; })) {
+            bad(m.mark("key_prefix"),
+                "fleet.key_prefix: at most 64 printable characters without spaces");
+        }
+        m.millis("timeout", f.timeout);
+        m.millis("lease_ttl", f.lease_ttl);
+        if (f.lease_ttl < 4 * f.timeout) {
+            bad(m.mark("lease_ttl"),
+                fmt::format("fleet.lease_ttl: must be at least four times fleet.timeout ({} ms): "
+                            "a lease is renewed several times before it expires",
+                            4 * f.timeout.count()));
+        }
+        f.urgent_class = c.classes.front().name;
+        m.str("urgent_class", f.urgent_class);
+        if (!c.class_id(f.urgent_class)) {
+            bad(m.mark("urgent_class"),
+                fmt::format("fleet.urgent_class: unknown class \"{}\"", f.urgent_class));
+        }
+        return f;
+    }
+
+    // "host:port", "[v6]:port", "host" (port 6379), or a Unix socket: "unix:PATH" or a
+    // path with a '/' in it; empty = no Redis.
+    void redis_address(const MapReader& m, FleetConfig& f) const {
+        std::string text;
+        m.str("redis", text);
+        if (text.empty()) {
+            return;
+        }
+        const std::string_view kUnix = "unix:";
+        if (text.rfind(kUnix, 0) == 0 || text.find('/') != std::string::npos) {
+            std::string path = text.rfind(kUnix, 0) == 0 ? text.substr(kUnix.size()) : text;
+            if (path.empty()) {
+                bad(m.mark("redis"), "fleet.redis: the socket path is empty");
+            }
+            const fs::path p(path);
+            f.redis_socket =
+                p.is_absolute() || base_.empty() ? path : (base_ / p).lexically_normal().string();
+            return;
+        }
+        std::string host = text;
+        std::string port;
+        if (!text.empty() && text.front() == '[') {
+            const auto close = text.find(']');
+            if (close == std::string::npos) {
+                bad(m.mark("redis"), fmt::format("fleet.redis: \"{}\" lacks a ']'", text));
+            }
+            host = text.substr(1, close - 1);
+            if (close + 1 < text.size()) {
+                if (text[close + 1] != ':') {
+                    bad(m.mark("redis"),
+                        fmt::format("fleet.redis: \"{}\" is not [address]:port", text));
+                }
+                port = text.substr(close + 2);
+            }
+        } else if (const auto colon = text.rfind(':'); colon != std::string::npos) {
+            host = text.substr(0, colon);
+            port = text.substr(colon + 1);
+        }
+        if (host.empty() || (!parse_ip(host) && !valid_domain(host))) {
+            bad(m.mark("redis"),
+                fmt::format("fleet.redis: \"{}\" is not host:port or a socket path", text));
+        }
+        f.redis_host = host;
+        if (!port.empty()) {
+            unsigned value = 0;
+            const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+            if (ec != std::errc() || end != port.data() + port.size() || value == 0 ||
+                value > 65535) {
+                bad(m.mark("redis"), fmt::format("fleet.redis: \"{}\" is not a port", port));
+            }
+            f.redis_port = static_cast<std::uint16_t>(value);
+        }
     }
 
     static BounceConfig bounces(const YAML::Node& n) {

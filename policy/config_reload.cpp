@@ -65,6 +65,7 @@ const auto kRules = std::to_array<ReloadRule>({
      "a mailstore added, removed or renamed"},
     {"drain", kByKeys},
     {"bounces", kByKeys},
+    {"fleet", kByKeys},
     {"metrics", kByKeys},
     {"logging", kByKeys},
 
@@ -140,6 +141,12 @@ const auto kRules = std::to_array<ReloadRule>({
      [](const Config& c) { return mailstores(c, [](const M& m) { return m.command_timeout; }); }},
     {"mailstores[].data_timeout", kRestart,
      [](const Config& c) { return mailstores(c, [](const M& m) { return m.data_timeout; }); }},
+    {"mailstores[].fleet", kRestart,
+     [](const Config& c) { return mailstores(c, [](const M& m) { return m.fleet.limited(); }); },
+     "new limits of a store that had a fleet budget already apply at once"},
+    {"mailstores[].fleet.max_concurrency", kApplied},
+    {"mailstores[].fleet.max_rate", kApplied},
+    {"mailstores[].fleet.urgent_reserve", kApplied},
 
     {"drain.max_concurrency", kApplied},
     {"drain.initial_concurrency", kApplied},
@@ -157,6 +164,14 @@ const auto kRules = std::to_array<ReloadRule>({
      [](const Config& c) { return text(static_cast<std::uint64_t>(c.bounces.smarthost_port)); }},
     {"bounces.dsn_sender", kApplied},
     {"bounces.delay_warning", kApplied},
+
+    {"fleet.redis", kRestart,
+     [](const Config& c) { return c.fleet.coordinated() ? c.fleet.redis_address() : ""; }},
+    {"fleet.node", kRestart, [](const Config& c) { return c.fleet.node; }},
+    {"fleet.key_prefix", kRestart, [](const Config& c) { return c.fleet.key_prefix; }},
+    {"fleet.timeout", kRestart, [](const Config& c) { return text(c.fleet.timeout); }},
+    {"fleet.lease_ttl", kRestart, [](const Config& c) { return text(c.fleet.lease_ttl); }},
+    {"fleet.urgent_class", kApplied},
 
     {"metrics.address", kRestart, [](const Config& c) { return c.metrics.address; }},
     {"metrics.port", kRestart,

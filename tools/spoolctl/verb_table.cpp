@@ -4,6 +4,7 @@
 #include <array>
 
 #include "tools/spoolctl/export_import.hpp"
+#include "tools/spoolctl/fleet_verb.hpp"
 #include "tools/spoolctl/verb_support.hpp"
 
 namespace spoold::spoolctl {
@@ -54,6 +55,12 @@ const std::array<Verb, 14> kVerbs = {{
      "--bodies also reads every body; --repair rebuilds the\n"
      "indexes and counters from the records (never deletes)",
      verb_check},
+    {"fleet", false, 0, kJson, "fleet status [--json]",
+     "every live node of the fleet (backlog per class, oldest,\n"
+     "drain rate, breaker and budget per mailstore), the totals\n"
+     "and who holds each mailstore's slots; reads Redis\n"
+     "(needs --config with fleet.redis)",
+     verb_fleet},
 }};
 
 } // namespace

@@ -709,3 +709,68 @@ TEST_CASE("reconfigure applies new limits to a running drain") {
     REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
     CHECK(h.store->max_in_flight == 1);
 }
+
+namespace {
+
+// A shared budget of `limit` deliveries at once, as a fleet share grants them.
+class CappedBudget final : public Budget {
+public:
+    std::uint32_t limit = 2;
+    std::uint32_t running = 0;
+    int urgent_started = 0;
+    int refusals = 0;
+    std::function<void()> wake;
+
+    bool admits(bool /*urgent*/) override {
+        refusals += running < limit ? 0 : 1;
+        return running < limit;
+    }
+    void started(bool urgent) override {
+        ++running;
+        urgent_started += urgent ? 1 : 0;
+    }
+    void ended(bool /*urgent*/) override { --running; }
+    void update(std::uint32_t /*own_limit*/, bool /*store_down*/) override {}
+    bool may_probe() override { return true; }
+    void probe_done(bool /*ok*/) override {}
+    bool recovered_elsewhere() override { return false; }
+    void set_wake(std::function<void()> w) override { wake = std::move(w); }
+    BudgetStatus status() const override {
+        BudgetStatus s;
+        s.mode = BudgetMode::kFleet;
+        s.concurrency = limit;
+        return s;
+    }
+};
+
+} // namespace
+
+TEST_CASE("a shared budget caps a mailstore's deliveries in flight; more start when it grows") {
+    auto config = test_config();
+    config.fleet.urgent_class = "urgent"; // class 0: the budget is told which are urgent
+    config.drain.initial_concurrency = 8; // the node's own limit: only the budget holds it to 2
+    Harness h(config);
+    CappedBudget budget;
+    CHECK_FALSE(h.drain->set_budget("no such store", budget));
+    REQUIRE(h.drain->set_budget("lmtp", budget));
+    for (int i = 0; i < 20; ++i) {
+        h.spool.add(i % 2 == 0 ? 0 : 1, {"user" + std::to_string(i) + "@example.com"});
+    }
+    h.store->block = true;
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.store->in_flight == 2; }));
+    h.run_turns(3);
+    CHECK(h.store->in_flight == 2);
+    CHECK(budget.refusals > 0); // it asked: demand the fleet share turns into a sync
+    CHECK(h.snap().mailstores[0].budget.concurrency == 2);
+    budget.limit = 4;
+    budget.wake();
+    REQUIRE(h.run_until([&] { return h.store->in_flight == 4; }));
+    h.run_turns(3);
+    CHECK(h.store->in_flight == 4);
+    h.store->block = false;
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    REQUIRE(h.run_until([&] { return budget.running == 0; }));
+    CHECK(h.store->max_in_flight == 4);
+    CHECK(budget.urgent_started == 10); // the ten messages of class 0
+}

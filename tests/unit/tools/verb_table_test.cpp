@@ -76,7 +76,7 @@ TEST_CASE("an option the verb does not take is refused, naming the verbs that ta
           "--yes applies to hold, release, delete, flush, set-class and requeue only");
     CHECK(refusal({"pause", "--json"}) ==
           "--json applies to status, list, show, hold, release, delete, flush, set-class, "
-          "requeue and check only");
+          "requeue, check and fleet only");
     CHECK(refusal({"import", "m.eml", "--sender", "a@b.example"}) ==
           "--sender applies to list, hold, release, delete, flush, set-class, requeue and export "
           "only");
