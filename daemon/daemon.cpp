@@ -287,6 +287,9 @@ int Daemon::run() {
     std::signal(SIGPIPE, SIG_IGN);
 
     drain_->start();
+    if (fleet_) {
+        fleet_->start();
+    }
     schedule_tick();
     started = true;
     announce();
@@ -321,7 +324,6 @@ void Daemon::start_fleet() {
         }
     }
     fleet_->set_status_source([this] { return fleet_status_; });
-    fleet_->start();
 }
 
 void Daemon::schedule_tick() {

@@ -54,6 +54,7 @@ private:
     void publish_state();
     Status publish_names(bool wait);
     void sample_status();
+    // The fleet's coordinator and the drain's budgets from it (before the drain starts).
     void start_fleet();
 
     std::string config_path_;

@@ -167,7 +167,9 @@ const auto kRules = std::to_array<ReloadRule>({
 
     {"fleet.redis", kRestart,
      [](const Config& c) { return c.fleet.coordinated() ? c.fleet.redis_address() : ""; }},
-    {"fleet.node", kRestart, [](const Config& c) { return c.fleet.node; }},
+    // Without Redis the node name (the hostname by default) is not used.
+    {"fleet.node", kRestart,
+     [](const Config& c) { return c.fleet.coordinated() ? c.fleet.node : std::string(); }},
     {"fleet.key_prefix", kRestart, [](const Config& c) { return c.fleet.key_prefix; }},
     {"fleet.timeout", kRestart, [](const Config& c) { return text(c.fleet.timeout); }},
     {"fleet.lease_ttl", kRestart, [](const Config& c) { return text(c.fleet.lease_ttl); }},

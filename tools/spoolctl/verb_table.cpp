@@ -15,7 +15,7 @@ using namespace opt;
 // Writes by filter or --all ask first; --yes answers (tools/spoolctl/writes.hpp).
 constexpr OptionSet kWriteOptions = kFilter | kAll | kJson | kYes;
 
-const std::array<Verb, 14> kVerbs = {{
+const std::array<Verb, 15> kVerbs = {{
     {"status", false, 0, kJson, "status [--json]",
      "messages and bytes per class and state, oldest message,\n"
      "breaker and drain rate per mailstore, paused or not",
