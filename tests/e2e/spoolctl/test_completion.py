@@ -47,7 +47,7 @@ class Completion(unittest.TestCase):
         return sorted(w for w in p.stdout.decode().splitlines() if w)
 
     def test_verbs_are_offered_first_and_after_the_global_options(self):
-        verbs = ["check", "delete", "export", "flush", "help", "hold", "import", "list", "pause",
+        verbs = ["check", "delete", "export", "fleet", "flush", "help", "hold", "import", "list", "pause",
                  "release", "requeue", "resume", "set-class", "show", "status"]
         self.assertEqual(self.complete(""), verbs)
         self.assertEqual(self.complete("--spool", self.spool, "s"), ["set-class", "show", "status"])
