@@ -6,20 +6,16 @@
 
 #include "policy/config.hpp"
 #include "policy/config_reload.hpp"
+#include "tests/support/config_text.hpp"
 
 using namespace spoold;
 using namespace spoold::policy;
 
 namespace {
 
-std::shared_ptr<const Config> parse(const std::string& text) {
-    auto config = parse_config(text, "test.yaml");
-    REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
-    return *config;
-}
-
 std::vector<std::string> between(const std::string& before, const std::string& after) {
-    return restart_needed(*parse(before), *parse(after));
+    return restart_needed(*spoold::testing::parsed_config(before),
+                          *spoold::testing::parsed_config(after));
 }
 
 const std::string kBase = R"(

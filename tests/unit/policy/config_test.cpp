@@ -7,23 +7,16 @@
 #include <unistd.h>
 
 #include "policy/config.hpp"
+#include "tests/support/config_text.hpp"
 
 using namespace spoold;
 using namespace spoold::policy;
+using spoold::testing::error_of;
 using namespace std::chrono_literals;
 
 namespace {
 
 const std::string kMinimal = "local_domains: [example.com]\n";
-
-std::string error_of(const std::string& text) {
-    auto config = parse_config(text, "test.yaml");
-    if (config) {
-        return "(no error)";
-    }
-    CHECK(config.error().kind == ErrorKind::kConfig);
-    return config.error().message;
-}
 
 bool starts_with(const std::string& s, const std::string& prefix) {
     return s.rfind(prefix, 0) == 0;

@@ -3,24 +3,19 @@
 #include <string>
 
 #include "policy/config.hpp"
+#include "tests/support/config_text.hpp"
 
 using namespace spoold;
 using namespace spoold::policy;
+using spoold::testing::error_of;
 using namespace std::chrono_literals;
 
 namespace {
 
 const std::string kMinimal = "hostname: mx7.example.com\nlocal_domains: [example.com]\n";
 
-std::string error_of(const std::string& text) {
-    auto config = parse_config(text, "test.yaml");
-    return config ? std::string("(no error)") : config.error().message;
-}
-
 Config parsed(const std::string& text) {
-    auto config = parse_config(text, "/etc/spoold/spoold.yaml");
-    REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
-    return **config;
+    return *spoold::testing::parsed_config(text, "/etc/spoold/spoold.yaml");
 }
 
 } // namespace
