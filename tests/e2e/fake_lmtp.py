@@ -1,6 +1,7 @@
 """A small LMTP server for exact concurrency counts: it accepts every recipient, keeps each
 transaction (MAIL FROM to the reply to its data) open for a fixed service time, and records
-how many transactions were in flight at once and every Subject it stored."""
+how many transactions were in flight at once, every Subject it stored and when (monotonic
+clock) each stored transaction began."""
 import socket
 import socketserver
 import threading
@@ -14,6 +15,7 @@ class FakeLmtp:
         self.in_flight = 0
         self.max_in_flight = 0
         self.subjects = []  # in the order stored
+        self.starts = []    # time.monotonic() of each stored transaction's MAIL, same order
         owner = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -46,6 +48,7 @@ class FakeLmtp:
         reply("220 fake-lmtp ready")
         rcpts = 0
         open_txn = False
+        began = None
         try:
             while True:
                 line = rfile.readline()
@@ -60,6 +63,7 @@ class FakeLmtp:
                 elif verb == "MAIL":
                     if not open_txn:
                         open_txn = True
+                        began = time.monotonic()
                         self._enter()
                     rcpts = 0
                     reply("250 2.1.0 ok")
@@ -82,6 +86,7 @@ class FakeLmtp:
                     time.sleep(self.service_time)
                     with self.lock:
                         self.subjects.append(subject)
+                        self.starts.append(began)
                     for _ in range(rcpts):
                         reply("250 2.0.0 stored")
                     open_txn = False
@@ -105,6 +110,15 @@ class FakeLmtp:
     def stored(self):
         with self.lock:
             return list(self.subjects)
+
+    def stored_starts(self):
+        """When each stored transaction began, in the order stored."""
+        with self.lock:
+            return list(self.starts)
+
+    def now_in_flight(self):
+        with self.lock:
+            return self.in_flight
 
     def peak(self):
         with self.lock:
