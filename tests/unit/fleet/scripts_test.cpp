@@ -204,6 +204,30 @@ TEST_CASE("one node holds the probe while the store is down, and its result reac
     CHECK(f.sync("n2", down, kSix).prober == "n2");
 }
 
+TEST_CASE("a prober that stops renewing hands the probe over when its short lease runs out") {
+    Fleet f;
+    SyncRequest down;
+    down.probing = true;
+    constexpr std::int64_t kTtlMs = 400;
+    const auto probe_lease = std::chrono::milliseconds(probe_lease_ms(kTtlMs));
+    // A quarter of the TTL, but at least 1 s or the whole TTL, whichever is shorter.
+    REQUIRE(probe_lease.count() == kTtlMs);
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(f.sync("n1", down, kSix, kTtlMs).prober == "n1");
+    std::string prober = f.sync("n2", down, kSix, kTtlMs).prober;
+    CHECK(prober == "n1");
+    while (prober == "n1") {
+        REQUIRE(std::chrono::steady_clock::now() - t0 < 5s);
+        asio::steady_timer pause(f.io(), 20ms);
+        pause.wait();
+        prober = f.sync("n2", down, kSix, kTtlMs).prober;
+    }
+    CHECK(prober == "n2");
+    // n1's lease began after t0 and ran its full length.
+    CHECK(std::chrono::steady_clock::now() - t0 >= probe_lease);
+    CHECK(f.sync("n1", down, kSix, kTtlMs).prober == "n2");
+}
+
 TEST_CASE("heartbeats count the live nodes, the view reads them back, and leave removes one") {
     Fleet f;
     NodeStatus status;
