@@ -209,3 +209,33 @@ TEST_CASE("syncs come when due: renewal, while short of slots, and to give slots
     f.clock.advance_ms(kTtl.count() / 3);
     CHECK(f.share.sync_due());
 }
+
+TEST_CASE("while the store is down a node asks every health poll, so it hears a recovery then") {
+    Fixture f(kSix);
+    f.share.update(16, true);
+    CHECK(f.pokes == 1); // the breaker opened: claim the probe or learn who holds it
+    SyncReply r = f.reply(0);
+    r.prober = "n2";
+    r.epoch = 5;
+    r.state = "down";
+    CHECK(f.share.request().probing);
+    f.share.on_reply(r);
+    CHECK_FALSE(f.share.may_probe());
+    // Far sooner than a renewal (kTtl / 3): the health poll.
+    static_assert(kHealthPollMs < kTtl.count() / 3);
+    f.clock.advance_ms(kHealthPollMs - 1);
+    CHECK_FALSE(f.share.sync_due());
+    f.clock.advance_ms(1);
+    REQUIRE(f.share.sync_due());
+    (void)f.share.request();
+    r.epoch = 6;
+    r.state = "up";
+    const int wakes = f.wakes;
+    f.share.on_reply(r);
+    CHECK(f.wakes == wakes + 1); // the drain closes its breaker now, not at its next tick
+    CHECK(f.share.recovered_elsewhere());
+    // Up again: back to renewals only.
+    f.share.update(16, false);
+    f.clock.advance_ms(kHealthPollMs);
+    CHECK_FALSE(f.share.sync_due());
+}
