@@ -9,7 +9,7 @@ import time
 
 
 class FakeLmtp:
-    def __init__(self, service_time=0.05):
+    def __init__(self, service_time=0.05, port=0):
         self.service_time = service_time
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -26,7 +26,7 @@ class FakeLmtp:
             daemon_threads = True
             allow_reuse_address = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

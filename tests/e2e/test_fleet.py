@@ -13,6 +13,8 @@ constants of fleet/share.hpp named where used, never a measured guess.
   nodes' bulk (the fleet's urgent reserve).
 - The fleet rate limit holds within 10% over a window long enough that the bucket's burst
   and the tokens' lifetime are small against it.
+- One probe for the fleet: while the store is down one node probes it, the others do not;
+  when its probe succeeds the others hear it well within a second.
 
 The fallback bound: while Redis is down a node starts a delivery only below its share c_i
 (logged with event=fleet_fallback), so it runs at most max(a_i, c_i), where a_i is what it
@@ -31,11 +33,12 @@ import sys
 import time
 import unittest
 import urllib.request
+from datetime import datetime, timezone
 from email.message import EmailMessage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_lmtp import FakeLmtp  # noqa: E402
-from harness import SPOOLCTL, SpooldTestCase, free_port, wait_for  # noqa: E402
+from harness import SPOOLCTL, SpooldTestCase, deep_merge, free_port, wait_for  # noqa: E402
 
 NODES = ("mx1", "mx2", "mx3")
 LEASE_TTL_S = 4.0
@@ -75,6 +78,19 @@ RATE_SKIP = 10               # deliveries left out at each end of the measured w
 # is within 10% of R T for T >= (0.5 R + 5) / 0.1 R = 6.25 s; the window is the begin
 # times of deliveries RATE_SKIP + 1 ... 3 * RATE_PER_NODE - RATE_SKIP, 8.5 s at R.
 MIN_RATE_WINDOW_S = (TOKEN_LIFETIME_S * FLEET_RATE + BURST + 1) / (0.1 * FLEET_RATE)
+
+# The probe: breakers open after PROBE_FAILURES and probe at most PROBE_BACKOFF_S apart.
+# A recovery the prober saw is published with its next sync (a request: PROBE_TIMEOUT_S at
+# most) and heard by the others at their next health poll (fleet/share.hpp kHealthPollMs,
+# 250 ms, and a request): within 0.85 s, so the fleet's slow start begins together.
+PROBE_TIMEOUT_S = 0.3
+PROBE_LEASE_TTL_S = 1.2
+PROBE_FAILURES = 2
+PROBE_BACKOFF_S = 0.5
+PROBE_PER_NODE = 20
+PROBE_ROUNDS = 3
+HEARD_WITHIN_S = PROBE_TIMEOUT_S + 0.25 + PROBE_TIMEOUT_S
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")  # each log line's UTC time
 
 URGENT_RULES = [{"class": "urgent", "headers": [{"name": "Priority", "regex": "^\\s*urgent"}]},
                 {"class": "bulk", "headers": [{"name": "Precedence", "regex": "^\\s*bulk"}]}]
@@ -120,16 +136,17 @@ class FleetTestCase(SpooldTestCase):
         self.redis = Redis(os.path.join(self.workdir, "redis")).start()
         self._procs.append(self.redis)
 
-    def start_store(self, service_s):
-        self.store = FakeLmtp(service_s)
+    def start_store(self, service_s, port=0):
+        self.store = FakeLmtp(service_s, port)
         self._procs.append(self.store)
+        self.store_port = self.store.port
         return self.store
 
     def node(self, name, store_fleet, extra=None):
         config = {
             "hostname": f"{name}.test",
             "mailstores": [{"name": "store", "kind": "lmtp", "host": "127.0.0.1",
-                            "port": self.store.port, "connect_timeout": "2s",
+                            "port": self.store_port, "connect_timeout": "2s",
                             "command_timeout": "5s", "data_timeout": "5s",
                             "fleet": store_fleet}],
             # Each node alone would run up to 8 at once: only the fleet keeps them lower.
@@ -139,8 +156,7 @@ class FleetTestCase(SpooldTestCase):
                       "timeout": f"{TIMEOUT_S * 1000:.0f}ms",
                       "lease_ttl": f"{LEASE_TTL_S * 1000:.0f}ms"},
         }
-        config.update(extra or {})
-        return self.spoold(config, subdir=name)
+        return self.spoold(deep_merge(config, extra or {}), subdir=name)
 
     def paused_nodes(self, store_fleet, per_node=0, extra=None):
         """Every node started with its drain paused, once the fleet has seen it, and
@@ -186,10 +202,12 @@ class FleetTestCase(SpooldTestCase):
         return json.loads(r.stdout)
 
     @staticmethod
-    def slots(status):
+    def store_view(status):
+        return next(s for s in status["mailstores"] if s["name"] == "store")
+
+    def slots(self, status):
         """node -> slots it holds of the store's fleet budget (general + reserve)."""
-        store = next(s for s in status["mailstores"] if s["name"] == "store")
-        return {n: h["general"] + h["reserve"] for n, h in store["slots"].items()}
+        return {n: h["general"] + h["reserve"] for n, h in self.store_view(status)["slots"].items()}
 
     @staticmethod
     def fallback_shares(nodes):
@@ -357,6 +375,66 @@ class RateLimit(FleetTestCase):
         # Each node could start LOCAL_LIMIT / SERVICE_S = 160 a second: only the fleet's
         # rate holds them back, and it is used.
         self.assertGreaterEqual(rate, 0.9 * FLEET_RATE)
+        self.stop_all(nodes)
+
+
+class FleetProbe(FleetTestCase):
+    @staticmethod
+    def logged_at(node, needle):
+        """Unix time (the log's timestamp) of the first line with `needle`."""
+        for line in node.lines():
+            if needle in line and (m := LOG_TIME.match(line)):
+                return datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+                    tzinfo=timezone.utc).timestamp()
+        return None
+
+    def test_one_node_probes_the_down_store_for_the_fleet_and_all_hear_it_recover(self):
+        self.store_port = free_port()  # nothing listens there yet: the store is down
+        drain = {"breaker_failures": PROBE_FAILURES, "breaker_min_backoff": "200ms",
+                 "breaker_max_backoff": f"{PROBE_BACKOFF_S * 1000:.0f}ms",
+                 "retry_min": "1s", "retry_max": "2s"}
+        fleet = {"timeout": f"{PROBE_TIMEOUT_S * 1000:.0f}ms",
+                 "lease_ttl": f"{PROBE_LEASE_TTL_S * 1000:.0f}ms"}
+        nodes = self.paused_nodes({"max_concurrency": FLEET_LIMIT}, PROBE_PER_NODE,
+                                  {"drain": drain, "fleet": fleet})
+        for n in nodes.values():
+            n.spoolctl("resume")
+        for n in nodes.values():
+            wait_for(lambda n=n: n.has_line("to=open"), 30, what="breaker open")
+        prober = wait_for(lambda: self.store_view(self.fleet_status(nodes["mx1"]))["prober"],
+                          10, what="a prober")
+        self.assertIn(prober, nodes)
+        failed = "event=probe mailstore=store ok=false"
+        before = {name: n.count_lines(failed) for name, n in nodes.items()}
+        wait_for(lambda: nodes[prober].count_lines(failed) >= before[prober] + PROBE_ROUNDS,
+                 PROBE_ROUNDS * (PROBE_BACKOFF_S + 2) + 5, what="the prober's probes")
+        probed = {name: n.count_lines(failed) - before[name] for name, n in nodes.items()}
+        # A node fallen back (a request past its deadline) probes for itself, by design.
+        alone = self.fallback_shares(nodes)
+        for name in nodes:
+            if name != prober and name not in alone:
+                self.assertEqual(probed[name], 0, f"only {prober} probes: {probed}")
+
+        self.start_store(0.01, self.store_port)
+        recovered = wait_for(lambda: self.logged_at(nodes[prober],
+                                                    "event=probe mailstore=store ok=true"),
+                             PROBE_BACKOFF_S + 10, what="the prober's probe succeeding")
+        lags = {}
+        for name, n in nodes.items():
+            if name == prober or name in alone:
+                continue
+            heard = wait_for(lambda n=n: self.logged_at(n, "ok=true by=fleet"), 10,
+                             what=f"{name} hearing the recovery")
+            lags[name] = round(heard - recovered, 3)
+        print(f"{prober} probed {probed[prober]} times for the fleet, the others {probed}; "
+              f"recovery heard after {lags} s (bound {HEARD_WITHIN_S:.2f} s), fallen back: "
+              f"{sorted(alone)}", file=sys.stderr)
+        for name, lag in lags.items():
+            self.assertLessEqual(lag, HEARD_WITHIN_S, name)
+        total = len(NODES) * PROBE_PER_NODE
+        wait_for(lambda: len(self.store.stored()) >= total, 60, what="all stored")
+        expected = sorted(f"{name}-{i}" for name in NODES for i in range(PROBE_PER_NODE))
+        self.assertEqual(sorted(self.store.stored()), expected, "every message stored once")
         self.stop_all(nodes)
 
 
