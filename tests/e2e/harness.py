@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -208,6 +209,15 @@ class Spoold:
         out = self.spoolctl("list", "--json", *filters).stdout
         return [json.loads(l) for l in out.splitlines() if l.strip()]
 
+    def metric(self, name):
+        """The first sample of metric `name` on /metrics (metrics.port must be set)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return None
+
     def maildir_files(self, address):
         local, domain = address.split("@", 1)
         new = os.path.join(self.maildir, domain, local, "new")
@@ -312,6 +322,40 @@ class SpooldTestCase(unittest.TestCase):
         if start:
             s.start()
         return s
+
+
+class Redis:
+    """redis-server on a Unix socket in `directory`; nothing persisted, so a restart
+    comes back empty (as a Redis that lost its data would)."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.socket = os.path.join(directory, "redis.sock")
+        self.proc = None
+        os.makedirs(directory, exist_ok=True)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", self.socket, "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile",
+             os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self._answers() or self.proc.poll() is not None, 20, what="redis")
+        if self.proc.poll() is not None:
+            raise AssertionError("redis-server exited at start")
+        return self
+
+    def _answers(self):
+        r = subprocess.run(["redis-cli", "-s", self.socket, "PING"], capture_output=True,
+                           text=True, timeout=10)
+        return r.stdout.strip() == "PONG"
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
 
 
 class Dovecot:

@@ -26,19 +26,18 @@ fallen nodes' shares."""
 import json
 import os
 import re
-import signal
 import smtplib
 import subprocess
 import sys
 import time
 import unittest
-import urllib.request
 from datetime import datetime, timezone
 from email.message import EmailMessage
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_lmtp import FakeLmtp  # noqa: E402
-from harness import SPOOLCTL, SpooldTestCase, deep_merge, free_port, wait_for  # noqa: E402
+from harness import (SPOOLCTL, Redis, SpooldTestCase, deep_merge, free_port,  # noqa: E402
+                     wait_for)
 
 NODES = ("mx1", "mx2", "mx3")
 LEASE_TTL_S = 4.0
@@ -99,40 +98,6 @@ URGENT_RULES = [{"class": "urgent", "headers": [{"name": "Priority", "regex": "^
                 {"class": "bulk", "headers": [{"name": "Precedence", "regex": "^\\s*bulk"}]}]
 
 
-class Redis:
-    """redis-server on a Unix socket in `directory`; nothing persisted, so a restart
-    comes back empty (as a Redis that lost its data would)."""
-
-    def __init__(self, directory):
-        self.dir = directory
-        self.socket = os.path.join(directory, "redis.sock")
-        self.proc = None
-        os.makedirs(directory, exist_ok=True)
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", "0", "--unixsocket", self.socket, "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--logfile",
-             os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self._answers() or self.proc.poll() is not None, 20, what="redis")
-        if self.proc.poll() is not None:
-            raise AssertionError("redis-server exited at start")
-        return self
-
-    def _answers(self):
-        r = subprocess.run(["redis-cli", "-s", self.socket, "PING"], capture_output=True,
-                           text=True, timeout=10)
-        return r.stdout.strip() == "PONG"
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-
-
 class FleetTestCase(SpooldTestCase):
     def setUp(self):
         super().setUp()
@@ -188,15 +153,6 @@ class FleetTestCase(SpooldTestCase):
                     msg[name] = value
                 msg.set_content(f"message {i} queued as {prefix}\n")
                 s.send_message(msg)
-
-    @staticmethod
-    def metric(node, name):
-        url = f"http://127.0.0.1:{node.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
-        return None
 
     def fleet_status(self, node):
         r = subprocess.run([SPOOLCTL, "--config", node.config_path, "fleet", "status", "--json"],
@@ -279,7 +235,7 @@ class StoreLimit(FleetTestCase):
         shares = self.fallback_shares(nodes)
         outage_bound = self.fallback_bound(shares, together=not early)
         self.assertLessEqual(self.store.peak(), outage_bound, f"Redis down, then back: {shares}")
-        requests = sum(self.metric(n, "spoold_fleet_redis_requests_total") for n in nodes.values())
+        requests = sum(n.metric("spoold_fleet_redis_requests_total") for n in nodes.values())
         print(f"peak in flight at the store: {fleet_peak} with Redis (limit {FLEET_LIMIT}), "
               f"{self.store.peak()} from its kill on (bound {outage_bound}); "
               f"Redis requests per stored message: {requests / len(stored):.2f}", file=sys.stderr)
