@@ -372,6 +372,9 @@ void Daemon::sample_status() {
     in.drain = &snap;
     in.smtp_sessions = server_ ? server_->session_count() : 0;
     in.accepted_total = intake_->accepted_total();
+    if (fleet_ && fleet_->view()) {
+        in.fleet_json = fleet::view_json(*fleet_->view());
+    }
     reporter_->sample(in);
     if (fleet_) {
         fleet_status_ = fleet_node_status(in);

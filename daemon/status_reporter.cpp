@@ -107,6 +107,7 @@ void StatusReporter::sample(const StatusInputs& in) {
     h.breaker = worst;
     history_.offer(std::move(h));
     snap.history = history_.snapshot();
+    snap.fleet_json = in.fleet_json;
 
     const std::lock_guard lock(mutex_);
     last_ = std::move(snap);

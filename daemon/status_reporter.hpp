@@ -25,6 +25,7 @@ struct StatusInputs {
     const drain::DrainSnapshot* drain = nullptr;
     std::size_t smtp_sessions = 0;
     std::uint64_t accepted_total = 0; // messages committed since start
+    std::string fleet_json;           // the fleet view as JSON; empty without a fleet
 };
 
 class StatusReporter {

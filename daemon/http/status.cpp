@@ -132,7 +132,9 @@ std::string status_json(const StatusSnapshot& st) {
         append_u64(out, static_cast<std::uint64_t>(h.breaker));
         out += '}';
     }
-    out += "]}";
+    out += "],\"fleet\":";
+    out += st.fleet_json.empty() ? "null" : st.fleet_json;
+    out += '}';
     return out;
 }
 

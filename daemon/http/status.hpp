@@ -28,7 +28,9 @@ namespace spoold::http {
 //   "drain_rate": 0,                     // messages delivered per second
 //   "drain_eta_s": null,                 // backlog / drain_rate; null when drain_rate <= 0
 //   "history": [{"t": 1700000000000, "backlog": {"urgent": 3}, "ingest": 1.5,
-//                "drain": 0, "breaker": 2}]   // oldest first, one per ~5 s, last hour
+//                "drain": 0, "breaker": 2}],  // oldest first, one per ~5 s, last hour
+//   "fleet": null                        // with fleet.redis: the fleet as this node last
+//                                        // read it, as `spoolctl fleet status --json`
 // }
 // Numbers that are not finite are written as null.
 
@@ -59,6 +61,9 @@ struct StatusSnapshot {
     double ingest_rate = 0;
     double drain_rate = 0;
     std::vector<metrics::HistorySample> history; // metrics::History::snapshot()
+    // A JSON object written as it is (fleet::view_json: names in it are config-validated,
+    // so nothing needs escaping for the page); empty: null.
+    std::string fleet_json;
 };
 
 std::string status_json(const StatusSnapshot& status);

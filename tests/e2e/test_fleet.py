@@ -6,7 +6,7 @@ constants of fleet/share.hpp named where used, never a measured guess.
 - The store limit: the nodes drain a backlog; the store never sees more than the fleet's
   max_concurrency at once while Redis is up, nor more than the fallback bound while Redis
   is killed and after it is back; every message is stored exactly once; `spoolctl fleet
-  status --json` shows the three nodes and their backlog.
+  status --json` and each node's /status show the three nodes and their backlog.
 - A node killed with SIGKILL while it holds the whole budget: its slots go back within its
   lease TTL (plus a renewal period and a request timeout), and the others take them over.
 - An urgent message on a node with nothing else is delivered before half of the other
@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import unittest
+import urllib.request
 from datetime import datetime, timezone
 from email.message import EmailMessage
 
@@ -161,6 +162,12 @@ class FleetTestCase(SpooldTestCase):
         return json.loads(r.stdout)
 
     @staticmethod
+    def status_doc(node):
+        url = f"http://127.0.0.1:{node.metrics_port}/status"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.loads(r.read().decode())
+
+    @staticmethod
     def store_view(status):
         return next(s for s in status["mailstores"] if s["name"] == "store")
 
@@ -206,6 +213,11 @@ class StoreLimit(FleetTestCase):
         self.assertEqual(sorted(n["node"] for n in status["nodes"]), list(NODES))
         for n in status["nodes"]:
             self.assertEqual(sum(c["ready"] for c in n["classes"].values()), PER_NODE)
+        # The status page's document carries the same view, as the node last read it.
+        page = wait_for(lambda: (f := self.status_doc(nodes["mx2"])["fleet"])
+                        and queued(f) == len(NODES) * PER_NODE and f, 20,
+                        what="the fleet in mx2's /status")
+        self.assertEqual(sorted(n["node"] for n in page["nodes"]), list(NODES))
 
         for n in nodes.values():
             n.spoolctl("resume")

@@ -75,7 +75,14 @@ TEST_CASE("status_json writes the documented shape with totals, backlog and the 
         "\"concurrency_limit\":4,\"in_flight\":1,\"rate\":0.5}],"
         "\"ingest_rate\":1.5,\"drain_rate\":23,\"drain_eta_s\":5,"
         "\"history\":[{\"t\":1699999995000,\"backlog\":{\"urgent\":15,\"bulk\":100},"
-        "\"ingest\":1.5,\"drain\":23,\"breaker\":2}]}");
+        "\"ingest\":1.5,\"drain\":23,\"breaker\":2}],\"fleet\":null}");
+}
+
+TEST_CASE("with a fleet, its view is the fleet member as it is") {
+    StatusSnapshot st;
+    st.fleet_json = R"({"now_ms":1,"nodes":[]})";
+    const auto json = status_json(st);
+    CHECK(json.ends_with("\"fleet\":" + st.fleet_json + "}"));
 }
 
 TEST_CASE("the drain estimate is null while nothing drains") {
