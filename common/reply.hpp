@@ -1,6 +1,6 @@
 // SMTP/LMTP reply lines: the value type, formatting (multi-line), and the one
 // table that maps an ErrorKind to an honest reply (local trouble is always 4xx).
-// Parsing replies read from a peer is in the drain's clients, not here.
+// Parsing replies read from a peer: common/reply_parser.hpp.
 #pragma once
 
 #include <string>

@@ -5,6 +5,7 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "policy/header_scan.hpp"
 
 namespace spoold::daemon {
 namespace {
@@ -22,9 +23,6 @@ public:
 
     void append(std::string data, std::function<void(Status)> done) override {
         size_ += data.size();
-        if (header_.size() < kHeaderScanBytes) {
-            header_.append(data, 0, std::min(data.size(), kHeaderScanBytes - header_.size()));
-        }
         buffer_ += data;
         if (buffer_.size() < kStageThreshold) {
             done(Status{});
@@ -40,10 +38,12 @@ public:
         spool_.append_staged(id_, std::move(chunk), std::move(done));
     }
 
-    void commit(smtp::MessageInfo info,
+    void commit(smtp::MessageInfo info, std::string head,
                 std::function<void(Result<smtp::CommitInfo>)> done) override {
         committed_ = true;
-        const ClassifyInput input{&info, header_, size_};
+        size_ += head.size();
+        const ClassifyInput input{&info, std::string_view(head).substr(0, policy::kHeaderScanBytes),
+                                  size_};
         const ClassDecision decision = hooks_->classify(input, arrival_ms_);
 
         spool::NewMessage msg;
@@ -74,12 +74,19 @@ public:
             rcpt.notify = r.notify;
             env.recipients.push_back(std::move(rcpt));
         }
-        msg.body.swap(buffer_);
-        shared_->budget.fetch_sub(static_cast<std::int64_t>(msg.body.size()) +
+        shared_->budget.fetch_sub(static_cast<std::int64_t>(head.size() + buffer_.size()) +
                                       kMessageOverheadBytes,
                                   std::memory_order_relaxed);
-        header_.clear();
-        header_.shrink_to_fit();
+        if (staged_) {
+            // The header section goes in front of the chunks staged while it could still
+            // change (filters edit it at the end of the message).
+            msg.head = std::move(head);
+            msg.body.swap(buffer_);
+        } else {
+            msg.body = std::move(head);
+            msg.body += buffer_;
+            std::string().swap(buffer_);
+        }
 
         auto finish = [done = std::move(done), name = decision.name, shared = shared_,
                        size = size_](Status st) {
@@ -129,7 +136,6 @@ private:
     QueueId id_;
     UnixMillis arrival_ms_;
     std::string buffer_;
-    std::string header_;
     std::shared_ptr<IntakeCounters> shared_;
     std::uint64_t size_ = 0;
     bool staged_ = false;

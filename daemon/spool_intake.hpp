@@ -19,7 +19,7 @@ namespace spoold::daemon {
 // What the classifier sees of a message at the end of DATA.
 struct ClassifyInput {
     const smtp::MessageInfo* info = nullptr;
-    std::string_view header_block; // at most kHeaderScanBytes from the start of the body
+    std::string_view header_block; // the header section, at most policy::kHeaderScanBytes
     std::uint64_t size = 0;
 };
 
@@ -45,7 +45,8 @@ struct IntakeCounters {
 inline constexpr std::int64_t kMessageOverheadBytes = 512;
 
 // Bodies up to this size stay in memory and are committed in one operation; larger
-// ones are staged in chunks of this size, so a 50 MiB message costs a few of these.
+// ones are staged in chunks of this size, so a 50 MiB message costs a few of these. The
+// header section comes at the commit and goes in front (see smtp::IncomingMessage).
 inline constexpr std::size_t kStageThreshold = 128 * 1024;
 // The classifier reads this much of a message (policy/header_scan.hpp).
 using policy::kHeaderScanBytes;

@@ -27,6 +27,12 @@ struct ListenerConfig {
     std::uint16_t port = 2525;   // 0 = any free port (tests); the daemon logs the real one
     std::string tls_certificate; // PEM path; STARTTLS offered when both are set
     std::string tls_key;
+    // PROXY protocol (v1 and v2) from load balancers: a connection from a trusted_proxies
+    // network must start with a header, whose client address then stands for the peer's
+    // everywhere; other peers are clients themselves, and a PROXY header from them is
+    // refused.
+    bool proxy_protocol = false;
+    std::vector<std::string> trusted_proxies; // CIDR networks, validated
 };
 
 struct LimitsConfig {
@@ -38,6 +44,8 @@ struct LimitsConfig {
     std::uint32_t max_line_length = 4096;            // command lines; RFC 5321 minimum is 512
     Millis command_timeout{std::chrono::minutes(5)}; // RFC 5321 4.5.3.2
     Millis data_timeout{std::chrono::minutes(10)};
+    // Message data sent before our 354 reply to DATA ends the session with 554 5.5.0.
+    bool refuse_early_data = true;
 };
 
 enum class ExpiryAction { kBounce, kHold, kDiscard };
@@ -152,6 +160,25 @@ struct FleetConfig {
     bool coordinated() const { return !redis_socket.empty() || !redis_host.empty(); }
 };
 
+enum class MilterFailure { kTempFail, kAccept };
+
+// One mail filter (milter), asked at every SMTP stage before we answer.
+struct MilterConfig {
+    std::string name;    // for logs; unique
+    std::string address; // as configured: "inet:127.0.0.1:11332", "unix:/run/rspamd/milter.sock"
+    std::string host;    // inet: the host (name or address) and port
+    std::uint16_t port = 0;
+    std::string unix_socket; // unix: the socket's path
+    // Postfix's defaults: milter_connect_timeout, milter_command_timeout (HELO, MAIL, RCPT,
+    // DATA), milter_content_timeout (header, body, end of message).
+    Millis connect_timeout{std::chrono::seconds(30)};
+    Millis command_timeout{std::chrono::seconds(30)};
+    Millis content_timeout{std::chrono::seconds(300)};
+    // When the filter fails or times out: tempfail (451 4.7.1, the sender retries; never
+    // lose mail because a filter is down) or accept (as if it were not configured).
+    MilterFailure on_failure = MilterFailure::kTempFail;
+};
+
 struct MetricsConfig {
     std::string address = "127.0.0.1";
     std::uint16_t port = 0; // 0 = off
@@ -160,6 +187,9 @@ struct MetricsConfig {
 struct Config {
     std::string source_file; // where it was loaded from, for errors and reload
     std::string hostname = "localhost";
+    // Our authserv-id (RFC 8601): Authentication-Results fields claiming it are removed
+    // from incoming mail before the filters see it. Empty = the hostname.
+    std::string authserv_id;
     // Started as root (to bind port 25), spoold switches to this user once its sockets
     // are bound. Empty = keep the user it was started as.
     std::string user;
@@ -176,6 +206,7 @@ struct Config {
     std::vector<ClassRule> rules;
     std::vector<MailstoreConfig> mailstores{MailstoreConfig{}};
     DrainConfig drain;
+    std::vector<MilterConfig> milters; // asked in this order
     BounceConfig bounces;
     FleetConfig fleet;
     MetricsConfig metrics;

@@ -192,18 +192,18 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 16> kTopKeys{
-    "hostname", "user",    "listeners",     "local_domains", "directory",  "limits",
-    "spool",    "classes", "default_class", "rules",         "mailstores", "drain",
-    "bounces",  "fleet",   "metrics",       "logging"};
-constexpr std::array<std::string_view, 4> kListenerKeys{"address", "port", "tls_certificate",
-                                                        "tls_key"};
+constexpr std::array<std::string_view, 18> kTopKeys{
+    "hostname", "authserv_id", "user",    "listeners",     "local_domains", "directory",
+    "limits",   "spool",       "classes", "default_class", "rules",         "mailstores",
+    "drain",    "milters",     "bounces", "fleet",         "metrics",       "logging"};
+constexpr std::array<std::string_view, 6> kListenerKeys{
+    "address", "port", "tls_certificate", "tls_key", "proxy_protocol", "trusted_proxies"};
 constexpr std::array<std::string_view, 7> kDirectoryKeys{
     "file",          "format",  "when_unavailable", "default_domain", "recipient_delimiter",
     "poll_interval", "map_size"};
-constexpr std::array<std::string_view, 8> kLimitsKeys{
-    "max_message_size", "max_recipients",  "max_sessions",    "max_sessions_per_client",
-    "max_errors",       "max_line_length", "command_timeout", "data_timeout"};
+constexpr std::array<std::string_view, 9> kLimitsKeys{
+    "max_message_size", "max_recipients",  "max_sessions", "max_sessions_per_client", "max_errors",
+    "max_line_length",  "command_timeout", "data_timeout", "refuse_early_data"};
 constexpr std::array<std::string_view, 4> kSpoolKeys{"path", "max_size", "high_watermark",
                                                      "min_free_disk"};
 constexpr std::array<std::string_view, 4> kClassKeys{"name", "weight", "retention", "on_expiry"};
@@ -220,6 +220,8 @@ constexpr std::array<std::string_view, 10> kDrainKeys{
     "max_concurrency",     "initial_concurrency", "max_rate",         "strict_class",
     "breaker_min_backoff", "breaker_max_backoff", "breaker_failures", "retry_min",
     "retry_max",           "max_per_recipient"};
+constexpr std::array<std::string_view, 6> kMilterKeys{
+    "name", "address", "connect_timeout", "command_timeout", "content_timeout", "on_failure"};
 constexpr std::array<std::string_view, 4> kBounceKeys{"smarthost", "smarthost_port", "dsn_sender",
                                                       "delay_warning"};
 constexpr std::array<std::string_view, 6> kFleetKeys{"redis",   "node",      "key_prefix",
@@ -231,7 +233,7 @@ struct Section {
     std::string_view path;
     Keys keys;
 };
-constexpr std::array<Section, 15> kSections{{{"", kTopKeys},
+constexpr std::array<Section, 16> kSections{{{"", kTopKeys},
                                              {"listeners[]", kListenerKeys},
                                              {"directory", kDirectoryKeys},
                                              {"limits", kLimitsKeys},
@@ -242,6 +244,7 @@ constexpr std::array<Section, 15> kSections{{{"", kTopKeys},
                                              {"mailstores[]", kMailstoreKeys},
                                              {"mailstores[].fleet", kMailstoreFleetKeys},
                                              {"drain", kDrainKeys},
+                                             {"milters[]", kMilterKeys},
                                              {"bounces", kBounceKeys},
                                              {"fleet", kFleetKeys},
                                              {"metrics", kMetricsKeys},
@@ -383,6 +386,14 @@ public:
             bad(top.mark("hostname"),
                 fmt::format("hostname: \"{}\" is not a host name", c.hostname));
         }
+        top.str("authserv_id", c.authserv_id);
+        if (!c.authserv_id.empty() &&
+            !std::all_of(c.authserv_id.begin(), c.authserv_id.end(), [](unsigned char ch) {
+                return ch > ' ' && ch < 127 && ch != ';' && ch != '(' && ch != '"';
+            })) {
+            bad(top.mark("authserv_id"),
+                fmt::format("authserv_id: \"{}\" is not a token (RFC 8601 2.2)", c.authserv_id));
+        }
         top.str("user", c.user);
         if (const auto* n = top.find("listeners")) {
             c.listeners = listeners(*n);
@@ -414,6 +425,9 @@ public:
         }
         if (const auto* n = top.find("drain")) {
             c.drain = drain(*n, c);
+        }
+        if (const auto* n = top.find("milters")) {
+            c.milters = milters(*n);
         }
         if (const auto* n = top.find("bounces")) {
             c.bounces = bounces(*n);
@@ -492,6 +506,21 @@ private:
             l.tls_key = path_value(m, "tls_key", l.tls_key);
             if (l.tls_certificate.empty() != l.tls_key.empty()) {
                 bad(n[i], fmt::format("listeners[{}]: tls_certificate and tls_key go together", i));
+            }
+            m.boolean("proxy_protocol", l.proxy_protocol);
+            if (const auto* nets = m.find("trusted_proxies")) {
+                if (!l.proxy_protocol) {
+                    bad(*nets, fmt::format("listeners[{}].trusted_proxies: applies only with "
+                                           "proxy_protocol: true",
+                                           i));
+                }
+                l.trusted_proxies = cidr_list(*nets, m.child("trusted_proxies"));
+            }
+            if (l.proxy_protocol && l.trusted_proxies.empty()) {
+                bad(m.mark("proxy_protocol"),
+                    fmt::format("listeners[{}]: proxy_protocol needs trusted_proxies (the "
+                                "networks of the load balancers)",
+                                i));
             }
             if (l.port != 0 && !seen.emplace(l.address, l.port).second) {
                 bad(n[i],
@@ -572,6 +601,7 @@ private:
         m.uint("max_line_length", l.max_line_length, kMinLine, kMaxLine);
         m.millis("command_timeout", l.command_timeout);
         m.millis("data_timeout", l.data_timeout);
+        m.boolean("refuse_early_data", l.refuse_early_data);
         return l;
     }
 
@@ -638,6 +668,18 @@ private:
         return out;
     }
 
+    // A list of CIDR networks (or one), each checked.
+    static std::vector<std::string> cidr_list(const YAML::Node& n, const std::string& path) {
+        auto nets = get_strings(n, path);
+        for (std::size_t j = 0; j < nets.size(); ++j) {
+            if (auto cidr = parse_cidr(nets[j]); !cidr) {
+                bad(n.IsSequence() ? n[j].Mark() : n.Mark(),
+                    fmt::format("{}: {}", path, cidr.error().message));
+            }
+        }
+        return nets;
+    }
+
     static std::vector<std::string> patterns(const MapReader& m, std::string_view key) {
         std::vector<std::string> out;
         if (const auto* n = m.find(key)) {
@@ -670,14 +712,7 @@ private:
             r.sender = patterns(m, "sender");
             r.recipient = patterns(m, "recipient");
             if (const auto* nets = m.find("client_net")) {
-                r.client_net = get_strings(*nets, m.child("client_net"));
-                for (std::size_t j = 0; j < r.client_net.size(); ++j) {
-                    if (auto cidr = parse_cidr(r.client_net[j]); !cidr) {
-                        const YAML::Mark mark =
-                            nets->IsSequence() ? (*nets)[j].Mark() : nets->Mark();
-                        bad(mark, fmt::format("{}.client_net: {}", path, cidr.error().message));
-                    }
-                }
+                r.client_net = cidr_list(*nets, m.child("client_net"));
             }
             if (const auto* h = m.find("headers")) {
                 r.headers = header_tests(*h, m.child("headers"));
@@ -1004,6 +1039,91 @@ private:
             }
             f.redis_port = static_cast<std::uint16_t>(value);
         }
+    }
+
+    std::vector<MilterConfig> milters(const YAML::Node& n) const {
+        check_sequence(n, "milters");
+        std::vector<MilterConfig> out;
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            const std::string path = fmt::format("milters[{}]", i);
+            const MapReader m(n[i], path, kMilterKeys);
+            MilterConfig f;
+            f.name = get_string(m.require("name"), m.child("name"));
+            const bool name_ok =
+                !f.name.empty() && std::all_of(f.name.begin(), f.name.end(), [](unsigned char c) {
+                    return std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.';
+                });
+            if (!name_ok) {
+                bad(m.mark("name"), fmt::format("{}.name: \"{}\" must be letters, digits, -, _ "
+                                                "or .",
+                                                path, f.name));
+            }
+            for (const auto& other : out) {
+                if (other.name == f.name) {
+                    bad(m.mark("name"),
+                        fmt::format("{}.name: duplicate milter \"{}\"", path, f.name));
+                }
+            }
+            f.address = get_string(m.require("address"), m.child("address"));
+            milter_address(m, path, f);
+            m.millis("connect_timeout", f.connect_timeout);
+            m.millis("command_timeout", f.command_timeout);
+            m.millis("content_timeout", f.content_timeout);
+            if (const auto* a = m.find("on_failure")) {
+                f.on_failure = get_enum<MilterFailure>(
+                    *a, m.child("on_failure"),
+                    {{"tempfail", MilterFailure::kTempFail}, {"accept", MilterFailure::kAccept}});
+            }
+            out.push_back(std::move(f));
+        }
+        return out;
+    }
+
+    // Postfix's syntax: "inet:host:port" (an IPv6 address in brackets) or "unix:/path"
+    // (also "local:"); a relative path is taken from the configuration's directory.
+    void milter_address(const MapReader& m, const std::string& path, MilterConfig& f) const {
+        const std::string& a = f.address;
+        const auto refuse = [&](std::string_view why) {
+            bad(m.mark("address"),
+                fmt::format("{}.address: \"{}\" {} (inet:host:port or unix:/path)", path, a, why));
+        };
+        for (const std::string_view prefix : {"unix:", "local:"}) {
+            if (a.starts_with(prefix)) {
+                if (a.size() == prefix.size()) {
+                    refuse("names no socket");
+                }
+                const fs::path p(a.substr(prefix.size()));
+                f.unix_socket = p.is_absolute() || base_.empty()
+                                    ? p.string()
+                                    : (base_ / p).lexically_normal().string();
+                return;
+            }
+        }
+        if (!a.starts_with("inet:")) {
+            refuse("has no inet: or unix: prefix");
+        }
+        const std::string rest = a.substr(5);
+        const std::size_t colon = rest.rfind(':');
+        if (colon == std::string::npos || colon == 0) {
+            refuse("has no host:port");
+        }
+        std::string host = rest.substr(0, colon);
+        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+            host = host.substr(1, host.size() - 2);
+        }
+        const std::string port = rest.substr(colon + 1);
+        const bool port_ok = !port.empty() && port.size() <= 5 &&
+                             std::all_of(port.begin(), port.end(),
+                                         [](unsigned char c) { return std::isdigit(c) != 0; }) &&
+                             std::stoul(port) >= 1 && std::stoul(port) <= 65535;
+        if (!port_ok) {
+            refuse("has no port from 1 to 65535");
+        }
+        if (!parse_ip(host) && !valid_domain(ascii_lower(host))) {
+            refuse("has a host that is no address or name");
+        }
+        f.host = host;
+        f.port = static_cast<std::uint16_t>(std::stoul(port));
     }
 
     static BounceConfig bounces(const YAML::Node& n) {

@@ -44,6 +44,7 @@ void BodyDecoder::decode_data(std::string_view in, std::string& out, DecodeStep&
         case Line::kMid: {
             std::size_t j = i;
             while (j < n && in[j] != '\r' && in[j] != '\n') {
+                nul_byte_ = nul_byte_ || in[j] == '\0';
                 ++j;
             }
             out.append(in.substr(i, j - i));
@@ -117,12 +118,13 @@ void BodyDecoder::decode_chunk(std::string_view in, std::string& out, DecodeStep
         return;
     }
     const std::string_view bytes = in.substr(0, n);
-    // No dot-stuffing in BDAT, but the same bare CR/LF rule, so that what we later relay
+    // No dot-stuffing in BDAT, but the same bare CR/LF and NUL rules, so that what we relay
     // with DATA cannot be smuggled.
     for (const char c : bytes) {
         if ((last_byte_ == '\r') != (c == '\n')) {
             bare_newline_ = true;
         }
+        nul_byte_ = nul_byte_ || c == '\0';
         last_byte_ = c;
     }
     out.append(bytes);

@@ -1,6 +1,7 @@
 // Message content as the client sends it after DATA or in BDAT chunks -> the message bytes:
-// dot-stuffing undone, the end of DATA found (only CRLF "." CRLF), bare CR and LF noticed,
-// BDAT chunk sizes counted. Pure: no size limit, no buffering of its own, no replies.
+// dot-stuffing undone, the end of DATA found (only CRLF "." CRLF), bare CR and LF and NUL
+// bytes noticed, BDAT chunk sizes counted. Pure: no size limit, no buffering of its own, no
+// replies.
 #pragma once
 
 #include <cstddef>
@@ -28,12 +29,15 @@ struct DecodeStep {
 // RFC 3030): a line's leading dot is removed; only CRLF "." CRLF ends DATA; a CR not
 // followed by LF or an LF not preceded by CR (a bare CR or LF) is kept as content and
 // makes bare_newline() true, so no smuggled end-of-data sequence can end a message early
-// and the caller can refuse the whole message at its end. BDAT content is taken as is,
-// with the same bare CR/LF rule across chunk boundaries; a CRLF may be split between two
-// chunks. finish() gives the last chunk's final line a CRLF if it lacks one.
+// and the caller can refuse the whole message at its end. A NUL byte is kept and noted the
+// same way (nul_byte()): RFC 5321 2.3.8 allows no NUL in mail text, and receivers that
+// end a C string there would see a different message than the one we store. BDAT content
+// is taken as is, with the same bare CR/LF and NUL rules across chunk boundaries; a CRLF
+// may be split between two chunks. finish() gives the last chunk's final line a CRLF if
+// it lacks one.
 class BodyDecoder {
 public:
-    // A new message: forgets bare CR/LF, the BDAT byte count and any content in progress.
+    // A new message: forgets bare CR/LF and NUL, the BDAT byte count and any content in progress.
     void reset();
     // DATA was accepted: content starts at the beginning of a line.
     void begin_data();
@@ -52,6 +56,9 @@ public:
     std::size_t finish(std::string& out);
 
     bool bare_newline() const { return bare_newline_; }
+    bool nul_byte() const { return nul_byte_; }
+    // The message is to be refused at its end (bare CR or LF, or a NUL byte).
+    bool refused() const { return bare_newline_ || nul_byte_; }
 
 private:
     enum class Mode { kIdle, kData, kChunk, kSkip };
@@ -62,6 +69,7 @@ private:
 
     Mode mode_ = Mode::kIdle;
     bool bare_newline_ = false;
+    bool nul_byte_ = false;
     // DATA: where in a line the last byte left us.
     Line line_ = Line::kStart;
     // BDAT: bytes still to come in this chunk, whether it is the last, and what the

@@ -32,6 +32,8 @@ struct MessageInfo {
     std::string helo;
     std::string tls; // empty when plain
     std::vector<RecipientInfo> recipients;
+    // A filter quarantined the message: it is stored held, with this reason.
+    std::string hold_reason;
 };
 
 struct CommitInfo {
@@ -44,13 +46,18 @@ class IncomingMessage {
 public:
     virtual ~IncomingMessage() = default;
     virtual QueueId id() const = 0;
-    // Body bytes in wire order, dot-stuffing undone, CRLF line ends, including the
-    // Received: header first. `done` fires when the bytes are safely buffered or
-    // staged; callers keep one append in flight (that is the memory bound).
+    // The message after its header section, in wire order: dot-stuffing undone, CRLF line
+    // ends, starting with the empty line that ends the header section (if any). `done`
+    // fires when the bytes are safely buffered or staged; callers keep one append in
+    // flight (that is the memory bound).
     virtual void append(std::string data, std::function<void(Status)> done) = 0;
-    // Commits envelope and body durably. `done` fires after the commit is on disk; only
-    // then may the client hear 250. On error nothing of the message remains.
-    virtual void commit(MessageInfo info, std::function<void(Result<CommitInfo>)> done) = 0;
+    // Commits envelope and message durably: `head`, the header section as it is to be
+    // stored (our Received: header first, filters' changes applied, each field with its
+    // CRLF; at most smtp::kMaxHeaderSection plus our own fields), goes in front of the
+    // appended bytes. `done` fires after the commit is on disk; only then may the client
+    // hear 250. On error nothing of the message remains.
+    virtual void commit(MessageInfo info, std::string head,
+                        std::function<void(Result<CommitInfo>)> done) = 0;
     // Drops the message (RSET, abort, disconnect). Safe to call more than once.
     virtual void rollback() = 0;
 };

@@ -20,6 +20,8 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "policy/cidr.hpp"
+#include "smtp/proxy_protocol.hpp"
 #include "smtp/session.hpp"
 
 // Driver style: C++20 coroutines (one per connection, one per listener). Every read,
@@ -42,11 +44,35 @@ constexpr std::size_t kCommandReadSize = 4096;
 constexpr std::size_t kDataReadSize = 64 * 1024;
 constexpr Millis kAcceptBackoff{100};       // after EMFILE and friends: do not spin
 constexpr Millis kRejectWriteTimeout{5000}; // for the 421 to a connection over the limits
+// Closing: how long the TLS close_notify exchange and the wait for the client's FIN may take.
+constexpr Millis kCloseTimeout{5000};
+constexpr std::size_t kLingerMaxBytes = 256 * 1024; // read and dropped while closing, at most
+// A trusted proxy's header must arrive within this (Postfix's smtpd_upstream_proxy_timeout).
+constexpr Millis kProxyTimeout{5000};
 
 struct Listener {
     explicit Listener(const asio::any_io_executor& ex) : acceptor(ex) {}
     tcp::acceptor acceptor;
-    std::unique_ptr<asio::ssl::context> tls; // null: STARTTLS not offered
+    std::unique_ptr<asio::ssl::context> tls;   // null: STARTTLS not offered
+    std::vector<policy::Cidr> trusted_proxies; // PROXY headers from these only; empty: none
+
+    bool trusts(const asio::ip::address& peer) const {
+        if (trusted_proxies.empty()) {
+            return false;
+        }
+        const auto ip = policy::parse_ip(peer.to_string());
+        return ip && std::any_of(trusted_proxies.begin(), trusted_proxies.end(),
+                                 [&](const policy::Cidr& c) { return c.contains(*ip); });
+    }
+};
+
+// Who is at the other end of a connection: the peer, or the client a proxy speaks for.
+struct Peer {
+    std::string client; // address text, as logs, limits and the session use it
+    std::uint16_t client_port = 0;
+    std::string proxy; // the load balancer's address when a PROXY header named the client
+    std::string local; // our address as the client addressed it
+    std::uint16_t local_port = 0;
 };
 
 // Per connection, shared between its coroutine and Server::stop().
@@ -121,19 +147,21 @@ auto async_callback(Start start, Token&& token) {
         token, std::move(start));
 }
 
-std::string describe_tls(SSL* ssl) {
-    return fmt::format("version={} cipher={} bits={}", SSL_get_version(ssl),
-                       SSL_get_cipher_name(ssl), SSL_get_cipher_bits(ssl, nullptr));
+TlsInfo tls_info(SSL* ssl) {
+    return TlsInfo{SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+                   SSL_get_cipher_bits(ssl, nullptr)};
 }
 
 } // namespace
 
 struct Server::Shared {
-    Shared(asio::io_context& io_context, Intake& in)
-        : io(io_context), intake(in), control(asio::make_strand(io_context)), stop_timer(control) {}
+    Shared(asio::io_context& io_context, Intake& in, Filters* f)
+        : io(io_context), intake(in), filters(f), control(asio::make_strand(io_context)),
+          stop_timer(control) {}
 
     asio::io_context& io;
     Intake& intake;
+    Filters* filters; // null: none configured
     // Acceptors, stop_timer and stop_done live on this strand.
     asio::any_io_executor control;
     asio::steady_timer stop_timer;
@@ -141,6 +169,7 @@ struct Server::Shared {
 
     mutable std::mutex mutex; // guards everything below
     std::string hostname;
+    std::string authserv_id;
     policy::LimitsConfig limits;
     std::vector<policy::ListenerConfig> listener_configs;
     std::vector<std::shared_ptr<Listener>> listeners;
@@ -153,6 +182,7 @@ struct Server::Shared {
     void configure(const policy::Config& config) {
         const std::lock_guard lock(mutex);
         hostname = config.hostname;
+        authserv_id = config.authserv_id.empty() ? config.hostname : config.authserv_id;
         limits = config.limits;
     }
 
@@ -175,6 +205,8 @@ using Shared = Server::Shared;
 // frame being destroyed with the io_context).
 class SlotGuard {
 public:
+    // `client` is empty while the connection counts against the total only (a proxied
+    // connection before its header named the client: see count_client).
     SlotGuard(std::shared_ptr<Shared> shared, std::shared_ptr<Conn> conn, std::string client)
         : shared_(std::move(shared)), conn_(std::move(conn)), client_(std::move(client)) {}
     SlotGuard(const SlotGuard&) = delete;
@@ -185,7 +217,7 @@ public:
             const std::lock_guard lock(shared_->mutex);
             --shared_->total;
             if (auto it = shared_->per_client.find(client_);
-                it != shared_->per_client.end() && --it->second == 0) {
+                !client_.empty() && it != shared_->per_client.end() && --it->second == 0) {
                 shared_->per_client.erase(it);
             }
             shared_->conns.erase(conn_);
@@ -196,11 +228,101 @@ public:
         }
     }
 
+    // Counts the connection against `client`'s limit; false (and not counted) when the
+    // client already has max_sessions_per_client connections.
+    bool count_client(const std::string& client) {
+        const std::lock_guard lock(shared_->mutex);
+        auto& n = shared_->per_client[client];
+        if (n >= shared_->limits.max_sessions_per_client) {
+            if (n == 0) {
+                shared_->per_client.erase(client);
+            }
+            return false;
+        }
+        ++n;
+        client_ = client;
+        return true;
+    }
+
 private:
     std::shared_ptr<Shared> shared_;
     std::shared_ptr<Conn> conn_;
     std::string client_;
 };
+
+std::string too_many_from_client(const std::string& hostname) {
+    return fmt::format("421 4.7.0 {} Too many connections from your address, try again later\r\n",
+                       hostname);
+}
+
+// Reads a trusted proxy's PROXY header and fills in the client it names. Bytes read after
+// the header (a client that spoke first) are left in `early`. False when the header is
+// missing, broken or late: the connection is then closed without a word, since the peer
+// is a load balancer, not a mail client.
+asio::awaitable<bool> read_proxy_header(tcp::socket* socket, asio::steady_timer* timer, Peer* peer,
+                                        std::string* early) {
+    std::string got;
+    std::vector<char> buf(kProxyV2MaxBytes);
+    const auto until = std::chrono::steady_clock::now() + kProxyTimeout;
+    for (;;) {
+        const ProxyParse p = parse_proxy_header(got);
+        if (p.status == ProxyStatus::kDone) {
+            if (!p.header.local) {
+                peer->client = p.header.source_address;
+                peer->client_port = p.header.source_port;
+                peer->local = p.header.destination_address;
+                peer->local_port = p.header.destination_port;
+            }
+            early->assign(got, p.consumed);
+            co_return true;
+        }
+        const auto left =
+            std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
+        if (p.status == ProxyStatus::kInvalid || left.count() <= 0) {
+            log::warn("event=proxy_header_refused proxy={} error={}", peer->proxy,
+                      log::quote(p.status == ProxyStatus::kInvalid ? p.error : "timeout"));
+            co_return false;
+        }
+        const IoResult r = co_await read_some(
+            socket, timer, asio::buffer(buf.data(), kProxyV2MaxBytes - got.size()), left);
+        if (r.timed_out || r.ec) {
+            log::warn("event=proxy_header_refused proxy={} error={}", peer->proxy,
+                      log::quote(r.timed_out ? "timeout" : r.ec.message()));
+            co_return false;
+        }
+        got.append(buf.data(), r.bytes);
+    }
+}
+
+// Ends a connection whose client is still there so that our last reply reaches it: the
+// TLS close_notify first (RFC 8446 6.1; without it a client sees a truncation attack, not
+// a clean close), then our FIN, then what the client still sends is read and dropped until
+// its FIN or a deadline. Closing a socket with unread input makes the kernel send a reset,
+// and a reset can destroy the reply still in flight to the client.
+asio::awaitable<void> close_gracefully(tcp::socket* socket, asio::ssl::stream<tcp::socket&>* tls,
+                                       asio::steady_timer* timer) {
+    if (tls != nullptr) {
+        timer->expires_after(kCloseTimeout);
+        co_await (tls->async_shutdown(kUseTuple) || timer->async_wait(kUseTuple));
+    }
+    boost::system::error_code ec;
+    socket->shutdown(tcp::socket::shutdown_send, ec);
+    std::vector<char> sink(4096);
+    std::size_t dropped = 0;
+    const auto until = std::chrono::steady_clock::now() + kCloseTimeout;
+    while (!ec && dropped < kLingerMaxBytes) {
+        const auto left =
+            std::chrono::duration_cast<Millis>(until - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            break;
+        }
+        const IoResult r = co_await read_some(socket, timer, asio::buffer(sink), left);
+        if (r.timed_out || r.ec) {
+            break;
+        }
+        dropped += r.bytes;
+    }
+}
 
 asio::awaitable<void> reject_connection(tcp::socket socket, std::string wire) {
     asio::steady_timer timer(socket.get_executor());
@@ -218,29 +340,70 @@ void append_actions(std::deque<Action>& queue, Actions actions) {
 
 asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                                      std::shared_ptr<Listener> listener, tcp::socket socket,
-                                     std::shared_ptr<Conn> conn, std::string client) {
-    const SlotGuard slot(shared, conn, client);
+                                     std::shared_ptr<Conn> conn, Peer peer) {
+    SlotGuard slot(shared, conn, peer.proxy.empty() ? peer.client : std::string());
+    asio::steady_timer write_timer(socket.get_executor());
+    std::string early; // client bytes that came with the PROXY header
+    if (!peer.proxy.empty()) {
+        if (!co_await read_proxy_header(&socket, &write_timer, &peer, &early)) {
+            boost::system::error_code ec;
+            socket.close(ec);
+            co_return;
+        }
+        if (!slot.count_client(peer.client)) {
+            std::string refusal;
+            {
+                const std::lock_guard lock(shared->mutex);
+                refusal = too_many_from_client(shared->hostname);
+            }
+            log::info("event=reject client={} proxy={} reason=session-limit reply={}", peer.client,
+                      peer.proxy,
+                      log::quote(std::string_view(refusal).substr(0, refusal.size() - 2)));
+            co_await write_all(&socket, &write_timer, asio::buffer(refusal), kRejectWriteTimeout);
+            co_await close_gracefully(&socket, nullptr, &write_timer);
+            co_return;
+        }
+    }
+    const std::string client = peer.client;
     SessionSettings settings;
     {
         const std::lock_guard lock(shared->mutex);
         settings.hostname = shared->hostname;
+        settings.authserv_id = shared->authserv_id;
         settings.limits = shared->limits;
     }
     settings.starttls_offered = listener->tls != nullptr;
     settings.client_addr = client;
+    settings.client_port = peer.client_port;
+    settings.local_addr = peer.local;
+    settings.local_port = peer.local_port;
+    // Closes the filters' connections however this coroutine ends.
+    const std::unique_ptr<FilterSession, void (*)(FilterSession*)> filters(
+        shared->filters != nullptr ? shared->filters->open().release() : nullptr,
+        [](FilterSession* f) {
+            if (f != nullptr) {
+                f->close();
+                delete f;
+            }
+        });
+    settings.filters = filters != nullptr;
     const Millis command_timeout = settings.limits.command_timeout;
     const Millis data_timeout = settings.limits.data_timeout;
     Session session(std::move(settings), shared->intake);
-    log::info("event=connect client={}", client);
+    if (peer.proxy.empty()) {
+        log::info("event=connect client={}", client);
+    } else {
+        log::info("event=connect client={} proxy={}", client, peer.proxy);
+    }
     metrics::spoold_metrics().smtp_connections_total.inc();
 
     std::optional<asio::ssl::stream<tcp::socket&>> tls;
-    asio::steady_timer write_timer(socket.get_executor());
     std::deque<Action> queue;
     append_actions(queue, session.greeting());
     std::string out;
     std::vector<char> buf(kCommandReadSize);
     bool open = true;
+    bool client_gone = false; // the connection failed: no reply can reach the client any more
 
     while (open) {
         while (open && !queue.empty()) {
@@ -258,10 +421,39 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                 Status status =
                     co_await async_callback<Status>(std::move(start), asio::use_awaitable);
                 append_actions(queue, session.on_append_done(std::move(status)));
+            } else if (auto* ask = std::get_if<AskFilters>(&action)) {
+                if (!out.empty()) {
+                    // The client hears what is settled before the filters take their time.
+                    IoResult w;
+                    if (tls) {
+                        w = co_await write_all(&*tls, &write_timer, asio::buffer(out),
+                                               command_timeout);
+                    } else {
+                        w = co_await write_all(&socket, &write_timer, asio::buffer(out),
+                                               command_timeout);
+                    }
+                    out.clear();
+                    if (w.ec || w.timed_out) {
+                        session.on_disconnect();
+                        client_gone = true;
+                        open = false;
+                        break;
+                    }
+                }
+                auto start = [f = filters.get(), e = std::move(ask->event)](
+                                 std::function<void(FilterVerdict)> cb) mutable {
+                    f->ask(std::move(e), std::move(cb));
+                };
+                FilterVerdict verdict =
+                    co_await async_callback<FilterVerdict>(std::move(start), asio::use_awaitable);
+                append_actions(queue, session.on_filter_verdict(std::move(verdict)));
+            } else if (std::holds_alternative<AbortFilters>(action)) {
+                filters->abort();
             } else if (auto* commit = std::get_if<CommitMessage>(&action)) {
-                auto start = [m = commit->message, i = std::move(commit->info)](
+                auto start = [m = commit->message, i = std::move(commit->info),
+                              h = std::move(commit->head)](
                                  std::function<void(Result<CommitInfo>)> cb) mutable {
-                    m->commit(std::move(i), std::move(cb));
+                    m->commit(std::move(i), std::move(h), std::move(cb));
                 };
                 Result<CommitInfo> result = co_await async_callback<Result<CommitInfo>>(
                     std::move(start), asio::use_awaitable);
@@ -274,6 +466,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                     out.clear();
                 }
                 if (w.ec || w.timed_out) {
+                    client_gone = true;
                     open = false;
                     break;
                 }
@@ -287,11 +480,12 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                               r.index() == 1 ? std::string("timeout")
                                              : log::quote(std::get<0>(std::get<0>(r)).message()));
                     session.on_disconnect();
+                    tls.reset(); // no TLS session to end
+                    client_gone = true;
                     open = false;
                     break;
                 }
-                append_actions(queue,
-                               session.on_tls_established(describe_tls(tls->native_handle())));
+                append_actions(queue, session.on_tls_established(tls_info(tls->native_handle())));
             } else if (std::holds_alternative<Close>(action)) {
                 open = false;
             }
@@ -307,6 +501,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
             out.clear();
             if (w.ec || w.timed_out) {
                 session.on_disconnect();
+                client_gone = true;
                 break;
             }
         }
@@ -321,7 +516,12 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
             // Cannot happen: appends and commits are awaited above. Refuse to spin.
             log::error("event=session_stuck client={}", client);
             session.on_disconnect();
-            break;
+            break; // the client is still there: it gets a clean close, if no reply
+        }
+        if (!early.empty()) {
+            append_actions(queue, session.feed(early));
+            early.clear();
+            continue;
         }
         const bool data = session.in_data();
         const std::size_t want = data ? kDataReadSize : kCommandReadSize;
@@ -342,9 +542,13 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
         }
         if (r.ec) {
             session.on_disconnect();
+            client_gone = true;
             break;
         }
         append_actions(queue, session.feed(std::string_view(buf.data(), r.bytes)));
+    }
+    if (!client_gone) {
+        co_await close_gracefully(&socket, tls ? &*tls : nullptr, &write_timer);
     }
     boost::system::error_code ec;
     socket.shutdown(tcp::socket::shutdown_both, ec);
@@ -370,11 +574,19 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared,
         }
         tcp::socket socket = std::move(std::get<1>(accepted));
         boost::system::error_code peer_ec;
-        const auto peer = socket.remote_endpoint(peer_ec);
+        const auto remote = socket.remote_endpoint(peer_ec);
+        const auto local = socket.local_endpoint(peer_ec);
         if (peer_ec) {
             continue; // gone already
         }
-        std::string client = peer.address().to_string();
+        Peer peer{remote.address().to_string(), remote.port(), "", local.address().to_string(),
+                  local.port()};
+        // A trusted proxy's connection counts against its client's limit once the PROXY
+        // header has named the client.
+        if (listener->trusts(remote.address())) {
+            peer.proxy = peer.client;
+        }
+        const std::string& client = peer.client;
         std::string refusal;
         std::shared_ptr<Conn> conn;
         {
@@ -388,13 +600,13 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared,
             } else if (shared->total >= limits.max_sessions) {
                 refusal = fmt::format("421 4.7.0 {} Too many connections, try again later\r\n",
                                       shared->hostname);
-            } else if (from_client >= limits.max_sessions_per_client) {
-                refusal = fmt::format(
-                    "421 4.7.0 {} Too many connections from your address, try again later\r\n",
-                    shared->hostname);
+            } else if (peer.proxy.empty() && from_client >= limits.max_sessions_per_client) {
+                refusal = too_many_from_client(shared->hostname);
             } else {
                 ++shared->total;
-                ++shared->per_client[client];
+                if (peer.proxy.empty()) {
+                    ++shared->per_client[client];
+                }
                 conn = std::make_shared<Conn>(socket.get_executor());
                 shared->conns.insert(conn);
             }
@@ -409,15 +621,15 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared,
         }
         const auto ex = socket.get_executor();
         asio::co_spawn(ex,
-                       run_connection(shared, listener, std::move(socket), conn, std::move(client)),
+                       run_connection(shared, listener, std::move(socket), conn, std::move(peer)),
                        log_escaped);
     }
 }
 
 } // namespace
 
-Server::Server(asio::io_context& io, const policy::Config& config, Intake& intake)
-    : io_(io), shared_(std::make_shared<Shared>(io, intake)) {
+Server::Server(asio::io_context& io, const policy::Config& config, Intake& intake, Filters* filters)
+    : io_(io), shared_(std::make_shared<Shared>(io, intake, filters)) {
     shared_->configure(config);
     shared_->listener_configs = config.listeners;
 }
@@ -455,6 +667,17 @@ Result<std::vector<tcp::endpoint>> Server::start() {
                                         ec.message()));
             }
             listener->tls = std::move(ctx);
+        }
+        if (lc.proxy_protocol) {
+            for (const auto& net : lc.trusted_proxies) {
+                auto cidr = policy::parse_cidr(net);
+                if (!cidr) {
+                    return fail(ErrorKind::kConfig,
+                                fmt::format("listener {}:{}: trusted_proxies: {}", lc.address,
+                                            lc.port, cidr.error().message));
+                }
+                listener->trusted_proxies.push_back(*cidr);
+            }
         }
         boost::system::error_code ec;
         const auto address = asio::ip::make_address(lc.address, ec);

@@ -12,6 +12,7 @@
 
 #include "common/result.hpp"
 #include "policy/config.hpp"
+#include "smtp/filter.hpp"
 #include "smtp/intake.hpp"
 
 namespace spoold::smtp {
@@ -22,9 +23,10 @@ namespace spoold::smtp {
 // called from the thread(s) running the io_context or before it runs.
 class Server {
 public:
-    // `config` is copied (hostname, limits, listeners); `intake` must outlive every
-    // connection coroutine, i.e. the io_context's handlers.
-    Server(boost::asio::io_context& io, const policy::Config& config, Intake& intake);
+    // `config` is copied (hostname, limits, listeners); `intake` and `filters` (null: no
+    // filters) must outlive every connection coroutine, i.e. the io_context's handlers.
+    Server(boost::asio::io_context& io, const policy::Config& config, Intake& intake,
+           Filters* filters = nullptr);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;

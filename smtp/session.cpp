@@ -15,6 +15,22 @@ namespace {
 
 using address::iequals;
 
+// ESMTP parameters as filters receive them: one string per parameter.
+std::vector<std::string> split_params(std::string_view text) {
+    std::vector<std::string> out;
+    while (!text.empty()) {
+        const std::size_t sp = text.find(' ');
+        if (sp != 0) {
+            out.emplace_back(text.substr(0, sp));
+        }
+        if (sp == std::string_view::npos) {
+            break;
+        }
+        text.remove_prefix(sp + 1);
+    }
+    return out;
+}
+
 // Commands and arguments are printable ASCII (and UTF-8 under SMTPUTF8); a control
 // byte in a command line is garbage or an attack on whoever logs it.
 bool has_control(std::string_view line) {
@@ -70,14 +86,32 @@ std::string rfc5322_date(UnixMillis ms) {
 
 } // namespace
 
+std::string TlsInfo::describe() const {
+    return fmt::format("version={} cipher={} bits={}", version, cipher, bits);
+}
+
 Session::Session(SessionSettings settings, Intake& intake)
     : settings_(std::move(settings)), intake_(intake), tls_active_(settings_.tls_active),
-      tls_description_(settings_.tls_description) {}
+      tls_(settings_.tls) {}
 
 Session::~Session() { drop_message(); }
 
 Actions Session::greeting() {
+    if (filters_active()) {
+        ask_filters(FilterStage::kConnect,
+                    FilterConnect{settings_.client_addr, settings_.client_port,
+                                  settings_.local_addr, settings_.local_port});
+    } else {
+        greet();
+    }
+    return take_actions();
+}
+
+void Session::greet() {
     out_.emplace_back(make_reply(220, "", fmt::format("{} ESMTP spoold", settings_.hostname)));
+}
+
+Actions Session::take_actions() {
     Actions a;
     a.swap(out_);
     return a;
@@ -88,17 +122,16 @@ Actions Session::feed(std::string_view bytes) {
         in_.append(bytes);
         pump();
     }
-    Actions a;
-    a.swap(out_);
-    return a;
+    return take_actions();
 }
 
 bool Session::wants_input() const {
     if (closed_ || state_ == State::kFinishing || state_ == State::kCommit ||
-        state_ == State::kTls) {
+        state_ == State::kTls || state_ == State::kFilter) {
         return false;
     }
-    if (append_in_flight_ && (state_ == State::kCommand || body_.size() >= kAppendChunk)) {
+    const bool waiting = append_in_flight_ || filter_stage_ != FilterStage::kNone;
+    if (waiting && (state_ == State::kCommand || body_.size() >= kAppendChunk)) {
         return false;
     }
     return true;
@@ -115,15 +148,16 @@ void Session::pump() {
         switch (state_) {
         case State::kCommand:
             // Commands wait for an append of the previous BDAT chunk: RSET or QUIT must
-            // not drop a message the intake is still writing to.
-            if (!append_in_flight_) {
+            // not drop a message the intake is still writing to (or a filter reading).
+            if (!append_in_flight_ && filter_stage_ == FilterStage::kNone) {
                 handle_command_input();
             }
             break;
         case State::kContent: consume_content(); break;
         case State::kFinishing:
         case State::kCommit:
-        case State::kTls: break;
+        case State::kTls:
+        case State::kFilter: break;
         }
         if (in_pos_ == pos && state_ == state) {
             break;
@@ -186,6 +220,11 @@ void Session::handle_command(std::string_view line) {
     const std::string_view arg =
         sp == std::string_view::npos ? std::string_view() : trim_right(line.substr(sp + 1));
 
+    if (access_denied_ && !iequals(verb, "QUIT")) {
+        // RFC 5321 3.1: after a 554 greeting only QUIT is served.
+        error(503, "5.7.0", "Error: access denied", "access-denied");
+        return;
+    }
     if (iequals(verb, "EHLO")) {
         cmd_ehlo(arg, true);
     } else if (iequals(verb, "HELO")) {
@@ -218,6 +257,11 @@ void Session::handle_command(std::string_view line) {
               "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
     } else if (iequals(verb, "STARTTLS")) {
         cmd_starttls(arg);
+    } else if (iequals(verb, "PROXY")) {
+        // A PROXY header from a peer that is no trusted proxy (or a second one): an
+        // attempt to pass off another address as the client's.
+        error(554, "5.7.1", "PROXY protocol not accepted from your address", "proxy-untrusted");
+        close();
     } else {
         error(500, "5.5.1", "Command unrecognized", "unknown-command");
     }
@@ -233,6 +277,17 @@ void Session::cmd_ehlo(std::string_view arg, bool extended) {
     reset_transaction();
     helo_ = std::string(name);
     esmtp_ = extended;
+    if (filters_active()) {
+        pending_extended_ = extended;
+        ask_filters(FilterStage::kHelo,
+                    FilterHelo{helo_, tls_active_ ? tls_.version : "",
+                               tls_active_ ? tls_.cipher : "", tls_active_ ? tls_.bits : 0});
+        return;
+    }
+    ehlo_reply(extended);
+}
+
+void Session::ehlo_reply(bool extended) {
     if (!extended) {
         reply(250, "", settings_.hostname);
         return;
@@ -262,6 +317,11 @@ void Session::cmd_mail(std::string_view arg) {
     }
     if (have_mail_) {
         error(503, "5.5.1", "Nested MAIL command", "sequence");
+        return;
+    }
+    if (refusal_) {
+        // A filter refused the connection or the HELO: Sendmail and Postfix say it here.
+        error(*refusal_, "filter-refused");
         return;
     }
     std::string_view text = arg.substr(5);
@@ -302,9 +362,22 @@ void Session::cmd_mail(std::string_view arg) {
         local_error(reply_for_local_error(admitted.error()), admitted.error().describe());
         return;
     }
+    pending_info_ = std::move(info);
+    pending_size_ = params->size;
+    if (filters_active()) {
+        filters_txn_open_ = true;
+        ask_filters(FilterStage::kMail,
+                    FilterMail{pending_info_.mail_from, split_params(pending_info_.mail_params)});
+        return;
+    }
+    accept_mail();
+}
+
+void Session::accept_mail() {
     have_mail_ = true;
-    declared_size_ = params->size;
-    info_ = std::move(info);
+    declared_size_ = pending_size_;
+    info_ = std::move(pending_info_);
+    pending_info_ = MessageInfo{};
     reply(250, "2.1.0", "Sender OK");
 }
 
@@ -374,7 +447,18 @@ void Session::cmd_rcpt(std::string_view arg) {
             return;
         }
     }
-    info_.recipients.push_back(std::move(rcpt));
+    pending_rcpt_ = std::move(rcpt);
+    if (filters_for_message()) {
+        ask_filters(FilterStage::kRcpt,
+                    FilterRcpt{pending_rcpt_.address, split_params(path->rest)});
+        return;
+    }
+    accept_rcpt();
+}
+
+void Session::accept_rcpt() {
+    info_.recipients.push_back(std::move(pending_rcpt_));
+    pending_rcpt_ = RecipientInfo{};
     reply(250, "2.1.5", "Recipient OK");
 }
 
@@ -387,9 +471,26 @@ void Session::cmd_data(std::string_view arg) {
         error(503, "5.5.1", "DATA not allowed after BDAT", "sequence");
         return;
     }
+    if (settings_.limits.refuse_early_data && in_pos_ < in_.size()) {
+        // RFC 2920 3.1: DATA ends a pipelined group, and the content may follow only our
+        // 354. A client that sends it earlier does not read replies (a spam-bot signature,
+        // refused as Postfix's smtpd_forbid_unauth_pipelining does).
+        error(554, "5.5.0", "Error: SMTP protocol synchronization", "early-data");
+        close();
+        return;
+    }
     if (!ready_for_content()) {
         return;
     }
+    if (filters_for_message()) {
+        pending_bdat_ = false;
+        ask_filters(FilterStage::kData, FilterData{message_->id()});
+        return;
+    }
+    start_content();
+}
+
+void Session::start_content() {
     state_ = State::kContent;
     decoder_.begin_data();
     out_.emplace_back(make_reply(354, "", "End data with <CR><LF>.<CR><LF>"));
@@ -432,6 +533,14 @@ void Session::cmd_bdat(std::string_view arg) {
         decoder_.skip_chunk(*size);
         return;
     }
+    if (!used_bdat_ && filters_for_message()) {
+        // The filters hear of the first chunk as DATA (as Postfix tells them).
+        pending_bdat_ = true;
+        pending_chunk_ = *size;
+        pending_last_ = !rest.empty();
+        ask_filters(FilterStage::kData, FilterData{message_->id()});
+        return;
+    }
     used_bdat_ = true;
     decoder_.begin_chunk(*size, !rest.empty());
 }
@@ -467,16 +576,14 @@ void Session::cmd_starttls(std::string_view arg) {
     out_.emplace_back(StartTls{});
 }
 
-Actions Session::on_tls_established(std::string description) {
+Actions Session::on_tls_established(TlsInfo tls) {
     if (state_ == State::kTls) {
         tls_active_ = true;
-        tls_description_ = std::move(description);
+        tls_ = std::move(tls);
         state_ = State::kCommand;
         pump();
     }
-    Actions a;
-    a.swap(out_);
-    return a;
+    return take_actions();
 }
 
 bool Session::ensure_message() {
@@ -493,7 +600,9 @@ bool Session::ensure_message() {
     decoder_.reset();
     too_big_ = false;
     append_failed_ = false;
-    body_ = received_header();
+    body_.clear();
+    head_ = HeaderSection();
+    head_.add_own("Received", received_header());
     return true;
 }
 
@@ -511,7 +620,7 @@ std::string Session::received_header() const {
     const std::string literal = client.find(':') != std::string::npos ? "IPv6:" + client : client;
     std::string h = fmt::format("Received: from {} ([{}])\r\n", sanitize(helo_, false), literal);
     if (tls) {
-        h += fmt::format("\t(using {})\r\n", sanitize(tls_description_, true));
+        h += fmt::format("\t(using {})\r\n", sanitize(tls_.describe(), true));
     }
     h += fmt::format("\tby {} (spoold) with {} id {}", settings_.hostname, proto,
                      message_->id().text());
@@ -530,14 +639,29 @@ void Session::count_content(std::size_t produced) {
     if (size_ > settings_.limits.max_message_size) {
         too_big_ = true;
     }
-    if (too_big_ || decoder_.bare_newline() || append_failed_ || !message_) {
+    if (message_doomed()) {
         body_.clear();
     }
 }
 
+// The message will not be committed: its content need not be kept.
+bool Session::message_doomed() const {
+    return too_big_ || decoder_.refused() || append_failed_ || !message_ || content_refusal_ ||
+           discard_msg_ || discard_all_;
+}
+
 void Session::maybe_flush() {
-    if (append_in_flight_ || !message_ || body_.size() < kAppendChunk) {
+    if (append_in_flight_ || filter_stage_ != FilterStage::kNone || !message_ ||
+        body_.size() < kAppendChunk) {
         return;
+    }
+    flush_body();
+}
+
+// Hands body_ to the intake and, while they want it, to the filters.
+void Session::flush_body() {
+    if (filters_for_message()) {
+        ask_filters(FilterStage::kContent, FilterBody{body_});
     }
     append_in_flight_ = true;
     AppendBody a{message_.get(), std::move(body_)};
@@ -556,7 +680,14 @@ void Session::consume_content() {
         // Work in slices so the body buffer stays near one chunk.
         const std::string_view avail(in_.data() + in_pos_,
                                      std::min(in_.size() - in_pos_, kAppendChunk));
-        const DecodeStep step = decoder_.decode(avail, body_);
+        DecodeStep step;
+        if (head_.ended()) {
+            step = decoder_.decode(avail, body_);
+        } else {
+            scratch_.clear();
+            step = decoder_.decode(avail, scratch_);
+            take_content(scratch_);
+        }
         in_pos_ += step.consumed;
         count_content(step.produced);
         if (step.end != ContentEnd::kNone) {
@@ -577,10 +708,18 @@ void Session::content_ended(ContentEnd end) {
     switch (end) {
     case ContentEnd::kNone:
     case ContentEnd::kSkipped: return;
-    case ContentEnd::kMessage:
-        count_content(decoder_.finish(body_));
+    case ContentEnd::kMessage: {
+        scratch_.clear();
+        const std::size_t completed = decoder_.finish(scratch_);
+        take_content(scratch_);
+        if (!head_.ended()) {
+            head_.finish(body_);
+            header_section_ended();
+        }
+        count_content(completed);
         end_of_content();
         return;
+    }
     case ContentEnd::kChunk: break;
     }
     if (too_big_) {
@@ -592,22 +731,45 @@ void Session::content_ended(ContentEnd end) {
     reply(250, "2.0.0", fmt::format("{} octets received", size_));
 }
 
+void Session::take_content(std::string_view bytes) {
+    if (head_.ended()) {
+        body_.append(bytes);
+    } else if (head_.feed(bytes, body_)) {
+        header_section_ended();
+    }
+}
+
+void Session::header_section_ended() {
+    const std::string& ours =
+        settings_.authserv_id.empty() ? settings_.hostname : settings_.authserv_id;
+    if (const std::size_t removed = head_.remove_authentication_results(ours); removed > 0) {
+        log::info("event=authentication_results_removed client={}{} authserv_id={} count={}",
+                  settings_.client_addr, id_field(), log::quote(ours), removed);
+    }
+    if (filters_for_message() && !message_doomed()) {
+        ask_filters(FilterStage::kContent, FilterHeaders{head_.fields_for_filters()});
+    }
+}
+
 void Session::end_of_content() {
     state_ = State::kFinishing;
     continue_finish();
 }
 
 void Session::continue_finish() {
-    if (append_in_flight_) {
+    if (append_in_flight_ || filter_stage_ != FilterStage::kNone) {
         return;
     }
-    if (too_big_ || decoder_.bare_newline() || append_failed_) {
+    if (too_big_ || decoder_.refused() || append_failed_) {
         if (too_big_) {
             error(552, "5.3.4", "Message size exceeds fixed maximum message size", "size");
         } else if (decoder_.bare_newline()) {
             error(554, "5.6.0",
                   "Message refused: bare LF or CR in message content (RFC 5321 2.3.8)",
                   "bare-newline");
+        } else if (decoder_.nul_byte()) {
+            error(554, "5.6.0", "Message refused: NUL byte in message content (RFC 5321 2.3.8)",
+                  "nul-byte");
         } else {
             local_error(append_error_, "append-failed");
         }
@@ -618,19 +780,36 @@ void Session::continue_finish() {
         }
         return;
     }
-    if (!body_.empty()) {
-        append_in_flight_ = true;
-        AppendBody a{message_.get(), std::move(body_)};
-        body_.clear();
-        out_.emplace_back(std::move(a));
+    if (content_refusal_) {
+        const FilterVerdict refusal = std::move(*content_refusal_);
+        filter_refusal(refusal, true);
+        drop_message();
+        reset_transaction();
+        state_ = State::kCommand;
         return;
     }
-    MessageInfo info = info_;
+    if (discard_msg_ || discard_all_) {
+        discard_message();
+        return;
+    }
+    if (!body_.empty()) {
+        flush_body();
+        return;
+    }
+    if (filters_for_message() && !end_asked_) {
+        end_asked_ = true;
+        ask_filters(FilterStage::kEnd, FilterEnd{});
+        return;
+    }
+    commit_message(info_);
+}
+
+void Session::commit_message(MessageInfo info) {
     info.client_addr = settings_.client_addr;
     info.helo = helo_;
-    info.tls = tls_active_ ? tls_description_ : std::string();
+    info.tls = tls_active_ ? tls_.describe() : std::string();
     state_ = State::kCommit;
-    out_.emplace_back(CommitMessage{message_.get(), std::move(info)});
+    out_.emplace_back(CommitMessage{message_.get(), std::move(info), head_.render()});
 }
 
 Actions Session::on_append_done(Status status) {
@@ -653,9 +832,7 @@ Actions Session::on_append_done(Status status) {
         maybe_flush();
     }
     pump();
-    Actions a;
-    a.swap(out_);
-    return a;
+    return take_actions();
 }
 
 Actions Session::on_commit_result(Result<CommitInfo> result) {
@@ -687,9 +864,7 @@ Actions Session::on_commit_result(Result<CommitInfo> result) {
         state_ = State::kCommand;
         pump();
     }
-    Actions a;
-    a.swap(out_);
-    return a;
+    return take_actions();
 }
 
 Actions Session::on_timeout() {
@@ -699,9 +874,7 @@ Actions Session::on_timeout() {
         reply(421, "4.4.2", fmt::format("{} Error: timeout exceeded", settings_.hostname));
         close();
     }
-    Actions a;
-    a.swap(out_);
-    return a;
+    return take_actions();
 }
 
 Actions Session::on_shutdown() {
@@ -710,9 +883,7 @@ Actions Session::on_shutdown() {
               fmt::format("{} Service shutting down, try again later", settings_.hostname));
         close();
     }
-    Actions a;
-    a.swap(out_);
-    return a;
+    return take_actions();
 }
 
 void Session::on_disconnect() {
@@ -721,11 +892,21 @@ void Session::on_disconnect() {
 }
 
 void Session::reset_transaction() {
+    if (filters_txn_open_) {
+        filters_txn_open_ = false;
+        out_.emplace_back(AbortFilters{});
+    }
+    filters_done_msg_ = false;
+    discard_msg_ = false;
+    content_refusal_.reset();
+    end_asked_ = false;
     have_mail_ = false;
     info_ = MessageInfo{};
     declared_size_ = 0;
     used_bdat_ = false;
     decoder_.reset();
+    head_ = HeaderSection();
+    std::string().swap(scratch_);
     body_.clear();
     body_.shrink_to_fit();
     size_ = 0;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -14,6 +15,8 @@
 #include "common/reply.hpp"
 #include "policy/config.hpp"
 #include "smtp/body_decoder.hpp"
+#include "smtp/filter.hpp"
+#include "smtp/header_section.hpp"
 #include "smtp/intake.hpp"
 
 namespace spoold::smtp {
@@ -22,13 +25,31 @@ namespace spoold::smtp {
 // together with one read buffer that bounds the memory of a session receiving a message.
 inline constexpr std::size_t kAppendChunk = 64 * 1024;
 
+// The TLS session of a connection, as the Received: header and the filters see it.
+struct TlsInfo {
+    std::string version; // "TLSv1.3"
+    std::string cipher;  // "TLS_AES_256_GCM_SHA384"
+    int bits = 0;
+    // "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256"
+    std::string describe() const;
+};
+
 struct SessionSettings {
     std::string hostname = "localhost";
     policy::LimitsConfig limits;
     bool starttls_offered = false; // a certificate and key are configured
     bool tls_active = false;       // the connection is already encrypted (implicit TLS)
-    std::string tls_description;   // when tls_active: e.g. "TLSv1.3 cipher=TLS_AES_256_GCM_SHA384"
-    std::string client_addr;       // textual IP address of the peer
+    TlsInfo tls;                   // when tls_active
+    // Filters are configured: the session asks them at every stage through AskFilters
+    // actions (the driver holds the smtp::FilterSession).
+    bool filters = false;
+    std::string client_addr; // textual IP address of the client (a proxy's: the one it names)
+    std::uint16_t client_port = 0;
+    std::string local_addr; // our address as the client addressed it (for filters)
+    std::uint16_t local_port = 0;
+    // Authentication-Results: fields claiming this authserv-id are removed from every
+    // message (RFC 8601 5); empty = the hostname.
+    std::string authserv_id;
     const Clock* clock = &SystemClock::instance(); // only for the Received: date
 };
 
@@ -41,11 +62,18 @@ struct AppendBody {
 struct CommitMessage {
     IncomingMessage* message = nullptr;
     MessageInfo info;
+    std::string head; // the header section, stored in front of the appended body
 };
 struct StartTls {}; // write the pending replies, then do the handshake, then on_tls_established()
 struct Close {};    // write the pending replies, then close the connection
+// Write the pending replies, ask the filters, then feed the verdict to on_filter_verdict().
+struct AskFilters {
+    FilterEvent event;
+};
+struct AbortFilters {}; // tell the filters the message in progress is over; no result
 
-using Action = std::variant<Reply, AppendBody, CommitMessage, StartTls, Close>;
+using Action =
+    std::variant<Reply, AppendBody, CommitMessage, StartTls, Close, AskFilters, AbortFilters>;
 using Actions = std::vector<Action>;
 
 // One SMTP server session. Intake::admit/check_recipient/begin are called
@@ -55,7 +83,8 @@ using Actions = std::vector<Action>;
 // Rules decided here (documented once, tested in tests/unit/smtp):
 // - Only CRLF "." CRLF ends DATA. A bare LF or bare CR anywhere in the message content
 //   (DATA or BDAT) makes the whole message be refused at its end with
-//   554 5.6.0 and the transaction is discarded; nothing else ends a message early.
+//   554 5.6.0 and the transaction is discarded; nothing else ends a message early. A NUL
+//   byte in the content is refused the same way.
 //   The bytes are decoded by smtp/body_decoder.hpp, the ESMTP parameters of MAIL and
 //   RCPT read by smtp/esmtp_params.hpp; the session keeps the state and the replies.
 // - A command line longer than limits.max_line_length gets 500 5.5.2 and is skipped.
@@ -64,6 +93,9 @@ using Actions = std::vector<Action>;
 //   real mail and does nothing for safety, since the parser never buffers a line.
 // - Negative replies caused by the client count as errors; after limits.max_errors the
 //   session ends with 421 4.7.0. Local trouble (4.3.x) and 452 4.5.3 do not count.
+// - Filters (settings.filters) are asked at connect, HELO, MAIL, RCPT, DATA (or the first
+//   BDAT), for the header section and the body as they arrive, and at the end before the
+//   commit; their verdict is the reply (smtp/session_filters.cpp says how, stage by stage).
 class Session {
 public:
     Session(SessionSettings settings, Intake& intake);
@@ -78,7 +110,8 @@ public:
     Actions feed(std::string_view bytes);
     Actions on_append_done(Status status);
     Actions on_commit_result(Result<CommitInfo> result);
-    Actions on_tls_established(std::string description);
+    Actions on_tls_established(TlsInfo tls);
+    Actions on_filter_verdict(FilterVerdict verdict);
     // The driver's deadline passed (command or data timeout): 421 4.4.2 and Close.
     Actions on_timeout();
     // The server is stopping: 421 4.3.2 and Close (call it when !busy()).
@@ -86,8 +119,9 @@ public:
     // The connection is gone: drop any message being received.
     void on_disconnect();
 
-    // The driver reads more input only when this is true; false while an append is
-    // throttling the body, a commit is pending, the TLS handshake is due, or after Close.
+    // The driver reads more input only when this is true; false while an append or a
+    // filter is throttling the body, a commit or a filter verdict is pending, the TLS
+    // handshake is due, or after Close.
     bool wants_input() const;
     // Reading message content: the data timeout applies instead of the command timeout.
     bool in_data() const;
@@ -103,7 +137,10 @@ private:
         kFinishing, // end of content seen: flushing the last append, then commit
         kCommit,    // commit outstanding
         kTls,       // STARTTLS accepted, waiting for the handshake
+        kFilter,    // a command (or the greeting) waits for the filters' verdict
     };
+    // What the verdict in flight answers.
+    enum class FilterStage { kNone, kConnect, kHelo, kMail, kRcpt, kData, kContent, kEnd };
 
     void pump();
     bool handle_command_input();
@@ -116,16 +153,44 @@ private:
     void cmd_rset(std::string_view arg);
     void cmd_starttls(std::string_view arg);
 
+    // Filters (session_filters.cpp).
+    bool filters_active() const;
+    bool filters_for_message() const;
+    void ask_filters(FilterStage stage, FilterEvent event);
+    void greet();
+    void ehlo_reply(bool extended);
+    void after_connect_verdict(const FilterVerdict& v);
+    void after_helo_verdict(const FilterVerdict& v);
+    void after_mail_verdict(const FilterVerdict& v);
+    void after_rcpt_verdict(const FilterVerdict& v);
+    void after_data_verdict(const FilterVerdict& v);
+    void after_content_verdict(const FilterVerdict& v);
+    void after_end_verdict(const FilterVerdict& v);
+    void accept_mail();
+    void accept_rcpt();
+    void start_content();
+    bool apply_changes(const FilterVerdict& v, MessageInfo& info);
+    // A filter's refusal (or our default reply for it at this stage), logged and counted.
+    void filter_refusal(const FilterVerdict& v, bool end_of_message);
+    void discard_message();
+    void flush_body();
+    bool message_doomed() const;
+
     bool ensure_message();
     bool ready_for_content();
     std::string received_header() const;
     void consume_content();
+    // Decoded message bytes: into the header section until it ends, then the body.
+    void take_content(std::string_view bytes);
+    void header_section_ended();
     void count_content(std::size_t produced);
     void content_ended(ContentEnd end);
     void maybe_flush();
     void end_of_content();
     void continue_finish();
+    void commit_message(MessageInfo info);
     void reset_transaction();
+    Actions take_actions();
     void drop_message();
 
     void reply(int code, std::string_view enhanced, std::string_view text);
@@ -148,7 +213,7 @@ private:
     bool closed_ = false;
     bool skipping_long_line_ = false;
     bool tls_active_ = false;
-    std::string tls_description_;
+    TlsInfo tls_;
     std::uint32_t errors_ = 0;
     std::uint32_t messages_ = 0;
 
@@ -166,12 +231,35 @@ private:
 
     // Content state of the message being received.
     BodyDecoder decoder_;
-    std::string body_;       // decoded bytes not yet handed to the intake
+    HeaderSection head_;     // held until the commit: edits apply to it
+    std::string scratch_;    // decoded bytes on their way into head_
+    std::string body_;       // decoded bytes after the header section, not yet appended
     std::uint64_t size_ = 0; // decoded client bytes (without our Received: header)
     bool too_big_ = false;
     bool append_failed_ = false;
     Reply append_error_;
     bool append_in_flight_ = false;
+
+    // Filters. For the connection: a verdict at connect or HELO.
+    FilterStage filter_stage_ = FilterStage::kNone; // a verdict is awaited when not kNone
+    bool filters_off_ = false;     // accepted: no filter wants more of this connection
+    bool access_denied_ = false;   // refused at connect: 503 to all but QUIT
+    std::optional<Reply> refusal_; // refused at connect or HELO: MAIL hears it
+    bool discard_all_ = false;     // every message of this connection is discarded
+    // For the transaction: reset with it.
+    bool filters_txn_open_ = false; // the filters saw this transaction's MAIL
+    bool filters_done_msg_ = false; // no filter wants more of this message
+    bool discard_msg_ = false;
+    std::optional<FilterVerdict> content_refusal_; // said at the end of the content
+    bool end_asked_ = false;
+    // The command whose reply waits for the verdict.
+    bool pending_extended_ = false; // EHLO (not HELO)
+    MessageInfo pending_info_;
+    std::uint64_t pending_size_ = 0;
+    RecipientInfo pending_rcpt_;
+    std::uint64_t pending_chunk_ = 0; // BDAT: the chunk's size and whether it is LAST
+    bool pending_last_ = false;
+    bool pending_bdat_ = false;
 };
 
 } // namespace spoold::smtp

@@ -15,6 +15,11 @@
 
 namespace spoold::spool {
 
+// Staged bodies are written from this chunk number on: the numbers below it are left for
+// the head an enqueue puts in front of them (NewMessage::head). Readers go by key order,
+// so a body's chunk numbers need not be contiguous.
+inline constexpr std::uint32_t kStagedFirstChunk = 1U << 16U;
+
 class Bodies {
 public:
     // `chunk_bytes` > 0: the most bytes one chunk holds (ARCHITECTURE.md, "Spool layout").
@@ -27,6 +32,10 @@ public:
     Result<std::uint32_t> put(lmdb::WriteTxn& txn, std::uint64_t ref, std::uint32_t first,
                               std::string_view data) const;
     Status erase(lmdb::WriteTxn& txn, std::uint64_t ref) const;
+    // How many chunks put() makes of `bytes`.
+    std::uint64_t chunks_for(std::uint64_t bytes) const {
+        return (bytes + chunk_bytes_ - 1) / chunk_bytes_;
+    }
 
     // Up to max_bytes (at least one chunk) starting at chunk `from`.
     Result<BodyPiece> read(const lmdb::Txn& txn, std::uint64_t ref, std::uint32_t from,

@@ -123,6 +123,10 @@ struct RecipientUpdate {
 struct NewMessage {
     Envelope envelope;
     std::string body;
+    // Bytes stored in front of the body: with enqueue_staged, in front of the staged chunks
+    // (a header section that could still change while the rest was being staged). Up to
+    // 64Ki chunks (over 250 MiB); with enqueue, prefer putting everything into `body`.
+    std::string head;
 };
 
 struct BodyPiece {
@@ -225,7 +229,7 @@ public:
     // Large bodies: stage chunks under an id before the envelope exists. Staged data is
     // invisible until enqueue_staged; orphans (crashed sessions) are removed later.
     virtual void append_staged(QueueId id, std::string chunk, Done done) = 0;
-    // The body is the staged chunks followed by message.body.
+    // The body is message.head, the staged chunks, then message.body.
     virtual void enqueue_staged(NewMessage message, Done done) = 0;
     virtual void discard_staged(QueueId id, Done done) = 0;
 

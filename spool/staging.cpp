@@ -61,6 +61,7 @@ Status Staging::append(lmdb::WriteTxn& txn, QueueId id, std::string_view data) c
     } else {
         SPOOLD_TRY(fresh, bodies_.new_ref(txn));
         info.body_ref = fresh;
+        info.next_chunk = kStagedFirstChunk;
     }
     SPOOLD_TRY(next, bodies_.put(txn, info.body_ref, info.next_chunk, data));
     info.next_chunk = next;

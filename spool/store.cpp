@@ -88,7 +88,13 @@ Status Store::insert(lmdb::WriteTxn& txn, const NewMessage& msg, BodyStart body)
     SPOOLD_CHECK(validate_new(msg.envelope));
     const QueueId id = msg.envelope.id;
     Envelope env = msg.envelope;
-    env.size = body.bytes + msg.body.size();
+    env.size = msg.head.size() + body.bytes + msg.body.size();
+    const bool staged = body.next_chunk >= kStagedFirstChunk;
+    if (staged && bodies_.chunks_for(msg.head.size()) > kStagedFirstChunk) {
+        return fail(ErrorKind::kInvalid,
+                    fmt::format("{}: a head of {} bytes does not fit before the staged body",
+                                id.text(), msg.head.size()));
+    }
     SPOOLD_TRY(inserted,
                txn.put(t_.msg, record::msg_key(id), record::encode_envelope(env, body.ref),
                        lmdb::WriteTxn::PutMode::kNoOverwrite));
@@ -96,7 +102,14 @@ Status Store::insert(lmdb::WriteTxn& txn, const NewMessage& msg, BodyStart body)
         return fail(ErrorKind::kInternal,
                     fmt::format("{}: queue id already in the spool", id.text()));
     }
-    SPOOLD_CHECK(bodies_.put(txn, body.ref, body.next_chunk, msg.body));
+    std::uint32_t next_chunk = body.next_chunk;
+    if (!msg.head.empty()) {
+        SPOOLD_TRY(after_head, bodies_.put(txn, body.ref, 0, msg.head));
+        if (!staged) {
+            next_chunk = after_head; // a fresh body: the rest follows the head
+        }
+    }
+    SPOOLD_CHECK(bodies_.put(txn, body.ref, next_chunk, msg.body));
     return indexes_.add(txn, message_facts(env, body.ref));
 }
 

@@ -19,7 +19,7 @@
 
 #include "common/reply.hpp"
 #include "drain/connectors/client_session.hpp"
-#include "drain/connectors/reply_parser.hpp"
+#include "common/reply_parser.hpp"
 #include "drain/mailstore.hpp"
 
 namespace spoold::drain::connectors {

@@ -72,7 +72,8 @@ public:
     FuzzMessage(FuzzIntake& intake, std::size_t index) : intake_(intake), index_(index) {}
     QueueId id() const override { return QueueId{0x1000 + index_}; }
     void append(std::string data, std::function<void(Status)> done) override;
-    void commit(MessageInfo info, std::function<void(Result<CommitInfo>)> done) override;
+    void commit(MessageInfo info, std::string head,
+                std::function<void(Result<CommitInfo>)> done) override;
     void rollback() override;
 
 private:
@@ -130,8 +131,10 @@ void FuzzMessage::append(std::string data, std::function<void(Status)> done) {
     done(s);
 }
 
-void FuzzMessage::commit(MessageInfo info, std::function<void(Result<CommitInfo>)> done) {
+void FuzzMessage::commit(MessageInfo info, std::string head,
+                         std::function<void(Result<CommitInfo>)> done) {
     auto& m = intake_.messages[index_];
+    m.body = std::move(head) + m.body; // as the spool stores it
     check(!m.commit_asked, "commit asked twice");
     check(!m.rolled_back, "commit after rollback");
     check(intake_.appends_in_flight == 0, "commit while an append is in flight");
@@ -268,7 +271,8 @@ public:
                       first->summary());
                 push(std::move(after));
             } else if (std::holds_alternative<StartTls>(action)) {
-                push(session_.on_tls_established("TLSv1.3 cipher=TLS_AES_256_GCM_SHA384"));
+                push(
+                    session_.on_tls_established(TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256}));
             } else if (std::holds_alternative<Close>(action)) {
                 closed_ = true;
             }
@@ -316,7 +320,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     settings.clock = &clock;
     settings.starttls_offered = choices.one_in(2);
     settings.tls_active = !settings.starttls_offered && choices.one_in(4);
-    settings.tls_description = settings.tls_active ? "TLSv1.3 cipher=TLS_AES_128_GCM_SHA256" : "";
+    if (settings.tls_active) {
+        settings.tls = TlsInfo{"TLSv1.3", "TLS_AES_128_GCM_SHA256", 128};
+    }
     // Small limits too, so the fuzzer reaches the size, line, recipient and error caps.
     if (choices.one_in(2)) {
         settings.limits.max_message_size = 1 + choices.below(4096);

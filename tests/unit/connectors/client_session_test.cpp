@@ -3,7 +3,7 @@
 #include <string>
 
 #include "drain/connectors/client_session.hpp"
-#include "drain/connectors/reply_parser.hpp"
+#include "common/reply_parser.hpp"
 
 using namespace spoold;
 using namespace spoold::drain;

@@ -45,7 +45,7 @@ bool receive(SpoolIntake& intake, std::size_t size) {
     info.recipients.push_back(smtp::RecipientInfo{"b@example.com", "", 0});
     std::atomic<bool> committed = false;
     ++pending;
-    (*msg)->commit(std::move(info), [&](Result<smtp::CommitInfo> r) {
+    (*msg)->commit(std::move(info), "Received: test\r\n", [&](Result<smtp::CommitInfo> r) {
         committed = r.has_value();
         --pending;
     });

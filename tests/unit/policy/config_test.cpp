@@ -222,12 +222,87 @@ TEST_CASE("each kind of mistake is one error with file, line and column") {
          "\"one\""},
         {"local_domains: [a.example]\nmailstores:\n  - {kind: maildir, domains: []}\n",
          "test.yaml:3:30: mailstores[0].domains: list at least one domain"},
+        {"local_domains: [a.example]\nlisteners:\n  - {proxy_protocol: true}\n",
+         "test.yaml:3:22: listeners[0]: proxy_protocol needs trusted_proxies"},
+        {"local_domains: [a.example]\nlisteners:\n  - {trusted_proxies: [10.0.0.0/8]}\n",
+         "test.yaml:3:23: listeners[0].trusted_proxies: applies only with proxy_protocol"},
+        {"local_domains: [a.example]\nlisteners:\n  - {proxy_protocol: yes, trusted_proxies: "
+         "[10.0.0.1/8]}\n",
+         "test.yaml:3:45: listeners[0].trusted_proxies: host bits set"},
+        {"local_domains: [a.example]\nauthserv_id: \"mx; spf=pass\"\n",
+         "test.yaml:2:14: authserv_id: \"mx; spf=pass\" is not a token"},
+        {"local_domains: [a.example]\nmilters:\n  - {address: inet:127.0.0.1:1}\n",
+         "test.yaml:3:5: missing required key \"name\" in milters[0]"},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: \"127.0.0.1:11332\"}\n",
+         "test.yaml:3:24: milters[0].address: \"127.0.0.1:11332\" has no inet: or unix: prefix"},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: \"inet:127.0.0.1\"}\n",
+         "test.yaml:3:24: milters[0].address: \"inet:127.0.0.1\" has no host:port"},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: \"inet:host:70000\"}\n",
+         "test.yaml:3:24: milters[0].address: \"inet:host:70000\" has no port from 1 to 65535"},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: \"inet:a b:25\"}\n",
+         "test.yaml:3:24: milters[0].address: \"inet:a b:25\" has a host that is no address"},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: \"unix:\"}\n",
+         "test.yaml:3:24: milters[0].address: \"unix:\" names no socket"},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: unix:/a}\n"
+         "  - {name: r, address: unix:/b}\n",
+         "test.yaml:4:12: milters[1].name: duplicate milter \"r\""},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: unix:/a, on_failure: "
+         "reject}\n",
+         "test.yaml:3:45: milters[0].on_failure: \"reject\" is not one of tempfail, accept"},
+        {"local_domains: [a.example]\nmilters:\n  - {name: r, address: unix:/a, "
+         "content_timeout: 0s}\n",
+         "test.yaml:3:50: milters[0].content_timeout: must be greater than zero"},
     };
     for (const auto& c : cases) {
         const std::string error = error_of(c.text);
         CAPTURE(c.text);
         CHECK_MESSAGE(starts_with(error, c.expected), error);
     }
+}
+
+TEST_CASE("milters, PROXY listeners, authserv_id and early data: values and defaults") {
+    auto config = parse_config(kMinimal + R"(authserv_id: auth.example.com
+listeners:
+  - {address: 0.0.0.0, port: 25, proxy_protocol: true, trusted_proxies: [10.0.0.0/8, "::1"]}
+  - {address: 127.0.0.1, port: 2525}
+limits: {refuse_early_data: false}
+milters:
+  - name: rspamd
+    address: inet:localhost:11332
+    command_timeout: 5s
+  - {name: dkim, address: "inet:[::1]:8891", on_failure: accept}
+  - {name: local, address: unix:run/milter.sock, connect_timeout: 2s, content_timeout: 1m}
+)",
+                               "/etc/spoold/spoold.yaml");
+    REQUIRE_MESSAGE(config, (config ? "" : config.error().message));
+    const Config& c = **config;
+    CHECK(c.authserv_id == "auth.example.com");
+    CHECK(c.listeners[0].proxy_protocol);
+    CHECK(c.listeners[0].trusted_proxies == std::vector<std::string>{"10.0.0.0/8", "::1"});
+    CHECK_FALSE(c.listeners[1].proxy_protocol);
+    CHECK_FALSE(c.limits.refuse_early_data);
+    REQUIRE(c.milters.size() == 3);
+    CHECK(c.milters[0].name == "rspamd");
+    CHECK(c.milters[0].address == "inet:localhost:11332");
+    CHECK(c.milters[0].host == "localhost");
+    CHECK(c.milters[0].port == 11332);
+    CHECK(c.milters[0].connect_timeout == 30s); // Postfix's defaults
+    CHECK(c.milters[0].command_timeout == 5s);
+    CHECK(c.milters[0].content_timeout == 300s);
+    CHECK(c.milters[0].on_failure == MilterFailure::kTempFail);
+    CHECK(c.milters[1].host == "::1");
+    CHECK(c.milters[1].port == 8891);
+    CHECK(c.milters[1].on_failure == MilterFailure::kAccept);
+    CHECK(c.milters[2].unix_socket == "/etc/spoold/run/milter.sock");
+    CHECK(c.milters[2].connect_timeout == 2s);
+    CHECK(c.milters[2].content_timeout == 60s);
+
+    auto defaults = parse_config(kMinimal, "test.yaml");
+    REQUIRE(defaults);
+    CHECK((*defaults)->authserv_id.empty()); // the hostname is used
+    CHECK((*defaults)->milters.empty());
+    CHECK((*defaults)->limits.refuse_early_data);
+    CHECK_FALSE((*defaults)->listeners[0].proxy_protocol);
 }
 
 TEST_CASE("a missing file is a config error naming the file") {

@@ -70,8 +70,6 @@ TEST_CASE("DATA content: what is stored, where it ends, and whether a bare CR or
         {"a\r\n..\r\nb\r\n.\r\n", "a\r\n.\r\nb\r\n", true, "", false},
         {"a\r\n. \r\nb\r\n.\r\n", "a\r\n \r\nb\r\n", true, "", false},
         {"a\r\n.x\r\nb\r\n.\r\n", "a\r\nx\r\nb\r\n", true, "", false},
-        {std::string("a\r\n\0.\r\nb\r\n.\r\n", 13), std::string("a\r\n\0.\r\nb\r\n", 10), true, "",
-         false},
         {"a.\r\nb\r\n.\r\n", "a.\r\nb\r\n", true, "", false},
         {long_line + "\r\n.\r\n", long_line + "\r\n", true, "", false},
         // No end yet: everything is consumed and the decoder waits for more.
@@ -94,6 +92,49 @@ TEST_CASE("DATA content: what is stored, where it ends, and whether a bare CR or
         CHECK(row.input.substr(r.consumed) == row.rest);
         CHECK(d.bare_newline() == row.bare);
     }
+}
+
+TEST_CASE("a NUL byte is content that is noted, wherever it is, and never an end of data") {
+    struct Row {
+        std::string input; // after DATA's 354
+        std::string stored;
+    };
+    const Row rows[] = {
+        {std::string("a\r\n\0.\r\nb\r\n.\r\n", 13), std::string("a\r\n\0.\r\nb\r\n", 10)},
+        {std::string("\0\r\n.\r\n", 6), std::string("\0\r\n", 3)},
+        {std::string("a\0b\r\n.\r\n", 8), std::string("a\0b\r\n", 5)},
+        {std::string(".\0\r\n.\r\n", 7), std::string("\0\r\n", 3)},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.input);
+        for (const std::size_t piece : {1, 2, 100}) {
+            BodyDecoder d;
+            d.begin_data();
+            const Run r = feed(d, row.input, piece);
+            CHECK(r.out == row.stored);
+            CHECK(r.end == ContentEnd::kMessage);
+            CHECK(r.consumed == row.input.size());
+            CHECK(d.nul_byte());
+            CHECK_FALSE(d.bare_newline());
+            CHECK(d.refused());
+        }
+    }
+    BodyDecoder clean;
+    clean.begin_data();
+    feed(clean, "a\r\n.\r\n");
+    CHECK_FALSE(clean.nul_byte());
+    CHECK_FALSE(clean.refused());
+    // BDAT: the same rule, in any chunk.
+    BodyDecoder chunks;
+    chunks.begin_chunk(3, false);
+    feed(chunks, "abc");
+    CHECK_FALSE(chunks.nul_byte());
+    chunks.begin_chunk(3, true);
+    feed(chunks, std::string("d\0e", 3));
+    CHECK(chunks.nul_byte());
+    CHECK(chunks.refused());
+    chunks.reset();
+    CHECK_FALSE(chunks.nul_byte());
 }
 
 TEST_CASE("no smuggling variant ends DATA early; each is content with a bare CR or LF") {

@@ -21,7 +21,8 @@ namespace spoold::smtp::test {
 
 struct StoredMessage {
     QueueId id;
-    std::string body;
+    std::string body; // the appended bytes; after the commit, the whole message
+    std::string head; // the header section the commit carried
     MessageInfo info;
     bool committed = false;
     bool rolled_back = false;
@@ -36,7 +37,8 @@ public:
     FakeMessage(FakeIntake& intake, std::size_t index) : intake_(intake), index_(index) {}
     QueueId id() const override;
     void append(std::string data, std::function<void(Status)> done) override;
-    void commit(MessageInfo info, std::function<void(Result<CommitInfo>)> done) override;
+    void commit(MessageInfo info, std::string head,
+                std::function<void(Result<CommitInfo>)> done) override;
     void rollback() override;
 
 private:
@@ -72,7 +74,7 @@ public:
         if (begin_fails) {
             return fail(ErrorKind::kIo, "cannot begin");
         }
-        messages.push_back(StoredMessage{QueueId{next_id++}, {}, {}, false, false, 0, 0});
+        messages.push_back(StoredMessage{QueueId{next_id++}, {}, {}, {}, false, false, 0, 0});
         return std::unique_ptr<IncomingMessage>(
             std::make_unique<FakeMessage>(*this, messages.size() - 1));
     }
@@ -107,9 +109,12 @@ inline void FakeMessage::append(std::string data, std::function<void(Status)> do
     }
     intake_.pending.emplace_back([done = std::move(done), s] { done(s); });
 }
-inline void FakeMessage::commit(MessageInfo info, std::function<void(Result<CommitInfo>)> done) {
+inline void FakeMessage::commit(MessageInfo info, std::string head,
+                                std::function<void(Result<CommitInfo>)> done) {
     auto& m = intake_.messages[index_];
     m.info = std::move(info);
+    m.head = head;
+    m.body = std::move(head) + m.body; // as the spool stores it
     if (intake_.fail_commit) {
         const Error e = *intake_.fail_commit;
         intake_.pending.emplace_back([done = std::move(done), e] { done(tl::unexpected(e)); });
@@ -197,9 +202,10 @@ private:
                 ap->message->append(std::move(ap->data),
                                     [this](Status s) { results_.emplace_back(s); });
             } else if (auto* c = std::get_if<CommitMessage>(&a)) {
-                c->message->commit(std::move(c->info), [this](Result<CommitInfo> result) {
-                    commits_.emplace_back(std::move(result));
-                });
+                c->message->commit(std::move(c->info), std::move(c->head),
+                                   [this](Result<CommitInfo> result) {
+                                       commits_.emplace_back(std::move(result));
+                                   });
             } else if (std::holds_alternative<StartTls>(a)) {
                 ++tls_starts;
             } else if (std::holds_alternative<Close>(a)) {

@@ -89,14 +89,16 @@ private:
             body_ += data;
             done(Status{});
         }
-        void commit(MessageInfo info, std::function<void(Result<CommitInfo>)> done) override {
-            auto finish = [this, info = std::move(info), done = std::move(done)]() mutable {
+        void commit(MessageInfo info, std::string head,
+                    std::function<void(Result<CommitInfo>)> done) override {
+            auto finish = [this, info = std::move(info), head = std::move(head),
+                           done = std::move(done)]() mutable {
                 std::optional<Error> failure;
                 {
                     const std::lock_guard lock(owner_.mutex);
                     failure = owner_.fail_commit;
                     if (!failure) {
-                        owner_.stored.push_back(Stored{std::move(info), body_});
+                        owner_.stored.push_back(Stored{std::move(info), head + body_});
                     }
                 }
                 if (failure) {
@@ -154,9 +156,9 @@ public:
             }
             std::array<char, 4096> chunk{};
             std::optional<std::size_t> got;
-            bool eof = false;
+            boost::system::error_code error;
             auto handler = [&](const boost::system::error_code& ec, std::size_t n) {
-                eof = static_cast<bool>(ec);
+                error = ec;
                 got = n;
             };
             if (tls_) {
@@ -172,8 +174,9 @@ public:
                 io_.run();
                 return "TIMEOUT";
             }
-            if (eof) {
-                return "EOF";
+            if (error) {
+                // Inside TLS a close without close_notify is a truncation, not an end.
+                return error == asio::ssl::error::stream_truncated ? "TRUNCATED" : "EOF";
             }
             buffer_.append(chunk.data(), *got);
         }
@@ -369,20 +372,32 @@ TEST_CASE("loopback: stop() says 421 4.3.2 to idle sessions and then reports don
     CHECK(f.server.session_count() == 0);
 }
 
-TEST_CASE("loopback: STARTTLS with a throwaway certificate, then EHLO again inside TLS") {
-    const auto dir =
+// A throwaway certificate in its own directory, removed at the end of the test.
+struct TestCertificate {
+    TestCertificate() {
+        std::filesystem::create_directories(dir);
+        const std::string cmd =
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
+            "-subj /CN=mx.example.com -keyout " +
+            key + " -out " + cert + " >/dev/null 2>&1";
+        REQUIRE(std::system(cmd.c_str()) == 0);
+    }
+    ~TestCertificate() { std::filesystem::remove_all(dir); }
+    policy::Config config() const {
+        auto cfg = Fixture::config();
+        cfg.listeners[0].tls_certificate = cert;
+        cfg.listeners[0].tls_key = key;
+        return cfg;
+    }
+    const std::filesystem::path dir =
         std::filesystem::temp_directory_path() / ("spoold-smtp-tls-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
     const std::string cert = (dir / "cert.pem").string();
     const std::string key = (dir / "key.pem").string();
-    const std::string cmd =
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
-        "-subj /CN=mx.example.com -keyout " +
-        key + " -out " + cert + " >/dev/null 2>&1";
-    REQUIRE(std::system(cmd.c_str()) == 0);
-    auto cfg = Fixture::config();
-    cfg.listeners[0].tls_certificate = cert;
-    cfg.listeners[0].tls_key = key;
+};
+
+TEST_CASE("loopback: STARTTLS with a throwaway certificate, then EHLO again inside TLS") {
+    const TestCertificate certificate;
+    const auto cfg = certificate.config();
     {
         Fixture f(cfg);
         Client c(f.endpoint);
@@ -408,7 +423,44 @@ TEST_CASE("loopback: STARTTLS with a throwaway certificate, then EHLO again insi
         CHECK(f.intake.stored[0].info.tls.starts_with("version=TLSv1."));
         CHECK(f.intake.stored[0].body.find("with ESMTPS id") != std::string::npos);
     }
-    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("loopback: a TLS session ends with close_notify on QUIT, timeout and error") {
+    const TestCertificate certificate;
+    auto cfg = certificate.config();
+    cfg.limits.command_timeout = std::chrono::milliseconds(300);
+    cfg.limits.max_errors = 2;
+    Fixture f(cfg);
+    auto start_tls = [&](Client& c) {
+        c.reply();
+        c.send("EHLO client.example\r\n");
+        c.reply();
+        c.send("STARTTLS\r\n");
+        REQUIRE(c.code() == "220 2.0.0");
+        c.start_tls();
+    };
+    SUBCASE("QUIT right after the handshake") {
+        Client c(f.endpoint);
+        start_tls(c);
+        c.send("QUIT\r\n");
+        CHECK(c.reply().starts_with("221 ")); // no EHLO inside TLS yet: no enhanced code
+        CHECK(c.reply() == "EOF");
+    }
+    SUBCASE("the command timeout") {
+        Client c(f.endpoint);
+        start_tls(c);
+        CHECK(c.reply().starts_with("421 mx.example.com Error: timeout"));
+        CHECK(c.reply() == "EOF");
+    }
+    SUBCASE("too many errors") {
+        Client c(f.endpoint);
+        start_tls(c);
+        c.send("FOO\r\nBAR\r\n");
+        CHECK(c.reply().starts_with("500 Command")); // no EHLO inside TLS yet: no enhanced code
+        CHECK(c.reply().starts_with("500 Command"));
+        CHECK(c.code() == "421 mx.ex");
+        CHECK(c.reply() == "EOF");
+    }
 }
 
 TEST_CASE("start() refuses a listener whose certificate cannot be read") {

@@ -191,7 +191,8 @@ TEST_CASE("the envelope reaches the intake with its DSN and SMTPUTF8 facts") {
                  "ORCPT=rfc822;user+2Bx@example.com\r\n") == "250 2.1.5");
     CHECK(h.send("RCPT TO:<other@example.com>\r\n") == "250 2.1.5");
     CHECK(h.send("RCPT TO:<other@example.com>\r\n") == "250 2.1.5"); // duplicate: kept once
-    CHECK(h.send("DATA\r\nx\r\n.\r\n") == "354 | 250 2.0.0");
+    CHECK(h.send("DATA\r\n") == "354");
+    CHECK(h.send("x\r\n.\r\n") == "250 2.0.0");
     REQUIRE(h.intake.messages.size() == 1);
     const MessageInfo& info = h.intake.messages[0].info;
     CHECK(info.mail_from == "s\xc3\xa9nder@b.example");
@@ -214,7 +215,8 @@ TEST_CASE("the envelope reaches the intake with its DSN and SMTPUTF8 facts") {
 TEST_CASE("the Received: header comes first, with queue id, protocol, recipient and date") {
     Harness h;
     open_transaction(h);
-    h.send("DATA\r\nbody\r\n.\r\n");
+    REQUIRE(h.send("DATA\r\n") == "354");
+    h.send("body\r\n.\r\n");
     REQUIRE(h.intake.messages.size() == 1);
     const auto& m = h.intake.messages[0];
     const std::string expected = "Received: from client.example ([192.0.2.7])\r\n"
@@ -246,7 +248,8 @@ TEST_CASE("local trouble gives 4xx and never 250: admission, begin, append, comm
         Harness h;
         open_transaction(h);
         h.intake.fail_commit = Error{ErrorKind::kIo, "fsync failed"};
-        CHECK(h.send("DATA\r\nhello\r\n.\r\n") == "354 | 451 4.3.0");
+        CHECK(h.send("DATA\r\n") == "354");
+        CHECK(h.send("hello\r\n.\r\n") == "451 4.3.0");
         CHECK(h.intake.committed_count() == 0);
         CHECK(h.send("MAIL FROM:<a@b.example>\r\n") == "250 2.1.0");
     }
@@ -254,13 +257,15 @@ TEST_CASE("local trouble gives 4xx and never 250: admission, begin, append, comm
         Harness h;
         open_transaction(h);
         h.intake.fail_commit = Error{ErrorKind::kSpoolFull, "map full"};
-        CHECK(h.send("DATA\r\nhello\r\n.\r\n") == "354 | 452 4.3.1");
+        CHECK(h.send("DATA\r\n") == "354");
+        CHECK(h.send("hello\r\n.\r\n") == "452 4.3.1");
     }
     SUBCASE("an append fails: the end of data gets the local error, nothing is committed") {
         Harness h;
         open_transaction(h);
         h.intake.fail_append = Error{ErrorKind::kDiskFull, "ENOSPC"};
-        CHECK(h.send("DATA\r\nhello\r\n.\r\n") == "354 | 452 4.3.1");
+        CHECK(h.send("DATA\r\n") == "354");
+        CHECK(h.send("hello\r\n.\r\n") == "452 4.3.1");
         CHECK(h.intake.committed_count() == 0);
         CHECK(h.intake.messages[0].rolled_back);
     }
@@ -289,16 +294,26 @@ TEST_CASE("a message over the size limit gets 552 5.3.4 at its end and is not ke
 }
 
 TEST_CASE("PIPELINING: a whole transaction in one write gets its replies in order") {
+    const std::string envelope =
+        "EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u1@example.com>\r\n"
+        "RCPT TO:<nobody@elsewhere.example>\r\nRCPT TO:<u2@example.com>\r\nDATA\r\n";
+    const std::string content = "Subject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n";
+    // Up to DATA in one write (RFC 2920), the content after the 354.
     Harness h;
-    const std::string replies =
-        h.send("EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u1@example.com>\r\n"
-               "RCPT TO:<nobody@elsewhere.example>\r\nRCPT TO:<u2@example.com>\r\nDATA\r\n"
-               "Subject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n");
-    CHECK(replies ==
-          "250 | 250 2.1.0 | 250 2.1.5 | 550 5.7.1 | 250 2.1.5 | 354 | 250 2.0.0 | 221 2.0.0");
+    CHECK(h.send(envelope) == "250 | 250 2.1.0 | 250 2.1.5 | 550 5.7.1 | 250 2.1.5 | 354");
+    CHECK(h.send(content) == "250 2.0.0 | 221 2.0.0");
     CHECK(h.closed);
     REQUIRE(h.intake.messages.size() == 1);
     CHECK(h.intake.messages[0].info.recipients.size() == 2);
+    // With refuse_early_data off, even the content in the same write.
+    auto settings = Harness::default_settings();
+    settings.limits.refuse_early_data = false;
+    Harness all(settings);
+    CHECK(all.send(envelope + content) ==
+          "250 | 250 2.1.0 | 250 2.1.5 | 550 5.7.1 | 250 2.1.5 | 354 | 250 2.0.0 | 221 2.0.0");
+    CHECK(all.closed);
+    REQUIRE(all.intake.messages.size() == 1);
+    CHECK(all.intake.messages[0].info.recipients.size() == 2);
 }
 
 TEST_CASE("dot-stuffing is undone exactly") {
@@ -314,7 +329,8 @@ TEST_CASE("dot-stuffing is undone exactly") {
 TEST_CASE("an empty message is just the end marker") {
     Harness h;
     open_transaction(h);
-    CHECK(h.send("DATA\r\n.\r\n") == "354 | 250 2.0.0");
+    CHECK(h.send("DATA\r\n") == "354");
+    CHECK(h.send(".\r\n") == "250 2.0.0");
     CHECK(client_body(h.intake.messages[0]).empty());
 }
 
@@ -338,7 +354,8 @@ TEST_CASE("text lines in DATA longer than 1000 octets are accepted unchanged") {
     Harness h;
     open_transaction(h);
     const std::string line(5000, 'z');
-    CHECK(h.send("DATA\r\n" + line + "\r\n.\r\n") == "354 | 250 2.0.0");
+    CHECK(h.send("DATA\r\n") == "354");
+    CHECK(h.send(line + "\r\n.\r\n") == "250 2.0.0");
     CHECK(client_body(h.intake.messages[0]) == line + "\r\n");
 }
 
@@ -361,7 +378,8 @@ TEST_CASE("HELO: plain SMTP, no enhanced codes, no ESMTP parameters") {
     CHECK(h.send("MAIL FROM:<a@b.example>\r\n") == "250");
     CHECK(h.send("RCPT TO:<user@example.com>\r\n") == "250");
     CHECK(h.send("BDAT 3 LAST\r\nabc") == "503");
-    CHECK(h.send("DATA\r\nx\r\n.\r\n") == "354 | 250");
+    CHECK(h.send("DATA\r\n") == "354");
+    CHECK(h.send("x\r\n.\r\n") == "250");
     CHECK(h.intake.messages[0].body.find("with SMTP id") != std::string::npos);
 }
 
@@ -440,19 +458,21 @@ TEST_CASE("STARTTLS: 220, the handshake, then a fresh session that must EHLO aga
     CHECK(h.tls_starts == 1);
     CHECK_FALSE(h.session().wants_input());
     h.replies.clear();
-    auto after = h.session().on_tls_established("TLSv1.3 cipher=TLS_AES_256_GCM_SHA384");
+    auto after = h.session().on_tls_established(TlsInfo{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256});
     CHECK(after.empty());
     CHECK(h.send("MAIL FROM:<a@b.example>\r\n") == "503"); // HELO/EHLO first; state reset
     h.send("EHLO client.example\r\n");
     const auto& lines = h.replies[0].lines;
     CHECK(std::find(lines.begin(), lines.end(), "STARTTLS") == lines.end()); // not offered twice
     CHECK(h.send("STARTTLS\r\n") == "502 5.5.1");
-    h.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\nx\r\n.\r\n");
-    CHECK(h.codes() == "250 2.1.0 | 250 2.1.5 | 354 | 250 2.0.0");
+    CHECK(h.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n") ==
+          "250 2.1.0 | 250 2.1.5 | 354");
+    CHECK(h.send("x\r\n.\r\n") == "250 2.0.0");
     const auto& m = h.intake.messages[0];
-    CHECK(m.body.find("(using TLSv1.3 cipher=TLS_AES_256_GCM_SHA384)") != std::string::npos);
+    CHECK(m.body.find("(using version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256)") !=
+          std::string::npos);
     CHECK(m.body.find("with ESMTPS id") != std::string::npos);
-    CHECK(m.info.tls == "TLSv1.3 cipher=TLS_AES_256_GCM_SHA384");
+    CHECK(m.info.tls == "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256");
 }
 
 TEST_CASE("STARTTLS command injection: plaintext pipelined after STARTTLS is discarded") {
@@ -462,7 +482,7 @@ TEST_CASE("STARTTLS command injection: plaintext pipelined after STARTTLS is dis
     h.send("EHLO client.example\r\n");
     CHECK(h.send("STARTTLS\r\nMAIL FROM:<evil@b.example>\r\nRCPT TO:<user@example.com>\r\n") ==
           "220 2.0.0");
-    h.session().on_tls_established("TLSv1.3");
+    h.session().on_tls_established(TlsInfo{"TLSv1.3", "TLS_AES_128_GCM_SHA256", 128});
     CHECK(h.send("EHLO client.example\r\n") == "250");
     CHECK(h.send("RCPT TO:<user@example.com>\r\n") == "503 5.5.1"); // the injected MAIL never ran
 }
@@ -470,7 +490,8 @@ TEST_CASE("STARTTLS command injection: plaintext pipelined after STARTTLS is dis
 TEST_CASE("a timeout says 421 4.4.2, closes and drops the message") {
     Harness h;
     open_transaction(h);
-    h.send("DATA\r\npartial");
+    REQUIRE(h.send("DATA\r\n") == "354");
+    h.send("partial");
     CHECK(h.session().in_data());
     h.replies.clear();
     for (auto& a : h.session().on_timeout()) {
@@ -529,8 +550,36 @@ TEST_CASE("a big message streams in bounded appends, one in flight") {
 TEST_CASE("closing the connection mid-message rolls it back") {
     Harness h;
     open_transaction(h);
-    h.send("DATA\r\nabc\r\n");
+    REQUIRE(h.send("DATA\r\n") == "354");
+    h.send("abc\r\n");
     h.session().on_disconnect();
     CHECK(h.intake.messages[0].rolled_back);
     CHECK(h.intake.committed_count() == 0);
+}
+
+TEST_CASE("message data sent before the 354 ends the session with 554 5.5.0 (refuse_early_data)") {
+    struct Row {
+        const char* after_data; // pipelined behind "DATA\r\n" in the same write
+    };
+    for (const Row row : {Row{"Subject: x\r\n\r\nbody\r\n.\r\n"}, Row{"x"}, Row{"QUIT\r\n"}}) {
+        CAPTURE(row.after_data);
+        Harness h;
+        open_transaction(h);
+        CHECK(h.send(std::string("DATA\r\n") + row.after_data) == "554 5.5.0");
+        CHECK(h.closed);
+        CHECK(h.intake.committed_count() == 0);
+        CHECK_FALSE(h.session().wants_input());
+    }
+    // Pipelining up to DATA is fine (RFC 2920: DATA ends the group).
+    Harness ok;
+    CHECK(ok.send("EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<user@example.com>\r\n"
+                  "DATA\r\n") == "250 | 250 2.1.0 | 250 2.1.5 | 354");
+    CHECK(ok.send("x\r\n.\r\n") == "250 2.0.0");
+    // Turned off, the early data is the message.
+    auto settings = Harness::default_settings();
+    settings.limits.refuse_early_data = false;
+    Harness off(settings);
+    open_transaction(off);
+    CHECK(off.send("DATA\r\nx\r\n.\r\n") == "354 | 250 2.0.0");
+    CHECK(off.intake.committed_count() == 1);
 }

@@ -2,10 +2,9 @@
 
 #include <string>
 
-#include "drain/connectors/reply_parser.hpp"
+#include "common/reply_parser.hpp"
 
 using namespace spoold;
-using namespace spoold::drain::connectors;
 
 TEST_CASE("a single-line reply with an enhanced code is split into code, status and text") {
     auto r = parse_reply("250 2.1.5 OK\r\n");

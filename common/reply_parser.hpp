@@ -1,6 +1,6 @@
 // Parses the replies an SMTP or LMTP server sends (RFC 5321 4.2, RFC 2034 enhanced
-// codes) from a byte stream fed in arbitrary pieces. No I/O, no protocol state: which
-// reply answers which command is ClientSession's job.
+// codes) from a byte stream fed in arbitrary pieces; also a milter's custom reply. No
+// I/O, no protocol state: which reply answers which command is the client's job.
 #pragma once
 
 #include <cstddef>
@@ -11,7 +11,7 @@
 #include "common/reply.hpp"
 #include "common/result.hpp"
 
-namespace spoold::drain::connectors {
+namespace spoold {
 
 // RFC 5321 4.5.3.1.5 allows 512 octets per reply line; real servers stay far below.
 // The bound is generous so long EHLO banners pass, and it keeps a garbage-spewing
@@ -45,4 +45,4 @@ private:
 // and for callers that already hold the text.
 Result<Reply> parse_reply(std::string_view text);
 
-} // namespace spoold::drain::connectors
+} // namespace spoold

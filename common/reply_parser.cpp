@@ -1,8 +1,8 @@
-#include "drain/connectors/reply_parser.hpp"
+#include "common/reply_parser.hpp"
 
 #include <fmt/format.h>
 
-namespace spoold::drain::connectors {
+namespace spoold {
 namespace {
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -132,4 +132,4 @@ Result<Reply> parse_reply(std::string_view text) {
     return std::move(**r);
 }
 
-} // namespace spoold::drain::connectors
+} // namespace spoold
