@@ -60,6 +60,11 @@ public:
         env.helo = std::move(info.helo);
         env.tls = std::move(info.tls);
         env.expires_ms = decision.expires_ms;
+        if (!info.hold_reason.empty()) {
+            // Quarantined by a filter: stored held, out of the drain's way until released.
+            env.held = true;
+            env.hold_reason = std::move(info.hold_reason);
+        }
         if (info.smtputf8) {
             env.flags |= spool::kFlagSmtpUtf8;
         }

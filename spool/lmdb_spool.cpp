@@ -149,6 +149,9 @@ public:
     void set_held(QueueId id, bool held, Done done) override {
         modify(id, std::move(done), [held](Envelope& env) -> Status {
             env.held = held;
+            if (!held) {
+                env.hold_reason.clear();
+            }
             return {};
         });
     }

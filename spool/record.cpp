@@ -169,7 +169,8 @@ RecipientFacts recipient_facts_of(const Envelope& env) {
 std::string encode_envelope(const Envelope& env, std::uint64_t body_ref) {
     const IndexFacts f = facts_of(env, body_ref);
     Writer w;
-    w.u8(kEnvelopeVersion);
+    const bool v2 = !env.hold_reason.empty();
+    w.u8(v2 ? 2 : 1);
     w.u64(env.id.value);
     w.i64(env.arrival_ms);
     w.u8(env.klass);
@@ -196,6 +197,9 @@ std::string encode_envelope(const Envelope& env, std::uint64_t body_ref) {
         w.i64(r.next_attempt_ms);
         w.u32(r.attempts);
         w.str(r.last_response);
+    }
+    if (v2) {
+        w.str(env.hold_reason);
     }
     return w.take();
 }
@@ -250,6 +254,12 @@ Result<Envelope> decode_envelope(std::string_view bytes) {
         }
         rc.state = static_cast<RcptState>(state);
         env.recipients.push_back(std::move(rc));
+    }
+    if (h.version >= 2) {
+        env.hold_reason = r.str();
+        if (!r.ok()) {
+            return fail(ErrorKind::kCorrupt, "envelope: truncated hold reason");
+        }
     }
     if (r.remaining() != 0) {
         return fail(ErrorKind::kCorrupt, "envelope: trailing bytes");

@@ -20,12 +20,14 @@ namespace spoold::spool::record {
 //   str mail_from, mail_params, ret, envid, client_addr, helo, tls | u32 n |
 //   n x (str address | str orcpt | u8 notify | u8 state | i64 next_attempt | u32 attempts |
 //        str last_response)
+// Version 2 appends: str hold_reason. A record is written as version 2 only when it has a
+// hold reason, so a spool whose messages have none stays readable by version-1 readers.
 // The header repeats what the indexes and counters were derived from, so a record whose
 // tail is damaged can still be taken out of the indexes exactly when it is quarantined.
 // The body ref is the writer-assigned key of the body chunks (not the queue id): refs grow
 // in commit order, so body chunks are always appended at the end of the body table and
 // its pages fill completely (see "Spool layout" in ARCHITECTURE.md).
-inline constexpr std::uint8_t kEnvelopeVersion = 1;
+inline constexpr std::uint8_t kEnvelopeVersion = 2; // the newest understood
 inline constexpr std::size_t kHeaderSize = 1 + 8 + 8 + 1 + 1 + 8 + 8 + 4 + 1 + 8 + 8;
 
 std::string encode_envelope(const Envelope& env, std::uint64_t body_ref = 0);

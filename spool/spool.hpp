@@ -83,6 +83,9 @@ struct Envelope {
     std::string helo;
     std::string tls; // "TLSv1.3 cipher=..." or empty when the session was plain
     bool held = false;
+    // Why it is held when a mail filter quarantined it at intake (the filter's reason);
+    // cleared by a release. Empty for every other message.
+    std::string hold_reason;
     UnixMillis expires_ms = 0; // arrival + class retention; 0 = never
     std::uint32_t flags = 0;   // EnvelopeFlags
     std::vector<Recipient> recipients;
@@ -237,6 +240,7 @@ public:
     // `dsn`, when given, is enqueued in the same transaction (never lost, never twice).
     virtual void record_outcome(QueueId id, std::vector<RecipientUpdate> updates,
                                 std::optional<NewMessage> dsn, Done done) = 0;
+    // A release (held false) also clears the hold reason.
     virtual void set_held(QueueId id, bool held, Done done) = 0;
     virtual void set_class(QueueId id, ClassId klass, Done done) = 0;
     // Deferred recipients become queued now; the message becomes ready (unless held).

@@ -172,11 +172,14 @@ std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMil
             }
         }
     }
+    // A quarantined message has no delivery response yet: its hold reason says why it waits.
+    const std::string note =
+        env.hold_reason.empty() ? last_response(env) : "quarantined: " + env.hold_reason;
     return fmt::format("{:<13} {:>6} {:>6} {:<8} {:<{}} {:<{}} {:<8} {}\n", env.id.text(),
                        format_age(now_ms - env.arrival_ms), format_size(env.size),
                        fit(classes.name(env.klass), 8), fit(sender_text(env), kSenderWidth),
                        kSenderWidth, fit(rcpts, kRecipientWidth), kRecipientWidth,
-                       msg_state_name(state), fit(printable(last_response(env)), kResponseWidth));
+                       msg_state_name(state), fit(printable(note), kResponseWidth));
 }
 
 std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
@@ -192,6 +195,9 @@ std::string json_message(const spool::Envelope& env, spool::MsgState state, Unix
     w.key("class_id").value(static_cast<int>(env.klass));
     w.key("state").value(msg_state_name(state));
     w.key("held").value(env.held);
+    if (!env.hold_reason.empty()) {
+        w.key("hold_reason").value(env.hold_reason);
+    }
     w.key("sender").value(env.mail_from);
     w.key("expires_ms").value(static_cast<std::int64_t>(env.expires_ms));
     w.key("client").value(env.client_addr);
@@ -219,6 +225,9 @@ std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMil
     out += fmt::format("class:       {}\n", classes.name(env.klass));
     out += fmt::format("state:       {}{}\n", msg_state_name(state),
                        (env.flags & spool::kFlagExpiredHold) != 0 ? " (retention expired)" : "");
+    if (!env.hold_reason.empty()) {
+        out += fmt::format("quarantined: {}\n", printable(env.hold_reason));
+    }
     out += fmt::format("size:        {} bytes\n", env.size);
     out += fmt::format("sender:      <{}>\n", printable(env.mail_from));
     if (!env.mail_params.empty()) {

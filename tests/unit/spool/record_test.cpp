@@ -41,10 +41,28 @@ Envelope sample() {
 TEST_CASE("an envelope survives an encode and decode round trip unchanged") {
     const Envelope e = sample();
     const std::string bytes = record::encode_envelope(e);
-    CHECK(static_cast<std::uint8_t>(bytes[0]) == record::kEnvelopeVersion);
+    CHECK(static_cast<std::uint8_t>(bytes[0]) == 1); // no hold reason: version 1
     auto back = record::decode_envelope(bytes);
     REQUIRE(back.has_value());
     CHECK(*back == e);
+
+    Envelope quarantined = sample();
+    quarantined.held = true;
+    quarantined.hold_reason = "rspamd: Gtube pattern";
+    const std::string v2 = record::encode_envelope(quarantined);
+    CHECK(static_cast<std::uint8_t>(v2[0]) == 2);
+    CHECK(v2.substr(0, record::kHeaderSize) != bytes.substr(0, record::kHeaderSize)); // held
+    auto back_v2 = record::decode_envelope(v2);
+    REQUIRE(back_v2.has_value());
+    CHECK(*back_v2 == quarantined);
+    // Every truncation of a version 2 record is corrupt too, as is one byte more.
+    for (std::size_t n = 0; n < v2.size(); ++n) {
+        CHECK_FALSE(record::decode_envelope(std::string_view(v2).substr(0, n)).has_value());
+    }
+    CHECK_FALSE(record::decode_envelope(v2 + "x").has_value());
+    // A version 1 record with the v2 field appended is not version 1.
+    std::string forged = bytes + record::be32(1) + "x";
+    CHECK_FALSE(record::decode_envelope(forged).has_value());
 
     Envelope empty;
     empty.id = QueueId{1};

@@ -182,6 +182,33 @@ TEST_CASE("reclassify moves class and expiry, lifts a retention hold only for a 
     CHECK(bad.error().kind == ErrorKind::kInvalid);
 }
 
+TEST_CASE("a message enqueued held with a filter's reason is held until a release clears it") {
+    TempDir dir;
+    FakeClock clock;
+    auto spool = open_spool(options_for(dir, clock));
+    NewMessage m = make_message(*spool, 1, 1, "body");
+    m.envelope.held = true;
+    m.envelope.hold_reason = "rspamd: spam";
+    const QueueId id = m.envelope.id;
+    REQUIRE(enqueue_sync(*spool, m));
+    auto e = spool->get(id);
+    REQUIRE(e->has_value());
+    CHECK(message_state(**e) == MsgState::kHeld);
+    CHECK((*e)->hold_reason == "rspamd: spam");
+    CHECK(spool->counters()->messages[1][static_cast<std::size_t>(MsgState::kHeld)] == 1);
+    CHECK(spool->ready_after(1, QueueId{0}, 10)->empty()); // the drain does not see it
+    check_consistent(*spool);
+    // An administrator's hold keeps the reason; a release clears it.
+    REQUIRE(spool->wait([&](Done d) { spool->set_held(id, true, std::move(d)); }));
+    CHECK((*spool->get(id))->hold_reason == "rspamd: spam");
+    REQUIRE(spool->wait([&](Done d) { spool->set_held(id, false, std::move(d)); }));
+    e = spool->get(id);
+    CHECK(message_state(**e) == MsgState::kReady);
+    CHECK((*e)->hold_reason.empty());
+    CHECK(spool->ready_after(1, QueueId{0}, 10)->size() == 1);
+    check_consistent(*spool);
+}
+
 TEST_CASE("after random sequences of operations the counters and indexes equal a full scan") {
     TempDir dir;
     FakeClock clock;

@@ -74,6 +74,29 @@ TEST_CASE("a JSON line holds the envelope and every recipient") {
     CHECK(line.find('\n') == line.size() - 1);
 }
 
+TEST_CASE("a quarantined message shows its filter's reason in list, JSON and show") {
+    auto env = sample();
+    env.held = true;
+    env.hold_reason = "rspamd: Gtube pattern\x1b[2J";
+    const ClassNames names = ClassNames::from_csv("urgent,normal,bulk");
+    const auto row = table_row(env, spool::MsgState::kHeld, env.arrival_ms, names);
+    CHECK(row.find("held") != std::string::npos);
+    CHECK(row.find("quarantined: rspamd: Gtube") != std::string::npos);
+    CHECK(row.find('\x1b') == std::string::npos);
+    const auto line = json_message(env, spool::MsgState::kHeld, env.arrival_ms, names);
+    CHECK(line.find(R"("held":true,"hold_reason":"rspamd: Gtube pattern\u001b[2J")") !=
+          std::string::npos);
+    const auto text = show_text(env, spool::MsgState::kHeld, env.arrival_ms, names);
+    CHECK(text.find("state:       held\n") != std::string::npos);
+    CHECK(text.find("quarantined: rspamd: Gtube pattern?[2J\n") != std::string::npos);
+    // Without a reason, none of it.
+    env.hold_reason.clear();
+    CHECK(json_message(env, spool::MsgState::kHeld, env.arrival_ms, names).find("hold_reason") ==
+          std::string::npos);
+    CHECK(show_text(env, spool::MsgState::kHeld, env.arrival_ms, names).find("quarantined") ==
+          std::string::npos);
+}
+
 TEST_CASE("status shows totals, each named class and each mailstore") {
     StatusReport r;
     r.counters.messages[1][0] = 10;
