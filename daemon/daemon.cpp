@@ -15,6 +15,7 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "common/version.hpp"
 #include "daemon/dsn_hook.hpp"
 #include "daemon/fleet_status.hpp"
 #include "daemon/http/server.hpp"
@@ -22,10 +23,19 @@
 #include "drain/connectors/connectors.hpp"
 #include "drain/drain.hpp"
 #include "fleet/coordinator.hpp"
+#include "milter/chain.hpp"
 #include "smtp/server.hpp"
 
 namespace spoold::daemon {
 namespace {
+
+milter::ChainSettings chain_settings(const policy::Config& config) {
+    milter::ChainSettings s;
+    s.hostname = config.hostname;
+    s.version = kVersion;
+    s.milters = config.milters;
+    return s;
+}
 
 // Port 25 needs root (or CAP_NET_BIND_SERVICE); nothing after binding does. Drop to the
 // configured user for good: supplementary groups, then the group, then the user.
@@ -239,7 +249,8 @@ int Daemon::run() {
     start_fleet();
     reporter_ = std::make_unique<StatusReporter>(started_ms_);
 
-    server_ = std::make_unique<smtp::Server>(*io_, *config_, *intake_);
+    filters_ = std::make_unique<milter::MilterFilters>(*io_, chain_settings(*config_));
+    server_ = std::make_unique<smtp::Server>(*io_, *config_, *intake_, filters_.get());
     auto endpoints = server_->start();
     if (!endpoints) {
         log::error("event=listen_failed error={}", log::quote(endpoints.error().describe()));
@@ -306,6 +317,7 @@ int Daemon::run() {
     server_.reset();
     directory_.reset(); // before the io_context its completions are posted to
     io_.reset();
+    filters_.reset();
     intake_.reset();
     spool_.reset();
     log::info("event=stopped");
@@ -473,6 +485,7 @@ void Daemon::apply_reload(std::shared_ptr<const policy::Config> fresh) {
     *config_holder_ = config_;
     apply_logging(*config_);
     intake_->set_hooks(std::move(*hooks));
+    filters_->reconfigure(chain_settings(*config_));
     server_->reconfigure(*config_);
     drain_->reconfigure(config_);
     (void)publish_names(false);

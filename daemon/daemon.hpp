@@ -13,6 +13,7 @@
 #include "daemon/spool_intake.hpp"
 #include "fleet/view.hpp"
 #include "daemon/status_reporter.hpp"
+#include "milter/chain.hpp"
 #include "policy/classifier.hpp"
 #include "policy/config.hpp"
 #include "spool/spool.hpp"
@@ -72,6 +73,8 @@ private:
     UnixMillis next_publish_ms_ = 0;
     std::map<std::string, std::string> published_; // meta last written by publish_state()
     std::unique_ptr<SpoolIntake> intake_;
+    // The milters; outlives the io_context (the server's connections ask it for chains).
+    std::unique_ptr<milter::MilterFilters> filters_;
     std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
     std::unique_ptr<smtp::Server> server_;
     // The fleet's budgets, when fleet.redis is set; outlives drain_ (which uses them).

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include "common/log.hpp"
+#include "common/version.hpp"
 #include "daemon/daemon.hpp"
 #include "policy/config.hpp"
 #include "policy/config_reload.hpp"
@@ -73,7 +74,7 @@ int main(int argc, char** argv) {
             usage(stdout);
             return 0;
         } else if (arg == "--version") {
-            std::printf("spoold 0.1.0\n");
+            std::printf("spoold %s\n", spoold::kVersion);
             return 0;
         } else {
             std::fprintf(stderr, "spoold: unknown argument '%s'\n", arg.c_str());

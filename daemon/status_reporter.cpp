@@ -4,6 +4,8 @@
 #include <array>
 #include <utility>
 
+#include "common/version.hpp"
+
 namespace spoold::daemon {
 namespace {
 
@@ -37,7 +39,7 @@ void StatusReporter::sample(const StatusInputs& in) {
     const drain::DrainSnapshot& d = *in.drain;
 
     http::StatusSnapshot snap;
-    snap.version = "0.1.0";
+    snap.version = kVersion;
     snap.now_ms = in.now_ms;
     snap.uptime_s = static_cast<double>(in.now_ms - started_ms_) / 1000.0;
     snap.paused = d.paused;

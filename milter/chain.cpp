@@ -276,7 +276,9 @@ asio::awaitable<FilterVerdict> Chain::ask_all(Step step, std::optional<Command> 
         Answer answer;
         bool failure = false;
         for (std::size_t i = 0; i < packets.size(); ++i) {
-            auto r = co_await m.client->step(step, i == 0 ? macros + packets[i] : packets[i]);
+            // A named value: g++ 12 destroys a conditional's temporary twice inside co_await.
+            std::string bytes = i == 0 ? macros + packets[i] : packets[i];
+            auto r = co_await m.client->step(step, std::move(bytes));
             if (!r) {
                 if (auto v = failed(m, step, r.error())) {
                     co_return *v;

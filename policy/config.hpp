@@ -27,10 +27,9 @@ struct ListenerConfig {
     std::uint16_t port = 2525;   // 0 = any free port (tests); the daemon logs the real one
     std::string tls_certificate; // PEM path; STARTTLS offered when both are set
     std::string tls_key;
-    // PROXY protocol (v1 and v2) from load balancers: a connection from a trusted_proxies
-    // network must start with a header, whose client address then stands for the peer's
-    // everywhere; other peers are clients themselves, and a PROXY header from them is
-    // refused.
+    // PROXY protocol (v1 and v2) from load balancers: every connection must come from a
+    // trusted_proxies network and start with a header, whose client address then stands
+    // for the peer's everywhere; other peers are refused.
     bool proxy_protocol = false;
     std::vector<std::string> trusted_proxies; // CIDR networks, validated
 };

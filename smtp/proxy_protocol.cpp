@@ -164,6 +164,15 @@ ProxyParse parse_v2(std::string_view bytes) {
 
 } // namespace
 
+std::size_t proxy_v2_signature_prefix(std::string_view bytes) {
+    static_assert(kV2Signature.size() == kProxyV2SignatureBytes);
+    const std::size_t have = std::min(bytes.size(), kV2Signature.size());
+    if (have == 0 || std::memcmp(bytes.data(), kV2Signature.data(), have) != 0) {
+        return 0;
+    }
+    return have;
+}
+
 ProxyParse parse_proxy_header(std::string_view bytes) {
     if (bytes.empty()) {
         return {};

@@ -44,4 +44,10 @@ struct ProxyParse {
 // header are not looked at: they are the client's first SMTP bytes.
 ProxyParse parse_proxy_header(std::string_view bytes);
 
+// How much of the 12-byte version 2 signature `bytes` starts with: 0 when it is not a
+// prefix of it, 12 when the whole signature is there. A listener without the PROXY
+// protocol uses it to refuse a binary header instead of reading it as SMTP lines.
+std::size_t proxy_v2_signature_prefix(std::string_view bytes);
+inline constexpr std::size_t kProxyV2SignatureBytes = 12;
+
 } // namespace spoold::smtp

@@ -53,9 +53,12 @@ constexpr Millis kProxyTimeout{5000};
 struct Listener {
     explicit Listener(const asio::any_io_executor& ex) : acceptor(ex) {}
     tcp::acceptor acceptor;
-    std::unique_ptr<asio::ssl::context> tls;   // null: STARTTLS not offered
-    std::vector<policy::Cidr> trusted_proxies; // PROXY headers from these only; empty: none
+    std::unique_ptr<asio::ssl::context> tls; // null: STARTTLS not offered
+    // The PROXY protocol is on when this is not empty: every connection must come from
+    // one of these networks and start with a PROXY header.
+    std::vector<policy::Cidr> trusted_proxies;
 
+    bool proxy_protocol() const { return !trusted_proxies.empty(); }
     bool trusts(const asio::ip::address& peer) const {
         if (trusted_proxies.empty()) {
             return false;
@@ -588,13 +591,21 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared,
         }
         const std::string& client = peer.client;
         std::string refusal;
+        std::string_view reason = "session-limit";
         std::shared_ptr<Conn> conn;
         {
             const std::lock_guard lock(shared->mutex);
             const auto& limits = shared->limits;
             const auto it = shared->per_client.find(client);
             const std::uint32_t from_client = it == shared->per_client.end() ? 0 : it->second;
-            if (shared->stopping) {
+            if (listener->proxy_protocol() && peer.proxy.empty()) {
+                // A PROXY listener serves its load balancers only: a peer outside
+                // trusted_proxies could name any client it likes.
+                refusal =
+                    fmt::format("554 5.7.1 {} Connections only through a trusted proxy here\r\n",
+                                shared->hostname);
+                reason = "proxy-untrusted";
+            } else if (shared->stopping) {
                 refusal = fmt::format("421 4.3.2 {} Service shutting down, try again later\r\n",
                                       shared->hostname);
             } else if (shared->total >= limits.max_sessions) {
@@ -612,7 +623,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared,
             }
         }
         if (!conn) {
-            log::info("event=reject client={} reason=session-limit reply={}", client,
+            log::info("event=reject client={} reason={} reply={}", client, reason,
                       log::quote(std::string_view(refusal).substr(0, refusal.size() - 2)));
             const auto ex = socket.get_executor();
             asio::co_spawn(ex, reject_connection(std::move(socket), std::move(refusal)),

@@ -9,6 +9,7 @@
 #include "common/address.hpp"
 #include "common/log.hpp"
 #include "smtp/esmtp_params.hpp"
+#include "smtp/proxy_protocol.hpp"
 
 namespace spoold::smtp {
 namespace {
@@ -179,6 +180,20 @@ void Session::pump() {
 bool Session::handle_command_input() {
     const std::string_view avail(in_.data() + in_pos_, in_.size() - in_pos_);
     const std::size_t max_line = settings_.limits.max_line_length;
+    if (first_input_) {
+        // A binary (v2) PROXY header starts with CRLF CRLF NUL CRLF "QUIT" LF: read as
+        // lines it would end the session with a QUIT instead of being refused.
+        const std::size_t sig = proxy_v2_signature_prefix(avail);
+        if (sig == kProxyV2SignatureBytes) {
+            in_pos_ = in_.size();
+            refuse_proxy_header();
+            return true;
+        }
+        if (sig == avail.size()) {
+            return false; // a prefix of the signature so far
+        }
+        first_input_ = false;
+    }
     const std::size_t nl = avail.find('\n');
     if (nl == std::string_view::npos) {
         if (avail.size() + 2 > max_line) {
@@ -258,13 +273,18 @@ void Session::handle_command(std::string_view line) {
     } else if (iequals(verb, "STARTTLS")) {
         cmd_starttls(arg);
     } else if (iequals(verb, "PROXY")) {
-        // A PROXY header from a peer that is no trusted proxy (or a second one): an
-        // attempt to pass off another address as the client's.
-        error(554, "5.7.1", "PROXY protocol not accepted from your address", "proxy-untrusted");
-        close();
+        refuse_proxy_header();
     } else {
         error(500, "5.5.1", "Command unrecognized", "unknown-command");
     }
+}
+
+void Session::refuse_proxy_header() {
+    // A PROXY header on a listener without the PROXY protocol, or a second one: an
+    // attempt to pass off another address as the client's.
+    first_input_ = false;
+    error(554, "5.7.1", "PROXY protocol not accepted from your address", "proxy-untrusted");
+    close();
 }
 
 void Session::cmd_ehlo(std::string_view arg, bool extended) {

@@ -145,6 +145,7 @@ private:
     void pump();
     bool handle_command_input();
     void handle_command(std::string_view line);
+    void refuse_proxy_header();
     void cmd_ehlo(std::string_view arg, bool extended);
     void cmd_mail(std::string_view arg);
     void cmd_rcpt(std::string_view arg);
@@ -212,6 +213,7 @@ private:
     State state_ = State::kCommand;
     bool closed_ = false;
     bool skipping_long_line_ = false;
+    bool first_input_ = true; // no command line read yet (a PROXY v2 signature is refused)
     bool tls_active_ = false;
     TlsInfo tls_;
     std::uint32_t errors_ = 0;

@@ -159,8 +159,9 @@ class SmtpEndToEnd(SpooldTestCase):
             self.assertTrue(reply.startswith("5"), (v, reply))
             c.close()
         self.assertEqual(self.messages(), [], "nothing may be accepted from a smuggling attempt")
-        # A NUL before the dot is not an end of data either: one message, the "smuggled"
-        # commands stay inside its body.
+        # A NUL before the dot is not an end of data either, and a NUL anywhere in the
+        # content refuses the message like a bare CR or LF: the "smuggled" commands stay
+        # inside the refused message, and the session goes on.
         c = SmtpClient(self.node.port)
         c.reply()
         c.cmd("EHLO client.test")
@@ -169,11 +170,27 @@ class SmtpEndToEnd(SpooldTestCase):
         c.cmd("DATA")
         c.send(b"Subject: nul\r\n\r\nfirst\r\n\x00.\r\nMAIL FROM:<evil@remote.test>\r\n"
                b"RCPT TO:<bob@example.com>\r\nDATA\r\nevil\r\n.\r\n")
-        self.assertTrue(c.reply().startswith("250"))
+        reply = c.reply()
+        self.assertTrue(reply.startswith("554 5.6.0"), reply)
+        self.assertTrue(c.cmd("NOOP").startswith("250"))
         c.close()
-        msgs = self.messages()
-        self.assertEqual(len(msgs), 1)
-        self.assertEqual([r["address"] for r in msgs[0]["recipients"]], ["alice@example.com"])
+        self.assertEqual(self.messages(), [], "a message with a NUL byte is refused")
+
+    def test_message_data_before_the_354_ends_the_session(self):
+        # Unauthorised pipelining (a spam-bot signature): the content in the same write
+        # as DATA, before our 354.
+        c = SmtpClient(self.node.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        c.send(b"MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n"
+               b"Subject: early\r\n\r\nbody\r\n.\r\n")
+        self.assertTrue(c.reply().startswith("250"))
+        self.assertTrue(c.reply().startswith("250"))
+        reply = c.reply()  # one write on loopback arrives as one read: no 354 first
+        self.assertTrue(reply.startswith("554 5.5.0"), reply)
+        self.assertTrue(c.closed(), "the session ends after the refusal")
+        c.close()
+        self.assertEqual(self.messages(), [])
 
     def test_overlong_command_line(self):
         c = SmtpClient(self.node.port)

@@ -583,3 +583,38 @@ TEST_CASE("message data sent before the 354 ends the session with 554 5.5.0 (ref
     CHECK(off.send("DATA\r\nx\r\n.\r\n") == "354 | 250 2.0.0");
     CHECK(off.intake.committed_count() == 1);
 }
+
+TEST_CASE("a PROXY header, v1 or v2, is refused with 554 on a listener without PROXY") {
+    // Before EHLO replies carry no enhanced code. The v2 signature is CRLF CRLF NUL CRLF "QUIT" LF:
+    // read as lines it would be a QUIT.
+    const std::string v2_signature("\r\n\r\n\0\r\nQUIT\n", 12);
+    const std::string v2 = v2_signature + std::string("\x21\x11\x00\x0c", 4) +
+                           std::string("\xc0\x00\x02\x01\x7f\x00\x00\x01\x0f\xa0\x00\x19", 12);
+    {
+        Harness h;
+        CHECK(h.send("PROXY TCP4 192.0.2.1 127.0.0.1 4000 25\r\n") == "554");
+        CHECK(h.closed);
+    }
+    {
+        Harness h;
+        CHECK(h.send(v2) == "554");
+        CHECK(h.closed);
+    }
+    {
+        // Byte by byte: a prefix of the signature waits for more, it is no empty command.
+        Harness h;
+        std::string replies;
+        for (const char c : v2_signature) {
+            replies += h.send(std::string(1, c));
+        }
+        CHECK(replies == "554");
+        CHECK(h.closed);
+    }
+    {
+        // After the first command the signature's bytes are lines like any others.
+        Harness h;
+        CHECK(h.send("NOOP\r\n") == "250");
+        CHECK(h.send("\r\n") == "500");
+        CHECK_FALSE(h.closed);
+    }
+}
