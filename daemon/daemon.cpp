@@ -32,6 +32,7 @@ namespace {
 milter::ChainSettings chain_settings(const policy::Config& config) {
     milter::ChainSettings s;
     s.hostname = config.hostname;
+    s.daemon_name = config.our_authserv_id();
     s.version = kVersion;
     s.milters = config.milters;
     return s;

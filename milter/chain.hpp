@@ -15,7 +15,7 @@
 namespace spoold::milter {
 
 // What a chain needs besides the filters: our names for the macros j, v and
-// {daemon_name}.
+// {daemon_name} (our authserv-id, as Postfix sends its hostname there).
 struct ChainSettings {
     std::string hostname;
     std::string daemon_name = "spoold";

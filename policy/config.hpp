@@ -189,6 +189,12 @@ struct Config {
     // Our authserv-id (RFC 8601): Authentication-Results fields claiming it are removed
     // from incoming mail before the filters see it. Empty = the hostname.
     std::string authserv_id;
+    // The one in force: authserv_id, else the hostname. Filters learn it as the macro
+    // {daemon_name} (Postfix's milter_macro_daemon_name), which rspamd writes as the
+    // authserv-id of the Authentication-Results it adds.
+    const std::string& our_authserv_id() const {
+        return authserv_id.empty() ? hostname : authserv_id;
+    }
     // Started as root (to bind port 25), spoold switches to this user once its sockets
     // are bound. Empty = keep the user it was started as.
     std::string user;

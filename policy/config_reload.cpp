@@ -49,6 +49,7 @@ const auto kRules = std::to_array<ReloadRule>({
     {"hostname", kRestart, [](const Config& c) { return c.hostname; },
      "the greeting, Received: and DSNs use it at once; LHLO/EHLO to the mailstores and the "
      "smarthost, and Maildir file names, from the next start"},
+    {"authserv_id", kApplied},
     {"user", kRestart, [](const Config& c) { return c.user; }},
     {"listeners", kRestart,
      [](const Config& c) { return text(static_cast<std::uint64_t>(c.listeners.size())); },
@@ -68,6 +69,7 @@ const auto kRules = std::to_array<ReloadRule>({
     {"fleet", kByKeys},
     {"metrics", kByKeys},
     {"logging", kByKeys},
+    {"milters", kApplied, nullptr, "new connections ask the new filters; open ones keep theirs"},
 
     {"listeners[].address", kRestart,
      [](const Config& c) { return listeners(c, [](const L& l) { return l.address; }); }},
@@ -79,6 +81,18 @@ const auto kRules = std::to_array<ReloadRule>({
      [](const Config& c) { return listeners(c, [](const L& l) { return l.tls_certificate; }); }},
     {"listeners[].tls_key", kRestart,
      [](const Config& c) { return listeners(c, [](const L& l) { return l.tls_key; }); }},
+    {"listeners[].proxy_protocol", kRestart,
+     [](const Config& c) { return listeners(c, [](const L& l) { return l.proxy_protocol; }); }},
+    {"listeners[].trusted_proxies", kRestart,
+     [](const Config& c) {
+         return listeners(c, [](const L& l) {
+             std::string out;
+             for (const auto& net : l.trusted_proxies) {
+                 out += net + ' ';
+             }
+             return out;
+         });
+     }},
 
     {"directory.file", kApplied},
     {"directory.format", kApplied},
@@ -97,6 +111,7 @@ const auto kRules = std::to_array<ReloadRule>({
     {"limits.max_line_length", kApplied},
     {"limits.command_timeout", kApplied},
     {"limits.data_timeout", kApplied},
+    {"limits.refuse_early_data", kApplied},
 
     {"spool.path", kRestart, [](const Config& c) { return c.spool.path; }},
     {"spool.max_size", kRestart, [](const Config& c) { return text(c.spool.max_size); }},
@@ -181,6 +196,13 @@ const auto kRules = std::to_array<ReloadRule>({
 
     {"logging.level", kApplied},
     {"logging.format", kApplied},
+
+    {"milters[].name", kApplied},
+    {"milters[].address", kApplied},
+    {"milters[].connect_timeout", kApplied},
+    {"milters[].command_timeout", kApplied},
+    {"milters[].content_timeout", kApplied},
+    {"milters[].on_failure", kApplied},
 });
 
 // "listeners" for "listeners[].port": the list whose items the key belongs to.

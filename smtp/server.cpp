@@ -185,7 +185,7 @@ struct Server::Shared {
     void configure(const policy::Config& config) {
         const std::lock_guard lock(mutex);
         hostname = config.hostname;
-        authserv_id = config.authserv_id.empty() ? config.hostname : config.authserv_id;
+        authserv_id = config.our_authserv_id();
         limits = config.limits;
     }
 

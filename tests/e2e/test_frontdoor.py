@@ -232,7 +232,7 @@ class Milters(FrontDoorCase):
 
     def start_milter(self, name="test"):
         sock = os.path.join(self.workdir, f"{name}.sock")
-        return self.helper([DEBIAN_PYTHON, MILTER_SCRIPT, "unix:" + sock, "mx.test"],
+        return self.helper([DEBIAN_PYTHON, MILTER_SCRIPT, "unix:" + sock],
                            ready="ready"), "unix:" + sock
 
     def node_with(self, milters):

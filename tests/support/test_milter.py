@@ -12,7 +12,7 @@ It prints "ready" once it listens, then acts on what the message asks for:
   body line MILTER-DIE         the filter process exits at the end of the message
 Every message it lets through gets "X-Test-Milter: client=<{client_addr}> id=<i>
 helo=<HELO name>" and an "Authentication-Results: <authserv-id>; test=pass" (the
-authserv-id from the command line's second argument), and its Subject is changed to
+authserv-id is the macro {daemon_name}, as rspamd takes it), and its Subject is changed to
 "[milter] <subject>".
 """
 import os
@@ -23,7 +23,6 @@ import time
 import Milter
 
 SOCKET = sys.argv[1]
-AUTHSERV_ID = sys.argv[2] if len(sys.argv) > 2 else "mx.test"
 HANG_SECONDS = 3600  # the test process kills us long before
 
 
@@ -36,6 +35,7 @@ class TestMilter(Milter.Base):
 
     def connect(self, hostname, family, hostaddr):
         self.client = self.getsymval("{client_addr}") or ""
+        self.authserv_id = self.getsymval("{daemon_name}") or "unknown"
         return Milter.CONTINUE
 
     def hello(self, name):
@@ -83,7 +83,7 @@ class TestMilter(Milter.Base):
         queue_id = self.getsymval("i") or ""
         self.addheader("X-Test-Milter",
                        f"client=<{self.client}> id=<{queue_id}> helo=<{self.helo_name}>")
-        self.addheader("Authentication-Results", f"{AUTHSERV_ID}; test=pass")
+        self.addheader("Authentication-Results", f"{self.authserv_id}; test=pass")
         if self.subject is not None:
             self.chgheader("Subject", 1, "[milter] " + self.subject.strip())
         return Milter.ACCEPT
