@@ -304,8 +304,14 @@ class SpooldTestCase(unittest.TestCase):
         os.chmod(self.workdir, 0o755)  # Dovecot's auth process runs as user dovecot
         self._procs = []
         self._cleanups_run = False
+        # unittest skips tearDown when setUp fails (a helper that never got ready); a
+        # cleanup still runs then, so what setUp started is stopped on every path.
+        self.addCleanup(self.tearDown)
 
     def tearDown(self):
+        if self._cleanups_run:
+            return
+        self._cleanups_run = True
         for p in reversed(self._procs):
             try:
                 p.kill() if hasattr(p, "kill") else None
