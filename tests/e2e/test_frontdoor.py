@@ -9,6 +9,7 @@ HAProxy connects to spoold from 127.0.0.3 (the trusted proxy), anything else fro
 127.0.0.1.
 """
 import os
+import re
 import shutil
 import socket
 import struct
@@ -48,20 +49,23 @@ def base_config(workdir, extra=None):
 class Process:
     """A helper process (HAProxy, the milter) stopped by the test's teardown."""
 
-    def __init__(self, argv, ready=None):
+    def __init__(self, argv):
+        self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, errors="replace")
         self.output = []
-        if ready is not None:
-            def seen():
-                line = self.proc.stdout.readline()
-                if line:
-                    self.output.append(line)
-                return ready in line or self.proc.poll() is not None
-            wait_for(seen, START_TIMEOUT, interval=0, what=f"{argv[0]}: {ready}")
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{argv} exited: {''.join(self.output)}"
-                                     + self.proc.stdout.read())
+
+    def wait_ready(self, ready):
+        """Reads the output until the line saying `ready`; fails when the process exits."""
+        def seen():
+            line = self.proc.stdout.readline()
+            if line:
+                self.output.append(line)
+            return ready in line or self.proc.poll() is not None
+        wait_for(seen, START_TIMEOUT, interval=0, what=f"{self.argv[0]}: {ready}")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.argv} exited: {''.join(self.output)}"
+                                 + self.proc.stdout.read())
 
     def alive(self):
         return self.proc.poll() is None
@@ -71,6 +75,12 @@ class Process:
             self.proc.kill()
         self.proc.wait(10)
         self.proc.stdout.close()
+
+
+def logged(node, pattern):
+    """Waits for a log line matching the regular expression `pattern`: spoold may write it
+    just after the reply the test has read, and the harness reads the log on a thread."""
+    return wait_for(lambda: node.find_line(pattern), START_TIMEOUT, what=f"log line {pattern}")
 
 
 def connect_from(source, port, timeout=20):
@@ -108,8 +118,10 @@ class FrontDoorCase(SpooldTestCase):
                     "tempfail-rcpt@example.com\n")
 
     def helper(self, argv, ready=None):
-        p = Process(argv, ready)
-        self._procs.append(p)
+        p = Process(argv)
+        self._procs.append(p)  # stopped by the teardown even when it never gets ready
+        if ready is not None:
+            p.wait_ready(ready)
         return p
 
     def body_of(self, node, msg_id):
@@ -185,11 +197,9 @@ backend spoold_v2
                 body = self.body_of(self.node, msg[0]["id"])
                 self.assertIn(f"([{CLIENT_ADDR}])", body)
                 self.assertNotIn(PROXY_ADDR, body)
-                self.assertTrue(self.node.has_line(
-                    f"event=connect client={CLIENT_ADDR} proxy={PROXY_ADDR}"),
-                    self.node.log_text())
-                self.assertTrue(self.node.find_line(
-                    rf"event=accepted id={msg[0]['id']} client={CLIENT_ADDR} "))
+                logged(self.node, re.escape(f"event=connect client={CLIENT_ADDR} "
+                                            f"proxy={PROXY_ADDR}"))
+                logged(self.node, rf"event=accepted id={msg[0]['id']} client={CLIENT_ADDR} ")
                 self.assertGreater(client_port, 0)
 
     def test_a_proxy_listener_refuses_peers_outside_trusted_proxies(self):
@@ -200,7 +210,7 @@ backend spoold_v2
         self.assertTrue(reply.startswith("554 5.7.1"), reply)
         self.assertTrue(c.closed())
         c.close()
-        self.assertTrue(self.node.has_line("event=reject client=127.0.0.1 reason=proxy-untrusted"))
+        logged(self.node, "event=reject client=127.0.0.1 reason=proxy-untrusted")
 
     def test_a_trusted_proxy_connection_without_a_header_is_closed(self):
         c = connect_from(PROXY_ADDR, self.proxy_port)
@@ -283,7 +293,7 @@ class Milters(FrontDoorCase):
         # Discard: 250 to the client, nothing stored.
         self.assertTrue(one(["alice@example.com"], "MILTER-DISCARD").startswith("250"))
         self.assertEqual(len(node.list_json()), 1)
-        self.assertTrue(node.has_line("event=discarded"))
+        logged(node, "event=discarded")
 
         # Quarantine: stored held with the filter's reason; a release lets it go.
         self.assertTrue(one(["bob@example.com"], "MILTER-QUARANTINE").startswith("250 2.0.0"))
@@ -295,6 +305,28 @@ class Milters(FrontDoorCase):
                       node.spoolctl("show", held[0]["id"]).stdout)
         node.spoolctl("release", held[0]["id"])
         wait_for(lambda: not node.list_json("--held"), 30, what="the release")
+        self.assertTrue(milter.alive())
+
+    def test_a_milter_changes_the_envelope_and_inserts_a_header(self):
+        milter, address = self.start_milter()
+        node = self.node_with([self.milter_config(address)])
+        c = SmtpClient(node.port)
+        reply = send_message(c, ["alice@example.com"], "MILTER-ENVELOPE")
+        c.close()
+        self.assertTrue(reply.startswith("250 2.0.0"), reply)
+        msgs = node.list_json()
+        self.assertEqual(len(msgs), 1)
+        self.assertEqual(msgs[0]["sender"], "changed@remote.test")
+        # Added and removed as asked, but our recipient rules hold for a filter's additions:
+        # a recipient outside our domains is not relayed to.
+        self.assertEqual([r["address"] for r in msgs[0]["recipients"]], ["bob@example.com"])
+        logged(node,
+               r"event=filter_change_ignored .*recipient not accepted: outsider@elsewhere\.test")
+        # Index 1 counts our Received: (index 0), which filters are not shown.
+        head = self.body_of(node, msgs[0]["id"]).replace("\r\n", "\n").split("\n\n", 1)[0]
+        names = [l.split(":", 1)[0] for l in head.split("\n") if l and l[0] not in " \t"]
+        self.assertEqual(names[:3], ["Received", "X-Test-Inserted", "Subject"], head)
+        self.assertIn("X-Test-Inserted: second\n", head)
         self.assertTrue(milter.alive())
 
     def test_a_hanging_milter_times_out_into_its_failure_action(self):
@@ -313,9 +345,7 @@ class Milters(FrontDoorCase):
                                 reply)
                 c.close()
                 self.assertEqual(len(node.list_json()), 0 if on_failure == "tempfail" else 1)
-                self.assertTrue(node.find_line(
-                    rf"event=milter_failed milter=test step=eom .* action={on_failure}"),
-                    node.log_text())
+                logged(node, rf"event=milter_failed milter=test step=eom .* action={on_failure}")
                 node.stop()
                 milter.kill()
 
@@ -334,7 +364,7 @@ class Milters(FrontDoorCase):
         c.close()
         self.assertTrue(reply.startswith("451 4.7.1"), reply)
         self.assertEqual(node.list_json(), [])
-        self.assertTrue(node.has_line("event=milter_failed milter=test step=connect"))
+        logged(node, "event=milter_failed milter=test step=connect")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ It prints "ready" once it listens, then acts on what the message asks for:
   body line MILTER-QUARANTINE  quarantine ("test quarantine")
   body line MILTER-HANG        never answers the end of the message
   body line MILTER-DIE         the filter process exits at the end of the message
+  body line MILTER-ENVELOPE    sender changed to <changed@remote.test>, recipients
+                               <bob@example.com> and <outsider@elsewhere.test> added,
+                               <alice@example.com> removed, "X-Test-Inserted: second"
+                               inserted at index 1 (after spoold's Received:)
 Every message it lets through gets "X-Test-Milter: client=<{client_addr}> id=<i>
 helo=<HELO name>" and an "Authentication-Results: <authserv-id>; test=pass" (the
 authserv-id is the macro {daemon_name}, as rspamd takes it), and its Subject is changed to
@@ -80,6 +84,12 @@ class TestMilter(Milter.Base):
             os._exit(3)
         if b"MILTER-QUARANTINE" in body:
             self.quarantine("test quarantine")
+        if b"MILTER-ENVELOPE" in body:
+            self.chgfrom("<changed@remote.test>")
+            self.addrcpt("<bob@example.com>")
+            self.addrcpt("<outsider@elsewhere.test>")
+            self.delrcpt("<alice@example.com>")
+            self.addheader("X-Test-Inserted", "second", 1)  # smfi_insheader
         queue_id = self.getsymval("i") or ""
         self.addheader("X-Test-Milter",
                        f"client=<{self.client}> id=<{queue_id}> helo=<{self.helo_name}>")
@@ -91,7 +101,8 @@ class TestMilter(Milter.Base):
 
 def main():
     Milter.factory = TestMilter
-    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE)
+    Milter.set_flags(Milter.ADDHDRS | Milter.CHGHDRS | Milter.QUARANTINE | Milter.CHGFROM
+                     | Milter.ADDRCPT | Milter.DELRCPT)
     # "ready" once the socket exists: libmilter creates it inside runmilter.
     path = SOCKET.split(":", 1)[1]
 
