@@ -111,6 +111,10 @@ asio::awaitable<Status> Client::connect() {
         }
         last = std::get<0>(std::get<0>(r));
         if (!last) {
+            // Each step is one small write and a wait for the answer: without this,
+            // Nagle's algorithm holds a write back for the ACK the filter delays.
+            boost::system::error_code nodelay_ec;
+            socket_.set_option(asio::ip::tcp::no_delay(true), nodelay_ec);
             co_return Status{};
         }
     }

@@ -576,6 +576,11 @@ asio::awaitable<void> accept_loop(std::shared_ptr<Shared> shared,
             continue;
         }
         tcp::socket socket = std::move(std::get<1>(accepted));
+        // A pipelining client's replies may go out in several writes (each after a
+        // filter's or the spool's verdict); Nagle would hold each but the first for the
+        // client's delayed ACK, 40 ms a reply.
+        boost::system::error_code nodelay_ec;
+        socket.set_option(tcp::no_delay(true), nodelay_ec);
         boost::system::error_code peer_ec;
         const auto remote = socket.remote_endpoint(peer_ec);
         const auto local = socket.local_endpoint(peer_ec);
