@@ -31,6 +31,9 @@ ProxyParse invalid(std::string why) {
 
 // A strict textual address of family `af` back to its canonical text, or empty.
 std::string canonical(int af, std::string_view text) {
+    if (text.find('\0') != std::string_view::npos) {
+        return {}; // inet_pton would stop at it and take the prefix
+    }
     const std::string z(text);
     std::array<unsigned char, 16> raw{};
     if (inet_pton(af, z.c_str(), raw.data()) != 1) {
@@ -78,6 +81,10 @@ ProxyParse parse_v1(std::string_view bytes) {
     }
     if (crlf + 2 > kProxyV1MaxBytes) {
         return invalid("v1 header longer than 107 bytes");
+    }
+    // Refused whole as it is refused in parts (above), however the reads cut it.
+    if (bytes.substr(0, crlf).find('\n') != std::string_view::npos) {
+        return invalid("v1 header ends in a bare LF");
     }
     std::vector<std::string_view> words;
     std::string_view line = bytes.substr(0, crlf);

@@ -8,18 +8,12 @@
 #include <string_view>
 
 #include "common/address.hpp"
+#include "tests/fuzz/fuzz_check.hpp"
 
 using namespace spoold;
+using spoold::fuzz::check;
 
 namespace {
-
-void check(bool ok, const char* what, std::string_view detail = {}) {
-    if (!ok) {
-        std::fprintf(stderr, "invariant violated: %s: %.*s\n", what,
-                     static_cast<int>(detail.size()), detail.data());
-        std::abort();
-    }
-}
 
 bool is_ascii(std::string_view s) {
     for (const char c : s) {

@@ -9,20 +9,11 @@
 
 #include "policy/classifier.hpp"
 #include "policy/config.hpp"
+#include "tests/fuzz/fuzz_check.hpp"
 
 using namespace spoold;
+using spoold::fuzz::check;
 using namespace spoold::policy;
-
-namespace {
-
-void check(bool ok, const char* what, const std::string& detail = {}) {
-    if (!ok) {
-        std::fprintf(stderr, "invariant violated: %s: %s\n", what, detail.c_str());
-        std::abort();
-    }
-}
-
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);

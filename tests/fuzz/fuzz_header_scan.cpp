@@ -14,19 +14,13 @@
 #include "policy/classifier.hpp"
 #include "policy/config.hpp"
 #include "policy/header_scan.hpp"
+#include "tests/fuzz/fuzz_check.hpp"
 
 using namespace spoold;
+using spoold::fuzz::check;
 using namespace spoold::policy;
 
 namespace {
-
-void check(bool ok, const char* what, std::string_view detail = {}) {
-    if (!ok) {
-        std::fprintf(stderr, "invariant violated: %s: %.*s\n", what,
-                     static_cast<int>(detail.size()), detail.data());
-        std::abort();
-    }
-}
 
 std::optional<Classifier> g_classifier;
 std::shared_ptr<const Config> g_config;

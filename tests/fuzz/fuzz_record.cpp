@@ -12,8 +12,10 @@
 
 #include "spool/record.hpp"
 #include "spool/spool.hpp"
+#include "tests/fuzz/fuzz_check.hpp"
 
 using namespace spoold;
+using spoold::fuzz::check;
 using namespace spoold::spool;
 
 namespace {
@@ -21,13 +23,6 @@ namespace {
 constexpr std::uint8_t kBuildMarker = 0xFF;
 constexpr std::size_t kMaxBuiltRecipients = 64;
 constexpr std::size_t kMaxBuiltString = 300;
-
-void check(bool ok, const char* what) {
-    if (!ok) {
-        std::fprintf(stderr, "invariant violated: %s\n", what);
-        std::abort();
-    }
-}
 
 // decode never crashes; what it accepts encodes back to the same bytes, and the facts read
 // from the header alone agree with the facts derived from the whole envelope.

@@ -141,3 +141,43 @@ limits: {max_message_size: 10MiB, max_line_length: 1KiB}
 """)
 write("fuzz_config", "bad.yaml", "local_domains: [example.com\nclasses: {name: x}\n  - : :\n")
 shutil.copy(os.path.join(ROOT, "etc", "spoold.yaml"), os.path.join(CORPUS, "fuzz_config", "spoold.yaml"))
+
+
+# ---- milter: one byte cutting the stream into reads, then what a filter writes.
+def milter_packet(code, data=b""):
+    return struct.pack("!I", len(data) + 1) + code + data
+
+
+def milter(name, cut, packets):
+    write("fuzz_milter_reply", name, bytes([cut]) + b"".join(packets))
+
+
+milter("negotiation", 0, [milter_packet(b"O", struct.pack("!III", 6, 0x1FF, 0x1000)
+                                        + struct.pack("!I", 1) + b"{tls_version} j\0")])
+milter("continue_accept", 3, [milter_packet(b"c"), milter_packet(b"p"), milter_packet(b"a")])
+milter("refusals", 7, [milter_packet(b"r"), milter_packet(b"t"), milter_packet(b"d"),
+                       milter_packet(b"4"), milter_packet(b"f"), milter_packet(b"s")])
+milter("reply_code", 5, [milter_packet(b"y", b"554 5.7.1 Gtube pattern\0"),
+                         milter_packet(b"y", b"451-4.7.1 one\r\n451 4.7.1 two\0")])
+milter("headers", 11, [milter_packet(b"h", b"X-Spamd-Result\0default: False\0"),
+                       milter_packet(b"i", struct.pack("!I", 0) + b"Received\0by rspamd\0"),
+                       milter_packet(b"m", struct.pack("!I", 1) + b"Subject\0\0"),
+                       milter_packet(b"a")])
+milter("envelope", 2, [milter_packet(b"q", b"spam\0"), milter_packet(b"+", b"<a@b.example>\0"),
+                       milter_packet(b"2", b"<a@b.example>\0NOTIFY=NEVER\0"),
+                       milter_packet(b"-", b"<c@d.example>\0"),
+                       milter_packet(b"e", b"<>\0SIZE=10\0"), milter_packet(b"b", b"body"),
+                       milter_packet(b"a")])
+milter("oversized", 1, [struct.pack("!I", 0xFFFFFFFF) + b"c"])
+
+# ---- PROXY protocol: the first bytes of a connection.
+V2_SIG = b"\r\n\r\n\0\r\nQUIT\n"
+write("fuzz_proxy_header", "v1_tcp4", "PROXY TCP4 192.0.2.1 198.51.100.7 54321 25\r\nEHLO x\r\n")
+write("fuzz_proxy_header", "v1_tcp6", "PROXY TCP6 2001:db8::5 ::1 40000 2525\r\n")
+write("fuzz_proxy_header", "v1_unknown", "PROXY UNKNOWN\r\n")
+write("fuzz_proxy_header", "v2_tcp4", V2_SIG + bytes([0x21, 0x11]) + struct.pack("!H", 12)
+      + bytes([192, 0, 2, 1, 198, 51, 100, 7]) + struct.pack("!HH", 54321, 25) + b"EHLO x\r\n")
+write("fuzz_proxy_header", "v2_tcp6_tlv", V2_SIG + bytes([0x21, 0x21]) + struct.pack("!H", 36 + 7)
+      + bytes(15) + b"\x05" + bytes(15) + b"\x01" + struct.pack("!HH", 40000, 2525)
+      + b"\x01\x00\x04" + b"smtp")
+write("fuzz_proxy_header", "v2_local", V2_SIG + bytes([0x20, 0x00]) + struct.pack("!H", 0))

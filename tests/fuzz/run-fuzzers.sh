@@ -13,7 +13,8 @@ build=${SPOOLD_FUZZ_BUILD:-$root/build-fuzz}
 jobs=${SPOOLD_FUZZ_JOBS:-2}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(fuzz_smtp_session fuzz_address fuzz_header_scan fuzz_record fuzz_config)
+    targets=(fuzz_smtp_session fuzz_address fuzz_header_scan fuzz_record fuzz_config
+        fuzz_milter_reply fuzz_proxy_header)
 fi
 
 mkdir -p "$build"

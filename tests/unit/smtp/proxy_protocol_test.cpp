@@ -67,6 +67,11 @@ TEST_CASE("PROXY v1 headers: the client's address, or why not") {
         {"PROXY TCP4  192.0.2.1 198.51.100.7 1 2\r\n", ProxyStatus::kInvalid, "", 0, false},
         {"PROXY UDP4 192.0.2.1 198.51.100.7 1 2\r\n", ProxyStatus::kInvalid, "", 0, false},
         {"PROXY TCP4 " + std::string(200, '1'), ProxyStatus::kInvalid, "", 0, false},
+        // As fuzz_proxy_header demands: a bare LF is refused whether or not the CRLF came in
+        // the same read, and an address with a NUL is not read as its prefix.
+        {"PROXY UNKNOWN a\nb\r\n", ProxyStatus::kInvalid, "", 0, false},
+        {"PROXY TCP4 192.0.2.1" + std::string(1, '\0') + "9 198.51.100.7 1 2\r\n",
+         ProxyStatus::kInvalid, "", 0, false},
     };
     for (const auto& row : rows) {
         CAPTURE(row.input);
