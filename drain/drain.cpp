@@ -512,6 +512,13 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
                  : std::vector<MailLogLine>{};
     const OutcomeWriter::Committed committed =
         co_await outcomes_.commit(std::move(env), std::move(delivered.updates), true);
+    if (!committed.status && committed.status.error().kind == ErrorKind::kNotFound) {
+        // Removed while it was being delivered (spoolctl delete): nothing to record, and
+        // nothing wrong with the spool, so the drain goes on at once.
+        log::info("event=outcome_dropped id={} reason=\"message removed during delivery\"",
+                  id.text());
+        co_return;
+    }
     if (!committed.status) {
         // Not recorded: the message stays as it was and will be delivered again (the
         // at-least-once window). Back off so a broken spool is not hammered.
