@@ -24,6 +24,7 @@
 #include "drain/drain.hpp"
 #include "fleet/coordinator.hpp"
 #include "milter/chain.hpp"
+#include "policy/retention.hpp"
 #include "smtp/server.hpp"
 
 namespace spoold::daemon {
@@ -190,11 +191,8 @@ Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Confi
         facts.header_block = in.header_block;
         ClassDecision d;
         d.klass = compiled->classify(facts);
-        const auto& cls = config->classes.at(d.klass);
-        d.name = cls.name;
-        const auto retention_ms =
-            std::chrono::duration_cast<std::chrono::milliseconds>(cls.retention).count();
-        d.expires_ms = retention_ms > 0 ? arrival_ms + retention_ms : 0;
+        d.name = config->classes.at(d.klass).name;
+        d.expires_ms = policy::expiry_ms(*config, d.klass, arrival_ms);
         return d;
     };
     return hooks;

@@ -2,6 +2,7 @@
 
 #include "common/log.hpp"
 #include "policy/dsn.hpp"
+#include "policy/retention.hpp"
 
 namespace spoold::daemon {
 namespace {
@@ -104,10 +105,7 @@ make_dsn_builder(spool::Spool& spool,
                 break;
             }
         }
-        const auto retention =
-            std::chrono::duration_cast<std::chrono::milliseconds>(cfg.classes.at(klass).retention)
-                .count();
-        dsn.expires_ms = retention > 0 ? now + retention : 0;
+        dsn.expires_ms = policy::expiry_ms(cfg, klass, now);
         spool::Recipient to;
         to.address = env.mail_from;
         to.notify = spool::kNotifyNever;

@@ -1,6 +1,7 @@
 #include "drain/drain.hpp"
 
 #include <algorithm>
+#include <utility>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -180,7 +181,8 @@ void Drain::apply_config(std::shared_ptr<const policy::Config> config) {
     if (!config) {
         return;
     }
-    config_ = std::move(config);
+    const std::shared_ptr<const policy::Config> before = std::exchange(config_, std::move(config));
+    expiry_.review(*before);
     for (auto& s : stores_) {
         s.reconfigure(*config_);
     }

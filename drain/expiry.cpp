@@ -7,6 +7,7 @@
 
 #include "common/log.hpp"
 #include "drain/escaped.hpp"
+#include "policy/retention.hpp"
 
 namespace spoold::drain {
 namespace {
@@ -25,11 +26,6 @@ std::string_view to_string(policy::ExpiryAction a) {
 }
 
 } // namespace
-
-policy::ExpiryAction expiry_action(const policy::Config& config, spool::ClassId klass) {
-    return klass < config.classes.size() ? config.classes[klass].on_expiry
-                                         : policy::ExpiryAction::kBounce;
-}
 
 std::vector<spool::RecipientUpdate> expire_recipients(const spool::Envelope& env) {
     std::vector<spool::RecipientUpdate> updates;
@@ -53,8 +49,32 @@ Expiry::Expiry(asio::any_io_executor executor, spool::Spool& spool, Scheduler& s
     : executor_(std::move(executor)), spool_(spool), scheduler_(scheduler), outcomes_(outcomes),
       stats_(stats), lane_(lane), config_(config), stopping_(stopping), wake_(std::move(wake)) {}
 
+void Expiry::review(const policy::Config& before) {
+    if (!policy::same_retention(before, *config_)) {
+        log::info("event=expiry_review reason={}", log::quote("a class's retention changed"));
+        review_ = QueueId{};
+    }
+}
+
+void Expiry::run(asio::awaitable<void> batch) {
+    running_ = true;
+    asio::co_spawn(executor_, std::move(batch), [this](std::exception_ptr e) {
+        if (e) {
+            log::error("event=expiry_failed error={}", log::quote(describe_escaped(e)));
+        }
+        running_ = false;
+        wake_();
+    });
+}
+
 void Expiry::tick(UnixMillis now) {
-    if (now < next_ms_ || running_) {
+    if (running_ || stopping_) {
+        return;
+    }
+    if (review_ && review_batch(now)) {
+        return;
+    }
+    if (now < next_ms_) {
         return;
     }
     next_ms_ = now + kExpiryIntervalMs;
@@ -69,14 +89,47 @@ void Expiry::tick(UnixMillis now) {
     if (ids->size() == kExpiryBatch) {
         next_ms_ = now; // more are due: the next batch at the next tick
     }
-    running_ = true;
-    asio::co_spawn(executor_, expire_batch(std::move(*ids), now), [this](std::exception_ptr e) {
-        if (e) {
-            log::error("event=expiry_failed error={}", log::quote(describe_escaped(e)));
+    run(expire_batch(std::move(*ids), now));
+}
+
+bool Expiry::review_batch(UnixMillis now) {
+    auto envs = spool_.envelopes_after(*review_, kReviewBatch);
+    if (!envs) {
+        log::warn("event=expiry_review_read_failed error={}", log::quote(envs.error().describe()));
+        return false; // tried again next turn
+    }
+    if (envs->empty()) {
+        log::info("event=expiry_review_done");
+        review_.reset();
+        next_ms_ = now; // what the new retention expired is acted on now
+        return false;
+    }
+    review_ = envs->back().id;
+    std::vector<std::pair<QueueId, spool::Reclassification>> changes;
+    for (const spool::Envelope& env : *envs) {
+        const UnixMillis expires = policy::expiry_ms(*config_, env.klass, env.arrival_ms);
+        if (expires != env.expires_ms) {
+            changes.emplace_back(env.id, spool::Reclassification{env.klass, expires, now, false});
         }
-        running_ = false;
-        wake_();
-    });
+    }
+    if (!changes.empty()) {
+        run(write_changes(std::move(changes), "expiry_review_write_failed"));
+    }
+    return true;
+}
+
+asio::awaitable<void>
+Expiry::write_changes(std::vector<std::pair<QueueId, spool::Reclassification>> changes,
+                      std::string_view failed_event) {
+    const std::size_t n = changes.size();
+    const Status st = co_await outcomes_.reclassify(std::move(changes));
+    if (!st) {
+        // The messages keep their stored expiry; the drain computes it again when it comes.
+        log::error("event={} messages={} error={}", failed_event, n,
+                   log::quote(st.error().describe()));
+        co_return;
+    }
+    log::debug("event=expiry_rewritten messages={}", n);
 }
 
 asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids, UnixMillis now) {
@@ -85,6 +138,8 @@ asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids, UnixMillis 
     std::vector<spool::Expiry> items;
     std::vector<std::uint64_t> recipients; // expired per item
     std::vector<std::optional<QueueId>> dsns;
+    // Messages today's retention gives a later expiry than the stored one.
+    std::vector<std::pair<QueueId, spool::Reclassification>> later;
     for (const QueueId id : ids) {
         if (stopping_) {
             break;
@@ -99,7 +154,14 @@ asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids, UnixMillis 
             continue;
         }
         const spool::Envelope& env = **got;
-        const policy::ExpiryAction action = expiry_action(*config_, env.klass);
+        // The stored expiry is what the configuration said when it was written; today's
+        // retention decides (a reload made it longer or 0, or spoolctl moved the message).
+        const UnixMillis expires = policy::expiry_ms(*config_, env.klass, env.arrival_ms);
+        if (!policy::is_expired(expires, now)) {
+            later.emplace_back(id, spool::Reclassification{env.klass, expires, now, false});
+            continue;
+        }
+        const policy::ExpiryAction action = policy::expiry_action(*config_, env.klass);
         spool::Expiry e;
         e.id = id;
         std::uint64_t expired = 0;
@@ -140,6 +202,9 @@ asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids, UnixMillis 
                 }
             }
         }
+    }
+    if (!later.empty() && !stopping_) {
+        co_await write_changes(std::move(later), "expire_write_failed");
     }
     for (const QueueId id : leased) {
         scheduler_.release(id);

@@ -1,6 +1,6 @@
-// Retention: messages whose class's retention ran out get the class's action (bounce:
-// expired, with a DSN; hold; discard), up to kExpiryBatch in one spool commit, batch after
-// batch while more are due. Messages with a delivery in flight wait; nothing here delivers.
+// Retention applied (the rule is policy/retention): expired messages get their class's
+// action, up to kExpiryBatch in one spool commit, batch after batch while more are due; a
+// reload that changed a retention has every expiry computed again. Nothing here delivers.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -9,6 +9,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -23,9 +26,8 @@ namespace spoold::drain {
 
 inline constexpr std::int64_t kExpiryIntervalMs = 5000; // between looks when none was due
 inline constexpr std::size_t kExpiryBatch = spool::kMaxExpirePerOp;
-
-// The class's action; a class removed from the configuration keeps the safest: bounce.
-policy::ExpiryAction expiry_action(const policy::Config& config, spool::ClassId klass);
+// Messages whose expiry a review computes again per loop turn (after a reload).
+inline constexpr std::size_t kReviewBatch = 1024;
 // Updates that expire every recipient of `env` not final yet.
 std::vector<spool::RecipientUpdate> expire_recipients(const spool::Envelope& env);
 
@@ -44,11 +46,25 @@ public:
     // When a batch is due and none runs: reads the next one and starts on it.
     void tick(UnixMillis now);
     bool running() const { return running_; }
+    // Called with the configuration a reload replaced: when a class's retention changed,
+    // every queued message's expiry is computed again from its arrival, a batch per turn.
+    void review(const policy::Config& before);
+    bool reviewing() const { return review_.has_value(); }
 
 private:
-    // Leases what it can of `ids`, builds their expiries (yielding to the I/O thread now and
-    // then: a batch's DSNs take a while to build) and commits them at once.
+    // Starts `batch` as the running job.
+    void run(boost::asio::awaitable<void> batch);
+    // Leases what it can of `ids`, computes each expiry again from arrival, builds the
+    // expiries of those still expired (yielding to the I/O thread now and then: a batch's
+    // DSNs take a while to build) and commits them at once; writes back a later expiry.
     boost::asio::awaitable<void> expire_batch(std::vector<QueueId> ids, UnixMillis now);
+    // Reads the review's next batch and starts writing what changed; false when the
+    // review is over or its read failed.
+    bool review_batch(UnixMillis now);
+    // Writes the expiries computed again; a failure is logged as `failed_event`.
+    boost::asio::awaitable<void>
+    write_changes(std::vector<std::pair<QueueId, spool::Reclassification>> changes,
+                  std::string_view failed_event);
 
     boost::asio::any_io_executor executor_;
     spool::Spool& spool_;
@@ -61,6 +77,7 @@ private:
     std::function<void()> wake_;
     UnixMillis next_ms_ = 0;
     bool running_ = false;
+    std::optional<QueueId> review_; // the review's position (ids after it are left)
 };
 
 } // namespace spoold::drain

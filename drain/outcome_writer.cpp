@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
 #include <memory>
+#include <mutex>
 
 #include "common/log.hpp"
 
@@ -107,6 +108,40 @@ asio::awaitable<OutcomeWriter::Expired> OutcomeWriter::expire(std::vector<spool:
     out.status = co_await write(std::move(submit));
     out.items = std::move(*results);
     co_return out;
+}
+
+asio::awaitable<Status>
+OutcomeWriter::reclassify(std::vector<std::pair<QueueId, spool::Reclassification>> changes) {
+    spool::Spool* spool = &spool_;
+    std::function<void(spool::Done)> submit =
+        [spool, changes = std::move(changes)](spool::Done done) mutable {
+            struct Pending {
+                std::mutex mutex;
+                std::size_t left;
+                Status first;
+                spool::Done done;
+            };
+            auto pending = std::make_shared<Pending>();
+            pending->left = changes.size();
+            pending->done = std::move(done);
+            if (changes.empty()) {
+                pending->done(Status{});
+                return;
+            }
+            for (auto& [id, change] : changes) {
+                spool->reclassify(id, change, [pending](Status st) {
+                    std::unique_lock lock(pending->mutex);
+                    if (!st && pending->first) {
+                        pending->first = std::move(st);
+                    }
+                    if (--pending->left == 0) {
+                        lock.unlock();
+                        pending->done(std::move(pending->first));
+                    }
+                });
+            }
+        };
+    co_return co_await write(std::move(submit));
 }
 
 } // namespace spoold::drain

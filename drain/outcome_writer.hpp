@@ -1,5 +1,5 @@
-// Commits a message's recipient updates in one spool transaction, with the DSN for those
-// that failed or expired under "bounce" built and enqueued in it; and retention for a batch.
+// Commits a message's recipient updates in one spool transaction (the DSN for the failed
+// or expired built into it), retention for a batch, and expiries the drain computed again.
 // It decides no outcome (outcome.hpp does) and delivers nothing.
 #pragma once
 
@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <functional>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -43,6 +44,10 @@ public:
         std::vector<Status> items;
     };
     boost::asio::awaitable<Expired> expire(std::vector<spool::Expiry> items, UnixMillis now);
+    // Class and expiry of each message as given, submitted together (one group commit);
+    // the first failure, if any.
+    boost::asio::awaitable<Status>
+    reclassify(std::vector<std::pair<QueueId, spool::Reclassification>> changes);
     // The DSN for those of `updates` that failed or expired; nullopt when none is due
     // (NOTIFY, a null sender, no builder).
     std::optional<spool::NewMessage> build_dsn(const spool::Envelope& env,

@@ -27,6 +27,9 @@ UnixMillis expiry_ms(const Config& config, std::uint8_t class_id, UnixMillis arr
         klass = fallback ? find_class(config, *fallback) : nullptr;
     }
     const Seconds retention = klass != nullptr ? klass->retention : ClassConfig{}.retention;
+    if (retention.count() == 0) {
+        return kNeverExpires;
+    }
     return add_saturating(arrival_ms,
                           std::chrono::duration_cast<std::chrono::milliseconds>(retention));
 }
@@ -36,8 +39,20 @@ ExpiryAction expiry_action(const Config& config, std::uint8_t class_id) {
     return klass != nullptr ? klass->on_expiry : ExpiryAction::kHold;
 }
 
+bool same_retention(const Config& a, const Config& b) {
+    if (a.classes.size() != b.classes.size() || a.default_class != b.default_class) {
+        return false;
+    }
+    for (std::size_t i = 0; i < a.classes.size(); ++i) {
+        if (a.classes[i].retention != b.classes[i].retention) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool is_expired(UnixMillis expires_ms, UnixMillis now_ms) {
-    return expires_ms != 0 && now_ms >= expires_ms;
+    return expires_ms != kNeverExpires && now_ms >= expires_ms;
 }
 
 bool delay_warning_due(const BounceConfig& bounces, UnixMillis arrival_ms, UnixMillis now_ms) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "policy/retention.hpp"
 #include "tools/spoolctl/mbox.hpp"
 #include "tools/spoolctl/units.hpp"
 #include "tools/spoolctl/verb_support.hpp"
@@ -220,11 +221,8 @@ public:
         env.id = ctx_.spool->new_id();
         env.arrival_ms = ctx_.clock->now_ms();
         env.helo = "spoolctl-import";
-        if (ctx_.config && env.klass < ctx_.config->classes.size()) {
-            const auto retention = ctx_.config->classes[env.klass].retention;
-            env.expires_ms =
-                env.arrival_ms +
-                std::chrono::duration_cast<std::chrono::milliseconds>(retention).count();
+        if (ctx_.config) {
+            env.expires_ms = policy::expiry_ms(*ctx_.config, env.klass, env.arrival_ms);
         }
         m.body = to_crlf(message);
         env.size = m.body.size();
@@ -257,7 +255,8 @@ public:
         print(ctx_.out, "\n");
         if (!ctx_.config && pipeline_.ok() > 0) {
             say(ctx_.err,
-                "spoolctl: import: no --config: imported messages have no retention limit\n");
+                "spoolctl: import: no --config: imported messages expire by the retention of "
+                "their class in the configuration of the spoold that drains them\n");
         }
         return refused_ + pipeline_.failed() > 0 ? kExitFailed : kExitOk;
     }

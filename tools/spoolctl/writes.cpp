@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "policy/retention.hpp"
 #include "tools/spoolctl/units.hpp"
 #include "tools/spoolctl/verb_support.hpp"
 
@@ -178,8 +179,18 @@ int verb_set_class(Context& ctx) {
     op.done_word = "moved";
     op.question_tail = " to " + ctx.classes.name(k);
     op.applies = [k](const spool::Envelope& env) { return env.klass != k; };
-    op.apply = [k](spool::Spool& s, const spool::Envelope& env, spool::Done d) {
-        s.set_class(env.id, k, std::move(d));
+    // The expiry follows the new class's retention, from arrival (policy/retention).
+    // Without a config the stored one stays, and spoold computes it again when it comes.
+    const policy::Config* config = ctx.config.get();
+    const UnixMillis now = ctx.clock->now_ms();
+    op.apply = [k, config, now](spool::Spool& s, const spool::Envelope& env, spool::Done d) {
+        if (config == nullptr) {
+            s.set_class(env.id, k, std::move(d));
+            return;
+        }
+        const spool::Reclassification change{k, policy::expiry_ms(*config, k, env.arrival_ms), now,
+                                             false};
+        s.reclassify(env.id, change, std::move(d));
     };
     return run_writes(ctx, operands, op);
 }

@@ -403,6 +403,30 @@ rules:
         self.assertGreater(expired, 0)
         self.assertIn(": ok", self.ctl("check", spool=sp).stdout.decode())
 
+    def test_set_class_recomputes_expiry_from_arrival_by_the_new_class(self):
+        sp = make_spool(self.tmp, "setclass_expiry", count=20, seed=23)
+        config = os.path.join(self.tmp, "setclass.yaml")
+        with open(config, "w") as f:
+            f.write(f"""local_domains: [example.org]
+spool: {{path: {sp}}}
+classes:
+  - {{name: urgent, retention: 30d}}
+  - {{name: normal, retention: 2d}}
+  - {{name: bulk, retention: 1d}}
+""")
+        rows = self.list_json(spool=sp)
+        first = next(r["id"] for r in rows if r["class"] != "normal")
+        second = next(r["id"] for r in rows if r["class"] != "bulk" and r["id"] != first)
+        run("--config", config, "set-class", first, "normal")
+        run("--config", config, "set-class", second, "bulk")
+        one = json.loads(self.ctl("show", "--json", first, spool=sp).stdout)
+        self.assertEqual(one["class"], "normal")
+        self.assertEqual(one["expires_ms"], one["arrival_ms"] + 2 * 86400_000)
+        two = json.loads(self.ctl("show", "--json", second, spool=sp).stdout)
+        self.assertEqual(two["class"], "bulk")
+        self.assertEqual(two["expires_ms"], two["arrival_ms"] + 86400_000)
+        self.assertIn(": ok", self.ctl("check", spool=sp).stdout.decode())
+
     def test_pause_and_resume_set_the_flags_status_shows(self):
         sp = make_spool(self.tmp, "pause", count=5)
         self.ctl("pause", spool=sp)

@@ -397,6 +397,7 @@ TEST_CASE("a DSN the smarthost defers is retried through the relay, not behind t
 TEST_CASE("a DSN this process spools while the mailstore is paused leaves through the relay") {
     auto config = test_config();
     config.classes[1].on_expiry = policy::ExpiryAction::kBounce;
+    config.classes[1].retention = 1s;
     Harness h(config);
     h.add_relay();
     h.spool.set_meta("paused.lmtp", "1"); // the scheduler is not asked: only the lane sends
@@ -464,6 +465,9 @@ TEST_CASE("expiry applies each class's action: bounce with a DSN, hold, discard"
     config.classes[0].on_expiry = policy::ExpiryAction::kBounce;
     config.classes[1].on_expiry = policy::ExpiryAction::kHold;
     config.classes[2].on_expiry = policy::ExpiryAction::kDiscard;
+    for (auto& c : config.classes) {
+        c.retention = 1s; // the drain checks the stored expiry against the retention
+    }
     Harness h(config);
     const UnixMillis expires = h.clock.now_ms() + 1000;
     const auto ids = h.spool.add_all({
@@ -490,6 +494,74 @@ TEST_CASE("expiry applies each class's action: bounce with a DSN, hold, discard"
     REQUIRE(h.run_until([&] { return h.snap().expired >= 3; })); // counted after the commit
     CHECK(h.snap().expired == 3);
     CHECK(h.store->attempts == 0);
+}
+
+TEST_CASE("mail of a class no longer configured is held when it expires, never bounced") {
+    auto config = test_config();
+    config.classes.resize(2);
+    config.default_class = config.classes[1].name;
+    config.classes[1].retention = 1s; // an unknown class expires by the default class's
+    config.classes[1].on_expiry = policy::ExpiryAction::kBounce;
+    Harness h(config);
+    const UnixMillis arrival = h.clock.now_ms();
+    const auto orphan = h.spool.add(2, {"a@example.com"}, "hello\r\n", "sender@example.org",
+                                    arrival + 1000); // class 2 was removed by a reload
+    h.drain->pause(true);
+    h.drain->start();
+    h.clock.advance_ms(kExpiryIntervalMs);
+    REQUIRE(h.run_until([&] { return h.spool.env(orphan).held; }));
+    CHECK((h.spool.env(orphan).flags & spool::kFlagExpiredHold) != 0);
+    CHECK(h.spool.env(orphan).recipients[0].state == spool::RcptState::kQueued);
+    CHECK(h.dsn_calls.empty());
+}
+
+TEST_CASE("a reload that changes a retention computes every expiry again from arrival") {
+    auto config = test_config();
+    config.classes[0].retention = 1s;
+    config.classes[1].retention = 1h;
+    config.classes[2].retention = 1h;
+    Harness h(config);
+    const UnixMillis arrival = h.clock.now_ms();
+    const auto ids = h.spool.add_all({
+        TestMessage{0, {"a@example.com"}, "hello\r\n", "sender@example.org", arrival + 1000},
+        TestMessage{1, {"b@example.com"}, "hello\r\n", "sender@example.org", arrival + 3'600'000},
+        TestMessage{2, {"c@example.com"}, "hello\r\n", "sender@example.org", arrival + 3'600'000},
+    });
+    const auto longer = ids[0];  // 1s -> 1h: expires an hour after arrival, not now
+    const auto shorter = ids[1]; // 1h -> 1s: expired from arrival, bounced now
+    const auto never = ids[2];   // 1h -> 0: never expires
+    h.drain->pause(true);
+    h.drain->start();
+    auto reloaded = config;
+    reloaded.classes[0].retention = 1h;
+    reloaded.classes[1].retention = 1s;
+    reloaded.classes[2].retention = 0s;
+    h.drain->reconfigure(std::make_shared<const policy::Config>(reloaded));
+    // Well within the hour the old expiry of `shorter` would have taken.
+    REQUIRE(h.step_until([&] { return !h.spool.contains(shorter); },
+                         static_cast<int>(2 * kExpiryIntervalMs / 1000)));
+    REQUIRE(h.dsn_calls.size() == 1);
+    CHECK(h.dsn_calls[0].id == shorter);
+    REQUIRE(h.run_until([&] { return h.spool.env(never).expires_ms == 0; }));
+    REQUIRE(h.run_until([&] { return h.spool.env(longer).expires_ms == arrival + 3'600'000; }));
+    CHECK_FALSE(h.spool.env(longer).held);
+    CHECK(h.spool.env(longer).recipients[0].state == spool::RcptState::kQueued);
+}
+
+TEST_CASE("an expiry the retention of the moment made later is written, not acted on") {
+    auto config = test_config();
+    config.classes[1].retention = 1h; // the message was stored when it was 1s
+    Harness h(config);
+    const UnixMillis arrival = h.clock.now_ms();
+    const auto id =
+        h.spool.add(1, {"a@example.com"}, "hello\r\n", "sender@example.org", arrival + 1000);
+    h.drain->pause(true);
+    h.drain->start();
+    h.clock.advance_ms(kExpiryIntervalMs);
+    REQUIRE(h.run_until([&] { return h.spool.env(id).expires_ms == arrival + 3'600'000; }));
+    CHECK_FALSE(h.spool.env(id).held);
+    CHECK(h.dsn_calls.empty());
+    CHECK(h.snap().expired == 0);
 }
 
 TEST_CASE("stop lets in-flight deliveries finish and starts no new ones") {

@@ -5,24 +5,6 @@
 using namespace spoold;
 using namespace spoold::drain;
 
-TEST_CASE("each class has its expiry action and a class no longer configured bounces") {
-    policy::Config c;
-    c.classes.resize(3);
-    c.classes[0].on_expiry = policy::ExpiryAction::kHold;
-    c.classes[1].on_expiry = policy::ExpiryAction::kDiscard;
-    c.classes[2].on_expiry = policy::ExpiryAction::kBounce;
-    struct Row {
-        spool::ClassId klass;
-        policy::ExpiryAction action;
-    };
-    for (const Row& row :
-         {Row{0, policy::ExpiryAction::kHold}, Row{1, policy::ExpiryAction::kDiscard},
-          Row{2, policy::ExpiryAction::kBounce}, Row{7, policy::ExpiryAction::kBounce}}) {
-        CAPTURE(row.klass);
-        CHECK(expiry_action(c, row.klass) == row.action);
-    }
-}
-
 TEST_CASE("expiry ends every recipient not final yet, without counting an attempt") {
     using S = spool::RcptState;
     spool::Envelope env;

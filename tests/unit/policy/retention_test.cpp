@@ -23,7 +23,17 @@ TEST_CASE("a message expires at arrival plus its class's retention") {
           std::numeric_limits<UnixMillis>::max());
 }
 
-TEST_CASE("expiry actions come from the class and default to bounce") {
+TEST_CASE("a retention of 0 never expires, also for a removed class through the default") {
+    Config c;
+    c.classes[1].retention = Seconds(0);
+    const UnixMillis arrival = 1'700'000'000'000;
+    CHECK(expiry_ms(c, 1, arrival) == kNeverExpires);
+    CHECK(expiry_ms(c, 9, arrival) == kNeverExpires); // default_class is "normal", class 1
+    CHECK(expiry_ms(c, 0, arrival) == arrival + 30LL * 86'400'000);
+    CHECK_FALSE(is_expired(expiry_ms(c, 1, arrival), std::numeric_limits<UnixMillis>::max()));
+}
+
+TEST_CASE("expiry actions come from the class and a class the config does not know is held") {
     Config c;
     c.classes[1].on_expiry = ExpiryAction::kHold;
     c.classes[2].on_expiry = ExpiryAction::kDiscard;
