@@ -40,6 +40,14 @@ std::string read_original(spool::Spool& spool, const spool::Envelope& env, std::
     return out;
 }
 
+// Final without delivery: failed or expired; not final yet: a delay warning.
+policy::DsnAction dsn_action(spool::RcptState state) {
+    if (state == spool::RcptState::kExpired) {
+        return policy::DsnAction::kExpired;
+    }
+    return spool::is_final(state) ? policy::DsnAction::kFailed : policy::DsnAction::kDelayed;
+}
+
 } // namespace
 
 drain::DsnBuilder
@@ -66,8 +74,7 @@ make_dsn_builder(spool::Spool& spool,
                 continue;
             }
             const spool::Recipient& r = env.recipients[u.index];
-            const auto action = u.state == spool::RcptState::kExpired ? policy::DsnAction::kExpired
-                                                                      : policy::DsnAction::kFailed;
+            const auto action = dsn_action(u.state);
             if (!policy::dsn_wanted(env.mail_from, r.notify, action)) {
                 continue;
             }

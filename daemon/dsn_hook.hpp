@@ -1,6 +1,7 @@
-// Turns a message's permanently failed or expired recipients into a spooled DSN
-// (policy::build_dsn), for the drain's DsnBuilder hook. The DSN is a new message from
-// the null sender to the original sender, flagged kFlagDsn so it goes to the smarthost.
+// Turns a message's permanently failed or expired recipients (or, for a delay warning, its
+// recipients still waiting) into a spooled DSN (policy::build_dsn), for the DsnBuilder hook. The
+// DSN is a new message from the null sender to the original sender, flagged kFlagDsn so it goes to
+// the smarthost.
 #pragma once
 
 #include <memory>

@@ -81,6 +81,7 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
       groups_(spool, stores_, poison_, stats_, config_, stopping_, clock),
       expiry_(executor_, spool, scheduler_, outcomes_, stats_, lane_, config_, stopping_,
               [this] { wake(); }),
+      delays_(executor_, spool, outcomes_, lane_, config_, stopping_, [this] { wake(); }),
       wake_(executor_) {
     stores_.reserve(mailstores.size() + 1); // + the DSN relay
     for (auto& m : mailstores) {
@@ -213,6 +214,7 @@ DrainSnapshot Drain::snapshot() const {
     }
     stats_.fill(s);
     s.loop_turns = loop_turns_;
+    s.delay_warnings = delays_.sent();
     return s;
 }
 
@@ -221,7 +223,8 @@ void Drain::wake() { wake_.cancel(); }
 bool Drain::idle() const {
     const bool probing =
         std::any_of(stores_.begin(), stores_.end(), [](const Store& s) { return s.probing(); });
-    return in_flight_.empty() && writes_pending_ == 0 && !expiry_.running() && !probing;
+    return in_flight_.empty() && writes_pending_ == 0 && !expiry_.running() && !delays_.running() &&
+           !probing;
 }
 
 asio::awaitable<void> Drain::run() {
@@ -287,6 +290,7 @@ void Drain::housekeeping() {
         promote(now);
     }
     expiry_.tick(now);
+    delays_.tick(now);
     lane_.feed(spool_, now);
     for (auto& s : stores_) {
         s.tick();

@@ -18,6 +18,7 @@
 
 #include "common/clock.hpp"
 #include "drain/dsn_lane.hpp"
+#include "drain/delay_warnings.hpp"
 #include "drain/expiry.hpp"
 #include "drain/group_delivery.hpp"
 #include "drain/mailstore.hpp"
@@ -129,6 +130,7 @@ private:
     OutcomeWriter outcomes_;
     GroupDelivery groups_;
     Expiry expiry_;
+    DelayWarnings delays_;
     Admit admit_;          // the scheduler's filter: some store the candidate goes to has room
     DomainRoom room_;      // the scheduler's lane filter: the domain's store has room
     bool lenient_ = false; // admit_ lets messages with strikes into half-open stores too

@@ -92,6 +92,49 @@ OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> u
     co_return out;
 }
 
+asio::awaitable<OutcomeWriter::Committed> OutcomeWriter::warn_delayed(spool::Envelope env) {
+    Committed out;
+    if (!make_dsn_ || env.mail_from.empty()) {
+        co_return out;
+    }
+    std::vector<spool::RecipientUpdate> waiting;
+    for (std::uint32_t i = 0; i < env.recipients.size(); ++i) {
+        const spool::Recipient& r = env.recipients[i];
+        if (!spool::is_final(r.state)) {
+            spool::RecipientUpdate u;
+            u.index = i;
+            u.state = r.state;
+            u.next_attempt_ms = r.next_attempt_ms;
+            u.response = r.last_response;
+            u.count_attempt = false;
+            waiting.push_back(std::move(u));
+        }
+    }
+    std::optional<spool::NewMessage> dsn;
+    if (!waiting.empty()) {
+        try {
+            dsn = make_dsn_(env, waiting);
+        } catch (const std::exception& e) {
+            log::error("event=dsn_build_failed id={} error={}", env.id.text(),
+                       log::quote(e.what()));
+        }
+    }
+    if (!dsn) {
+        co_return out;
+    }
+    out.dsn = dsn->envelope.id;
+    spool::Spool* spool = &spool_;
+    std::function<void(spool::Done)> submit = [spool, id = env.id,
+                                               dsn = std::move(*dsn)](spool::Done done) mutable {
+        spool->record_delay_warning(id, std::move(dsn), std::move(done));
+    };
+    out.status = co_await write(std::move(submit));
+    if (!out.status) {
+        out.dsn.reset();
+    }
+    co_return out;
+}
+
 asio::awaitable<OutcomeWriter::Expired> OutcomeWriter::expire(std::vector<spool::Expiry> items,
                                                               UnixMillis now) {
     spool::Spool* spool = &spool_;

@@ -18,9 +18,10 @@
 namespace spoold::drain {
 
 // Builds the DSN for recipients that just became final without delivery (kFailed, or
-// kExpired under retention action "bounce"). Gets the message's envelope and only the
-// updates of those recipients; nullopt = no DSN (NOTIFY=NEVER, ...). Never called for a
-// message with a null reverse path: bounces are not bounced.
+// kExpired under retention action "bounce"), or the delay warning for recipients still
+// waiting (updates in a state not final: kQueued, kDeferred). Gets the message's envelope
+// and only the updates of those recipients; nullopt = no DSN (NOTIFY=NEVER, ...). Never
+// called for a message with a null reverse path: bounces are not bounced.
 using DsnBuilder = std::function<std::optional<spool::NewMessage>(
     const spool::Envelope&, const std::vector<spool::RecipientUpdate>&)>;
 
@@ -44,6 +45,9 @@ public:
         std::vector<Status> items;
     };
     boost::asio::awaitable<Expired> expire(std::vector<spool::Expiry> items, UnixMillis now);
+    // The delay warning for `env`'s recipients not final yet, spooled with the message's
+    // kFlagDelayWarned in one commit; no DSN (and no write) when none of them asks for one.
+    boost::asio::awaitable<Committed> warn_delayed(spool::Envelope env);
     // Class and expiry of each message as given, submitted together (one group commit);
     // the first failure, if any.
     boost::asio::awaitable<Status>

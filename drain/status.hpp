@@ -39,6 +39,7 @@ struct DrainSnapshot {
     std::uint64_t deferred = 0;
     std::uint64_t failed = 0;
     std::uint64_t expired = 0;
+    std::uint64_t delay_warnings = 0;     // delay warnings spooled by this process
     std::uint64_t poison = 0;             // deliveries deferred as poison (kPoisonStrikes)
     std::uint64_t messages_delivered = 0; // messages with at least one recipient delivered
     double rate_per_s = 0;                // messages_delivered per second, last 10 s

@@ -146,6 +146,12 @@ public:
             std::move(done), grows});
     }
 
+    void record_delay_warning(QueueId id, NewMessage dsn, Done done) override {
+        auto d = std::make_shared<const NewMessage>(std::move(dsn));
+        submit(Op{[this, id, d](WriteTxn& txn) { return store_.record_delay_warning(txn, id, *d); },
+                  std::move(done), true});
+    }
+
     void set_held(QueueId id, bool held, Done done) override {
         modify(id, std::move(done), [held](Envelope& env) -> Status {
             env.held = held;

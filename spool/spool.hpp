@@ -52,10 +52,11 @@ enum NotifyBits : std::uint8_t {
 
 // Envelope flags.
 enum EnvelopeFlags : std::uint32_t {
-    kFlagDsn = 1,         // this message is a DSN we generated
-    kFlagSmtpUtf8 = 2,    // SMTPUTF8 was given at MAIL
-    kFlag8BitMime = 4,    // BODY=8BITMIME
-    kFlagExpiredHold = 8, // held because retention ran out with action "hold"
+    kFlagDsn = 1,          // this message is a DSN we generated
+    kFlagSmtpUtf8 = 2,     // SMTPUTF8 was given at MAIL
+    kFlag8BitMime = 4,     // BODY=8BITMIME
+    kFlagExpiredHold = 8,  // held because retention ran out with action "hold"
+    kFlagDelayWarned = 16, // its delay warning (bounces.delay_warning) was spooled
 };
 
 struct Recipient {
@@ -240,6 +241,11 @@ public:
     // `dsn`, when given, is enqueued in the same transaction (never lost, never twice).
     virtual void record_outcome(QueueId id, std::vector<RecipientUpdate> updates,
                                 std::optional<NewMessage> dsn, Done done) = 0;
+    // Spools `dsn`, the message's delay warning, and flags the message kFlagDelayWarned in
+    // one commit; a message flagged already gets no second one (nothing written).
+    virtual void record_delay_warning(QueueId /*id*/, NewMessage /*dsn*/, Done done) {
+        done(fail(ErrorKind::kInternal, "record_delay_warning not implemented"));
+    }
     // A release (held false) also clears the hold reason.
     virtual void set_held(QueueId id, bool held, Done done) = 0;
     virtual void set_class(QueueId id, ClassId klass, Done done) = 0;

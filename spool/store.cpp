@@ -259,6 +259,21 @@ Status Store::expire(lmdb::WriteTxn& txn, const Expiry& e, UnixMillis now) const
     return apply_outcome(txn, *stored, updates, e.dsn);
 }
 
+Status Store::record_delay_warning(lmdb::WriteTxn& txn, QueueId id, const NewMessage& dsn) const {
+    SPOOLD_TRY(stored, load(txn, id));
+    if (!stored) {
+        return tl::unexpected(no_such_message(id));
+    }
+    if ((stored->env.flags & kFlagDelayWarned) != 0) {
+        return {};
+    }
+    SPOOLD_CHECK(validate_new(dsn.envelope));
+    Envelope updated = stored->env;
+    updated.flags |= kFlagDelayWarned;
+    SPOOLD_CHECK(rewrite(txn, stored->facts(), updated));
+    return insert(txn, dsn);
+}
+
 Status Store::promote_due(lmdb::WriteTxn& txn, UnixMillis now) const {
     SPOOLD_TRY(due, indexes_.due(txn, now, kMaxPromotePerOp));
     for (const TimedId& entry : due) {

@@ -78,6 +78,9 @@ public:
     Status record_outcome(lmdb::WriteTxn& txn, QueueId id,
                           const std::vector<RecipientUpdate>& updates,
                           const std::optional<NewMessage>& dsn) const;
+    // Flags the message kFlagDelayWarned and inserts its delay warning `dsn`, unless it was
+    // flagged already (then nothing is written: never two warnings); kNotFound if absent.
+    Status record_delay_warning(lmdb::WriteTxn& txn, QueueId id, const NewMessage& dsn) const;
     // Moves messages whose deferral is due (<= now) to ready, at most kMaxPromotePerOp.
     Status promote_due(lmdb::WriteTxn& txn, UnixMillis now) const;
     // Applies one expiry (Spool::expire); a skipped item is kNotFound, kInvalid (not due at

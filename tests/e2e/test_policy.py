@@ -220,7 +220,24 @@ class SmtpSink:
             self.proc.wait(10)
 
 
-class Retention(SpooldTestCase):
+class DsnTestCase(SpooldTestCase):
+    def report_parts(self, raw):
+        """The three parts of an RFC 3464 report in smtp-sink's dump of it."""
+        # smtp-sink's dump starts with the envelope; the message follows its blank line.
+        body = raw[raw.index(b"Received:") if b"Received:" in raw else 0:]
+        start = body.find(b"From:")
+        msg = email.message_from_bytes(body[body.rfind(b"\n", 0, start) + 1 if start > 0 else 0:],
+                                       policy=email.policy.default)
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertEqual(msg.get_param("report-type"), "delivery-status")
+        parts = list(msg.iter_parts())
+        self.assertEqual(parts[0].get_content_type(), "text/plain")
+        self.assertEqual(parts[1].get_content_type(), "message/delivery-status")
+        self.assertIn(parts[2].get_content_type(), ("text/rfc822-headers", "message/rfc822"))
+        return parts
+
+
+class Retention(DsnTestCase):
     def test_expired_message_bounces_with_a_valid_dsn_and_the_null_sender_gets_none(self):
         sink = SmtpSink(self.workdir)
         self._procs.append(sink)
@@ -255,23 +272,55 @@ class Retention(SpooldTestCase):
         msgs = sink.messages()
         self.assertEqual(len(msgs), 1, "exactly one DSN: none for the null sender")
         raw = msgs[0]
-        # smtp-sink's dump starts with the envelope; the message follows its blank line.
-        text = raw.decode("utf-8", "replace")
-        self.assertIn("sender@remote.test", text)
-        body = raw[raw.index(b"Received:") if b"Received:" in raw else 0:]
-        start = body.find(b"From:")
-        msg = email.message_from_bytes(body[body.rfind(b"\n", 0, start) + 1 if start > 0 else 0:],
-                                       policy=email.policy.default)
-        self.assertEqual(msg.get_content_type(), "multipart/report")
-        self.assertEqual(msg.get_param("report-type"), "delivery-status")
-        parts = list(msg.iter_parts())
-        self.assertEqual(parts[0].get_content_type(), "text/plain")
-        self.assertEqual(parts[1].get_content_type(), "message/delivery-status")
-        self.assertIn(parts[2].get_content_type(), ("text/rfc822-headers", "message/rfc822"))
+        self.assertIn("sender@remote.test", raw.decode("utf-8", "replace"))
+        parts = self.report_parts(raw)
         status = parts[1].as_string()
         self.assertIn("Final-Recipient: rfc822; alice@example.com", status.replace("rfc822;alice", "rfc822; alice"))
         self.assertIn("Action: failed", status)
         self.assertIn("<expire-1@remote.test>", parts[2].as_string())
+
+
+class DelayWarning(DsnTestCase):
+    def test_mail_waiting_for_a_down_mailstore_gets_one_delayed_dsn_per_message(self):
+        sink = SmtpSink(self.workdir)
+        self._procs.append(sink)
+        node = self.spoold({
+            "mailstores": [{"name": "down", "kind": "lmtp", "host": "127.0.0.1", "port": free_port(),
+                            "connect_timeout": "1s"}],
+            "bounces": {"smarthost": "127.0.0.1", "smarthost_port": sink.port,
+                        "dsn_sender": "MAILER-DAEMON", "delay_warning": "2s"},
+        })
+
+        def send(sender, rcpt, subject, params=""):
+            c = SmtpClient(node.port)
+            c.reply()
+            c.cmd("EHLO client.test")
+            self.assertTrue(c.cmd(f"MAIL FROM:<{sender}>").startswith("250"))
+            self.assertTrue(c.cmd(f"RCPT TO:<{rcpt}>{params}").startswith("250"))
+            c.cmd("DATA")
+            self.assertTrue(c.cmd(f"Subject: {subject}\r\n\r\nwaiting\r\n.").startswith("250"))
+            c.close()
+
+        send("sender@remote.test", "alice@example.com", "default notify")  # NOTIFY counts as DELAY
+        send("sender@remote.test", "bob@example.com", "no delay wanted", " NOTIFY=FAILURE")
+        send("", "carol@example.com", "null sender")
+        send("last@remote.test", "dave@example.com", "asked for delay", " NOTIFY=DELAY,FAILURE")
+        # Queue ids are in arrival order and the warnings walk them in that order: the last
+        # message's warning comes after every earlier message was looked at.
+        wait_for(lambda: len(sink.messages()) >= 2, 60, interval=0.2, what="two delayed DSNs")
+        wait_for(lambda: node.count_lines("event=delay_warning id=") >= 2, 30, what="both logged")
+        self.assertEqual(node.count_lines("event=delay_warning id="), 2)
+        msgs = sink.messages()
+        self.assertEqual(len(msgs), 2, "none for NOTIFY=FAILURE or the null sender")
+        seen = set()
+        for raw in msgs:
+            status = self.report_parts(raw)[1].as_string()
+            self.assertIn("Action: delayed", status)
+            self.assertIn("Status: 4.", status)
+            seen |= {r for r in ("alice@example.com", "dave@example.com") if r in status}
+        self.assertEqual(seen, {"alice@example.com", "dave@example.com"})
+        # The mail itself stays queued for the mailstore.
+        self.assertEqual(len(node.list_json()), 4)
 
 
 if __name__ == "__main__":

@@ -564,6 +564,70 @@ TEST_CASE("an expiry the retention of the moment made later is written, not acte
     CHECK(h.snap().expired == 0);
 }
 
+TEST_CASE("a message still waiting after delay_warning gets one delayed DSN through the relay") {
+    auto config = test_config();
+    config.bounces.delay_warning = std::chrono::hours(1);
+    Harness h(config);
+    h.add_relay();
+    h.spool.set_meta("paused.lmtp", "1"); // the mailstore is unavailable
+    const auto ids = h.spool.add_all({
+        TestMessage{1, {"a@example.com", "b@example.com"}, "hello\r\n", "sender@example.org"},
+        TestMessage{1, {"c@example.com"}, "hello\r\n", ""}, // the null sender: never
+    });
+    const auto waiting = ids[0];
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].paused; }));
+    h.clock.advance_ms(3'600'000 - 1000); // not yet an hour
+    h.run_turns(3);
+    CHECK(h.dsn_calls.empty());
+    h.clock.advance_ms(1000);
+    REQUIRE(h.run_until([&] { return h.dsn_ids.size() == 1; }));
+    CHECK(h.dsn_calls[0].id == waiting);
+    CHECK(h.dsn_calls[0].indexes == std::vector<std::uint32_t>{0, 1});
+    REQUIRE(h.run_until([&] { return Harness::received(h.relay, h.dsn_ids[0]); }));
+    CHECK(h.relay->received[0].recipients == std::vector<std::string>{"sender@example.org"});
+    CHECK((h.spool.env(waiting).flags & spool::kFlagDelayWarned) != 0);
+    CHECK(h.spool.env(waiting).recipients[0].state == spool::RcptState::kQueued);
+    CHECK(h.store->attempts == 0);
+
+    // Another message waits an hour; the walk reaches it after the first, which it does not
+    // warn again (and a restart would not: the flag is in the spool).
+    const auto later = h.spool.add(1, {"d@example.com"}, "hello\r\n", "other@example.org");
+    h.clock.advance_ms(3'600'000);
+    REQUIRE(h.run_until([&] { return h.dsn_ids.size() == 2; }));
+    CHECK(h.dsn_calls[1].id == later);
+    REQUIRE(h.run_until([&] { return h.snap().delay_warnings == 2; }));
+    CHECK(h.spool.contains(waiting));
+}
+
+TEST_CASE("a delay warning is for waiting mail from a real sender that was not warned yet") {
+    policy::BounceConfig bounces;
+    bounces.delay_warning = std::chrono::hours(4);
+    spool::Envelope env;
+    env.mail_from = "sender@example.org";
+    env.arrival_ms = 1'700'000'000'000;
+    env.recipients.resize(2);
+    env.recipients[0].state = spool::RcptState::kDelivered;
+    env.recipients[1].state = spool::RcptState::kDeferred;
+    const UnixMillis due = env.arrival_ms + 4 * 3'600'000;
+    CHECK(delay_warning_candidate(bounces, env, due));
+    CHECK_FALSE(delay_warning_candidate(bounces, env, due - 1));
+    auto warned = env;
+    warned.flags |= spool::kFlagDelayWarned;
+    CHECK_FALSE(delay_warning_candidate(bounces, warned, due));
+    auto dsn = env;
+    dsn.flags |= spool::kFlagDsn;
+    CHECK_FALSE(delay_warning_candidate(bounces, dsn, due));
+    auto null_sender = env;
+    null_sender.mail_from.clear();
+    CHECK_FALSE(delay_warning_candidate(bounces, null_sender, due));
+    auto done = env;
+    done.recipients[1].state = spool::RcptState::kFailed;
+    CHECK_FALSE(delay_warning_candidate(bounces, done, due));
+    bounces.delay_warning.reset();
+    CHECK_FALSE(delay_warning_candidate(bounces, env, due));
+}
+
 TEST_CASE("stop lets in-flight deliveries finish and starts no new ones") {
     Harness h;
     h.store->block = true;
