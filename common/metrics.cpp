@@ -374,7 +374,10 @@ SpooldMetrics::SpooldMetrics(Registry& r)
       fleet_redis_requests_total(r.counter("spoold_fleet_redis_requests_total",
                                            "Requests sent to the fleet's Redis (round trips).")),
       fleet_live_nodes(r.gauge("spoold_fleet_live_nodes",
-                               "Fleet nodes whose status has not expired, as last counted.")) {}
+                               "Fleet nodes whose status has not expired, as last counted.")),
+      dsns_held_total(r.counter("spoold_dsns_held_total",
+                                "DSNs the smarthost refused for good, held for the administrator "
+                                "instead of dropped.")) {}
 
 SpooldMetrics& spoold_metrics() {
     static SpooldMetrics m(global());

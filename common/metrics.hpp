@@ -214,6 +214,7 @@ struct SpooldMetrics {
     GaugeFamily& fleet_concurrency;       // {mailstore}: this node's slots of the budget
     Counter& fleet_redis_requests_total;  // requests sent to Redis (round trips)
     Gauge& fleet_live_nodes;              // nodes whose status has not expired
+    Counter& dsns_held_total; // spoold_dsns_held_total: DSNs the smarthost refused, held
 };
 
 // SpooldMetrics over global(), constructed on first use.

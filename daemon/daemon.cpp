@@ -242,8 +242,7 @@ int Daemon::run() {
         make_dsn_builder(*spool_, config_holder_, SystemClock::instance()));
     if (!config_->mailstores.empty()) {
         drain_->set_dsn_relay(drain::connectors::make_smarthost(
-            io_->get_executor(), config_->bounces.smarthost, config_->bounces.smarthost_port,
-            config_->mailstores.front(), connector_options));
+            io_->get_executor(), config_->bounces, connector_options));
     }
     start_fleet();
     reporter_ = std::make_unique<StatusReporter>(started_ms_);

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 
 namespace spoold::drain {
 namespace {
@@ -36,6 +37,25 @@ auto async_spool_write(asio::any_io_executor ex, std::function<void(spool::Done)
 
 bool final_without_delivery(spool::RcptState s) {
     return s == spool::RcptState::kFailed || s == spool::RcptState::kExpired;
+}
+
+// One of our DSNs the smarthost refused for good (a DSN gets no DSN, so failing it would
+// drop it): its failed recipients stay queued with the refusal, and the caller holds it.
+bool hold_refused_dsn(const spool::Envelope& env, std::vector<spool::RecipientUpdate>& updates) {
+    if ((env.flags & spool::kFlagDsn) == 0) {
+        return false;
+    }
+    bool refused = false;
+    for (spool::RecipientUpdate& u : updates) {
+        if (u.state != spool::RcptState::kFailed || u.index >= env.recipients.size()) {
+            continue;
+        }
+        refused = true;
+        log::warn("event=dsn_undeliverable id={} to={} response={} action=held", env.id.text(),
+                  log::quote(env.recipients[u.index].address), log::quote(u.response));
+        u.state = spool::RcptState::kQueued;
+    }
+    return refused;
 }
 
 } // namespace
@@ -71,6 +91,27 @@ asio::awaitable<Status> OutcomeWriter::write(std::function<void(spool::Done)> su
 asio::awaitable<OutcomeWriter::Committed>
 OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> updates,
                       bool with_dsn) {
+    if (hold_refused_dsn(env, updates)) {
+        // Recipients back to queued with the refusal recorded, then held: a crash between
+        // the two leaves the DSN queued, tried again and held then; never dropped.
+        std::function<void(spool::Done)> submit =
+            [spool = &spool_, id = env.id, updates = std::move(updates)](spool::Done done) mutable {
+                spool->record_outcome(id, std::move(updates), std::nullopt,
+                                      [spool, id, done = std::move(done)](Status st) mutable {
+                                          if (!st) {
+                                              done(std::move(st));
+                                              return;
+                                          }
+                                          spool->set_held(id, true, std::move(done));
+                                      });
+            };
+        Committed held;
+        held.status = co_await write(std::move(submit));
+        if (held.status) {
+            metrics::spoold_metrics().dsns_held_total.inc();
+        }
+        co_return held;
+    }
     std::optional<spool::NewMessage> dsn;
     if (with_dsn) {
         dsn = build_dsn(env, updates);

@@ -34,8 +34,10 @@ public:
         std::optional<QueueId> dsn; // the DSN enqueued with the outcomes, when there was one
     };
     // Records `updates` of `env`; with `with_dsn`, the failed and expired ones among them
-    // get a DSN in the same transaction. Resumes on the executor after the commit (or its
-    // failure: then nothing was recorded and the message stays as it was).
+    // get a DSN in the same transaction. One of our DSNs that the smarthost refused is not
+    // failed (it would be dropped: a DSN gets no DSN) but held for the administrator,
+    // logged at warn and counted (spoold_dsns_held_total). Resumes on the executor after the commit
+    // (or its failure: then nothing was recorded and the message stays as it was).
     boost::asio::awaitable<Committed>
     commit(spool::Envelope env, std::vector<spool::RecipientUpdate> updates, bool with_dsn);
     // Retention for many messages in one commit (spool::Spool::expire): the batch's status

@@ -138,6 +138,11 @@ struct DrainConfig {
 struct BounceConfig {
     std::string smarthost = "127.0.0.1"; // DSNs go out through this SMTP relay
     std::uint16_t smarthost_port = 25;
+    // The smarthost's own connection settings (not a mailstore's).
+    bool smarthost_starttls = true; // use STARTTLS when offered
+    Millis smarthost_connect_timeout{std::chrono::seconds(10)};
+    Millis smarthost_command_timeout{std::chrono::seconds(60)};
+    Millis smarthost_data_timeout{std::chrono::seconds(300)};
     std::string dsn_sender = "MAILER-DAEMON"; // local part (domain = hostname) or full address
     std::optional<Seconds> delay_warning;     // off when empty
 };

@@ -222,7 +222,13 @@ constexpr std::array<std::string_view, 10> kDrainKeys{
     "retry_max",           "max_per_recipient"};
 constexpr std::array<std::string_view, 6> kMilterKeys{
     "name", "address", "connect_timeout", "command_timeout", "content_timeout", "on_failure"};
-constexpr std::array<std::string_view, 4> kBounceKeys{"smarthost", "smarthost_port", "dsn_sender",
+constexpr std::array<std::string_view, 8> kBounceKeys{"smarthost",
+                                                      "smarthost_port",
+                                                      "smarthost_starttls",
+                                                      "smarthost_connect_timeout",
+                                                      "smarthost_command_timeout",
+                                                      "smarthost_data_timeout",
+                                                      "dsn_sender",
                                                       "delay_warning"};
 constexpr std::array<std::string_view, 6> kFleetKeys{"redis",   "node",      "key_prefix",
                                                      "timeout", "lease_ttl", "urgent_class"};
@@ -445,6 +451,7 @@ public:
                 }
             }
         }
+        smarthost_not_ours(top, c);
         if (const auto* n = top.find("metrics")) {
             const MapReader m(*n, "metrics", kMetricsKeys);
             m.str("address", c.metrics.address);
@@ -1126,6 +1133,30 @@ private:
         f.port = static_cast<std::uint16_t>(std::stoul(port));
     }
 
+    // A smarthost that is one of our own listeners gets every DSN back, refuses it as
+    // relaying, and the DSN is lost: refused here, with the listener named.
+    static void smarthost_not_ours(const MapReader& top, const Config& c) {
+        const BounceConfig& b = c.bounces;
+        const std::string host = ascii_lower(b.smarthost);
+        const bool local = host == "localhost" || host.starts_with("127.") || host == "::1" ||
+                           host == "0.0.0.0" || host == "::" || host == ascii_lower(c.hostname);
+        for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+            const ListenerConfig& l = c.listeners[i];
+            const bool wildcard = l.address == "0.0.0.0" || l.address == "::";
+            if (l.port == 0 || l.port != b.smarthost_port) {
+                continue;
+            }
+            if (ascii_lower(l.address) == host || (wildcard && local)) {
+                bad(top.has("bounces") ? top.mark("bounces") : top.mark("listeners"),
+                    fmt::format("bounces.smarthost: {}:{} is our own listener listeners[{}] "
+                                "({}:{}): every DSN would come back to us and be refused as "
+                                "relaying; set bounces.smarthost to the relay that sends "
+                                "our mail out",
+                                b.smarthost, b.smarthost_port, i, l.address, l.port));
+            }
+        }
+    }
+
     static BounceConfig bounces(const YAML::Node& n) {
         const MapReader m(n, "bounces", kBounceKeys);
         BounceConfig b;
@@ -1134,6 +1165,10 @@ private:
             bad(m.mark("smarthost"), "bounces.smarthost: must not be empty");
         }
         m.port("smarthost_port", b.smarthost_port, false);
+        m.boolean("smarthost_starttls", b.smarthost_starttls);
+        m.millis("smarthost_connect_timeout", b.smarthost_connect_timeout);
+        m.millis("smarthost_command_timeout", b.smarthost_command_timeout);
+        m.millis("smarthost_data_timeout", b.smarthost_data_timeout);
         m.str("dsn_sender", b.dsn_sender);
         const bool sender_ok =
             !b.dsn_sender.empty() &&

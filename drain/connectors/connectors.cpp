@@ -18,16 +18,18 @@ std::unique_ptr<Mailstore> make_mailstore(boost::asio::any_io_executor executor,
     return std::make_unique<MaildirMailstore>(std::move(executor), config, std::move(options));
 }
 
-std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor, std::string host,
-                                          std::uint16_t port,
-                                          const policy::MailstoreConfig& timeouts_from,
+std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor,
+                                          const policy::BounceConfig& bounces,
                                           ConnectorOptions options) {
-    policy::MailstoreConfig config = timeouts_from;
+    policy::MailstoreConfig config;
     config.name = "smarthost";
     config.kind = policy::MailstoreKind::kSmtp;
-    config.host = std::move(host);
-    config.port = port;
-    config.unix_socket.clear();
+    config.host = bounces.smarthost;
+    config.port = bounces.smarthost_port;
+    config.starttls = bounces.smarthost_starttls;
+    config.connect_timeout = bounces.smarthost_connect_timeout;
+    config.command_timeout = bounces.smarthost_command_timeout;
+    config.data_timeout = bounces.smarthost_data_timeout;
     return std::make_unique<SmtpMailstore>(std::move(executor), config, std::move(options));
 }
 

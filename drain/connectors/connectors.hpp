@@ -16,11 +16,10 @@ std::unique_ptr<Mailstore> make_mailstore(boost::asio::any_io_executor executor,
                                           const policy::MailstoreConfig& config,
                                           ConnectorOptions options = {});
 
-// The SMTP relay that DSNs go out through (policy::BounceConfig::smarthost/_port),
-// with the timeouts of `timeouts_from` (usually the first mailstore's).
-std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor, std::string host,
-                                          std::uint16_t port,
-                                          const policy::MailstoreConfig& timeouts_from,
+// The SMTP relay that DSNs go out through, with its own address, timeouts and STARTTLS
+// setting (policy::BounceConfig::smarthost*).
+std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor,
+                                          const policy::BounceConfig& bounces,
                                           ConnectorOptions options = {});
 
 } // namespace spoold::drain::connectors

@@ -124,16 +124,41 @@ TEST_CASE("a server that stalls in the TLS handshake or after it times out as tr
     }
 }
 
-TEST_CASE("the smarthost for DSNs is an SMTP mailstore") {
+TEST_CASE("the smarthost for DSNs is an SMTP mailstore with its own STARTTLS setting") {
+    test::TempDir dir;
     asio::io_context ctx;
     test::FakeLmtpScript script;
     script.smtp = true;
+    script.tls = server_tls(dir);
     test::FakeLmtpServer<tcp> server(ctx, {asio::ip::make_address("127.0.0.1"), 0}, script);
-    auto store =
-        make_smarthost(ctx.get_executor(), "127.0.0.1", server.endpoint().port(), smtp_config(0));
+    policy::BounceConfig bounces;
+    bounces.smarthost = "127.0.0.1";
+    bounces.smarthost_port = server.endpoint().port();
+    bounces.smarthost_starttls = false; // the mailstores' default (true) is not borrowed
+    auto store = make_smarthost(ctx.get_executor(), bounces);
     CHECK(store->name() == "smarthost");
     auto req = test::make_request({"bounce-to@x.test"}, "DSN\r\n");
     req.mail_from = "";
     CHECK(test::run(ctx, store->deliver(req)).per_recipient.at(0).code == 250);
     CHECK(server.log().commands.at(1) == "MAIL FROM:<>");
+    CHECK(server.log().tls_sessions == 0);
+}
+
+TEST_CASE("a smarthost that stalls times out by its own command timeout") {
+    asio::io_context ctx;
+    test::FakeLmtpScript script;
+    script.smtp = true;
+    script.stall = true;
+    test::FakeLmtpServer<tcp> server(ctx, {asio::ip::make_address("127.0.0.1"), 0}, script);
+    policy::BounceConfig bounces;
+    bounces.smarthost = "127.0.0.1";
+    bounces.smarthost_port = server.endpoint().port();
+    bounces.smarthost_connect_timeout = 300ms; // the defaults are 10 s and 60 s
+    bounces.smarthost_command_timeout = 300ms;
+    auto store = make_smarthost(ctx.get_executor(), bounces);
+    const auto started = std::chrono::steady_clock::now();
+    const auto res = test::run(ctx, store->deliver(test::make_request({"a@x.test"}, "x\r\n")));
+    CHECK(res.mailstore_trouble);
+    // Well under the 10 s the shortest default timeout would take.
+    CHECK(std::chrono::steady_clock::now() - started < 5s);
 }

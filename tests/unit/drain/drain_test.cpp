@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "common/metrics.hpp"
+
 #include "drain_harness.hpp"
 
 using namespace spoold;
@@ -360,6 +362,26 @@ TEST_CASE(
     REQUIRE(h.step_until([&] { return !h.spool.contains(deferred_dsn); }));
     CHECK(h.relay->received.size() == 2);
     CHECK(h.spool.contains(mail));
+}
+
+TEST_CASE("a DSN the smarthost refuses is held for the administrator, never dropped") {
+    Harness h;
+    h.add_relay();
+    const auto dsn = h.spool.add_dsn("sender@remote.example");
+    h.relay->script = [&](const DeliveryRequest&) {
+        DeliveryResult r;
+        r.per_recipient.push_back(reply(554, "5.7.1")); // "relaying denied"
+        return r;
+    };
+    const std::uint64_t held_before = metrics::spoold_metrics().dsns_held_total.value();
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.spool.env(dsn).held; }));
+    const spool::Envelope env = h.spool.env(dsn);
+    CHECK(env.recipients[0].state == spool::RcptState::kQueued);
+    CHECK(env.recipients[0].attempts == 1);
+    CHECK(env.recipients[0].last_response.starts_with("554"));
+    CHECK(metrics::spoold_metrics().dsns_held_total.value() == held_before + 1);
+    CHECK(h.relay->attempts == 1);
 }
 
 TEST_CASE("a DSN the smarthost defers is retried through the relay, not behind the mailstore") {

@@ -77,7 +77,7 @@ listeners: [{address: 127.0.0.1, port: 2525}]
 
 TEST_CASE("the restart keys a reload changed are named in schema order") {
     std::string after = kBase;
-    after.replace(after.find("port: 2525"), 10, "port: 25");
+    after.replace(after.find("port: 2525"), 10, "port: 26");
     after.replace(after.find("port: 9100"), 10, "port: 9200");
     after += "user: spoold\nhostname: mx2.example.com\nspool: {max_size: 1GiB}\n";
     CHECK(between(kBase, after) == std::vector<std::string>{"hostname", "user", "listeners[].port",

@@ -88,7 +88,7 @@ mailstores:
   - {name: relay, kind: smtp, host: relay.example, starttls: no, domains: [SHARD2.example.com]}
 drain: {max_concurrency: 8, initial_concurrency: 8, max_rate: 2.5, strict_class: fast,
         retry_min: 30s, retry_max: 30s}
-bounces: {dsn_sender: postmaster@example.com, delay_warning: 4h}
+bounces: {smarthost: relay.example, dsn_sender: postmaster@example.com, delay_warning: 4h}
 metrics: {port: 9100}
 logging: {level: debug}
 )",
@@ -354,4 +354,38 @@ TEST_CASE("relative paths resolve against the config file's directory") {
     CHECK((*config)->spool.path == (dir / "queue").string());
     CHECK((*config)->directory.file == (dir.parent_path() / "users").string());
     CHECK((*config)->mailstores[0].maildir_root == "/abs/mail");
+}
+
+TEST_CASE("a smarthost that is one of our own listeners is refused, naming the listener") {
+    // An MX on port 25 with the default smarthost (127.0.0.1:25) would send DSNs to itself.
+    const std::string mx = kMinimal + "listeners: [{address: 0.0.0.0, port: 25}]\n";
+    const std::string err = error_of(mx);
+    CHECK(err.find("bounces.smarthost: 127.0.0.1:25 is our own listener listeners[0] "
+                   "(0.0.0.0:25)") != std::string::npos);
+    CHECK(error_of(kMinimal + "listeners: [{address: 127.0.0.1, port: 2525}]\n"
+                              "bounces: {smarthost: 127.0.0.1, smarthost_port: 2525}\n")
+              .find("our own listener listeners[0]") != std::string::npos);
+    CHECK(error_of(kMinimal + "hostname: mx1.example.com\n"
+                              "listeners: [{address: '::', port: 25}]\n"
+                              "bounces: {smarthost: MX1.example.com}\n")
+              .find("our own listener") != std::string::npos);
+    // Another host, or another port of ours, is fine.
+    CHECK(error_of(mx + "bounces: {smarthost: 192.0.2.25}\n") == "(no error)");
+    CHECK(error_of(mx + "bounces: {smarthost: 127.0.0.1, smarthost_port: 587}\n") == "(no error)");
+    CHECK(error_of(kMinimal) == "(no error)"); // the defaults: 127.0.0.1:2525 and :25
+}
+
+TEST_CASE("the smarthost has its own STARTTLS setting and timeouts") {
+    auto config = parse_config(kMinimal + "bounces: {smarthost: 192.0.2.25, smarthost_starttls: "
+                                          "false, smarthost_connect_timeout: 3s,\n"
+                                          "  smarthost_command_timeout: 20s, "
+                                          "smarthost_data_timeout: 2m}\n",
+                               "test.yaml");
+    REQUIRE(config);
+    const BounceConfig& b = (*config)->bounces;
+    CHECK_FALSE(b.smarthost_starttls);
+    CHECK(b.smarthost_connect_timeout == 3s);
+    CHECK(b.smarthost_command_timeout == 20s);
+    CHECK(b.smarthost_data_timeout == 2min);
+    CHECK(BounceConfig{}.smarthost_starttls);
 }
