@@ -111,6 +111,13 @@ Status Daemon::open_spool() {
     directory_ = std::make_unique<DirectoryLoader>(
         config_->spool.path + "/directory",
         [io = io_.get()](std::function<void()> f) { boost::asio::post(*io, std::move(f)); });
+    if (config_->directory.file.empty()) {
+        // Unknown users are then refused only by the mailstore, after the outage, and the
+        // DSNs go to senders who are often forged (counted: spoold_dsns_unknown_recipient_total).
+        log::warn("event=no_recipient_directory note={}",
+                  log::quote("directory.file is not set: every address in a local domain is "
+                             "accepted, and mail for unknown users bounces later (backscatter)"));
+    }
     return {};
 }
 

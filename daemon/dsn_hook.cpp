@@ -1,6 +1,9 @@
 #include "daemon/dsn_hook.hpp"
 
+#include <algorithm>
+
 #include "common/log.hpp"
+#include "common/metrics.hpp"
 #include "policy/dsn.hpp"
 #include "policy/retention.hpp"
 
@@ -54,8 +57,13 @@ drain::DsnBuilder
 make_dsn_builder(spool::Spool& spool,
                  std::shared_ptr<const std::shared_ptr<const policy::Config>> config,
                  const Clock& clock) {
-    return [&spool, config, &clock](const spool::Envelope& env,
-                                    const std::vector<spool::RecipientUpdate>& updates)
+    // Registered now, so it reads 0 from the start rather than appearing with the first.
+    metrics::Counter& unknown = metrics::global().counter(
+        std::string(kUnknownRecipientMetric),
+        "DSNs for recipients the mailstore said do not exist (5.1.1): backscatter to "
+        "possibly forged senders, which a recipient directory prevents.");
+    return [&spool, config, &clock, &unknown](const spool::Envelope& env,
+                                              const std::vector<spool::RecipientUpdate>& updates)
                -> std::optional<spool::NewMessage> {
         const policy::Config& cfg = **config;
         const UnixMillis now = clock.now_ms();
@@ -88,6 +96,12 @@ make_dsn_builder(spool::Spool& spool,
         }
         if (in.recipients.empty()) {
             return std::nullopt;
+        }
+        if (std::any_of(in.recipients.begin(), in.recipients.end(), [](const auto& r) {
+                return r.action == policy::DsnAction::kFailed &&
+                       policy::unknown_recipient_reply(r.diagnostic);
+            })) {
+            unknown.inc();
         }
         const bool full = env.ret == "FULL" && env.size <= kMaxReturnedBytes;
         const std::string original =

@@ -5,12 +5,16 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 
 #include "drain/drain.hpp"
 #include "policy/config.hpp"
 #include "spool/spool.hpp"
 
 namespace spoold::daemon {
+
+// Counts the DSNs the builder makes for recipients the mailstore said do not exist.
+inline constexpr std::string_view kUnknownRecipientMetric = "spoold_dsns_unknown_recipient_total";
 
 // `config` is read at each call (the daemon swaps it on reload through the holder).
 drain::DsnBuilder

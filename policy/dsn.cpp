@@ -124,6 +124,10 @@ bool has_8bit(std::string_view s) {
 
 } // namespace
 
+bool unknown_recipient_reply(std::string_view reply) {
+    return status_from_reply(reply, '5') == "5.1.1";
+}
+
 bool dsn_wanted(std::string_view envelope_sender, std::uint8_t notify, DsnAction action) {
     if (envelope_sender.empty() || envelope_sender == "<>") {
         return false;

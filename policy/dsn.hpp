@@ -33,6 +33,10 @@ enum class DsnAction {
 // the null sender: a DSN about a DSN would loop.
 bool dsn_wanted(std::string_view envelope_sender, std::uint8_t notify, DsnAction action);
 
+// Whether a mailstore's reply ("550 5.1.1 no such user") says the recipient does not
+// exist (RFC 3463 5.1.1): what a DSN to a forged sender is made of without a directory.
+bool unknown_recipient_reply(std::string_view reply);
+
 struct DsnRecipient {
     std::string address; // the recipient we tried (Final-Recipient)
     std::string orcpt;   // ORCPT as given, "rfc822;addr" (xtext-decoded); may be empty

@@ -79,6 +79,8 @@ class ReloadAndDirectory(SpooldTestCase):
         self.assertEqual(rc, 0, out)
         rc, out = swaks(node.port, "--from", "s@remote.test", "--to", "bob@example.com")
         self.assertIn("550 5.1.1", out)
+        # Logged before "ready" when there is no directory; this node has one.
+        self.assertFalse(node.has_line("event=no_recipient_directory"))
 
         # A session in the middle of a transaction survives the reload.
         c = SmtpClient(node.port)
@@ -321,6 +323,8 @@ class DelayWarning(DsnTestCase):
         self.assertEqual(seen, {"alice@example.com", "dave@example.com"})
         # The mail itself stays queued for the mailstore.
         self.assertEqual(len(node.list_json()), 4)
+        # No recipient directory here: said at start, since it means backscatter later.
+        self.assertTrue(node.has_line("event=no_recipient_directory"))
 
 
 if __name__ == "__main__":
