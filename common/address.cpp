@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 
 #include <array>
+#include <string>
+#include <utility>
 
 #include "common/utf8.hpp"
 
@@ -461,6 +463,30 @@ std::optional<std::uint8_t> parse_notify(std::string_view value) {
         }
         value.remove_prefix(comma + 1);
     }
+}
+
+std::string format_notify(std::uint8_t bits) {
+    if ((bits & kNotifyNever) != 0) {
+        return "NEVER";
+    }
+    std::string out;
+    for (const auto& [bit, word] :
+         {std::pair{kNotifySuccess, "SUCCESS"}, std::pair{kNotifyFailure, "FAILURE"},
+          std::pair{kNotifyDelay, "DELAY"}}) {
+        if ((bits & bit) != 0) {
+            out += out.empty() ? "" : ",";
+            out += word;
+        }
+    }
+    return out;
+}
+
+std::string format_orcpt(std::string_view orcpt) {
+    const std::size_t semi = orcpt.find(';');
+    if (semi == std::string_view::npos) {
+        return "rfc822;" + encode_xtext(orcpt);
+    }
+    return std::string(orcpt.substr(0, semi + 1)) + encode_xtext(orcpt.substr(semi + 1));
 }
 
 std::optional<std::string> parse_orcpt(std::string_view value, bool allow_utf8) {

@@ -76,11 +76,15 @@ inline constexpr std::uint8_t kNotifyDelay = 8;
 
 // "NEVER" or a comma list of SUCCESS, FAILURE, DELAY (case-insensitive, no repeats).
 std::optional<std::uint8_t> parse_notify(std::string_view value);
+// The NOTIFY value for `bits` (not 0), as parse_notify reads it back.
+std::string format_notify(std::uint8_t bits);
 
 // ORCPT=addr-type;xtext -> "addr-type;decoded" (the form a DSN's Original-Recipient
 // field takes). addr-type "rfc822" needs printable ASCII after decoding; "utf-8"
 // (RFC 6533) allows UTF-8 when allow_utf8.
 std::optional<std::string> parse_orcpt(std::string_view value, bool allow_utf8);
+// "addr-type;decoded" -> the ORCPT value for a next hop, "addr-type;xtext".
+std::string format_orcpt(std::string_view orcpt);
 
 // ENVID=xtext, decoded; printable ASCII, at most kMaxEnvidLength characters.
 std::optional<std::string> parse_envid(std::string_view value);

@@ -43,12 +43,19 @@ std::string read_original(spool::Spool& spool, const spool::Envelope& env, std::
     return out;
 }
 
-// Final without delivery: failed or expired; not final yet: a delay warning.
-policy::DsnAction dsn_action(spool::RcptState state) {
-    if (state == spool::RcptState::kExpired) {
-        return policy::DsnAction::kExpired;
+// Delivered: into the mailbox, or relayed to a next hop that reports nothing; final
+// without delivery: failed or expired; not final yet: a delay warning.
+policy::DsnAction dsn_action(spool::RcptState state, drain::Handoff handoff) {
+    switch (state) {
+    case spool::RcptState::kDelivered:
+        return handoff == drain::Handoff::kRelayed ? policy::DsnAction::kRelayed
+                                                   : policy::DsnAction::kDelivered;
+    case spool::RcptState::kExpired: return policy::DsnAction::kExpired;
+    case spool::RcptState::kFailed: return policy::DsnAction::kFailed;
+    case spool::RcptState::kQueued:
+    case spool::RcptState::kDeferred: break;
     }
-    return spool::is_final(state) ? policy::DsnAction::kFailed : policy::DsnAction::kDelayed;
+    return policy::DsnAction::kDelayed;
 }
 
 } // namespace
@@ -62,9 +69,9 @@ make_dsn_builder(spool::Spool& spool,
         std::string(kUnknownRecipientMetric),
         "DSNs for recipients the mailstore said do not exist (5.1.1): backscatter to "
         "possibly forged senders, which a recipient directory prevents.");
-    return [&spool, config, &clock, &unknown](const spool::Envelope& env,
-                                              const std::vector<spool::RecipientUpdate>& updates)
-               -> std::optional<spool::NewMessage> {
+    return [&spool, config, &clock, &unknown](
+               const spool::Envelope& env, const std::vector<spool::RecipientUpdate>& updates,
+               const std::vector<drain::Handoff>& handoffs) -> std::optional<spool::NewMessage> {
         const policy::Config& cfg = **config;
         const UnixMillis now = clock.now_ms();
         policy::DsnInput in;
@@ -77,12 +84,14 @@ make_dsn_builder(spool::Spool& spool,
         in.arrival_ms = env.arrival_ms;
         in.now_ms = now;
         in.max_full_bytes = kMaxReturnedBytes;
-        for (const auto& u : updates) {
+        for (std::size_t k = 0; k < updates.size(); ++k) {
+            const spool::RecipientUpdate& u = updates[k];
             if (u.index >= env.recipients.size()) {
                 continue;
             }
             const spool::Recipient& r = env.recipients[u.index];
-            const auto action = dsn_action(u.state);
+            const auto action =
+                dsn_action(u.state, k < handoffs.size() ? handoffs[k] : drain::Handoff::kFinal);
             if (!policy::dsn_wanted(env.mail_from, r.notify, action)) {
                 continue;
             }

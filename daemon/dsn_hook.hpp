@@ -1,7 +1,6 @@
-// Turns a message's permanently failed or expired recipients (or, for a delay warning, its
-// recipients still waiting) into a spooled DSN (policy::build_dsn), for the DsnBuilder hook. The
-// DSN is a new message from the null sender to the original sender, flagged kFlagDsn so it goes to
-// the smarthost.
+// Turns a message's failed or expired recipients, its delivered ones that asked for
+// NOTIFY=SUCCESS, or (a delay warning) its waiting ones into a spooled DSN (policy::build_dsn)
+// for the DsnBuilder hook: null sender to the original sender, kFlagDsn (to the smarthost).
 #pragma once
 
 #include <memory>

@@ -516,8 +516,8 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     const std::vector<MailLogLine> log_lines =
         mail_log ? outcome_lines(env, delivered.updates, log_routes, clock_.now_ms())
                  : std::vector<MailLogLine>{};
-    const OutcomeWriter::Committed committed =
-        co_await outcomes_.commit(std::move(env), std::move(delivered.updates), true);
+    const OutcomeWriter::Committed committed = co_await outcomes_.commit(
+        std::move(env), std::move(delivered.updates), true, std::move(delivered.handoffs));
     if (!committed.status && committed.status.error().kind == ErrorKind::kNotFound) {
         // Removed while it was being delivered (spoolctl delete): nothing to record, and
         // nothing wrong with the spool, so the drain goes on at once.

@@ -24,8 +24,12 @@ DeliveryRequest GroupDelivery::request_for(const spool::Envelope& env, const Gro
     request.size = env.size;
     request.smtputf8 = (env.flags & spool::kFlagSmtpUtf8) != 0;
     request.eight_bit_mime = (env.flags & spool::kFlag8BitMime) != 0;
+    request.envid = env.envid;
+    request.ret = env.ret;
     for (const std::uint32_t i : group.indexes) {
-        request.recipients.push_back(env.recipients[i].address);
+        const spool::Recipient& r = env.recipients[i];
+        request.recipients.push_back(r.address);
+        request.recipient_dsn.push_back(RecipientDsn{r.notify, r.orcpt});
     }
     spool::Spool* spool = &spool_;
     request.read_body = [spool, id = env.id](std::uint32_t from_chunk, std::size_t max_bytes) {
@@ -45,7 +49,8 @@ asio::awaitable<DeliveryResult> GroupDelivery::deliver_group(DeliveryRequest req
         // Connectors report peer trouble in the result; an exception is a bug or a
         // cancellation (stop). Either way nothing is known: keep the recipients queued.
         log::error("event=delivery_exception id={} error={}", id.text(), log::quote(e.what()));
-        result = DeliveryResult{make_reply(451, "4.3.0", "delivery aborted"), true, {}};
+        result =
+            DeliveryResult{make_reply(451, "4.3.0", "delivery aborted"), true, {}, Handoff::kFinal};
     }
     co_await asio::this_coro::reset_cancellation_state();
     if (!stopping_ && weigh_result(stores_[store], store, poison_, id, started, result)) {
@@ -69,6 +74,7 @@ asio::awaitable<GroupsDelivered> GroupDelivery::deliver(spool::Envelope env,
             done.tally.deferred, done.tally.failed, done.trouble, clock_.now_ms() - started,
             log::quote(mapped.empty() ? std::string() : mapped.front().response));
         out.groups.push_back(done);
+        out.handoffs.insert(out.handoffs.end(), mapped.size(), result.handoff);
         std::move(mapped.begin(), mapped.end(), std::back_inserter(out.updates));
         if (stopping_) {
             break; // the remaining groups stay queued

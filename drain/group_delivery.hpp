@@ -27,6 +27,7 @@ struct GroupResult {
 
 struct GroupsDelivered {
     std::vector<spool::RecipientUpdate> updates; // of every group delivered, in order
+    std::vector<Handoff> handoffs;               // how each of `updates` left, in step
     std::vector<GroupResult> groups;
 };
 

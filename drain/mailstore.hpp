@@ -21,6 +21,12 @@ namespace spoold::drain {
 using BodyReader =
     std::function<Result<spool::BodyPiece>(std::uint32_t from_chunk, std::size_t max_bytes)>;
 
+// A recipient's RFC 3461 parameters as the client gave them.
+struct RecipientDsn {
+    std::uint8_t notify = 0; // spool::NotifyBits; 0 = not given
+    std::string orcpt;       // "addr-type;decoded"; empty = not given
+};
+
 struct DeliveryRequest {
     QueueId id;
     std::string mail_from;               // empty = null sender
@@ -28,7 +34,20 @@ struct DeliveryRequest {
     std::uint64_t size = 0;
     bool smtputf8 = false;
     bool eight_bit_mime = false;
+    // RFC 3461, passed on to an SMTP next hop that offers DSN: ENVID (decoded) and RET
+    // ("FULL", "HDRS" or empty) of the message, NOTIFY and ORCPT per recipient (parallel
+    // to `recipients`, or empty).
+    std::string envid;
+    std::string ret;
+    std::vector<RecipientDsn> recipient_dsn;
     BodyReader read_body;
+};
+
+// How delivered recipients left us, which decides who reports success (RFC 3461 NOTIFY).
+enum class Handoff : std::uint8_t {
+    kFinal,    // into the mailbox (LMTP, Maildir): we are the final delivery agent
+    kRelayed,  // to an SMTP next hop without DSN: we report "relayed", nobody reports later
+    kPassedOn, // to an SMTP next hop with DSN, NOTIFY passed on: the next hop reports
 };
 
 struct DeliveryResult {
@@ -40,6 +59,7 @@ struct DeliveryResult {
     // failure, timeout, 421, 4.3.x, 4.4.x): it feeds the circuit breaker.
     bool mailstore_trouble = false;
     std::vector<Reply> per_recipient; // one per DeliveryRequest::recipients when no session_reply
+    Handoff handoff = Handoff::kFinal;
 };
 
 class Mailstore {

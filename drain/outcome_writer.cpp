@@ -39,6 +39,15 @@ bool final_without_delivery(spool::RcptState s) {
     return s == spool::RcptState::kFailed || s == spool::RcptState::kExpired;
 }
 
+// A delivery whose sender asked for a success report (RFC 3461 NOTIFY=SUCCESS) that no
+// next hop gives in our place.
+bool success_reported(const spool::Envelope& env, const spool::RecipientUpdate& u,
+                      Handoff handoff) {
+    return u.state == spool::RcptState::kDelivered && handoff != Handoff::kPassedOn &&
+           u.index < env.recipients.size() &&
+           (env.recipients[u.index].notify & spool::kNotifySuccess) != 0;
+}
+
 // One of our DSNs the smarthost refused for good (a DSN gets no DSN, so failing it would
 // drop it): its failed recipients stay queued with the refusal, and the caller holds it.
 bool hold_refused_dsn(const spool::Envelope& env, std::vector<spool::RecipientUpdate>& updates) {
@@ -66,18 +75,26 @@ OutcomeWriter::OutcomeWriter(asio::any_io_executor executor, spool::Spool& spool
 
 std::optional<spool::NewMessage>
 OutcomeWriter::build_dsn(const spool::Envelope& env,
-                         const std::vector<spool::RecipientUpdate>& updates) {
-    std::vector<spool::RecipientUpdate> bounced;
-    for (const auto& u : updates) {
-        if (final_without_delivery(u.state)) {
-            bounced.push_back(u);
+                         const std::vector<spool::RecipientUpdate>& updates,
+                         const std::vector<Handoff>& handoffs) {
+    if (!make_dsn_ || env.mail_from.empty()) {
+        return std::nullopt;
+    }
+    std::vector<spool::RecipientUpdate> reported;
+    std::vector<Handoff> reported_handoffs;
+    for (std::size_t k = 0; k < updates.size(); ++k) {
+        const spool::RecipientUpdate& u = updates[k];
+        const Handoff handoff = k < handoffs.size() ? handoffs[k] : Handoff::kFinal;
+        if (final_without_delivery(u.state) || success_reported(env, u, handoff)) {
+            reported.push_back(u);
+            reported_handoffs.push_back(handoff);
         }
     }
-    if (bounced.empty() || !make_dsn_ || env.mail_from.empty()) {
+    if (reported.empty()) {
         return std::nullopt;
     }
     try {
-        return make_dsn_(env, bounced);
+        return make_dsn_(env, reported, reported_handoffs);
     } catch (const std::exception& e) {
         log::error("event=dsn_build_failed id={} error={}", env.id.text(), log::quote(e.what()));
     }
@@ -90,7 +107,7 @@ asio::awaitable<Status> OutcomeWriter::write(std::function<void(spool::Done)> su
 
 asio::awaitable<OutcomeWriter::Committed>
 OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> updates,
-                      bool with_dsn) {
+                      bool with_dsn, std::vector<Handoff> handoffs) {
     if (hold_refused_dsn(env, updates)) {
         // Recipients back to queued with the refusal recorded, then held: a crash between
         // the two leaves the DSN queued, tried again and held then; never dropped.
@@ -114,7 +131,7 @@ OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> u
     }
     std::optional<spool::NewMessage> dsn;
     if (with_dsn) {
-        dsn = build_dsn(env, updates);
+        dsn = build_dsn(env, updates, handoffs);
     }
     Committed out;
     if (dsn) {
@@ -154,7 +171,7 @@ asio::awaitable<OutcomeWriter::Committed> OutcomeWriter::warn_delayed(spool::Env
     std::optional<spool::NewMessage> dsn;
     if (!waiting.empty()) {
         try {
-            dsn = make_dsn_(env, waiting);
+            dsn = make_dsn_(env, waiting, {});
         } catch (const std::exception& e) {
             log::error("event=dsn_build_failed id={} error={}", env.id.text(),
                        log::quote(e.what()));

@@ -13,17 +13,21 @@
 #include "common/clock.hpp"
 #include "common/queue_id.hpp"
 #include "common/result.hpp"
+#include "drain/mailstore.hpp"
 #include "spool/spool.hpp"
 
 namespace spoold::drain {
 
 // Builds the DSN for recipients that just became final without delivery (kFailed, or
-// kExpired under retention action "bounce"), or the delay warning for recipients still
-// waiting (updates in a state not final: kQueued, kDeferred). Gets the message's envelope
-// and only the updates of those recipients; nullopt = no DSN (NOTIFY=NEVER, ...). Never
-// called for a message with a null reverse path: bounces are not bounced.
+// kExpired under retention action "bounce"), delivered ones that asked for NOTIFY=SUCCESS
+// (kDelivered: "delivered", or "relayed" when their handoff says so), or the delay warning
+// for recipients still waiting (a state not final: kQueued, kDeferred). Gets the message's
+// envelope, only the updates of those recipients and their handoffs in step (empty: none
+// delivered); nullopt = no DSN (NOTIFY=NEVER, ...). Never called for a message with a null
+// reverse path: bounces are not bounced.
 using DsnBuilder = std::function<std::optional<spool::NewMessage>(
-    const spool::Envelope&, const std::vector<spool::RecipientUpdate>&)>;
+    const spool::Envelope&, const std::vector<spool::RecipientUpdate>&,
+    const std::vector<Handoff>&)>;
 
 class OutcomeWriter {
 public:
@@ -33,13 +37,15 @@ public:
         Status status;
         std::optional<QueueId> dsn; // the DSN enqueued with the outcomes, when there was one
     };
-    // Records `updates` of `env`; with `with_dsn`, the failed and expired ones among them
-    // get a DSN in the same transaction. One of our DSNs that the smarthost refused is not
-    // failed (it would be dropped: a DSN gets no DSN) but held for the administrator,
-    // logged at warn and counted (spoold_dsns_held_total). Resumes on the executor after the commit
-    // (or its failure: then nothing was recorded and the message stays as it was).
-    boost::asio::awaitable<Committed>
-    commit(spool::Envelope env, std::vector<spool::RecipientUpdate> updates, bool with_dsn);
+    // Records `updates` of `env`; with `with_dsn`, the failed and expired ones among them,
+    // and the delivered ones that asked for it, get a DSN in the same transaction. One of our DSNs
+    // that the smarthost refused is not failed (it would be dropped: a DSN gets no DSN) but held
+    // for the administrator, logged at warn and counted (spoold_dsns_held_total). Resumes on the
+    // executor after the commit (or its failure: then nothing was recorded and the message stays as
+    // it was).
+    boost::asio::awaitable<Committed> commit(spool::Envelope env,
+                                             std::vector<spool::RecipientUpdate> updates,
+                                             bool with_dsn, std::vector<Handoff> handoffs = {});
     // Retention for many messages in one commit (spool::Spool::expire): the batch's status
     // and, when it committed, each item's.
     struct Expired {
@@ -54,10 +60,13 @@ public:
     // the first failure, if any.
     boost::asio::awaitable<Status>
     reclassify(std::vector<std::pair<QueueId, spool::Reclassification>> changes);
-    // The DSN for those of `updates` that failed or expired; nullopt when none is due
-    // (NOTIFY, a null sender, no builder).
+    // The DSN for those of `updates` that failed or expired, or were delivered with
+    // NOTIFY=SUCCESS and not passed on to a next hop that reports itself (`handoffs` in step
+    // with `updates`; empty: none delivered); nullopt when none is due (NOTIFY, a null
+    // sender, no builder).
     std::optional<spool::NewMessage> build_dsn(const spool::Envelope& env,
-                                               const std::vector<spool::RecipientUpdate>& updates);
+                                               const std::vector<spool::RecipientUpdate>& updates,
+                                               const std::vector<Handoff>& handoffs = {});
 
 private:
     boost::asio::awaitable<Status> write(std::function<void(spool::Done)> submit);

@@ -84,6 +84,8 @@ std::string status_from_reply(std::string_view reply, char klass) {
                : std::string();
 }
 
+bool is_success(DsnAction a) { return a == DsnAction::kDelivered || a == DsnAction::kRelayed; }
+
 std::string status_of(const DsnRecipient& r) {
     if (!r.status.empty()) {
         return header_safe(r.status);
@@ -98,8 +100,42 @@ std::string status_of(const DsnRecipient& r) {
         return s.empty() ? "4.0.0" : s;
     }
     case DsnAction::kExpired: return "4.4.7"; // RFC 3463: delivery time expired
+    case DsnAction::kDelivered:
+    case DsnAction::kRelayed: {
+        auto s = status_from_reply(r.diagnostic, '2');
+        return s.empty() ? "2.0.0" : s;
+    }
     }
     return "5.0.0";
+}
+
+std::string_view action_field(DsnAction a) {
+    switch (a) {
+    case DsnAction::kFailed:
+    case DsnAction::kExpired: return "failed";
+    case DsnAction::kDelayed: return "delayed";
+    case DsnAction::kDelivered: return "delivered";
+    case DsnAction::kRelayed: return "relayed";
+    }
+    return "failed";
+}
+
+// The text part's line for one recipient: its last reply with what it means.
+std::string why_text(const DsnRecipient& r) {
+    const std::string reply = header_safe(r.diagnostic);
+    switch (r.action) {
+    case DsnAction::kExpired:
+        return reply.empty() ? "not delivered within the retention period"
+                             : "not delivered within the retention period; last reply: " + reply;
+    case DsnAction::kDelivered:
+        return reply.empty() ? "delivered to the mailbox" : "delivered to the mailbox: " + reply;
+    case DsnAction::kRelayed:
+        return "relayed to a mail server that sends no delivery reports" +
+               (reply.empty() ? std::string() : ": " + reply);
+    case DsnAction::kDelayed: return reply.empty() ? "delivery is being retried" : reply;
+    case DsnAction::kFailed: break;
+    }
+    return reply.empty() ? "delivery failed" : reply;
 }
 
 std::string with_address_type(std::string_view value) {
@@ -135,6 +171,9 @@ bool dsn_wanted(std::string_view envelope_sender, std::uint8_t notify, DsnAction
     if ((notify & kDsnNotifyNever) != 0) {
         return false;
     }
+    if (is_success(action)) {
+        return (notify & kDsnNotifySuccess) != 0; // never by default
+    }
     if (notify == 0) {
         return true;
     }
@@ -163,40 +202,44 @@ std::string rfc5322_date(UnixMillis ms) {
 }
 
 std::string build_dsn(const DsnInput& in) {
-    const bool all_delayed =
-        !in.recipients.empty() &&
-        std::all_of(in.recipients.begin(), in.recipients.end(),
-                    [](const DsnRecipient& r) { return r.action == DsnAction::kDelayed; });
+    const auto any = [&in](auto pred) {
+        return std::any_of(in.recipients.begin(), in.recipients.end(),
+                           [&pred](const DsnRecipient& r) { return pred(r.action); });
+    };
+    const bool any_failed =
+        any([](DsnAction a) { return a == DsnAction::kFailed || a == DsnAction::kExpired; });
+    const bool any_delayed = any([](DsnAction a) { return a == DsnAction::kDelayed; });
     const std::string host = header_safe(in.reporting_host);
     const std::string queue_id = header_safe(in.queue_id);
 
-    // The returned original: the whole message only when asked for and not too large
-    // (RFC 3461 4.3 lets the MTA return just the header).
-    const bool full = ascii_lower(in.ret) == "full" && in.original.size() <= in.max_full_bytes;
+    // The returned original: the whole message only when asked for, for a failure, and not
+    // too large (RFC 3461 4.3 lets the MTA return just the header).
+    const bool full =
+        any_failed && ascii_lower(in.ret) == "full" && in.original.size() <= in.max_full_bytes;
     const std::string returned =
         to_crlf(full ? in.original : header_of(in.original.substr(0, in.max_full_bytes)));
 
     // Human-readable part.
     std::string text;
     text += fmt::format("This is the mail system at host {}.\r\n\r\n", host);
-    if (all_delayed) {
+    std::string_view subject;
+    if (any_failed) {
+        subject = "Undelivered Mail Returned to Sender";
+        text += "Your message could not be delivered to one or more recipients below.\r\n";
+    } else if (any_delayed) {
+        subject = "Delayed Mail (still being retried)";
         text += "Your message has not been delivered yet to the recipients below.\r\n"
                 "It is still queued and delivery will be retried; you do not need to\r\n"
                 "send it again.\r\n";
     } else {
-        text += "Your message could not be delivered to the recipients below.\r\n";
+        subject = "Successful Mail Delivery Report";
+        text += "Your message was successfully delivered to the recipients below,\r\n"
+                "as you asked (NOTIFY=SUCCESS).\r\n";
     }
     text += fmt::format("\r\nQueue id {}, arrived {}.\r\n\r\n", queue_id.empty() ? "-" : queue_id,
                         rfc5322_date(in.arrival_ms));
     for (const auto& r : in.recipients) {
-        std::string why = header_safe(r.diagnostic);
-        if (r.action == DsnAction::kExpired) {
-            why = why.empty() ? "not delivered within the retention period"
-                              : "not delivered within the retention period; last reply: " + why;
-        } else if (why.empty()) {
-            why = r.action == DsnAction::kDelayed ? "delivery is being retried" : "delivery failed";
-        }
-        text += fmt::format("<{}>: {}\r\n", header_safe(r.address), why);
+        text += fmt::format("<{}>: {}\r\n", header_safe(r.address), why_text(r));
     }
     text += full ? "\r\nYour message is attached.\r\n"
                  : "\r\nThe header of your message is attached.\r\n";
@@ -214,8 +257,7 @@ std::string build_dsn(const DsnInput& in) {
                 fmt::format("Original-Recipient: {}\r\n", with_address_type(header_safe(r.orcpt)));
         }
         status += fmt::format("Final-Recipient: rfc822; {}\r\n", header_safe(r.address));
-        status +=
-            fmt::format("Action: {}\r\n", r.action == DsnAction::kDelayed ? "delayed" : "failed");
+        status += fmt::format("Action: {}\r\n", action_field(r.action));
         status += fmt::format("Status: {}\r\n", status_of(r));
         if (!r.diagnostic.empty()) {
             status += fmt::format("Diagnostic-Code: smtp; {}\r\n", header_safe(r.diagnostic));
@@ -239,8 +281,7 @@ std::string build_dsn(const DsnInput& in) {
     std::string out;
     out += fmt::format("From: Mail Delivery System <{}>\r\n", header_safe(in.from_address));
     out += fmt::format("To: <{}>\r\n", header_safe(in.envelope_sender));
-    out += fmt::format("Subject: {}\r\n", all_delayed ? "Delayed Mail (still being retried)"
-                                                      : "Undelivered Mail Returned to Sender");
+    out += fmt::format("Subject: {}\r\n", subject);
     out += fmt::format("Date: {}\r\n", rfc5322_date(in.now_ms));
     out += fmt::format("Message-ID: <dsn.{}.{}@{}>\r\n", boundary_char_safe(queue_id), in.now_ms,
                        host);
@@ -259,9 +300,13 @@ std::string build_dsn(const DsnInput& in) {
     out += "Content-Type: message/delivery-status\r\n\r\n";
     out += status;
     out += fmt::format("\r\n--{}\r\n", boundary);
-    out += full ? "Content-Description: Undelivered Message\r\nContent-Type: message/rfc822\r\n"
-                : "Content-Description: Undelivered Message Headers\r\n"
-                  "Content-Type: text/rfc822-headers\r\n";
+    if (full) {
+        out += "Content-Description: Undelivered Message\r\nContent-Type: message/rfc822\r\n";
+    } else {
+        out += any_failed ? "Content-Description: Undelivered Message Headers\r\n"
+                          : "Content-Description: Message Headers\r\n";
+        out += "Content-Type: text/rfc822-headers\r\n";
+    }
     if (has_8bit(returned)) {
         out += "Content-Transfer-Encoding: 8bit\r\n";
     }

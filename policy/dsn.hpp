@@ -22,15 +22,18 @@ inline constexpr std::uint8_t kDsnNotifyFailure = 4;
 inline constexpr std::uint8_t kDsnNotifyDelay = 8;
 
 enum class DsnAction {
-    kFailed,  // the mailstore gave a permanent failure
-    kDelayed, // still queued after bounces.delay_warning (a warning, delivery goes on)
-    kExpired, // retention ran out; reported as "failed" (RFC 3464 has no "expired")
+    kFailed,    // the mailstore gave a permanent failure
+    kDelayed,   // still queued after bounces.delay_warning (a warning, delivery goes on)
+    kExpired,   // retention ran out; reported as "failed" (RFC 3464 has no "expired")
+    kDelivered, // into the mailbox (LMTP, Maildir): we are the final delivery agent
+    kRelayed,   // to an SMTP next hop that does not offer DSN: no report will follow
 };
 
 // RFC 3461 4.1: NEVER -> no DSN; failures (and expiry) when NOTIFY has FAILURE or was not
 // given; delay warnings when NOTIFY has DELAY or was not given (the MTA's choice: we
-// follow Postfix, and the daemon only asks when bounces.delay_warning is set). Never to
-// the null sender: a DSN about a DSN would loop.
+// follow Postfix, and the daemon only asks when bounces.delay_warning is set); success
+// (delivered, relayed) only when NOTIFY has SUCCESS. Never to the null sender: a DSN
+// about a DSN would loop.
 bool dsn_wanted(std::string_view envelope_sender, std::uint8_t notify, DsnAction action);
 
 // Whether a mailstore's reply ("550 5.1.1 no such user") says the recipient does not
@@ -55,9 +58,10 @@ struct DsnInput {
     std::string queue_id;        // original message's queue id, for the text and Message-ID
     UnixMillis arrival_ms = 0;
     UnixMillis now_ms = 0;
-    std::vector<DsnRecipient> recipients; // those dsn_wanted() said yes to, one action kind
+    std::vector<DsnRecipient> recipients; // those dsn_wanted() said yes to
     // The original message (with RET=FULL) or at least its header: only the header is
-    // returned unless RET=FULL and the message fits in max_full_bytes.
+    // returned unless RET=FULL, some recipient failed or expired (RFC 3461 4.3: a success
+    // report returns the header) and the message fits in max_full_bytes.
     std::string_view original;
     std::size_t max_full_bytes = 10ULL << 20U;
 };
@@ -67,9 +71,10 @@ std::string dsn_from_address(const Config& config);
 
 // The complete message, CRLF line ends, ready to spool with the null sender as MAIL FROM
 // and input.envelope_sender as the only recipient: multipart/report;
-// report-type=delivery-status with a text/plain explanation, message/delivery-status and
-// text/rfc822-headers (or message/rfc822 for RET=FULL). The boundary never occurs in the
-// returned original.
+// report-type=delivery-status with a text/plain explanation (subject and opening by the
+// gravest action: failed, then delayed, then delivered or relayed), message/delivery-status
+// and text/rfc822-headers (or message/rfc822 for RET=FULL). The boundary never occurs in
+// the returned original.
 std::string build_dsn(const DsnInput& input);
 
 // "Sun, 22 Nov 2026 20:10:00 +0000" (RFC 5322 3.3, always UTC).

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <fmt/format.h>
 
+#include "common/address.hpp"
+
 namespace spoold::drain::connectors {
 namespace {
 
@@ -35,6 +37,8 @@ Capabilities parse_capabilities(const Reply& hello_reply) {
             caps.smtputf8 = true;
         } else if (keyword == "STARTTLS") {
             caps.starttls = true;
+        } else if (keyword == "DSN") {
+            caps.dsn = true;
         } else if (keyword == "CHUNKING") {
             caps.chunking = true;
         } else if (keyword == "SIZE") {
@@ -184,6 +188,12 @@ Next ClientSession::begin(const DeliveryRequest& request) {
             make_reply(550, "5.6.7", "SMTPUTF8 is required, but was not offered by the mailstore");
         return finish_message();
     }
+    // RFC 3461: an SMTP next hop that offers DSN gets the parameters and reports itself;
+    // to one that does not, or into the mailbox over LMTP, we are the last to report.
+    const bool pass_dsn = dialect_ == Dialect::kSmtp && caps_.dsn;
+    if (dialect_ == Dialect::kSmtp) {
+        result_.handoff = pass_dsn ? Handoff::kPassedOn : Handoff::kRelayed;
+    }
     std::string mail = fmt::format("MAIL FROM:<{}>", request.mail_from);
     if (request.eight_bit_mime && caps_.eight_bit_mime) {
         mail += " BODY=8BITMIME"; // without the extension 8-bit goes as is, like Postfix
@@ -194,9 +204,25 @@ Next ClientSession::begin(const DeliveryRequest& request) {
     if (caps_.size && request.size > 0) {
         mail += fmt::format(" SIZE={}", request.size);
     }
+    if (pass_dsn && !request.ret.empty()) {
+        mail += fmt::format(" RET={}", request.ret);
+    }
+    if (pass_dsn && !request.envid.empty()) {
+        mail += fmt::format(" ENVID={}", address::encode_xtext(request.envid));
+    }
     unsent_.emplace_back(Expect::kMail, std::move(mail));
-    for (const auto& r : recipients_) {
-        unsent_.emplace_back(Expect::kRcpt, fmt::format("RCPT TO:<{}>", r));
+    for (std::size_t i = 0; i < recipients_.size(); ++i) {
+        std::string rcpt = fmt::format("RCPT TO:<{}>", recipients_[i]);
+        if (pass_dsn && i < request.recipient_dsn.size()) {
+            const RecipientDsn& d = request.recipient_dsn[i];
+            if (d.notify != 0) {
+                rcpt += fmt::format(" NOTIFY={}", address::format_notify(d.notify));
+            }
+            if (!d.orcpt.empty()) {
+                rcpt += fmt::format(" ORCPT={}", address::format_orcpt(d.orcpt));
+            }
+        }
+        unsent_.emplace_back(Expect::kRcpt, std::move(rcpt));
     }
     unsent_.emplace_back(Expect::kData, "DATA");
     ++messages_;

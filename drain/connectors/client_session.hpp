@@ -23,6 +23,7 @@ struct Capabilities {
     bool smtputf8 = false;        // RFC 6531
     bool starttls = false;        // RFC 3207
     bool chunking = false;        // RFC 3030: recorded only, the body always goes by DATA
+    bool dsn = false;             // RFC 3461: NOTIFY, ORCPT, RET and ENVID are passed on
     bool size = false;            // RFC 1870
     std::uint64_t size_limit = 0; // 0 = SIZE offered without a limit
 };

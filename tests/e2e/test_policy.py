@@ -238,6 +238,14 @@ class DsnTestCase(SpooldTestCase):
         self.assertIn(parts[2].get_content_type(), ("text/rfc822-headers", "message/rfc822"))
         return parts
 
+    def only_report(self, node, sink, why):
+        """The parts of the one DSN spoold built, which the sink got, to sender@remote.test."""
+        self.assertEqual(node.count_lines("event=dsn id="), 1, why)
+        msgs = sink.messages()
+        self.assertEqual(len(msgs), 1, why)
+        self.assertIn("sender@remote.test", msgs[0].decode("utf-8", "replace"))
+        return self.report_parts(msgs[0])
+
 
 class Retention(DsnTestCase):
     def test_expired_message_bounces_with_a_valid_dsn_and_the_null_sender_gets_none(self):
@@ -269,13 +277,7 @@ class Retention(DsnTestCase):
         # Both messages expired; a DSN is built before its expiry is logged, so every DSN
         # there will ever be has been logged, and with the spool empty, sent.
         wait_for(lambda: node.count_lines("event=expire id=") >= 2, 30, what="both expired")
-        self.assertEqual(node.count_lines("event=dsn id="), 1,
-                         "exactly one DSN: none for the null sender")
-        msgs = sink.messages()
-        self.assertEqual(len(msgs), 1, "exactly one DSN: none for the null sender")
-        raw = msgs[0]
-        self.assertIn("sender@remote.test", raw.decode("utf-8", "replace"))
-        parts = self.report_parts(raw)
+        parts = self.only_report(node, sink, "exactly one DSN: none for the null sender")
         status = parts[1].as_string()
         self.assertIn("Final-Recipient: rfc822; alice@example.com", status.replace("rfc822;alice", "rfc822; alice"))
         self.assertIn("Action: failed", status)
@@ -325,6 +327,48 @@ class DelayWarning(DsnTestCase):
         self.assertEqual(len(node.list_json()), 4)
         # No recipient directory here: said at start, since it means backscatter later.
         self.assertTrue(node.has_line("event=no_recipient_directory"))
+
+
+
+class SuccessNotify(DsnTestCase):
+    def test_notify_success_into_maildir_gets_a_delivered_dsn_at_the_smarthost(self):
+        # swaks 20201014 (Debian 12) has no option for RCPT parameters: the client is ours.
+        sink = SmtpSink(self.workdir)
+        self._procs.append(sink)
+        node = self.spoold({
+            "bounces": {"smarthost": "127.0.0.1", "smarthost_port": sink.port,
+                        "dsn_sender": "MAILER-DAEMON"},
+        })
+        c = SmtpClient(node.port)
+        c.reply()
+        c.cmd("EHLO client.test")
+        self.assertTrue(c.cmd("MAIL FROM:<sender@remote.test> RET=FULL ENVID=e2e+2Bsuccess").startswith("250"))
+        self.assertTrue(c.cmd("RCPT TO:<alice@example.com> NOTIFY=SUCCESS,FAILURE "
+                              "ORCPT=rfc822;Alice@example.com").startswith("250"))
+        self.assertTrue(c.cmd("RCPT TO:<bob@example.com>").startswith("250"))  # failures only
+        c.cmd("DATA")
+        self.assertTrue(c.cmd("Subject: tell me\r\nMessage-ID: <success-1@remote.test>\r\n\r\n"
+                              "secret body\r\n.").startswith("250"))
+        c.close()
+
+        wait_for(lambda: len(sink.messages()) >= 1, 60, interval=0.2, what="DSN at the smarthost")
+        # The DSN was spooled in the commit that delivered the message, so once the spool is
+        # empty every DSN there will be was built (and logged) and sent.
+        wait_for(lambda: node.list_json() == [], 30, what="spool empty")
+        self.assertEqual(len(node.maildir_files("alice@example.com")), 1)
+        self.assertEqual(len(node.maildir_files("bob@example.com")), 1)
+        parts = self.only_report(node, sink, "one DSN, for alice only")
+        status = parts[1].as_string()
+        self.assertIn("Original-Envelope-Id: e2e+success", status)
+        self.assertIn("Original-Recipient: rfc822;Alice@example.com", status)
+        self.assertIn("Final-Recipient: rfc822; alice@example.com", status)
+        self.assertIn("Action: delivered", status)
+        self.assertIn("Status: 2.", status)
+        self.assertNotIn("bob@example.com", status)
+        # A success report returns the header only, even for RET=FULL.
+        self.assertEqual(parts[2].get_content_type(), "text/rfc822-headers")
+        self.assertIn("<success-1@remote.test>", parts[2].as_string())
+        self.assertNotIn("secret body", parts[2].as_string())
 
 
 if __name__ == "__main__":

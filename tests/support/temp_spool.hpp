@@ -23,6 +23,7 @@ struct TestMessage {
     std::string from = "sender@example.org";
     UnixMillis expires_ms = 0; // 0 = never
     std::uint32_t flags = 0;
+    std::uint8_t notify = 0; // every recipient's RFC 3461 NOTIFY (spool::NotifyBits)
 };
 
 class TempSpool {
@@ -68,6 +69,7 @@ public:
             for (auto& r : m.recipients) {
                 spool::Recipient rc;
                 rc.address = std::move(r);
+                rc.notify = m.notify;
                 n.envelope.recipients.push_back(std::move(rc));
             }
             n.body = std::move(m.body);

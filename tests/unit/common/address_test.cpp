@@ -93,6 +93,20 @@ TEST_CASE("xtext round-trips and rejects bad escapes") {
     CHECK_FALSE(decode_xtext("a b").has_value());
 }
 
+TEST_CASE("NOTIFY and ORCPT for a next hop read back as they were given") {
+    CHECK(format_notify(kNotifyNever) == "NEVER");
+    CHECK(format_notify(kNotifySuccess) == "SUCCESS");
+    CHECK(format_notify(kNotifyDelay | kNotifySuccess | kNotifyFailure) == "SUCCESS,FAILURE,DELAY");
+    for (const std::uint8_t bits : {1, 2, 4, 6, 8, 10, 12, 14}) {
+        CHECK(parse_notify(format_notify(bits)) == bits);
+    }
+    // Stored decoded; '+', '=' and spaces go out as xtext again.
+    CHECK(format_orcpt("rfc822;user+tag=x@example.com") == "rfc822;user+2Btag+3Dx@example.com");
+    CHECK(parse_orcpt(format_orcpt("rfc822;user+tag=x@example.com"), false) ==
+          "rfc822;user+tag=x@example.com");
+    CHECK(format_orcpt("bare@example.com") == "rfc822;bare@example.com");
+}
+
 TEST_CASE("NOTIFY, ORCPT and ENVID values") {
     CHECK(parse_notify("NEVER") == std::optional<std::uint8_t>(kNotifyNever));
     CHECK(parse_notify("success,Failure,DELAY") ==

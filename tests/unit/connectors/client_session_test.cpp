@@ -11,6 +11,8 @@ using namespace spoold::drain::connectors;
 
 namespace {
 
+constexpr std::uint8_t kNotifySuccessFailure = spool::kNotifySuccess | spool::kNotifyFailure;
+
 // Drives a ClientSession as the transcript says: each server reply in, the client's
 // output and next step checked.
 struct Transcript {
@@ -193,6 +195,50 @@ TEST_CASE("SMTPUTF8 and 8BITMIME go on MAIL only when needed and offered") {
     auto eight = request({"a@x.test"});
     eight.eight_bit_mime = true;
     CHECK(plain.begin(eight) == "MAIL FROM:<sender@example.org>\r\n");
+}
+
+TEST_CASE("RET, ENVID, NOTIFY and ORCPT go to an SMTP next hop that offers DSN, which then "
+          "reports; without DSN, or over LMTP, they stay and the handoff says who reports") {
+    auto req = request({"a@x.test", "b@x.test"});
+    req.ret = "HDRS";
+    req.envid = "id 42+x";
+    req.recipient_dsn = {RecipientDsn{kNotifySuccessFailure, "rfc822;A+tag@x.test"},
+                         RecipientDsn{}};
+    const auto envelope_after = [&](Dialect d, const char* ehlo) {
+        Transcript t(d);
+        t.server("220 x\r\n");
+        t.server(ehlo);
+        const std::string out = t.begin(req);
+        // Answer the envelope and the body: every recipient delivered.
+        t.server("250 2.1.0 ok\r\n");
+        t.server("250 2.1.5 ok\r\n");
+        t.server("250 2.1.5 ok\r\n");
+        t.server("354 go\r\n");
+        t.session.body_sent();
+        for (int i = 0; i < (d == Dialect::kLmtp ? 2 : 1); ++i) {
+            t.server("250 2.0.0 ok\r\n");
+        }
+        REQUIRE(t.next == Next::kDone);
+        return std::pair{out, t.session.take_result().handoff};
+    };
+    const auto [dsn, dsn_handoff] =
+        envelope_after(Dialect::kSmtp, "250-x\r\n250-DSN\r\n250 PIPELINING\r\n");
+    CHECK(dsn == "MAIL FROM:<sender@example.org> RET=HDRS ENVID=id+2042+2Bx\r\n"
+                 "RCPT TO:<a@x.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;A+2Btag@x.test\r\n"
+                 "RCPT TO:<b@x.test>\r\nDATA\r\n");
+    CHECK(dsn_handoff == Handoff::kPassedOn);
+
+    const auto [plain, plain_handoff] =
+        envelope_after(Dialect::kSmtp, "250-x\r\n250 PIPELINING\r\n");
+    CHECK(plain == "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@x.test>\r\n"
+                   "RCPT TO:<b@x.test>\r\nDATA\r\n");
+    CHECK(plain_handoff == Handoff::kRelayed);
+
+    const auto [lmtp, lmtp_handoff] =
+        envelope_after(Dialect::kLmtp, "250-x\r\n250-DSN\r\n250 PIPELINING\r\n");
+    CHECK(lmtp == "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@x.test>\r\n"
+                  "RCPT TO:<b@x.test>\r\nDATA\r\n");
+    CHECK(lmtp_handoff == Handoff::kFinal);
 }
 
 TEST_CASE(

@@ -35,6 +35,7 @@ inline policy::Config test_config() {
 struct DsnCall {
     QueueId id;
     std::vector<std::uint32_t> indexes;
+    std::vector<Handoff> handoffs;
 };
 
 // One drain over a real spool in a temp dir and fake mailstores, on an io_context run by
@@ -59,8 +60,9 @@ struct Harness {
         }
         drain = std::make_unique<Drain>(
             ioc.get_executor(), spool.get(), config, std::move(stores), clock,
-            [this](const spool::Envelope& env, const std::vector<spool::RecipientUpdate>& updates) {
-                DsnCall call{env.id, {}};
+            [this](const spool::Envelope& env, const std::vector<spool::RecipientUpdate>& updates,
+                   const std::vector<Handoff>& handoffs) {
+                DsnCall call{env.id, {}, handoffs};
                 for (const auto& u : updates) {
                     call.indexes.push_back(u.index);
                 }

@@ -809,3 +809,50 @@ TEST_CASE("a message deleted while it is being delivered does not pause the drai
     REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
     CHECK(h.store->attempts == 2);
 }
+
+TEST_CASE("NOTIFY=SUCCESS: a delivery into the mailbox or past a next hop without DSN gets a "
+          "success DSN in the outcome's commit; one passed on to a next hop with DSN gets none") {
+    Harness h(test_config(), true);
+    DeliveryRequest seen; // what the SMTP-like store "other" was asked
+    h.other->script = [&](const DeliveryRequest& r) {
+        seen = r;
+        DeliveryResult res;
+        res.handoff = Handoff::kPassedOn;
+        res.per_recipient.assign(r.recipients.size(), reply(250, "2.0.0"));
+        return res;
+    };
+    const auto ids = h.spool.add_all({
+        TestMessage{1,
+                    {"a@example.com", "b@example.net"},
+                    "hello\r\n",
+                    "sender@example.org",
+                    0,
+                    0,
+                    spool::kNotifySuccess | spool::kNotifyFailure},
+        TestMessage{1, {"c@example.com"}, "hello\r\n", "sender@example.org"}, // no NOTIFY
+    });
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return !h.spool.contains(ids[0]) && !h.spool.contains(ids[1]); }));
+    // The DSN was spooled in the commit that removed the message, so it was called by now.
+    REQUIRE(h.dsn_calls.size() == 1);
+    CHECK(h.dsn_calls[0].id == ids[0]);
+    CHECK(h.dsn_calls[0].indexes == std::vector<std::uint32_t>{0});
+    CHECK(h.dsn_calls[0].handoffs == std::vector<Handoff>{Handoff::kFinal});
+    // The next hop got the parameters to report by itself.
+    REQUIRE(seen.recipient_dsn.size() == 1);
+    CHECK(seen.recipient_dsn[0].notify == (spool::kNotifySuccess | spool::kNotifyFailure));
+
+    // A next hop without DSN: we report "relayed".
+    h.other->script = [](const DeliveryRequest& r) {
+        DeliveryResult res;
+        res.handoff = Handoff::kRelayed;
+        res.per_recipient.assign(r.recipients.size(), reply(250, "2.0.0"));
+        return res;
+    };
+    const auto relayed = h.spool.add_all({TestMessage{
+        1, {"d@example.net"}, "hello\r\n", "sender@example.org", 0, 0, spool::kNotifySuccess}})[0];
+    REQUIRE(h.run_until([&] { return !h.spool.contains(relayed); }));
+    REQUIRE(h.dsn_calls.size() == 2);
+    CHECK(h.dsn_calls[1].id == relayed);
+    CHECK(h.dsn_calls[1].handoffs == std::vector<Handoff>{Handoff::kRelayed});
+}

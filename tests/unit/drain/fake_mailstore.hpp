@@ -34,6 +34,7 @@ public:
     int yields = 3;     // executor round trips per delivery
     bool block = false; // deliveries wait (1 ms timer steps) while this is set
     std::size_t piece_bytes = 7;
+    Handoff handoff = Handoff::kFinal; // what an unscripted delivery reports
     std::vector<Received> received;
     int probes = 0;
     int attempts = 0; // deliver() calls, including failed ones
@@ -76,6 +77,7 @@ public:
         }
         record(request);
         DeliveryResult r;
+        r.handoff = handoff;
         for (std::size_t i = 0; i < request.recipients.size(); ++i) {
             r.per_recipient.push_back(make_reply(250, "2.0.0", "ok"));
         }

@@ -227,6 +227,46 @@ TEST_CASE("DSNs follow NOTIFY and never go to the null sender") {
     CHECK(dsn_wanted("a@example.org", kDsnNotifyDelay, DsnAction::kDelayed));
     CHECK_FALSE(dsn_wanted("a@example.org", kDsnNotifyDelay, DsnAction::kFailed));
     CHECK_FALSE(dsn_wanted("a@example.org", kDsnNotifySuccess, DsnAction::kFailed));
+    // Success only when asked for, never by default, never to the null sender.
+    CHECK(dsn_wanted("a@example.org", kDsnNotifySuccess, DsnAction::kDelivered));
+    CHECK(dsn_wanted("a@example.org", kDsnNotifySuccess | kDsnNotifyFailure, DsnAction::kRelayed));
+    CHECK_FALSE(dsn_wanted("a@example.org", 0, DsnAction::kDelivered));
+    CHECK_FALSE(
+        dsn_wanted("a@example.org", kDsnNotifyFailure | kDsnNotifyDelay, DsnAction::kDelivered));
+    CHECK_FALSE(dsn_wanted("", kDsnNotifySuccess, DsnAction::kDelivered));
+}
+
+TEST_CASE("a success DSN says delivered or relayed with a 2.x.x status and returns only the "
+          "header, even for RET=FULL") {
+    DsnInput in = failed_input();
+    in.ret = "FULL";
+    in.recipients[0].action = DsnAction::kDelivered;
+    in.recipients[0].diagnostic = "250 2.1.5 Saved";
+    in.recipients[1].action = DsnAction::kRelayed;
+    in.recipients[1].diagnostic = "250 2.0.0 queued as 1234";
+    const std::string dsn = build_dsn(in);
+    const Part top = split(dsn);
+    CHECK(header(top.headers, "Subject") == "Successful Mail Delivery Report");
+    auto parts = parts_of(top.body, boundary_of(header(top.headers, "Content-Type")));
+    REQUIRE(parts.size() == 3);
+    CHECK(parts[1].body.find("Final-Recipient: rfc822; bob@example.com\r\n"
+                             "Action: delivered\r\nStatus: 2.1.5\r\n") != std::string::npos);
+    CHECK(parts[1].body.find("Final-Recipient: rfc822; carol@example.com\r\n"
+                             "Action: relayed\r\nStatus: 2.0.0\r\n") != std::string::npos);
+    CHECK(header(parts[2].headers, "Content-Type") == "text/rfc822-headers");
+    CHECK(parts[2].body.find("secret body text") == std::string::npos);
+    CHECK(parts[2].body.find("Subject: quarterly report") != std::string::npos);
+
+    // One failure among them: the report is about a failure, and RET=FULL returns it all.
+    in.recipients[1].action = DsnAction::kFailed;
+    in.recipients[1].diagnostic = "550 5.1.1 no such user";
+    const Part mixed = split(build_dsn(in));
+    CHECK(header(mixed.headers, "Subject") == "Undelivered Mail Returned to Sender");
+    parts = parts_of(mixed.body, boundary_of(header(mixed.headers, "Content-Type")));
+    REQUIRE(parts.size() == 3);
+    CHECK(parts[1].body.find("Action: delivered\r\n") != std::string::npos);
+    CHECK(parts[1].body.find("Action: failed\r\nStatus: 5.1.1\r\n") != std::string::npos);
+    CHECK(header(parts[2].headers, "Content-Type") == "message/rfc822");
 }
 
 TEST_CASE("the DSN sender gets the hostname when it is a bare local part") {
