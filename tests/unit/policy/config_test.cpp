@@ -266,6 +266,7 @@ listeners:
   - {address: 0.0.0.0, port: 25, proxy_protocol: true, trusted_proxies: [10.0.0.0/8, "::1"]}
   - {address: 127.0.0.1, port: 2525}
 limits: {refuse_early_data: false}
+bounces: {smarthost: relay.example.net} # not 127.0.0.1:25, our own listener on 0.0.0.0:25
 milters:
   - name: rspamd
     address: inet:localhost:11332
