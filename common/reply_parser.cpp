@@ -59,7 +59,8 @@ Result<std::optional<Reply>> ReplyParser::next() {
     while (true) {
         const std::size_t lf = buffer_.find('\n', std::max(consumed, scan_from_));
         if (lf == std::string::npos) {
-            if (buffer_.size() - consumed > kMaxReplyLineBytes) {
+            // + 1: the CR of a line of the longest length may have come without its LF.
+            if (buffer_.size() - consumed > kMaxReplyLineBytes + 1) {
                 return failure("reply line too long");
             }
             buffer_.erase(0, consumed);

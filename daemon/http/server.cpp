@@ -17,8 +17,7 @@
 #include <map>
 
 #include "common/log.hpp"
-#include "common/metrics.hpp"
-#include "daemon/http/page.hpp"
+#include "daemon/http/routes.hpp"
 
 namespace spoold::http {
 
@@ -26,7 +25,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-using Request = bhttp::request<bhttp::empty_body>;
 
 namespace {
 
@@ -36,18 +34,6 @@ constexpr auto kReadTimeout = std::chrono::seconds(10);
 constexpr auto kWriteTimeout = std::chrono::seconds(10);
 // After EMFILE and the like, accepting again at once would spin.
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
-// Room for one header block plus a pipelined request behind it.
-constexpr std::size_t kReadBufferLimit = 2 * kMaxRequestHeaderBytes;
-
-constexpr std::string_view kServerName = "spoold";
-constexpr std::string_view kContentTypeMetrics = "text/plain; version=0.0.4; charset=utf-8";
-constexpr std::string_view kContentTypeJson = "application/json";
-constexpr std::string_view kContentTypeHtml = "text/html; charset=utf-8";
-constexpr std::string_view kContentTypeText = "text/plain; charset=utf-8";
-// The page needs nothing but itself and /status; the browser enforces that it stays so.
-constexpr std::string_view kPagePolicy =
-    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'";
 
 } // namespace
 
@@ -96,72 +82,6 @@ struct LogEscaped {
     }
 };
 
-template <typename Body>
-void set_common_headers(bhttp::response<Body>& res, std::string_view content_type,
-                        bool keep_alive) {
-    res.set(bhttp::field::server, kServerName);
-    res.set(bhttp::field::content_type, content_type);
-    // Live numbers: a cached copy would show an outage that is over, or hide one.
-    res.set(bhttp::field::cache_control, "no-store");
-    res.set("X-Content-Type-Options", "nosniff");
-    res.keep_alive(keep_alive);
-}
-
-struct Reply {
-    bhttp::status status = bhttp::status::ok;
-    std::string_view content_type = kContentTypeText;
-    std::string body;
-    bool page = false;
-};
-
-bhttp::message_generator make_message(const Request& req, Reply reply) {
-    if (req.method() == bhttp::verb::head) {
-        bhttp::response<bhttp::empty_body> res{reply.status, req.version()};
-        set_common_headers(res, reply.content_type, req.keep_alive());
-        if (reply.page) {
-            res.set("Content-Security-Policy", kPagePolicy);
-        }
-        res.content_length(reply.body.size());
-        return bhttp::message_generator(std::move(res));
-    }
-    bhttp::response<bhttp::string_body> res{reply.status, req.version()};
-    set_common_headers(res, reply.content_type, req.keep_alive());
-    if (reply.page) {
-        res.set("Content-Security-Policy", kPagePolicy);
-    }
-    if (reply.status == bhttp::status::method_not_allowed) {
-        res.set(bhttp::field::allow, "GET, HEAD");
-    }
-    res.body() = std::move(reply.body);
-    res.prepare_payload();
-    return bhttp::message_generator(std::move(res));
-}
-
-Reply route(const Request& req, const detail::ServerState& state) {
-    if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head) {
-        return {bhttp::status::method_not_allowed, kContentTypeText, "only GET and HEAD\n", false};
-    }
-    std::string_view target(req.target().data(), req.target().size());
-    target = target.substr(0, target.find('?'));
-    if (target == "/metrics") {
-        return {bhttp::status::ok, kContentTypeMetrics, metrics::global().render_prometheus(),
-                false};
-    }
-    if (target == "/status") {
-        try {
-            return {bhttp::status::ok, kContentTypeJson, state.status(), false};
-        } catch (const std::exception& ex) {
-            log::error("event=http_status_failed error={}", log::quote(ex.what()));
-            return {bhttp::status::internal_server_error, kContentTypeText, "status unavailable\n",
-                    false};
-        }
-    }
-    if (target == "/" || target == "/index.html") {
-        return {bhttp::status::ok, kContentTypeHtml, std::string(status_page_html()), true};
-    }
-    return {bhttp::status::not_found, kContentTypeText, "not found\n", false};
-}
-
 bool quiet_end(const boost::system::error_code& ec) {
     return ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
            ec == beast::error::timeout || ec == asio::error::connection_reset ||
@@ -184,8 +104,8 @@ asio::awaitable<void> serve_connection(tcp::socket socket, StatePtr state) {
 
     beast::flat_buffer buffer(kReadBufferLimit);
     for (;;) {
-        bhttp::request_parser<bhttp::empty_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(kMaxRequestHeaderBytes));
+        RequestParser parser;
+        limit_request(parser);
         stream.expires_after(kReadTimeout);
         auto [read_ec, read_n] =
             co_await bhttp::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
@@ -196,8 +116,7 @@ asio::awaitable<void> serve_connection(tcp::socket socket, StatePtr state) {
             }
             break;
         }
-        const Request& req = parser.get();
-        bhttp::message_generator message = make_message(req, route(req, *state));
+        bhttp::message_generator message = respond(parser.get(), state->status);
         const bool keep_alive = message.keep_alive();
         stream.expires_after(kWriteTimeout);
         auto [write_ec, write_n] = co_await beast::async_write(stream, std::move(message),

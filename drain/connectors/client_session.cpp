@@ -21,6 +21,13 @@ bool non_ascii(std::string_view s) {
                        [](char c) { return static_cast<unsigned char>(c) >= 0x80; });
 }
 
+// What a recipient takes when the server answered a step with a reply that cannot be
+// its answer (a 2xx to DATA, a 3xx to the dot): mailstore trouble, never a delivery.
+Reply not_a_delivery(const Reply& reply, std::string_view step) {
+    return make_reply(451, "4.4.0",
+                      fmt::format("mailstore answered {} with \"{}\"", step, reply.summary()));
+}
+
 } // namespace
 
 Capabilities parse_capabilities(const Reply& hello_reply) {
@@ -289,10 +296,14 @@ Next ClientSession::envelope_reply(const Reply& reply) {
             return finish_message();
         }
         if (mail_ok_ && !accepted_.empty()) {
-            result_.session_reply = reply;
-            result_.mailstore_trouble = result_.mailstore_trouble || is_trouble(reply);
+            // Only 354 opens the body: a 2xx or another 3xx to DATA is a broken server,
+            // and taken as a delivery it would remove mail no store has.
+            const Reply refusal = reply.positive() ? not_a_delivery(reply, "DATA") : reply;
+            usable_ = usable_ && !reply.positive();
+            result_.session_reply = refusal;
+            result_.mailstore_trouble = result_.mailstore_trouble || is_trouble(refusal);
             for (const std::size_t i : accepted_) {
-                result_.per_recipient[i] = reply;
+                result_.per_recipient[i] = refusal;
             }
         }
         break;
@@ -312,7 +323,12 @@ Next ClientSession::body_sent() {
     return Next::kRead;
 }
 
-Next ClientSession::final_reply(const Reply& reply) {
+Next ClientSession::final_reply(const Reply& server_reply) {
+    // Only a 2xx after the dot is a delivery; a 3xx there is a broken server.
+    const bool intermediate = server_reply.code >= 300 && server_reply.code < 400;
+    const Reply reply =
+        intermediate ? not_a_delivery(server_reply, "the end of data") : server_reply;
+    usable_ = usable_ && !intermediate;
     result_.mailstore_trouble = result_.mailstore_trouble || is_trouble(reply);
     if (dialect_ == Dialect::kSmtp) {
         for (const std::size_t i : accepted_) {

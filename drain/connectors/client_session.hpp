@@ -97,7 +97,7 @@ private:
     void queue_envelope();
     Next flush_next_command();
     Next envelope_reply(const Reply& reply);
-    Next final_reply(const Reply& reply);
+    Next final_reply(const Reply& server_reply);
     Next fail_session(const Reply& reply);
     Next finish_message();
 
@@ -120,7 +120,6 @@ private:
     std::vector<std::size_t> accepted_; // indexes of recipients that got 2xx to RCPT
     std::size_t final_replies_ = 0;
     bool mail_ok_ = false;
-    bool data_ok_ = false;
     DeliveryResult result_;
 };
 

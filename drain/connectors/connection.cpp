@@ -282,7 +282,8 @@ asio::awaitable<Connection::Step> Connection::converse(Next next) {
                 close();
                 step.failed_in_rset = in_rset && !io.timed_out;
                 step.timed_out = io.timed_out;
-                next = session_.io_failed(io_failure(io, "sending a command").reply);
+                step.broke_off = io_failure(io, "sending a command").reply;
+                next = session_.io_failed(*step.broke_off);
                 continue;
             }
         }
@@ -290,6 +291,7 @@ asio::awaitable<Connection::Step> Connection::converse(Next next) {
         if (!reply) {
             step.failed_in_rset = in_rset && !reply.error().timed_out;
             step.timed_out = reply.error().timed_out;
+            step.broke_off = reply.error().reply;
             next = session_.io_failed(reply.error().reply);
             continue;
         }
@@ -377,12 +379,14 @@ asio::awaitable<Connection::Outcome> Connection::deliver(DeliveryRequest request
                 outcome.result.mailstore_trouble = false;
                 co_return outcome;
             }
+            step.broke_off = sent.error().reply;
             step.next = session_.io_failed(sent.error().reply);
         } else {
             step = co_await converse(session_.body_sent());
         }
     }
     outcome.retry_on_fresh = step.failed_in_rset;
+    outcome.broke_off = step.broke_off;
     if (step.next != Next::kDone) {
         close();
         outcome.result = session_.take_result();

@@ -13,6 +13,7 @@
 #include <array>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tl/expected.hpp>
 #include <variant>
@@ -63,6 +64,9 @@ public:
         // The connection died before anything of this message reached the server
         // (the RSET of a reused connection failed): safe to retry on a fresh one.
         bool retry_on_fresh = false;
+        // Set when the conversation broke off (timeout, close, garbage or an overlong
+        // reply): the reason, for the log. A reply the server gave is not a break.
+        std::optional<Reply> broke_off;
     };
     // One message; afterwards the connection is reusable when usable().
     boost::asio::awaitable<Outcome> deliver(DeliveryRequest request);
@@ -101,6 +105,7 @@ private:
         bool failed_in_rset =
             false; // the transport failed while a reused connection's RSET was out
         bool timed_out = false;
+        std::optional<Reply> broke_off;
     };
     boost::asio::awaitable<Step> converse(Next next);
     // Streams the body; a spool read failure is returned (the connection is then

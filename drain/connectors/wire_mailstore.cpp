@@ -168,6 +168,12 @@ asio::awaitable<DeliveryResult> WireMailstore::deliver(DeliveryRequest request) 
         conn = std::move(*opened);
         outcome = co_await conn->deliver(request);
     }
+    if (outcome.broke_off) {
+        // A store that stalls, hangs up mid-reply or talks garbage: its recipients stay
+        // queued (trouble), and this line says what it did.
+        log::warn("event=mailstore_conversation_failed mailstore={} id={} reply={}", name_,
+                  request.id.text(), log::quote(outcome.broke_off->summary()));
+    }
     if (conn->usable()) {
         give_back(std::move(conn));
     }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "tests/fuzz/fuzz_support.hpp"
 #include "common/log.hpp"
 #include "smtp/intake.hpp"
 #include "smtp/session.hpp"
@@ -25,37 +26,8 @@ using namespace spoold::smtp;
 
 namespace {
 
-constexpr std::size_t kControlBytes = 8;
-
-[[noreturn]] void violated(const char* what, std::string_view detail = {}) {
-    std::fprintf(stderr, "invariant violated: %s: %.*s\n", what, static_cast<int>(detail.size()),
-                 detail.data());
-    std::abort();
-}
-
-void check(bool ok, const char* what, std::string_view detail = {}) {
-    if (!ok) {
-        violated(what, detail);
-    }
-}
-
-// splitmix64: every choice of the harness comes from the control bytes.
-class Choices {
-public:
-    explicit Choices(std::uint64_t seed) : state_(seed) {}
-    std::uint64_t next() {
-        std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30U)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27U)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31U);
-    }
-    // True with probability 1/n.
-    bool one_in(std::uint64_t n) { return next() % n == 0; }
-    std::size_t below(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(next() % n); }
-
-private:
-    std::uint64_t state_;
-};
+using fuzz::check;
+using fuzz::Choices;
 
 struct MessageLog {
     std::string body;
@@ -307,11 +279,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    std::uint64_t seed = 0;
-    const std::size_t control = size < kControlBytes ? size : kControlBytes;
-    std::memcpy(&seed, data, control);
-    const std::string_view input(reinterpret_cast<const char*>(data) + control, size - control);
-    Choices choices(seed);
+    auto [choices, input] = fuzz::split_input(data, size);
 
     FakeClock clock;
     SessionSettings settings;

@@ -181,3 +181,66 @@ write("fuzz_proxy_header", "v2_tcp6_tlv", V2_SIG + bytes([0x21, 0x21]) + struct.
       + bytes(15) + b"\x05" + bytes(15) + b"\x01" + struct.pack("!HH", 40000, 2525)
       + b"\x01\x00\x04" + b"smtp")
 write("fuzz_proxy_header", "v2_local", V2_SIG + bytes([0x20, 0x00]) + struct.pack("!H", 0))
+# ---- the drain's reply parser: 8 control bytes (seed of the splits), then the server's bytes.
+def server(target, name, control, text):
+    write(target, name, struct.pack("<Q", control) + (text.encode("utf-8") if isinstance(text, str) else text))
+
+
+EHLO = ("250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n"
+        "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250 SMTPUTF8\r\n")
+server("fuzz_reply_parser", "ehlo", 1, "220 mx.example.com ESMTP\r\n" + EHLO)
+server("fuzz_reply_parser", "lmtp_per_rcpt", 2, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
+       "354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 <a@example.com> Saved\r\n"
+       "452 4.2.2 <b@example.com> Mailbox is full\r\n")
+server("fuzz_reply_parser", "bare_lf_and_codes", 3, "250-first\n250-2.0.0 second\n250 2.0.0 2.0.0 x\n"
+       "421 4.3.2 shutting down\r\n550 5.1.1\r\n250\r\n")
+# A line of exactly kMaxReplyLineBytes (2048) before its CR LF, and one over it.
+server("fuzz_reply_parser", "longest_line", 4, "250 " + "a" * 2044 + "\r\n" + "250 " + "b" * 2045 + "\r\n")
+server("fuzz_reply_parser", "endless_multiline", 5, "250-x\r\n" * 300 + "250 end\r\n")
+server("fuzz_reply_parser", "garbage", 6, b"\x00\xff 250 \r\n25\r\n999 no\r\n250-a\r\n451 b\r\n")
+
+# ---- the client session against a hostile server: control bytes, then the server's bytes.
+server("fuzz_client_session", "lmtp_ok", 1, "220 lmtp.example.com LMTP ready\r\n" + EHLO
+       + "250 2.1.0 Ok\r\n" + "250 2.1.5 Ok\r\n" * 4 + "354 go\r\n" + "250 2.0.0 Saved\r\n" * 4
+       + "250 2.0.0 Ok\r\n" * 8 + "221 2.0.0 Bye\r\n")
+server("fuzz_client_session", "smtp_no_pipelining", 2, "220 relay ESMTP\r\n250-relay\r\n250 8BITMIME\r\n"
+       "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 no such user\r\n250 2.1.5 Ok\r\n354 go\r\n"
+       "250 2.0.0 queued\r\n250 2.0.0 Ok\r\n" * 2 + "221 Bye\r\n")
+server("fuzz_client_session", "starttls", 3, "220 relay\r\n" + EHLO + "220 2.0.0 Ready to start TLS\r\n" + EHLO
+       + "250 Ok\r\n250 Ok\r\n354 go\r\n250 Ok\r\n")
+server("fuzz_client_session", "trouble", 4, "220 ready\r\n250 ok\r\n250 2.1.0 Ok\r\n452 4.2.2 full\r\n"
+       "451 4.3.0 Internal error\r\n354 go\r\n421 4.3.2 shutting down\r\n")
+server("fuzz_client_session", "half_reply", 5, "220 ready\r\n" + EHLO + "250 2.1.0 Ok\r\n250-2.1.5 Ok\r\n250-")
+server("fuzz_client_session", "garbage", 6, b"220 ready\r\n250 ok\r\n\x00\x01garbage\xff\r\n250 ok\r\n")
+
+# ---- spoolctl import: 8 control bytes (the low bit of the seed's first choice picks .eml
+# or mbox, so both seeds of each pair are kept), then the file.
+MBOX = ("From sender@origin.example Sun Nov 22 20:10:00 2026\n"
+        "X-Spoold-Envelope-To: <user@example.com>\nSubject: one\n\nFrom the start\n>From quoted\n"
+        ">>From twice\n\n\nFrom MAILER-DAEMON Sun Nov 22 20:11:00 2026\nSubject: two\r\n\r\nbody\r\n\n")
+EML = ("X-Spoold-Envelope-From: <a@origin.example>\r\nX-Spoold-Envelope-To: <b@example.com>\r\n"
+       "x-spoold-envelope-to:  <c@example.com> \r\nX-Spoold-Class: urgent\r\nReceived: from x\r\n"
+       "Subject: hi\r\n\r\nbody\nbare lf\r\n")
+for control in (1, 2):
+    write("fuzz_import", f"mbox{control}", struct.pack("<Q", control) + MBOX.encode())
+    write("fuzz_import", f"eml{control}", struct.pack("<Q", control) + EML.encode())
+write("fuzz_import", "not_mbox", struct.pack("<Q", 3) + b"\n\nSubject: no From_ line\n\nFrom x\n")
+
+# ---- the directory file: 8 control bytes (format, default domain), then the file.
+for control in (1, 2, 3):
+    write("fuzz_directory_file", f"list{control}", struct.pack("<Q", control) + (
+        "\xef\xbb\xbf# mailboxes\nuser@example.com\nUser\n  alias@example.com : user@example.com\n"
+        "@example.net: catch@example.com\n@example.org\nuser@example.com: dup@example.com\n"
+        "loop@example.com: loop@example.com\n").encode("latin-1"))
+    write("fuzz_directory_file", f"passwd{control}", struct.pack("<Q", control) + (
+        "user@example.com:{SHA512-CRYPT}$6$x:1000:1000::/home/user::\nbare:x:1:1\n# c\n\n"
+        ":nobody:\n").encode())
+
+# ---- the operations endpoint: 8 control bytes, then what a client sends on one connection.
+HTTP = ("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /status?x=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        "HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET /index.html HTTP/1.0\r\n\r\n")
+write("fuzz_http", "pipelined", struct.pack("<Q", 1) + HTTP.encode())
+write("fuzz_http", "methods", struct.pack("<Q", 2) + (
+    "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
+    "GET /status<script> HTTP/1.1\r\nConnection: close\r\n\r\n").encode())
+write("fuzz_http", "bad", struct.pack("<Q", 3) + b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n")

@@ -14,7 +14,8 @@ jobs=${SPOOLD_FUZZ_JOBS:-2}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(fuzz_smtp_session fuzz_address fuzz_header_scan fuzz_record fuzz_config
-        fuzz_milter_reply fuzz_proxy_header)
+        fuzz_milter_reply fuzz_proxy_header
+        fuzz_reply_parser fuzz_client_session fuzz_import fuzz_directory_file fuzz_http)
 fi
 
 mkdir -p "$build"

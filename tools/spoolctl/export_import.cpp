@@ -136,12 +136,6 @@ int verb_export(Context& ctx) {
 
 namespace {
 
-bool plausible_address(std::string_view a) {
-    const auto at = a.rfind('@');
-    return at != std::string_view::npos && at > 0 && at + 1 < a.size() &&
-           a.find_first_of(" \t\r\n<>,") == std::string_view::npos;
-}
-
 class Importer {
 public:
     explicit Importer(Context& ctx) : ctx_(ctx), pipeline_(ctx.err, "import") {}

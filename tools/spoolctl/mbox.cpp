@@ -93,6 +93,12 @@ FileEnvelope take_envelope_block(std::string& message) {
     return env;
 }
 
+bool plausible_address(std::string_view a) {
+    const auto at = a.rfind('@');
+    return at != std::string_view::npos && at > 0 && at + 1 < a.size() &&
+           a.find_first_of(" \t\r\n<>,") == std::string_view::npos;
+}
+
 std::string to_crlf(std::string_view text) {
     std::string out;
     out.reserve(text.size() + text.size() / 32);

@@ -34,6 +34,10 @@ std::string envelope_block(const FileEnvelope& envelope);
 // Lines are recognised with CRLF or LF ends. A message without the block is unchanged.
 FileEnvelope take_envelope_block(std::string& message);
 
+// An address as import takes it from --to, --from or the envelope block: "local@domain",
+// one token (no blanks, line breaks, angle brackets or commas). Not a full RFC 5321 check.
+bool plausible_address(std::string_view a);
+
 // Every bare LF becomes CRLF (existing CRLF pairs are kept): the spool stores wire form.
 std::string to_crlf(std::string_view text);
 

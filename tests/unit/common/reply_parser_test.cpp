@@ -73,6 +73,28 @@ TEST_CASE("garbage, bad codes, mixed codes and overlong lines are protocol error
     CHECK_FALSE(p.next()); // stays failed: the connection must go
 }
 
+TEST_CASE("the longest allowed line passes whether its CR and LF arrive together or apart") {
+    // fuzz_reply_parser's invariant (the split points change nothing) caught in review: with
+    // the CR in one read and the LF in the next, the unterminated-line bound counted the CR
+    // and refused a line the complete-line bound allows.
+    const std::string line = "250 " + std::string(kMaxReplyLineBytes - 4, 'a');
+    for (const std::size_t split : {line.size(), line.size() + 1}) {
+        ReplyParser p;
+        const std::string wire = line + "\r\n";
+        p.feed(wire.substr(0, split));
+        auto partial = p.next();
+        REQUIRE_MESSAGE(partial, split);
+        CHECK(!*partial);
+        p.feed(wire.substr(split));
+        auto whole = p.next();
+        REQUIRE_MESSAGE((whole && *whole), split);
+        CHECK((*whole)->lines[0].size() == kMaxReplyLineBytes - 4);
+    }
+    ReplyParser over;
+    over.feed(line + "a\r");
+    CHECK_FALSE(over.next());
+}
+
 TEST_CASE("a reply with too many lines is refused") {
     std::string many;
     for (std::size_t i = 0; i <= kMaxReplyLines; ++i) {

@@ -335,3 +335,48 @@ TEST_CASE("trouble is 421, 4.3.x, 4.4.x and 451; a recipient's 4.2.2 and greylis
     CHECK_FALSE(is_trouble(make_reply(550, "5.1.1", "x")));
     CHECK_FALSE(is_trouble(make_reply(250, "2.0.0", "x")));
 }
+
+TEST_CASE("a 2xx to DATA is no delivery: trouble for every recipient, and the session ends") {
+    // A broken server that says 250 to DATA never saw the body: taken as delivered, the
+    // message would leave the spool with no store holding it.
+    for (const Dialect d : {Dialect::kLmtp, Dialect::kSmtp}) {
+        for (const char* data_reply : {"250 2.0.0 Ok\r\n", "334 what\r\n"}) {
+            Transcript t(d);
+            t.server("220 x\r\n");
+            t.server(kDovecotLhlo);
+            t.begin(request({"a@x.test", "b@x.test"}));
+            t.server("250 2.1.0 OK\r\n");
+            t.server("250 2.1.5 OK\r\n");
+            t.server("250 2.1.5 OK\r\n");
+            t.server(data_reply);
+            REQUIRE_MESSAGE(t.next == Next::kDone, data_reply);
+            const auto res = t.session.take_result();
+            CHECK(res.mailstore_trouble);
+            for (const auto& r : res.per_recipient) {
+                CHECK_MESSAGE(r.code == 451, r.summary());
+                CHECK(r.enhanced == "4.4.0");
+            }
+            CHECK_FALSE(t.session.usable());
+        }
+    }
+}
+
+TEST_CASE("a 3xx after the dot is no delivery, in LMTP and SMTP") {
+    for (const Dialect d : {Dialect::kLmtp, Dialect::kSmtp}) {
+        Transcript t(d);
+        t.server("220 x\r\n");
+        t.server(kDovecotLhlo);
+        t.begin(request({"a@x.test"}));
+        t.server("250 2.1.0 OK\r\n");
+        t.server("250 2.1.5 OK\r\n");
+        t.server("354 OK\r\n");
+        REQUIRE(t.next == Next::kSendBody);
+        t.session.body_sent();
+        t.server("354 again\r\n");
+        REQUIRE(t.next == Next::kDone);
+        const auto res = t.session.take_result();
+        CHECK(res.mailstore_trouble);
+        CHECK(res.per_recipient[0].code == 451);
+        CHECK_FALSE(t.session.usable());
+    }
+}
