@@ -260,8 +260,8 @@ class RssSampler:
         while not self.done.wait(0.01):
             try:
                 self.peak = max(self.peak, rss_anon(self.pid))
-            except OSError:
-                return
+            except (OSError, AssertionError):
+                return  # the process is gone (a failed test's teardown)
 
     def stop(self):
         self.done.set()
@@ -302,6 +302,7 @@ class HostileMailstore(SpooldTestCase):
         wait_for(lambda: node.list_json() == [], CASE_TIMEOUT, what="spool empty")
         baseline = rss_anon(node.proc.pid)
         sampler = RssSampler(node.proc.pid)
+        self.addCleanup(sampler.stop)
 
         subjects = [f"hostile {i}" for i in range(MESSAGES)]
         for case, text in CASES.items():
