@@ -15,7 +15,6 @@
 #include "tests/fuzz/fuzz_support.hpp"
 
 using namespace spoold;
-using namespace spoold::drain::connectors;
 using fuzz::check;
 
 namespace {
