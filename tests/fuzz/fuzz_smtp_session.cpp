@@ -218,9 +218,9 @@ public:
                 std::deque<Result<CommitInfo>> results;
                 commit_outstanding_ = true;
                 in_message_ = false;
-                commit->message->commit(std::move(commit->info), [&results](Result<CommitInfo> r) {
-                    results.push_back(std::move(r));
-                });
+                commit->message->commit(
+                    std::move(commit->info), std::move(commit->head),
+                    [&results](Result<CommitInfo> r) { results.push_back(std::move(r)); });
                 check(results.size() == 1, "commit completed other than once");
                 const bool ok = results.front().has_value();
                 trace("commit: ", ok ? "ok" : "failed");
