@@ -5,6 +5,7 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "drain/backoff.hpp"
 
 namespace spoold::drain {
 
@@ -66,6 +67,48 @@ void Breaker::on_trouble() {
     }
 }
 
+void Breaker::roll_window() {
+    const UnixMillis now = clock_.now_ms();
+    const std::int64_t half = std::max<std::int64_t>(1, options_.window.count() / 2);
+    if (now - window_start_ms_ < half) {
+        return;
+    }
+    const bool adjacent = now - window_start_ms_ < 2 * half;
+    answered_[1] = adjacent ? answered_[0] : 0;
+    troubled_[1] = adjacent ? troubled_[0] : 0;
+    answered_[0] = 0;
+    troubled_[0] = 0;
+    window_start_ms_ = now;
+}
+
+double Breaker::failure_ratio() const {
+    const std::uint64_t troubled = troubled_[0] + troubled_[1];
+    const std::uint64_t total = troubled + answered_[0] + answered_[1];
+    return total == 0 ? 0.0 : static_cast<double>(troubled) / static_cast<double>(total);
+}
+
+void Breaker::on_recipients(std::uint32_t answered, std::uint32_t troubled) {
+    roll_window();
+    answered_[0] += answered;
+    troubled_[0] += troubled;
+    if (state_ == BreakerState::kOpen || troubled == 0) {
+        return;
+    }
+    const std::uint64_t total = answered_[0] + answered_[1] + troubled_[0] + troubled_[1];
+    if (total < std::max<std::uint32_t>(1, options_.window_samples) ||
+        failure_ratio() < options_.failure_ratio) {
+        return;
+    }
+    log::warn("event=breaker_failure_ratio mailstore={} ratio={:.2f} recipients={}",
+              log::quote(mailstore_), failure_ratio(), total);
+    if (state_ == BreakerState::kHalfOpen) {
+        ++probe_failures_;
+    } else {
+        probe_failures_ = 0;
+    }
+    open();
+}
+
 void Breaker::on_probe_started() { probe_running_ = true; }
 
 void Breaker::on_probe_result(bool ok) {
@@ -86,25 +129,19 @@ void Breaker::on_probe_result(bool ok) {
 
 void Breaker::open() {
     consecutive_trouble_ = 0;
+    answered_[0] = answered_[1] = troubled_[0] = troubled_[1] = 0; // judged afresh when back
     half_open_ok_ = 0;
     next_probe_ms_ = clock_.now_ms() + backoff().count();
     transition(BreakerState::kOpen);
 }
 
-// Exponential in the number of failed probes, with "equal jitter": half the step is
-// fixed, half random, so a fleet of spoolds that lost the same store does not probe it in
-// lockstep, yet the delay never drops below half the step (nor below min_backoff).
+// Exponential in the number of failed probes, with equal jitter (backoff.hpp), so a fleet
+// of spoolds that lost the same store does not probe it in lockstep.
 std::chrono::milliseconds Breaker::backoff() {
+    const std::chrono::milliseconds step =
+        doubled(options_.min_backoff, options_.max_backoff, probe_failures_);
     const std::int64_t lo = std::max<std::int64_t>(1, options_.min_backoff.count());
-    const std::int64_t hi = std::max<std::int64_t>(lo, options_.max_backoff.count());
-    std::int64_t step = lo;
-    for (std::uint32_t i = 0; i < probe_failures_ && step < hi; ++i) {
-        step *= 2;
-    }
-    step = std::min(step, hi);
-    std::uniform_int_distribution<std::int64_t> jitter(0, step / 2);
-    const std::int64_t delay = step - step / 2 + jitter(rng_);
-    return std::chrono::milliseconds(std::clamp(delay, lo, hi));
+    return std::max(equal_jitter(step, rng_), std::chrono::milliseconds(lo));
 }
 
 void Breaker::transition(BreakerState to) {

@@ -28,6 +28,13 @@ struct BreakerOptions {
     std::uint32_t half_open_successes = 3;
     // Deliveries in flight while half-open: low, so a sick store is not flooded.
     std::uint32_t half_open_concurrency = 1;
+    // The store as a whole is failing when at least this share of the recipients it
+    // answered within `window` got trouble replies, over at least `window_samples` of them:
+    // a store that still talks but fails every mailbox opens the breaker, a dead shard
+    // behind it (a minority of mailboxes) does not.
+    double failure_ratio = 0.8;
+    std::uint32_t window_samples = 10;
+    std::chrono::milliseconds window{std::chrono::seconds(30)};
 };
 
 class Breaker {
@@ -50,6 +57,12 @@ public:
     void on_success();
     // A delivery or probe said the mailstore itself is in trouble.
     void on_trouble();
+    // A delivery's recipients: `answered` got replies without trouble, `troubled` replies
+    // that say trouble for their mailbox. Opens the breaker when the window's ratio says
+    // the store as a whole is failing; a minority of troubled mailboxes never does.
+    void on_recipients(std::uint32_t answered, std::uint32_t troubled);
+    // The window's share of troubled recipients, 0 when it is empty; for tests and logs.
+    double failure_ratio() const;
     // The engine marks a probe as started so it does not start a second one meanwhile.
     void on_probe_started();
     void on_probe_result(bool ok);
@@ -60,6 +73,7 @@ private:
     void transition(BreakerState to);
     void open();
     std::chrono::milliseconds backoff();
+    void roll_window();
 
     std::string mailstore_;
     BreakerOptions options_;
@@ -71,6 +85,10 @@ private:
     std::uint32_t probe_failures_ = 0;
     bool probe_running_ = false;
     UnixMillis next_probe_ms_ = 0;
+    // The failure window: the current half and the one before it.
+    UnixMillis window_start_ms_ = 0;
+    std::uint64_t answered_[2] = {0, 0}; // [current, previous]
+    std::uint64_t troubled_[2] = {0, 0};
 };
 
 } // namespace spoold::drain

@@ -39,6 +39,10 @@ SchedulerOptions scheduler_options(const policy::Config& c) {
     return o;
 }
 
+MailboxBackoffOptions backoff_options(const policy::Config& c) {
+    return MailboxBackoffOptions{c.drain.retry_min, c.drain.retry_max};
+}
+
 bool contains(const std::vector<std::size_t>& v, std::size_t x) {
     return std::find(v.begin(), v.end(), x) != v.end();
 }
@@ -75,10 +79,12 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
              std::vector<std::unique_ptr<Mailstore>> mailstores, const Clock& clock,
              DsnBuilder make_dsn)
     : executor_(std::move(executor)), spool_(spool),
-      config_(std::make_shared<const policy::Config>(config)), clock_(clock), stats_(clock),
+      config_(std::make_shared<const policy::Config>(config)), clock_(clock),
+      backoff_(backoff_options(config), clock), stats_(clock),
       scheduler_(spool, scheduler_options(config), clock),
       outcomes_(executor_, spool, std::move(make_dsn)),
-      groups_(spool, stores_, poison_, stats_, config_, stopping_, clock),
+      groups_(spool, stores_, poison_, backoff_, mailstore_count_, stats_, config_, stopping_,
+              clock),
       expiry_(executor_, spool, scheduler_, outcomes_, stats_, lane_, config_, stopping_,
               [this] { wake(); }),
       delays_(executor_, spool, outcomes_, lane_, config_, stopping_, [this] { wake(); }),
@@ -88,6 +94,7 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
         stores_.emplace_back(std::move(m), config, clock);
     }
     mailstore_count_ = stores_.size();
+    breaker_seen_.assign(mailstore_count_, BreakerState::kClosed);
     routes_.rebuild(config, running_mailstores());
     admit_ = [this](QueueId id, const std::vector<std::string>& recipients, std::uint32_t flags) {
         if (mailstore_count_ == 1 && (flags & spool::kFlagDsn) == 0) {
@@ -187,6 +194,7 @@ void Drain::apply_config(std::shared_ptr<const policy::Config> config) {
     for (auto& s : stores_) {
         s.reconfigure(*config_);
     }
+    backoff_.reconfigure(backoff_options(*config_));
     routes_.rebuild(*config_, running_mailstores());
     scheduler_.reconfigure(scheduler_options(*config_));
     log::info("event=drain_reconfigured max_concurrency={} max_rate={} classes={}",
@@ -296,7 +304,42 @@ void Drain::housekeeping() {
         s.tick();
     }
     start_probes();
+    probe_groups();
     pump();
+}
+
+void Drain::probe_groups() {
+    for (std::size_t i = 0; i < mailstore_count_; ++i) {
+        const BreakerState state = stores_[i].breaker().state();
+        if (state == BreakerState::kClosed && breaker_seen_[i] != BreakerState::kClosed) {
+            backoff_.probe_now(i); // what waited through the outage need not wait a step more
+        }
+        breaker_seen_[i] = state;
+    }
+    if (!paused()) {
+        release_parked(backoff_.due_probes());
+    }
+}
+
+void Drain::release_parked(std::vector<QueueId> ids) {
+    const asio::any_io_executor tracked =
+        asio::prefer(executor_, asio::execution::outstanding_work.tracked);
+    for (const QueueId id : ids) {
+        ++writes_pending_;
+        spool_.flush(id, [this, tracked, id](Status status) {
+            asio::post(tracked, [this, id, status] {
+                --writes_pending_;
+                if (!status) {
+                    // Gone meanwhile (delivered, expired, deleted): nothing waits.
+                    log::debug("event=parked_release_failed id={} error={}", id.text(),
+                               log::quote(status.error().describe()));
+                    return;
+                }
+                scheduler_.recheck({id});
+                wake();
+            });
+        });
+    }
 }
 
 void Drain::promote(UnixMillis now) {
@@ -539,6 +582,7 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     if (committed.dsn) {
         lane_.send(*committed.dsn);
     }
+    release_parked(std::move(delivered.release));
     if (via_relay) {
         lane_.after_attempt(id, relay_trouble, retry_due);
     }

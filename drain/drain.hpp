@@ -21,6 +21,7 @@
 #include "drain/delay_warnings.hpp"
 #include "drain/expiry.hpp"
 #include "drain/group_delivery.hpp"
+#include "drain/mailbox_backoff.hpp"
 #include "drain/mailstore.hpp"
 #include "drain/outcome.hpp"
 #include "drain/outcome_writer.hpp"
@@ -98,6 +99,12 @@ private:
     boost::asio::awaitable<void> deliver_one(Pick pick, std::vector<std::size_t> stores);
     void finish_delivery(QueueId id);
 
+    // Flushes parked messages (a trouble group's probe, or the group its probe released)
+    // and has the scheduler look at them.
+    void release_parked(std::vector<QueueId> ids);
+    // Trouble groups whose probe is due; every group of a store that just recovered.
+    void probe_groups();
+
     void start_probes();
     boost::asio::awaitable<void> probe_one(std::size_t store);
 
@@ -124,6 +131,8 @@ private:
     std::size_t mailstore_count_ = 0; // stores_[0, count) are Config::mailstores
     Routes routes_;
     PoisonTracker poison_;
+    MailboxBackoff backoff_;
+    std::vector<BreakerState> breaker_seen_; // per mailstore, at the last probe_groups()
     DsnLane lane_;
     DrainStats stats_;
     Scheduler scheduler_;

@@ -3,6 +3,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <exception>
 
+#include "common/address.hpp"
 #include "common/log.hpp"
 #include "drain/health.hpp"
 #include "drain/outcome.hpp"
@@ -12,10 +13,49 @@ namespace spoold::drain {
 namespace asio = boost::asio;
 
 GroupDelivery::GroupDelivery(spool::Spool& spool, std::vector<Store>& stores, PoisonTracker& poison,
+                             MailboxBackoff& backoff, const std::size_t& mailstores,
                              DrainStats& stats, const std::shared_ptr<const policy::Config>& config,
                              const bool& stopping, const Clock& clock)
-    : spool_(spool), stores_(stores), poison_(poison), stats_(stats), config_(config),
-      stopping_(stopping), clock_(clock) {}
+    : spool_(spool), stores_(stores), poison_(poison), backoff_(backoff), mailstores_(mailstores),
+      stats_(stats), config_(config), stopping_(stopping), clock_(clock) {}
+
+void GroupDelivery::park_waiting(const spool::Envelope& env, Group& group, GroupsDelivered& out) {
+    if (group.store >= mailstores_) {
+        return;
+    }
+    std::erase_if(group.indexes, [&](std::uint32_t i) {
+        const spool::Recipient& r = env.recipients[i];
+        const auto until = backoff_.waiting(group.store, address::ascii_lower(r.address), env.id);
+        if (!until) {
+            return false;
+        }
+        spool::RecipientUpdate u;
+        u.index = i;
+        u.state = spool::RcptState::kDeferred;
+        u.next_attempt_ms = *until;
+        u.response = r.last_response;
+        u.count_attempt = false;
+        out.updates.push_back(std::move(u));
+        out.handoffs.push_back(Handoff::kFinal); // in step; a deferral reports nothing
+        return true;
+    });
+}
+
+void GroupDelivery::learn(const spool::Envelope& env, std::size_t store,
+                          std::vector<spool::RecipientUpdate>& mapped, GroupsDelivered& out) {
+    if (store >= mailstores_) {
+        return;
+    }
+    for (spool::RecipientUpdate& u : mapped) {
+        const std::string address = address::ascii_lower(env.recipients[u.index].address);
+        if (u.state == spool::RcptState::kDeferred && !u.count_attempt) {
+            u.next_attempt_ms = backoff_.park(store, address, u.response, env.id);
+        } else if (u.state != spool::RcptState::kQueued) {
+            auto release = backoff_.answered(store, address, env.id);
+            std::move(release.begin(), release.end(), std::back_inserter(out.release));
+        }
+    }
+}
 
 DeliveryRequest GroupDelivery::request_for(const spool::Envelope& env, const Group& group) const {
     DeliveryRequest request;
@@ -62,10 +102,15 @@ asio::awaitable<DeliveryResult> GroupDelivery::deliver_group(DeliveryRequest req
 asio::awaitable<GroupsDelivered> GroupDelivery::deliver(spool::Envelope env,
                                                         std::vector<Group> groups) {
     GroupsDelivered out;
-    for (const Group& group : groups) {
+    for (Group& group : groups) {
+        park_waiting(env, group, out);
+        if (group.indexes.empty()) {
+            continue; // all of it waits behind a probe: nothing goes to the store
+        }
         const UnixMillis started = clock_.now_ms();
         const DeliveryResult result = co_await deliver_group(request_for(env, group), group.store);
         auto mapped = map_result(env, group.indexes, result, config_->drain, clock_.now_ms());
+        learn(env, group.store, mapped, out);
         const GroupResult done{group.store, tally(mapped), result.mailstore_trouble};
         log::debug(
             "event=delivery id={} mailstore={} delivered={} deferred={} failed={} trouble={} "

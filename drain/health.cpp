@@ -1,14 +1,16 @@
 #include "drain/health.hpp"
 
 #include "common/log.hpp"
+#include "drain/trouble.hpp"
 
 namespace spoold::drain {
 
 bool weigh_result(Store& store, std::size_t index, PoisonTracker& poison, QueueId id,
                   UnixMillis started, DeliveryResult& result) {
     const BreakerState before = store.breaker().state();
+    const Weighed weighed = classify(result);
     bool is_poison = false;
-    if (result.mailstore_trouble) {
+    if (weighed.verdict == Verdict::kStore) {
         // Only trouble met while the store is closed (working for others) is evidence
         // against the message; in half-open it is the store on trial.
         is_poison = before == BreakerState::kClosed && poison.strike(id, index);
@@ -17,9 +19,15 @@ bool weigh_result(Store& store, std::size_t index, PoisonTracker& poison, QueueI
             store.pacing().on_trouble(started);
         }
     } else {
-        poison.delivered(id, index);
-        store.breaker().on_success();
-        store.pacing().on_success(started);
+        // The session worked. Recipients whose mailboxes are in trouble (a dead shard)
+        // weigh only through the breaker's failure ratio; a delivery that got nothing but
+        // such replies says nothing of the store's speed (it never reached DATA's work).
+        if (weighed.verdict == Verdict::kHealthy || weighed.answered > 0) {
+            poison.delivered(id, index);
+            store.breaker().on_success();
+            store.pacing().on_success(started);
+        }
+        store.breaker().on_recipients(weighed.answered, weighed.troubled);
     }
     if (before != BreakerState::kClosed && store.breaker().state() == BreakerState::kClosed) {
         store.pacing().restart(); // recovered: slow start

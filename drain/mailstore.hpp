@@ -58,6 +58,10 @@ struct DeliveryResult {
     // True when the failure says the mailstore itself is in trouble (connection
     // failure, timeout, 421, 4.3.x, 4.4.x): it feeds the circuit breaker.
     bool mailstore_trouble = false;
+    // Set with mailstore_trouble when the session broke off in the middle of the message
+    // (timeout, reset, EOF): the store's trouble even where some recipients have replies.
+    // Without it, trouble seen only in per-recipient replies is those mailboxes' (trouble.hpp).
+    bool connection_lost = false;
     std::vector<Reply> per_recipient; // one per DeliveryRequest::recipients when no session_reply
     Handoff handoff = Handoff::kFinal;
 };

@@ -2,29 +2,30 @@
 
 #include <algorithm>
 
+#include "drain/backoff.hpp"
+#include "drain/trouble.hpp"
+
 namespace spoold::drain {
 
 std::chrono::milliseconds retry_delay(const policy::DrainConfig& config, std::uint32_t attempts) {
-    const std::int64_t lo = std::max<std::int64_t>(1, config.retry_min.count());
-    const std::int64_t hi = std::max<std::int64_t>(lo, config.retry_max.count());
-    std::int64_t d = lo;
-    for (std::uint32_t i = 0; i < attempts && d < hi; ++i) {
-        d *= 2;
-    }
-    return std::chrono::milliseconds(std::min(d, hi));
+    return doubled(config.retry_min, config.retry_max, attempts);
 }
 
 // | reply                                   | recipient becomes          | attempt counted |
 // | 2xx                                     | delivered                  | yes             |
-// | mailstore trouble, session reply        | stays queued               | no              |
-// | mailstore trouble, per-recipient 4xx    | stays queued               | no              |
+// | store trouble, session reply            | stays queued               | no              |
+// | store trouble, per-recipient 4xx        | stays queued               | no              |
+// | its mailbox's trouble (trouble.hpp)     | deferred, mailbox backoff  | no              |
 // | 4xx (or no usable reply)                | deferred, backoff by tries | yes             |
 // | 5xx                                     | failed (DSN)               | yes             |
 // Trouble never fails a recipient: while the store is sick its answers are not verdicts.
+// A mailbox's trouble is deferred for retry_min here; the drain's MailboxBackoff sets
+// the time it really comes back (with its group's probe).
 std::vector<spool::RecipientUpdate> map_result(const spool::Envelope& env,
                                                const std::vector<std::uint32_t>& indexes,
                                                const DeliveryResult& result,
                                                const policy::DrainConfig& config, UnixMillis now) {
+    const Verdict verdict = classify(result).verdict;
     std::vector<spool::RecipientUpdate> updates;
     updates.reserve(indexes.size());
     for (std::size_t k = 0; k < indexes.size(); ++k) {
@@ -45,8 +46,12 @@ std::vector<spool::RecipientUpdate> map_result(const spool::Envelope& env,
         } else if (reply->positive()) {
             u.state = spool::RcptState::kDelivered;
             u.response = reply->summary();
-        } else if (result.mailstore_trouble && (result.session_reply || !reply->permanent())) {
+        } else if (verdict == Verdict::kStore && (result.session_reply || !reply->permanent())) {
             u.state = spool::RcptState::kQueued;
+            u.count_attempt = false;
+            u.response = reply->summary();
+        } else if (verdict == Verdict::kMailboxes && is_trouble(*reply)) {
+            u.state = spool::RcptState::kDeferred;
             u.count_attempt = false;
             u.response = reply->summary();
         } else if (reply->permanent()) {
@@ -57,8 +62,10 @@ std::vector<spool::RecipientUpdate> map_result(const spool::Envelope& env,
             u.response = reply->summary();
         }
         if (u.state == spool::RcptState::kDeferred) {
-            const std::uint32_t attempts =
-                index < env.recipients.size() ? env.recipients[index].attempts : 0;
+            const std::uint32_t attempts = !u.count_attempt ? 0
+                                           : index < env.recipients.size()
+                                               ? env.recipients[index].attempts
+                                               : 0;
             u.next_attempt_ms = now + retry_delay(config, attempts).count();
         }
         updates.push_back(std::move(u));

@@ -62,22 +62,6 @@ Capabilities parse_capabilities(const Reply& hello_reply) {
     return caps;
 }
 
-bool is_trouble(const Reply& reply) {
-    if (reply.code == 421) {
-        return true;
-    }
-    if (!reply.transient()) {
-        return false;
-    }
-    if (reply.enhanced.starts_with("4.3.") || reply.enhanced.starts_with("4.4.")) {
-        return true;
-    }
-    // 451 is "local error in processing" (RFC 5321 4.2.3). Dovecot answers a storage
-    // failure with "451 4.2.0 Internal error occurred" per recipient, so the enhanced
-    // code alone would hide an outage; 451 4.7.x is policy (greylisting), not trouble.
-    return reply.code == 451 && !reply.enhanced.starts_with("4.7.");
-}
-
 ClientSession::ClientSession(Dialect dialect, std::string helo_name, bool use_starttls)
     : dialect_(dialect), helo_name_(std::move(helo_name)),
       use_starttls_(use_starttls && dialect == Dialect::kSmtp) {}
@@ -354,6 +338,7 @@ Next ClientSession::io_failed(const Reply& reply) {
         return Next::kClose;
     }
     result_.mailstore_trouble = true;
+    result_.connection_lost = true;
     if (stage_ == Stage::kFinal) {
         // Recipients answered after the dot are final (a 250 there means delivered, so
         // they must never take the failure and be delivered twice); the rest take it.

@@ -11,6 +11,7 @@
 
 #include "common/reply.hpp"
 #include "drain/mailstore.hpp"
+#include "drain/trouble.hpp"
 
 namespace spoold::drain::connectors {
 
@@ -29,10 +30,8 @@ struct Capabilities {
 };
 Capabilities parse_capabilities(const Reply& hello_reply);
 
-// True when a reply says the mailstore itself is in trouble (421; a 4.3.x "mail
-// system" or 4.4.x "network/routing" status; 451 "local error" unless 4.7.x policy),
-// as opposed to one recipient's problem (452 4.2.2 over quota). It feeds the breaker.
-bool is_trouble(const Reply& reply);
+// What a reply says about the store's health lives with the drain (trouble.hpp).
+using drain::is_trouble;
 
 // What the driver does after each call.
 enum class Next {

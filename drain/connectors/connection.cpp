@@ -377,6 +377,7 @@ asio::awaitable<Connection::Outcome> Connection::deliver(DeliveryRequest request
                 (void)session_.io_failed(sent.error().reply);
                 outcome.result = session_.take_result();
                 outcome.result.mailstore_trouble = false;
+                outcome.result.connection_lost = false;
                 co_return outcome;
             }
             step.broke_off = sent.error().reply;
@@ -391,6 +392,7 @@ asio::awaitable<Connection::Outcome> Connection::deliver(DeliveryRequest request
         close();
         outcome.result = session_.take_result();
         outcome.result.mailstore_trouble = true;
+        outcome.result.connection_lost = true;
         co_return outcome;
     }
     outcome.result = session_.take_result();

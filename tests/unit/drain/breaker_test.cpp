@@ -119,3 +119,66 @@ TEST_CASE("a good probe half-opens, successes close it and trouble re-opens it w
     b.on_trouble();
     CHECK(b.state() == BreakerState::kClosed);
 }
+
+TEST_CASE("per-recipient trouble while other recipients are answered never opens the breaker") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 1);
+    // A dead shard: 3 in 10 mailboxes answer 451 4.3.0, far more in a row than `failures`.
+    for (int round = 0; round < 50; ++round) {
+        for (int i = 0; i < 5; ++i) {
+            b.on_recipients(0, 1);
+        }
+        for (int i = 0; i < 12; ++i) {
+            b.on_success();
+            b.on_recipients(1, 0);
+        }
+        clock.advance_ms(1000);
+        REQUIRE(b.state() == BreakerState::kClosed);
+    }
+    CHECK(b.failure_ratio() < options().failure_ratio);
+}
+
+TEST_CASE("a store that fails every mailbox opens the breaker by its failure ratio") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 1);
+    const std::uint32_t samples = options().window_samples;
+    for (std::uint32_t i = 0; i + 1 < samples; ++i) {
+        b.on_recipients(0, 1);
+    }
+    CHECK(b.state() == BreakerState::kClosed); // too few to judge
+    // A whole window later those have aged out: the count starts again.
+    clock.advance_ms(options().window.count());
+    for (std::uint32_t i = 0; i + 1 < samples; ++i) {
+        b.on_recipients(0, 1);
+    }
+    CHECK(b.state() == BreakerState::kClosed);
+    b.on_recipients(0, 1);
+    CHECK(b.state() == BreakerState::kOpen);
+    // Judged afresh after the outage: the probe half-opens it, answers close it.
+    clock.set_ms(b.next_probe_ms());
+    b.on_probe_started();
+    b.on_probe_result(true);
+    REQUIRE(b.state() == BreakerState::kHalfOpen);
+    CHECK(b.failure_ratio() == 0.0);
+    b.on_success();
+    b.on_success();
+    CHECK(b.state() == BreakerState::kClosed);
+}
+
+TEST_CASE("the failure ratio counts the answered recipients of the same window") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 1);
+    // 8 of 10 troubled reaches the default ratio of 0.8; 7 of 10 does not.
+    b.on_recipients(3, 0);
+    for (int i = 0; i < 7; ++i) {
+        b.on_recipients(0, 1);
+    }
+    CHECK(b.state() == BreakerState::kClosed);
+    CHECK(b.failure_ratio() == doctest::Approx(0.7));
+    b.on_recipients(0, 1); // 8 of 11
+    CHECK(b.state() == BreakerState::kClosed);
+    b.on_recipients(0, 1); // 9 of 12 = 0.75
+    CHECK(b.state() == BreakerState::kClosed);
+    b.on_recipients(0, 3); // 12 of 15 = 0.8
+    CHECK(b.state() == BreakerState::kOpen);
+}

@@ -856,3 +856,77 @@ TEST_CASE("NOTIFY=SUCCESS: a delivery into the mailbox or past a next hop withou
     CHECK(h.dsn_calls[1].id == relayed);
     CHECK(h.dsn_calls[1].handoffs == std::vector<Handoff>{Handoff::kRelayed});
 }
+
+TEST_CASE("a dead shard's mailboxes wait behind one probe while the others drain, breaker closed") {
+    auto config = test_config();
+    config.drain.retry_min = 10s;
+    config.drain.retry_max = 80s;
+    Harness h(config);
+    constexpr int kUsers = 20;
+    constexpr int kDead = 6; // 30%
+    constexpr int kPerUser = 5;
+    auto user = [](int i) { return "user" + std::to_string(i) + "@example.com"; };
+    std::set<std::string> dead;
+    for (int i = 0; i < kDead; ++i) {
+        dead.insert(user(i));
+    }
+    std::vector<TestMessage> mail;
+    for (int n = 0; n < kPerUser; ++n) {
+        for (int i = 0; i < kUsers; ++i) {
+            mail.push_back(TestMessage{1, {user(i)}});
+        }
+    }
+    const auto ids = h.spool.add_all(std::move(mail));
+    bool shard_down = true;
+    int dead_tries = 0;
+    std::vector<std::uint64_t> stored; // each delivery's message
+    h.store->script = [&](const DeliveryRequest& r) {
+        DeliveryResult res;
+        for (const auto& rcpt : r.recipients) {
+            if (shard_down && dead.contains(rcpt)) {
+                ++dead_tries;
+                res.per_recipient.push_back(
+                    make_reply(451, "4.3.0", "<" + rcpt + "> shard unavailable"));
+            } else {
+                stored.push_back(r.id.value);
+                res.per_recipient.push_back(reply(250, "2.0.0"));
+            }
+        }
+        return res;
+    };
+    h.drain->start();
+    const std::size_t healthy = static_cast<std::size_t>((kUsers - kDead) * kPerUser);
+    REQUIRE(h.run_until([&] { return stored.size() == healthy; }));
+    REQUIRE(h.run_until([&] { return h.spool.size() == ids.size() - healthy; }));
+    // Without moving the clock no probe could have closed an opened breaker again.
+    CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
+    // Each dead mailbox was tried before its group knew it: at most the messages in flight
+    // to it at once (max_per_recipient), never all of its mail.
+    CHECK(dead_tries >= kDead);
+    CHECK(dead_tries <= kDead * static_cast<int>(config.drain.max_per_recipient));
+    CHECK(dead_tries < kDead * kPerUser);
+    for (const auto id : ids) {
+        if (!h.spool.contains(id)) {
+            continue;
+        }
+        const auto r = h.spool.env(id).recipients[0];
+        CHECK(r.state == spool::RcptState::kDeferred);
+        CHECK(r.attempts == 0); // no attempt counted toward anything
+    }
+
+    // While the shard stays down, the group is retried by one probe at a time.
+    const int before_probe = dead_tries;
+    REQUIRE(h.step_until([&] { return dead_tries > before_probe; }, 11));
+    h.run_turns(3);
+    CHECK(dead_tries == before_probe + 1);
+
+    // It comes back: the next probe is answered and releases the rest, each once.
+    shard_down = false;
+    REQUIRE(h.step_until([&] { return h.spool.size() == 0; }, 60));
+    CHECK(stored.size() == ids.size());
+    CHECK(std::set<std::uint64_t>(stored.begin(), stored.end()).size() == ids.size());
+    CHECK(h.dsn_calls.empty());
+    // An opened breaker would have probed the store as the clock moved.
+    CHECK(h.store->probes == 0);
+    CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
+}
