@@ -1,7 +1,10 @@
-"""A small LMTP server for exact concurrency counts: it accepts every recipient, keeps each
-transaction (MAIL FROM to the reply to its data) open for a fixed service time, and records
-how many transactions were in flight at once, every Subject it stored and when (monotonic
-clock) each stored transaction began."""
+"""A small LMTP server for exact control: it keeps each transaction (MAIL FROM to the reply to
+its data) open for a fixed service time, and records how many transactions were in flight at
+once, every Subject it stored (with its recipient) and when (monotonic clock) each stored
+transaction began. It accepts every recipient except those on a "dead shard" (set_dead): they
+get `451 4.3.0 <rcpt> shard unavailable` at RCPT, as a proxy in front of a backend that is
+down answers, and a DATA with no recipient left gets Dovecot's `503 5.5.1 No valid
+recipients`."""
 import socket
 import socketserver
 import threading
@@ -16,6 +19,9 @@ class FakeLmtp:
         self.max_in_flight = 0
         self.subjects = []  # in the order stored
         self.starts = []    # time.monotonic() of each stored transaction's MAIL, same order
+        self.stored_for = []  # (recipient, subject), in the order stored
+        self.dead = set()  # recipients on the dead shard (lower case)
+        self.refused = []  # recipients refused at RCPT, in order
         owner = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -46,7 +52,7 @@ class FakeLmtp:
             wfile.flush()
 
         reply("220 fake-lmtp ready")
-        rcpts = 0
+        rcpts = []  # accepted in this transaction
         open_txn = False
         began = None
         try:
@@ -65,11 +71,21 @@ class FakeLmtp:
                         open_txn = True
                         began = time.monotonic()
                         self._enter()
-                    rcpts = 0
+                    rcpts = []
                     reply("250 2.1.0 ok")
                 elif verb == "RCPT":
-                    rcpts += 1
-                    reply("250 2.1.5 ok")
+                    rcpt = cmd.split(":", 1)[1].strip().strip("<>").lower() if ":" in cmd else ""
+                    with self.lock:
+                        dead = rcpt in self.dead
+                        if dead:
+                            self.refused.append(rcpt)
+                    if dead:
+                        reply(f"451 4.3.0 <{rcpt}> shard unavailable")
+                    else:
+                        rcpts.append(rcpt)
+                        reply("250 2.1.5 ok")
+                elif verb == "DATA" and not rcpts:
+                    reply("503 5.5.1 No valid recipients")
                 elif verb == "DATA":
                     reply("354 go ahead")
                     subject = None
@@ -87,7 +103,8 @@ class FakeLmtp:
                     with self.lock:
                         self.subjects.append(subject)
                         self.starts.append(began)
-                    for _ in range(rcpts):
+                        self.stored_for.extend((r, subject) for r in rcpts)
+                    for _ in rcpts:
                         reply("250 2.0.0 stored")
                     open_txn = False
                     self._leave()
@@ -119,6 +136,20 @@ class FakeLmtp:
     def now_in_flight(self):
         with self.lock:
             return self.in_flight
+
+    def stored_pairs(self):
+        """(recipient, subject) of every delivery, in the order stored."""
+        with self.lock:
+            return list(self.stored_for)
+
+    def refused_count(self):
+        with self.lock:
+            return len(self.refused)
+
+    def set_dead(self, recipients):
+        """The dead shard from now on: these recipients get 451 4.3.0 at RCPT."""
+        with self.lock:
+            self.dead = {r.lower() for r in recipients}
 
     def peak(self):
         with self.lock:
