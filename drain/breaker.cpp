@@ -91,7 +91,10 @@ void Breaker::on_recipients(std::uint32_t answered, std::uint32_t troubled) {
     roll_window();
     answered_[0] += answered;
     troubled_[0] += troubled;
-    if (state_ == BreakerState::kOpen || troubled == 0) {
+    if (state_ != BreakerState::kClosed || troubled == 0) {
+        // Half-open, the probe has just shown the session works: what its trial meets in
+        // mailboxes is theirs (the oldest mail may all be a dead shard's), and reopening on
+        // it would keep the store's healthy mailboxes waiting. Session trouble still reopens.
         return;
     }
     const std::uint64_t total = answered_[0] + answered_[1] + troubled_[0] + troubled_[1];
@@ -101,11 +104,7 @@ void Breaker::on_recipients(std::uint32_t answered, std::uint32_t troubled) {
     }
     log::warn("event=breaker_failure_ratio mailstore={} ratio={:.2f} recipients={}",
               log::quote(mailstore_), failure_ratio(), total);
-    if (state_ == BreakerState::kHalfOpen) {
-        ++probe_failures_;
-    } else {
-        probe_failures_ = 0;
-    }
+    probe_failures_ = 0;
     open();
 }
 

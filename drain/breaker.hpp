@@ -58,8 +58,9 @@ public:
     // A delivery or probe said the mailstore itself is in trouble.
     void on_trouble();
     // A delivery's recipients: `answered` got replies without trouble, `troubled` replies
-    // that say trouble for their mailbox. Opens the breaker when the window's ratio says
-    // the store as a whole is failing; a minority of troubled mailboxes never does.
+    // that say trouble for their mailbox. Opens a closed breaker when the window's ratio
+    // says the store as a whole is failing; a minority of troubled mailboxes never does,
+    // nor does any in half-open (the probe showed the session works).
     void on_recipients(std::uint32_t answered, std::uint32_t troubled);
     // The window's share of troubled recipients, 0 when it is empty; for tests and logs.
     double failure_ratio() const;

@@ -31,6 +31,7 @@ class FakeLmtp:
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 128  # 5 by default: a burst of connects would time out
 
         self.server = Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]

@@ -160,6 +160,11 @@ TEST_CASE("a store that fails every mailbox opens the breaker by its failure rat
     b.on_probe_result(true);
     REQUIRE(b.state() == BreakerState::kHalfOpen);
     CHECK(b.failure_ratio() == 0.0);
+    // Its trial meets troubled mailboxes only (the oldest mail is a dead shard's): theirs.
+    for (std::uint32_t i = 0; i < 2 * samples; ++i) {
+        b.on_recipients(0, 1);
+    }
+    CHECK(b.state() == BreakerState::kHalfOpen);
     b.on_success();
     b.on_success();
     CHECK(b.state() == BreakerState::kClosed);
