@@ -20,6 +20,7 @@
 #include "daemon/fleet_status.hpp"
 #include "daemon/http/server.hpp"
 #include "policy/config_reload.hpp"
+#include "policy/xfer_peers.hpp"
 #include "drain/connectors/connectors.hpp"
 #include "drain/drain.hpp"
 #include "fleet/coordinator.hpp"
@@ -159,6 +160,30 @@ void Daemon::load_directory(const policy::DirectoryConfig& config, DirectoryLoad
     directory_->load(config, std::move(done));
 }
 
+namespace {
+
+// A peer in xfer.peers moving its queue to us keeps the message's class (when we know it),
+// arrival and expiry; anyone else's claim is ignored and the message classified as new.
+std::optional<ClassDecision> trusted_xfer(const policy::Config& config,
+                                          const policy::XferPeers& peers,
+                                          const smtp::MessageInfo& info) {
+    if (!info.xfer || !peers.trusts(info.client_addr)) {
+        return std::nullopt;
+    }
+    const auto klass = config.class_id(info.xfer->class_name);
+    if (!klass) {
+        return std::nullopt;
+    }
+    ClassDecision d;
+    d.klass = *klass;
+    d.name = info.xfer->class_name;
+    d.expires_ms = info.xfer->expires_ms;
+    d.arrival_ms = info.xfer->arrival_ms;
+    return d;
+}
+
+} // namespace
+
 Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Config>& config) {
     auto classifier = policy::Classifier::compile(*config);
     if (!classifier) {
@@ -186,7 +211,11 @@ Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Confi
         }
         return smtp::RecipientVerdict::kTempFail;
     };
-    hooks.classify = [compiled, config](const ClassifyInput& in, UnixMillis arrival_ms) {
+    auto peers = std::make_shared<const policy::XferPeers>(*config);
+    hooks.classify = [compiled, config, peers](const ClassifyInput& in, UnixMillis arrival_ms) {
+        if (auto d = trusted_xfer(*config, *peers, *in.info)) {
+            return *d;
+        }
         policy::MessageFacts facts;
         facts.sender = in.info->mail_from;
         facts.recipients.reserve(in.info->recipients.size());

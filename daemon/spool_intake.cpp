@@ -49,7 +49,7 @@ public:
         spool::NewMessage msg;
         spool::Envelope& env = msg.envelope;
         env.id = id_;
-        env.arrival_ms = arrival_ms_;
+        env.arrival_ms = decision.arrival_ms.value_or(arrival_ms_);
         env.klass = decision.klass;
         env.size = size_;
         env.mail_from = std::move(info.mail_from);

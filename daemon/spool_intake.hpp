@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "policy/header_scan.hpp"
@@ -27,6 +28,8 @@ struct ClassDecision {
     spool::ClassId klass = 0;
     std::string name;
     UnixMillis expires_ms = 0; // 0 = never
+    // A trusted peer's arrival time (spoolctl xfer); else the message arrived now.
+    std::optional<UnixMillis> arrival_ms;
 };
 
 struct IntakeHooks {

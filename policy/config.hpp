@@ -183,6 +183,11 @@ struct MilterConfig {
     MilterFailure on_failure = MilterFailure::kTempFail;
 };
 
+// Peers whose `spoolctl xfer` claims (class, arrival, expiry) we honour.
+struct XferConfig {
+    std::vector<std::string> peers; // CIDR networks, validated at load
+};
+
 struct MetricsConfig {
     std::string address = "127.0.0.1";
     std::uint16_t port = 0; // 0 = off
@@ -219,6 +224,7 @@ struct Config {
     std::vector<MilterConfig> milters; // asked in this order
     BounceConfig bounces;
     FleetConfig fleet;
+    XferConfig xfer;
     MetricsConfig metrics;
     std::string log_level = "info";
     std::string log_format = "keyvalue"; // or "postfix": Postfix-shaped lines (common/log)

@@ -192,10 +192,11 @@ void check_sequence(const YAML::Node& n, const std::string& path) {
 
 using Keys = std::span<const std::string_view>;
 
-constexpr std::array<std::string_view, 18> kTopKeys{
-    "hostname", "authserv_id", "user",    "listeners",     "local_domains", "directory",
-    "limits",   "spool",       "classes", "default_class", "rules",         "mailstores",
-    "drain",    "milters",     "bounces", "fleet",         "metrics",       "logging"};
+constexpr std::array<std::string_view, 19> kTopKeys{
+    "hostname",  "authserv_id", "user",    "listeners", "local_domains",
+    "directory", "limits",      "spool",   "classes",   "default_class",
+    "rules",     "mailstores",  "drain",   "milters",   "bounces",
+    "fleet",     "xfer",        "metrics", "logging"};
 constexpr std::array<std::string_view, 6> kListenerKeys{
     "address", "port", "tls_certificate", "tls_key", "proxy_protocol", "trusted_proxies"};
 constexpr std::array<std::string_view, 7> kDirectoryKeys{
@@ -232,6 +233,7 @@ constexpr std::array<std::string_view, 8> kBounceKeys{"smarthost",
                                                       "delay_warning"};
 constexpr std::array<std::string_view, 6> kFleetKeys{"redis",   "node",      "key_prefix",
                                                      "timeout", "lease_ttl", "urgent_class"};
+constexpr std::array<std::string_view, 1> kXferKeys{"peers"};
 constexpr std::array<std::string_view, 2> kMetricsKeys{"address", "port"};
 constexpr std::array<std::string_view, 2> kLoggingKeys{"level", "format"};
 
@@ -239,7 +241,7 @@ struct Section {
     std::string_view path;
     Keys keys;
 };
-constexpr std::array<Section, 16> kSections{{{"", kTopKeys},
+constexpr std::array<Section, 17> kSections{{{"", kTopKeys},
                                              {"listeners[]", kListenerKeys},
                                              {"directory", kDirectoryKeys},
                                              {"limits", kLimitsKeys},
@@ -253,6 +255,7 @@ constexpr std::array<Section, 16> kSections{{{"", kTopKeys},
                                              {"milters[]", kMilterKeys},
                                              {"bounces", kBounceKeys},
                                              {"fleet", kFleetKeys},
+                                             {"xfer", kXferKeys},
                                              {"metrics", kMetricsKeys},
                                              {"logging", kLoggingKeys}}};
 
@@ -452,6 +455,17 @@ public:
             }
         }
         smarthost_not_ours(top, c);
+        if (const auto* n = top.find("xfer")) {
+            const MapReader m(*n, "xfer", kXferKeys);
+            if (const auto* peers = m.find("peers")) {
+                c.xfer.peers = get_strings(*peers, m.child("peers"));
+                for (std::size_t i = 0; i < c.xfer.peers.size(); ++i) {
+                    if (auto cidr = parse_cidr(c.xfer.peers[i]); !cidr) {
+                        bad(*peers, fmt::format("xfer.peers[{}]: {}", i, cidr.error().message));
+                    }
+                }
+            }
+        }
         if (const auto* n = top.find("metrics")) {
             const MapReader m(*n, "metrics", kMetricsKeys);
             m.str("address", c.metrics.address);

@@ -67,6 +67,7 @@ const auto kRules = std::to_array<ReloadRule>({
     {"drain", kByKeys},
     {"bounces", kByKeys},
     {"fleet", kByKeys},
+    {"xfer", kByKeys},
     {"metrics", kByKeys},
     {"logging", kByKeys},
     {"milters", kApplied, nullptr, "new connections ask the new filters; open ones keep theirs"},
@@ -198,6 +199,7 @@ const auto kRules = std::to_array<ReloadRule>({
     {"fleet.lease_ttl", kRestart, [](const Config& c) { return text(c.fleet.lease_ttl); }},
     {"fleet.urgent_class", kApplied},
 
+    {"xfer.peers", kApplied},
     {"metrics.address", kRestart, [](const Config& c) { return c.metrics.address; }},
     {"metrics.port", kRestart,
      [](const Config& c) { return text(static_cast<std::uint64_t>(c.metrics.port)); }},

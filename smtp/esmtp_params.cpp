@@ -46,8 +46,9 @@ split_params(std::string_view text, bool esmtp, bool allow_utf8) {
 }
 
 // MAIL's keywords; each may be given once, and its index is its bit in the repeat check.
-enum MailKeyword : std::uint8_t { kSize, kBody, kSmtpUtf8, kRet, kEnvid };
-constexpr std::array<std::string_view, 5> kMailKeywords{"SIZE", "BODY", "SMTPUTF8", "RET", "ENVID"};
+enum MailKeyword : std::uint8_t { kSize, kBody, kSmtpUtf8, kRet, kEnvid, kXfer };
+constexpr std::array<std::string_view, 6> kMailKeywords{"SIZE", "BODY",  "SMTPUTF8",
+                                                        "RET",  "ENVID", kXferParam};
 
 // Reads one MAIL parameter's value into `out`; a refusal when the value is wrong.
 std::optional<ParamRefusal> apply_mail_param(MailKeyword keyword, const address::EsmtpParam& p,
@@ -89,6 +90,14 @@ std::optional<ParamRefusal> apply_mail_param(MailKeyword keyword, const address:
             return refusal(501, "Bad ENVID parameter");
         }
         out.envid = std::move(*envid);
+        return std::nullopt;
+    }
+    case kXfer: {
+        auto claim = p.has_value ? parse_xfer_claim(p.value) : std::nullopt;
+        if (!claim) {
+            return refusal(501, fmt::format("Bad {} parameter", kXferParam));
+        }
+        out.xfer = std::move(*claim);
         return std::nullopt;
     }
     }

@@ -1,6 +1,6 @@
-// The ESMTP parameters of MAIL FROM (SIZE, BODY, SMTPUTF8, RET, ENVID) and RCPT TO (NOTIFY,
-// ORCPT): the text after the path -> the values they set, or the exact reply refusing them.
-// Pure: no session state, no limits, no intake; the session decides what the values mean.
+// The ESMTP parameters of MAIL FROM (SIZE, BODY, SMTPUTF8, RET, ENVID, XSPOOLD-XFER) and RCPT TO
+// (NOTIFY, ORCPT): the text after the path -> the values they set, or the exact reply refusing
+// them. Pure: no session state, no limits, no intake; the session decides what the values mean.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,7 @@
 #include <tl/expected.hpp>
 
 #include "common/reply.hpp"
+#include "common/xfer_claim.hpp"
 
 namespace spoold::smtp {
 
@@ -27,6 +28,9 @@ struct MailParams {
     bool smtputf8 = false;
     std::string ret;   // "FULL" / "HDRS" / ""
     std::string envid; // xtext-decoded
+    // A peer's claim of class, arrival and expiry (spoolctl xfer); parsed from anyone,
+    // honoured only for xfer.peers, by the daemon's classification.
+    std::optional<XferClaim> xfer;
 };
 
 struct RcptParams {

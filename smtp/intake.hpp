@@ -6,12 +6,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/queue_id.hpp"
 #include "common/reply.hpp"
 #include "common/result.hpp"
+#include "common/xfer_claim.hpp"
 
 namespace spoold::smtp {
 
@@ -26,6 +28,7 @@ struct MessageInfo {
     std::string mail_params; // raw parameters of MAIL FROM
     std::string ret;         // "FULL" / "HDRS" / ""
     std::string envid;
+    std::optional<XferClaim> xfer; // claimed by the client: trusted only from xfer.peers
     bool smtputf8 = false;
     bool eight_bit_mime = false;
     std::string client_addr;

@@ -370,6 +370,7 @@ void Session::cmd_mail(std::string_view arg) {
     info.smtputf8 = params->smtputf8;
     info.ret = std::move(params->ret);
     info.envid = std::move(params->envid);
+    info.xfer = std::move(params->xfer);
     if (path->non_ascii && !info.smtputf8) {
         error(553, "5.6.7", "Non-ASCII sender address needs SMTPUTF8", "non-ascii");
         return;

@@ -6,6 +6,7 @@
 #include "tools/spoolctl/export_import.hpp"
 #include "tools/spoolctl/fleet_verb.hpp"
 #include "tools/spoolctl/verb_support.hpp"
+#include "tools/spoolctl/xfer.hpp"
 
 namespace spoold::spoolctl {
 namespace {
@@ -15,7 +16,7 @@ using namespace opt;
 // Writes by filter or --all ask first; --yes answers (tools/spoolctl/writes.hpp).
 constexpr OptionSet kWriteOptions = kFilter | kAll | kJson | kYes;
 
-const std::array<Verb, 15> kVerbs = {{
+const std::array<Verb, 16> kVerbs = {{
     {"status", false, 0, kJson, "status [--json]",
      "messages and bytes per class and state, oldest message,\n"
      "breaker and drain rate per mailstore, paused or not",
@@ -61,6 +62,12 @@ const std::array<Verb, 15> kVerbs = {{
      "and who holds each mailstore's slots; reads Redis\n"
      "(needs --config with fleet.redis)",
      verb_fleet},
+    {"xfer", true, 0, kWriteOptions | kTo, "xfer --to HOST:PORT  ID... | FILTER | --all",
+     "move messages to a peer spoold over SMTP, each removed\n"
+     "only after the peer's 250 (held meanwhile, released on\n"
+     "failure); class, arrival and expiry kept when the peer\n"
+     "lists us in xfer.peers",
+     verb_xfer},
 }};
 
 } // namespace

@@ -48,7 +48,7 @@ class Completion(unittest.TestCase):
 
     def test_verbs_are_offered_first_and_after_the_global_options(self):
         verbs = ["check", "delete", "export", "fleet", "flush", "help", "hold", "import", "list", "pause",
-                 "release", "requeue", "resume", "set-class", "show", "status"]
+                 "release", "requeue", "resume", "set-class", "show", "status", "xfer"]
         self.assertEqual(self.complete(""), verbs)
         self.assertEqual(self.complete("--spool", self.spool, "s"), ["set-class", "show", "status"])
 

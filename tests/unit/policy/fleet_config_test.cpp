@@ -3,6 +3,7 @@
 #include <string>
 
 #include "policy/config.hpp"
+#include "policy/xfer_peers.hpp"
 #include "tests/support/config_text.hpp"
 
 using namespace spoold;
@@ -94,4 +95,30 @@ TEST_CASE("impossible fleet settings are refused where they are written") {
           "a lease is renewed several times before it expires");
     CHECK(error_of(kMinimal + "fleet: {redis: r:1, urgent_class: vip}\n") ==
           "test.yaml:3:35: fleet.urgent_class: unknown class \"vip\"");
+}
+
+TEST_CASE("without xfer.peers no client is trusted to claim a class or arrival") {
+    const XferPeers peers(parsed(kMinimal));
+    CHECK_FALSE(peers.trusts("127.0.0.1"));
+    CHECK_FALSE(peers.trusts("::1"));
+}
+
+TEST_CASE("xfer.peers trusts exactly the addresses inside its networks") {
+    const XferPeers peers(parsed(kMinimal + "xfer: {peers: [10.1.0.0/16, \"2001:db8::7\"]}\n"));
+    CHECK(peers.trusts("10.1.2.3"));
+    CHECK(peers.trusts("::ffff:10.1.200.1"));
+    CHECK(peers.trusts("2001:db8::7"));
+    CHECK_FALSE(peers.trusts("10.2.0.1"));
+    CHECK_FALSE(peers.trusts("2001:db8::8"));
+    CHECK_FALSE(peers.trusts("not an address"));
+    CHECK_FALSE(peers.trusts(""));
+}
+
+TEST_CASE("an xfer.peers entry that is not a network is refused at load") {
+    CHECK(error_of(kMinimal + "xfer: {peers: [10.1.0.1/16]}\n").find("xfer.peers[0]") !=
+          std::string::npos);
+    CHECK(error_of(kMinimal + "xfer: {peers: [mx2.example.com]}\n").find("xfer.peers[0]") !=
+          std::string::npos);
+    CHECK(error_of(kMinimal + "xfer: {trusted: [10.0.0.0/8]}\n").find("trusted") !=
+          std::string::npos);
 }

@@ -100,6 +100,29 @@ TEST_CASE("MAIL FROM parameters: each input gives its values or its exact refusa
     }
 }
 
+TEST_CASE("MAIL FROM's XSPOOLD-XFER carries a claim of class, arrival and expiry, or is refused") {
+    const auto ok = parse_mail_params("BODY=8BITMIME xspoold-xfer=bulk,1700000000000,0", true);
+    REQUIRE(ok);
+    CHECK(ok->eight_bit_mime);
+    REQUIRE(ok->xfer);
+    CHECK(*ok->xfer == XferClaim{"bulk", 1'700'000'000'000, 0});
+    CHECK_FALSE(parse_mail_params("SIZE=10", true)->xfer);
+    struct Row {
+        std::string params;
+        std::string expected;
+    };
+    const Row rows[] = {
+        {"XSPOOLD-XFER=bulk,1", "501 5.5.4 Bad XSPOOLD-XFER parameter (syntax)"},
+        {"XSPOOLD-XFER", "501 5.5.4 Bad XSPOOLD-XFER parameter (syntax)"},
+        {"XSPOOLD-XFER=bulk,1,2 XSPOOLD-XFER=bulk,1,2",
+         "501 5.5.4 Duplicate parameter XSPOOLD-XFER (syntax)"},
+    };
+    for (const auto& row : rows) {
+        CAPTURE(row.params);
+        CHECK(outcome(parse_mail_params(row.params, true)) == row.expected);
+    }
+}
+
 TEST_CASE("RCPT TO parameters: each input gives its values or its exact refusal") {
     struct Row {
         std::string params;
