@@ -103,8 +103,9 @@ class Xfer(SpooldTestCase):
         self.assertEqual(set(after), set(before))
         for h, entries in before.items():
             keep = lambda e: (e["class"], e["arrival_ms"], e["expires_ms"],  # noqa: E731
-                              sorted(r["address"] for r in e["recipients"]
-                                     if r["state"] in ("queued", "deferred")))
+                              # B's intake takes a repeated RCPT once
+                              sorted({r["address"] for r in e["recipients"]
+                                      if r["state"] in ("queued", "deferred")}))
             self.assertEqual(sorted(map(keep, after[h])), sorted(map(keep, entries)), h)
 
     def test_a_peer_killed_mid_way_loses_nothing(self):

@@ -14,7 +14,7 @@ namespace spoold::spoolctl {
 
 // Connections to the peer at once: enough that the peer's group commit batches several
 // messages per fsync, few enough to stay a polite client.
-inline constexpr std::size_t kXferConnections = 8;
+inline constexpr std::size_t kXferConnections = 32;
 
 // The envelope as it goes out: pending recipients only (delivered and failed ones are
 // done), the DSN parameters, and the claim of class, arrival and expiry (honoured by a
