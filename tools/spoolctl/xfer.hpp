@@ -12,8 +12,9 @@
 
 namespace spoold::spoolctl {
 
-// Connections to the peer at once: enough that the peer's group commit batches several
-// messages per fsync, few enough to stay a polite client.
+// Connections to the peer at once: each message costs a hold commit here and a commit there,
+// so throughput is commits in parallel (10,000 messages: 107 s with 8, 33 s with 32 on a
+// loaded 2-core machine); below the peer's default limits.max_sessions_per_client (50).
 inline constexpr std::size_t kXferConnections = 32;
 
 // The envelope as it goes out: pending recipients only (delivered and failed ones are

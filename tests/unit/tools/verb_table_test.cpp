@@ -71,15 +71,15 @@ TEST_CASE("an option the verb does not take is refused, naming the verbs that ta
     CHECK(refusal({"status", "--limit", "5"}) == "--limit applies to list and export only");
     CHECK(refusal({"status", "--body"}) == "--body applies to show only");
     CHECK(refusal({"list", "--all", "--yes"}) ==
-          "--yes applies to hold, release, delete, flush, set-class and requeue only");
+          "--yes applies to hold, release, delete, flush, set-class, requeue and xfer only");
     CHECK(refusal({"export", "--all", "-y"}) ==
-          "--yes applies to hold, release, delete, flush, set-class and requeue only");
+          "--yes applies to hold, release, delete, flush, set-class, requeue and xfer only");
     CHECK(refusal({"pause", "--json"}) ==
           "--json applies to status, list, show, hold, release, delete, flush, set-class, "
-          "requeue, check and fleet only");
+          "requeue, check, fleet and xfer only");
     CHECK(refusal({"import", "m.eml", "--sender", "a@b.example"}) ==
-          "--sender applies to list, hold, release, delete, flush, set-class, requeue and export "
-          "only");
+          "--sender applies to list, hold, release, delete, flush, set-class, requeue, export "
+          "and xfer only");
     CHECK(refusal({"--mailstore", "x", "resume", "--repair"}) == "--repair applies to check only");
 }
 
