@@ -7,6 +7,7 @@ as A stored it (B's copy without the Received: header B added on top).
 - The whole queue moves: B holds exactly A's bodies, each with its class, arrival and
   expiry (B lists 127.0.0.0/8 in xfer.peers), and A is empty.
 - B killed mid-way: xfer fails; every message is in A (state unchanged) or in B, or both.
+- A peer that refuses the messages (550 to RCPT): each stays in A as it was, B is empty.
 - A peer that does not list us ignores the claim: the messages are B's new mail."""
 import collections
 import hashlib
@@ -137,6 +138,24 @@ class Xfer(SpooldTestCase):
                 o = original[e["id"]]
                 self.assertEqual((e["held"], e["class"], e["expires_ms"]),
                                  (o["held"], o["class"], o["expires_ms"]), e["id"])
+
+    def test_a_refused_message_stays_as_it_was(self):
+        a = self.filled(20)
+        b = self.node("b", {"local_domains": ["example.net"]})  # 550 for example.com
+        self.start_paused(b)
+        before = {e["id"]: e for e in a.list_json("--all")}
+        p = self.xfer(a, b, "--all", "--yes")
+        out, err = p.communicate(timeout=XFER_TIMEOUT_S)
+        self.assertEqual(p.returncode, 1, out + err)
+        self.assertIn("moved 0 messages, 20 failed", out)
+        self.assertIn("550", err)
+        self.assertEqual(b.list_json("--all"), [])
+        after = {e["id"]: e for e in a.list_json("--all")}
+        self.assertEqual(set(after), set(before))
+        for qid, e in after.items():
+            self.assertEqual((e["held"], e["state"], e["class"], e["expires_ms"]),
+                             (before[qid]["held"], before[qid]["state"], before[qid]["class"],
+                              before[qid]["expires_ms"]), qid)
 
     def test_an_untrusting_peer_classifies_moved_mail_as_new(self):
         a = self.filled(20)
