@@ -89,8 +89,8 @@ asio::awaitable<DeliveryResult> GroupDelivery::deliver_group(DeliveryRequest req
         // Connectors report peer trouble in the result; an exception is a bug or a
         // cancellation (stop). Either way nothing is known: keep the recipients queued.
         log::error("event=delivery_exception id={} error={}", id.text(), log::quote(e.what()));
-        result =
-            DeliveryResult{make_reply(451, "4.3.0", "delivery aborted"), true, {}, Handoff::kFinal};
+        result = DeliveryResult{
+            make_reply(451, "4.3.0", "delivery aborted"), true, false, {}, Handoff::kFinal};
     }
     co_await asio::this_coro::reset_cancellation_state();
     if (!stopping_ && weigh_result(stores_[store], store, poison_, id, started, result)) {
