@@ -4,7 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 
 #include "common/log.hpp"
-#include "drain/escaped.hpp"
+#include "common/escaped.hpp"
 #include "policy/retention.hpp"
 
 namespace spoold::drain {

@@ -13,7 +13,7 @@
 #include <exception>
 
 #include "common/log.hpp"
-#include "drain/escaped.hpp"
+#include "common/escaped.hpp"
 #include "drain/mail_log.hpp"
 #include "drain/recipient_groups.hpp"
 

@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "common/log.hpp"
-#include "drain/escaped.hpp"
+#include "common/escaped.hpp"
 #include "policy/retention.hpp"
 
 namespace spoold::drain {

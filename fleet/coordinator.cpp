@@ -10,7 +10,7 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
-#include "drain/escaped.hpp"
+#include "common/escaped.hpp"
 #include "fleet/scripts.hpp"
 
 namespace spoold::fleet {
@@ -76,7 +76,7 @@ void Coordinator::start() {
               log::quote(client_endpoint_), shares_.size());
     asio::co_spawn(executor_, run(), [this](std::exception_ptr e) {
         if (e) {
-            log::error("event=fleet_loop_failed error={}", log::quote(drain::describe_escaped(e)));
+            log::error("event=fleet_loop_failed error={}", log::quote(describe_escaped(e)));
         }
         running_ = false;
         auto callbacks = std::move(on_stopped_);

@@ -18,7 +18,7 @@
 #include <optional>
 
 #include "common/log.hpp"
-#include "drain/escaped.hpp"
+#include "common/escaped.hpp"
 
 namespace spoold::fleet {
 
@@ -49,7 +49,7 @@ std::string hex_sha1(const std::string& text) {
 void log_escaped(std::string_view what, const std::exception_ptr& e) {
     if (e) {
         log::error("event=redis_coroutine_failed step={} error={}", what,
-                   log::quote(drain::describe_escaped(e)));
+                   log::quote(describe_escaped(e)));
     }
 }
 

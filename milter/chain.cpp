@@ -7,6 +7,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/escaped.hpp"
 #include "common/log.hpp"
 #include "milter/client.hpp"
 #include "milter/macros.hpp"
@@ -32,15 +33,8 @@ struct Member {
 };
 
 void log_escaped(const std::exception_ptr& e) {
-    if (!e) {
-        return;
-    }
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-        log::error("event=coroutine_failed where=milter error={}", log::quote(ex.what()));
-    } catch (...) {
-        log::error("event=coroutine_failed where=milter error=unknown");
+    if (e) {
+        log::error("event=coroutine_failed where=milter error={}", log::quote(describe_escaped(e)));
     }
 }
 

@@ -18,6 +18,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "common/escaped.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
 #include "policy/cidr.hpp"
@@ -93,15 +94,8 @@ struct IoResult {
 };
 
 void log_escaped(const std::exception_ptr& e) {
-    if (!e) {
-        return;
-    }
-    try {
-        std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-        log::error("event=coroutine_failed error={}", log::quote(ex.what()));
-    } catch (...) {
-        log::error("event=coroutine_failed error=unknown");
+    if (e) {
+        log::error("event=coroutine_failed error={}", log::quote(describe_escaped(e)));
     }
 }
 

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/log.hpp"
-#include "drain/escaped.hpp"
+#include "common/escaped.hpp"
 
 namespace spoold::drain::connectors {
 

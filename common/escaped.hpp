@@ -1,12 +1,12 @@
-// What the drain's co_spawn completion handlers say about an exception that escaped a
-// coroutine: its message, or "unknown exception". Each handler still logs and recovers
-// in its own way; nothing here swallows an exception.
+// What a co_spawn completion handler says about an exception that escaped a coroutine:
+// its message, or "unknown exception". Each handler still logs and recovers in its own
+// way; nothing here swallows an exception.
 #pragma once
 
 #include <exception>
 #include <string>
 
-namespace spoold::drain {
+namespace spoold {
 
 // `e` must not be null (handlers call this only when a coroutine ended by an exception).
 inline std::string describe_escaped(const std::exception_ptr& e) {
@@ -19,4 +19,4 @@ inline std::string describe_escaped(const std::exception_ptr& e) {
     }
 }
 
-} // namespace spoold::drain
+} // namespace spoold
