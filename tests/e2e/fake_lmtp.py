@@ -3,8 +3,14 @@ its data) open for a fixed service time, and records how many transactions were 
 once, every Subject it stored (with its recipient) and when (monotonic clock) each stored
 transaction began. It accepts every recipient except those on a "dead shard" (set_dead): they
 get `451 4.3.0 <rcpt> shard unavailable` at RCPT, as a proxy in front of a backend that is
-down answers, and a DATA with no recipient left gets Dovecot's `503 5.5.1 No valid
-recipients`."""
+down answers, or after DATA (LMTP's per-recipient replies: the shard failed to store it), and
+a DATA with no recipient left gets Dovecot's `503 5.5.1 No valid recipients`.
+
+A store that is down (set_down) answers `421 4.3.2` to the greeting and to any command of a
+session opened before, then closes it. Storing is atomic with the decision to answer: a
+message is recorded (and its 250s sent) only while the store is up, under the lock that
+set_down takes, so a transaction the outage cuts stored nothing and one that stored was
+answered: every retry after an outage is a first delivery, never a duplicate."""
 import socket
 import socketserver
 import threading
@@ -21,7 +27,11 @@ class FakeLmtp:
         self.starts = []    # time.monotonic() of each stored transaction's MAIL, same order
         self.stored_for = []  # (recipient, subject), in the order stored
         self.dead = set()  # recipients on the dead shard (lower case)
-        self.refused = []  # recipients refused at RCPT, in order
+        self.dead_at = "rcpt"  # where the dead shard's recipients are refused: rcpt or data
+        self.down = False
+        self.returns = 0  # times the store came back up (set_down(False) after down)
+        self.txn_log = []  # (returns so far, transactions in flight with it) at each MAIL
+        self.refused = []  # the dead shard's recipients refused (at RCPT or DATA), in order
         owner = self
 
         class Handler(socketserver.StreamRequestHandler):
@@ -42,6 +52,7 @@ class FakeLmtp:
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.txn_log.append((self.returns, self.in_flight))
 
     def _leave(self):
         with self.lock:
@@ -52,6 +63,13 @@ class FakeLmtp:
             wfile.write(text.encode() + b"\r\n")
             wfile.flush()
 
+        def is_down():
+            with self.lock:
+                return self.down
+
+        if is_down():
+            reply("421 4.3.2 fake-lmtp down")
+            return
         reply("220 fake-lmtp ready")
         rcpts = []  # accepted in this transaction
         open_txn = False
@@ -63,6 +81,9 @@ class FakeLmtp:
                     return
                 cmd = line.decode(errors="replace").strip()
                 verb = cmd.split(" ", 1)[0].upper()
+                if is_down():
+                    reply("421 4.3.2 fake-lmtp down")
+                    return
                 if verb == "LHLO":
                     wfile.write(b"250-fake-lmtp\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
                                 b"250 ENHANCEDSTATUSCODES\r\n")
@@ -77,7 +98,7 @@ class FakeLmtp:
                 elif verb == "RCPT":
                     rcpt = cmd.split(":", 1)[1].strip().strip("<>").lower() if ":" in cmd else ""
                     with self.lock:
-                        dead = rcpt in self.dead
+                        dead = rcpt in self.dead and self.dead_at == "rcpt"
                         if dead:
                             self.refused.append(rcpt)
                     if dead:
@@ -86,6 +107,9 @@ class FakeLmtp:
                         rcpts.append(rcpt)
                         reply("250 2.1.5 ok")
                 elif verb == "DATA" and not rcpts:
+                    if open_txn:  # a transaction with no recipient left is over
+                        open_txn = False
+                        self._leave()
                     reply("503 5.5.1 No valid recipients")
                 elif verb == "DATA":
                     reply("354 go ahead")
@@ -102,13 +126,22 @@ class FakeLmtp:
                     # The store's work: the transaction stays in flight this long.
                     time.sleep(self.service_time)
                     with self.lock:
-                        self.subjects.append(subject)
-                        self.starts.append(began)
-                        self.stored_for.extend((r, subject) for r in rcpts)
-                    for _ in rcpts:
-                        reply("250 2.0.0 stored")
-                    open_txn = False
-                    self._leave()
+                        if self.down:
+                            replies = None
+                        else:
+                            replies = [self._store_one(r, subject) for r in rcpts]
+                            if any(r.startswith("250") for r in replies):
+                                self.subjects.append(subject)
+                                self.starts.append(began)
+                        # Out of flight before the answer: once the client reads it, it may
+                        # start its next transaction, which must not count this one.
+                        open_txn = False
+                        self.in_flight -= 1
+                    if replies is None:
+                        reply("421 4.3.2 fake-lmtp down")
+                        return
+                    for r in replies:
+                        reply(r)
                 elif verb == "RSET":
                     if open_txn:
                         open_txn = False
@@ -124,6 +157,14 @@ class FakeLmtp:
         finally:
             if open_txn:
                 self._leave()
+
+    def _store_one(self, rcpt, subject):
+        """Under the lock: one recipient's reply to the data, stored unless its shard is dead."""
+        if rcpt in self.dead and self.dead_at == "data":
+            self.refused.append(rcpt)
+            return f"451 4.3.0 <{rcpt}> shard unavailable"
+        self.stored_for.append((rcpt, subject))
+        return "250 2.0.0 stored"
 
     def stored(self):
         with self.lock:
@@ -147,10 +188,26 @@ class FakeLmtp:
         with self.lock:
             return len(self.refused)
 
-    def set_dead(self, recipients):
-        """The dead shard from now on: these recipients get 451 4.3.0 at RCPT."""
+    def set_dead(self, recipients, at="rcpt"):
+        """The dead shard from now on: these recipients get 451 4.3.0 at RCPT (at="rcpt") or
+        in their reply to the data (at="data")."""
+        assert at in ("rcpt", "data")
         with self.lock:
             self.dead = {r.lower() for r in recipients}
+            self.dead_at = at
+
+    def set_down(self, down):
+        """The whole store down (421 to every greeting and command) or back up."""
+        with self.lock:
+            if self.down and not down:
+                self.returns += 1
+            self.down = down
+
+    def in_flight_at_starts(self, returns):
+        """Transactions in flight (itself included) as each transaction began after the
+        store's `returns`-th return, in the order they began."""
+        with self.lock:
+            return [n for r, n in self.txn_log if r == returns]
 
     def peak(self):
         with self.lock:
