@@ -21,6 +21,9 @@ using Generic = asio::generic::stream_protocol;
 
 constexpr auto kUseTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kReadSize = 64 * 1024;
+// Unanswered steps queue at most this much before it is written: a body chunk's worth, so
+// a large message streams to the filter as it arrives and memory stays bounded.
+constexpr std::size_t kFlushAt = 64 * 1024;
 
 struct StepFlags {
     std::uint32_t skip = 0;     // SMFIP_NO*: the filter does not want the step
@@ -126,15 +129,15 @@ asio::awaitable<Status> Client::connect() {
 asio::awaitable<Status> Client::open() {
     Status st = co_await connect();
     if (st) {
-        st = co_await write(
-            encode_option_negotiation(kProtocolVersion, kOfferedActions, kOfferedProtocol),
-            config_.connect_timeout);
+        out_ = encode_option_negotiation(kProtocolVersion, kOfferedActions, kOfferedProtocol);
+        timer_.expires_after(config_.connect_timeout);
+        st = co_await flush();
     }
     if (!st) {
         close();
         co_return st;
     }
-    auto packet = co_await read_packet(config_.connect_timeout);
+    auto packet = co_await read_packet();
     if (!packet) {
         close();
         co_return tl::unexpected(packet.error());
@@ -164,15 +167,25 @@ asio::awaitable<Status> Client::open() {
 
 asio::awaitable<Result<Answer>> Client::step(Step step, std::string packets) {
     const Millis timeout = timeout_for(step);
-    if (const Status st = co_await write(std::move(packets), timeout); !st) {
+    out_ += packets;
+    Answer answer;
+    const bool answered = (negotiated_.protocol & flags_of(step).no_reply) == 0;
+    if (!answered && out_.size() < kFlushAt) {
+        co_return answer; // a continue; written with the next answered step
+    }
+    // One deadline for the step's write and its reply (a progress reply restarts it).
+    timer_.expires_after(timeout);
+    if (const Status st = co_await flush(); !st) {
         co_return tl::unexpected(st.error());
     }
-    Answer answer;
-    if ((negotiated_.protocol & flags_of(step).no_reply) != 0) {
-        co_return answer; // a continue
+    if (!answered) {
+        co_return answer;
     }
-    for (;;) {
-        auto packet = co_await read_packet(timeout); // each packet restarts the clock
+    for (bool first = true;; first = false) {
+        if (!first) {
+            timer_.expires_after(timeout);
+        }
+        auto packet = co_await read_packet();
         if (!packet) {
             co_return tl::unexpected(packet.error());
         }
@@ -202,16 +215,22 @@ asio::awaitable<Result<Answer>> Client::step(Step step, std::string packets) {
 }
 
 asio::awaitable<Status> Client::send(std::string packets, Millis timeout) {
-    co_return co_await write(std::move(packets), timeout);
+    out_ += packets;
+    timer_.expires_after(timeout);
+    co_return co_await flush();
 }
 
-asio::awaitable<Status> Client::write(std::string bytes, Millis timeout) {
+asio::awaitable<Status> Client::flush() {
     if (!socket_.is_open()) {
+        out_.clear();
         co_return fail(ErrorKind::kIo, fmt::format("milter {}: not connected", config_.name));
     }
-    timer_.expires_after(timeout);
-    auto r = co_await (asio::async_write(socket_, asio::buffer(bytes), kUseTuple) ||
+    if (out_.empty()) {
+        co_return Status{};
+    }
+    auto r = co_await (asio::async_write(socket_, asio::buffer(out_), kUseTuple) ||
                        timer_.async_wait(kUseTuple));
+    out_.clear();
     if (r.index() == 1) {
         close();
         co_return tl::unexpected(timed_out(config_, "write"));
@@ -224,8 +243,7 @@ asio::awaitable<Status> Client::write(std::string bytes, Millis timeout) {
     co_return Status{};
 }
 
-asio::awaitable<Result<Packet>> Client::read_packet(Millis timeout) {
-    timer_.expires_after(timeout);
+asio::awaitable<Result<Packet>> Client::read_packet() {
     for (;;) {
         auto next = reader_.next();
         if (!next) {
@@ -260,6 +278,7 @@ asio::awaitable<Result<Packet>> Client::read_packet(Millis timeout) {
 void Client::close() {
     boost::system::error_code ignored;
     socket_.close(ignored);
+    out_.clear();
 }
 
 } // namespace spoold::milter

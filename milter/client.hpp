@@ -1,7 +1,9 @@
 // One connection to one milter: connect (TCP or Unix socket), option negotiation, then
 // each protocol step sent with its macros and, unless the filter said it will not
-// answer that step, its reply awaited within the stage's timeout. Asio coroutines on the
-// caller's executor; the bytes are milter/codec's, the decisions milter/chain's.
+// answer that step, its reply awaited within the stage's timeout. Steps the filter does
+// not answer wait in an output buffer for the next one it answers: one write per round
+// trip. Asio coroutines on the caller's executor; the bytes are milter/codec's, the
+// decisions milter/chain's.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -52,9 +54,12 @@ public:
     bool wants(Step step) const;
     // Sends `packets` (one step's, the macros first) and, when the filter answers this
     // step, waits for the final reply within the stage's timeout (a progress reply
-    // starts it again). Errors: kTimeout, kIo, kProtocol; the connection is then closed.
+    // starts it again). When it does not answer, the packets are only queued (written
+    // once kFlushAt bytes wait, else with the next answered step or send()). Errors:
+    // kTimeout, kIo, kProtocol; the connection is then closed.
     boost::asio::awaitable<Result<Answer>> step(Step step, std::string packets);
-    // Sends without waiting for anything (abort, quit); errors close the connection.
+    // Sends what is queued and `packets` without waiting for anything (abort, quit);
+    // errors close the connection.
     boost::asio::awaitable<Status> send(std::string packets, std::chrono::milliseconds timeout);
     void close();
 
@@ -65,8 +70,10 @@ public:
 
 private:
     boost::asio::awaitable<Status> connect();
-    boost::asio::awaitable<Status> write(std::string bytes, std::chrono::milliseconds timeout);
-    boost::asio::awaitable<Result<Packet>> read_packet(std::chrono::milliseconds timeout);
+    // Writes out_ (and clears it) before the timer's current expiry.
+    boost::asio::awaitable<Status> flush();
+    // The next packet, before the timer's current expiry.
+    boost::asio::awaitable<Result<Packet>> read_packet();
     std::chrono::milliseconds timeout_for(Step step) const;
 
     policy::MilterConfig config_;
@@ -75,6 +82,7 @@ private:
     PacketReader reader_;
     Negotiated negotiated_;
     std::vector<char> buffer_;
+    std::string out_; // packets not written yet
 };
 
 } // namespace spoold::milter

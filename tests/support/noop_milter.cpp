@@ -1,10 +1,14 @@
-// A mail filter that lets everything through: it negotiates, answers every step it is
-// shown with "continue" and asks for no change. The benchmark's stand-in for a filter
-// that costs nothing (tools/bench/milter_bench.py), so what is measured is spoold's side
-// of the milter conversation. Not a test double for filter behaviour (tests/support/
+// A mail filter that lets everything through: it negotiates, is shown every step, answers
+// with "continue" and asks for no change. The benchmark's stand-in for a filter that
+// costs nothing (tools/bench/milter_bench.py), so what is measured is spoold's side of the
+// milter conversation. Not a test double for filter behaviour (tests/support/
 // test_milter.py, on libmilter, is that).
 //
-//   noop_milter PORT     listens on 127.0.0.1:PORT (0: any), prints "listening PORT"
+//   noop_milter PORT [eom|every]   listens on 127.0.0.1:PORT (0: any), prints
+//                                  "listening PORT"
+// eom (the default) negotiates as rspamd's milter does: every step shown, only the end of
+// the message answered (SMFIP_NR_* for the rest). every answers each step, as a libmilter
+// filter with every callback and no negotiate callback (OpenDKIM, python-milter) does.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,9 +25,16 @@
 #include "tests/support/milter_wire.hpp"
 
 using namespace spoold::milter;
+using spoold::test::be32;
 using spoold::test::milter_packet;
 
 namespace {
+
+// rspamd's answer to the option negotiation: no reply to any step but the end of the
+// message (its RSPAMD_MILTER_FLAG_NOREPLY_MASK).
+constexpr std::uint32_t kNoReplyButEnd = kNoReplyConnect | kNoReplyHelo | kNoReplyMail |
+                                         kNoReplyRcpt | kNoReplyData | kNoReplyUnknown |
+                                         kNoReplyHeader | kNoReplyEndOfHeaders | kNoReplyBody;
 
 bool write_all(int fd, const std::string& bytes) {
     std::size_t done = 0;
@@ -37,9 +48,9 @@ bool write_all(int fd, const std::string& bytes) {
     return true;
 }
 
-// One MTA connection: every command but the macros, abort and quit gets a "continue"
-// (at the end of the message that means accept).
-void serve(int fd) {
+// One MTA connection: every command the filter answers gets a "continue" (at the end of
+// the message that means accept); `protocol` is what it negotiated.
+void serve(int fd, std::uint32_t protocol) {
     PacketReader reader;
     std::array<char, 65536> buf{};
     bool open = true;
@@ -60,16 +71,19 @@ void serve(int fd) {
             }
             switch (static_cast<Command>((*p)->code)) {
             case Command::kOptionNegotiation: {
-                // Version 6, no actions, every step shown and answered.
-                std::string data(12, '\0');
-                data[3] = static_cast<char>(kProtocolVersion);
-                replies += milter_packet('O', data);
+                // Version 6, no actions, every step shown.
+                replies += milter_packet('O', be32(kProtocolVersion) + be32(0) + be32(protocol));
                 break;
             }
             case Command::kMacro:
             case Command::kAbort: break;
             case Command::kQuit: open = false; break;
-            default: replies += milter_packet('c'); break;
+            case Command::kEndOfBody: replies += milter_packet('c'); break;
+            default:
+                if (protocol == 0) {
+                    replies += milter_packet('c');
+                }
+                break;
             }
         }
         if (!replies.empty() && !write_all(fd, replies)) {
@@ -82,10 +96,12 @@ void serve(int fd) {
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 2) {
-        std::fprintf(stderr, "usage: noop_milter PORT\n");
+    const std::string mode = argc == 3 ? argv[2] : "eom";
+    if (argc < 2 || argc > 3 || (mode != "eom" && mode != "every")) {
+        std::fprintf(stderr, "usage: noop_milter PORT [eom|every]\n");
         return 2;
     }
+    const std::uint32_t protocol = mode == "eom" ? kNoReplyButEnd : 0;
     const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
     const int one = 1;
     ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -108,6 +124,6 @@ int main(int argc, char** argv) {
             continue;
         }
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        std::thread(serve, fd).detach();
+        std::thread(serve, fd, protocol).detach();
     }
 }

@@ -3,13 +3,20 @@
 ingest with no filter, in one run (issue 18's target: with the filter at least 0.8 of the
 rate without).
 
-The filter is tests/support/noop_milter (C++, built next to spoold): it answers every step
-with "continue", so what is measured is spoold's side of the conversation (one TCP
-connection per SMTP session, the macros, each step's round trip, the header and body
-packets). The mailstore is down, as in smtp_bench.py, so only ingest runs. The two
-configurations alternate, and the medians over --runs runs are compared.
+The filter is tests/support/noop_milter (C++, built next to spoold): it is shown every
+step and lets everything through, so what is measured is spoold's side of the
+conversation (one TCP connection per SMTP session, the macros, the steps, the header and
+body packets). Two filters are measured:
+  eom    negotiates as rspamd's milter does: every step shown, only the end of the
+         message answered (the target is checked on this one);
+  every  answers every step (connect, HELO, MAIL, RCPT, DATA, each header, end of
+         headers, each body chunk, end of message), as a libmilter filter without a
+         negotiate callback (OpenDKIM) does: a round trip per step.
+The mailstore is down, as in smtp_bench.py, so only ingest runs. The configurations
+alternate within each run, and the medians over --runs runs are compared.
 
     tools/bench/milter_bench.py [--messages 3000] [--size 10240] [--runs 3]
+                                [--filters eom,every]
 """
 import argparse
 import os
@@ -30,8 +37,8 @@ TARGET_RATIO = 0.8
 
 
 class NoopMilter:
-    def __init__(self):
-        self.proc = subprocess.Popen([NOOP_MILTER, "0"], stdout=subprocess.PIPE, text=True)
+    def __init__(self, mode):
+        self.proc = subprocess.Popen([NOOP_MILTER, "0", mode], stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()  # "listening PORT", or EOF if it failed
         if not line.startswith("listening "):
             self.stop()
@@ -71,29 +78,44 @@ def main():
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--size", type=int, default=10240)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--filters", default="eom,every",
+                    help="comma-separated noop_milter modes to measure (eom, every)")
     args = ap.parse_args()
+    modes = [m for m in args.filters.split(",") if m]
     work = tempfile.mkdtemp(prefix="spoold-milter-bench-")
-    milter = NoopMilter()
-    runs = {"plain": [], "milter": []}
+    milters = {}
+    runs = {"plain": []}
+    runs.update({m: [] for m in modes})
     try:
+        for m in modes:
+            milters[m] = NoopMilter(m)
         for i in range(args.runs):
             runs["plain"].append(one_run(work, f"plain-{i}", args.messages, args.size, None))
-            runs["milter"].append(one_run(work, f"milter-{i}", args.messages, args.size, milter))
+            for m in modes:
+                runs[m].append(one_run(work, f"{m}-{i}", args.messages, args.size, milters[m]))
     finally:
-        milter.stop()
+        for milter in milters.values():
+            milter.stop()
         shutil.rmtree(work, ignore_errors=True)
-    med = {k: {f: statistics.median(r[f] for r in v) for f in ("rate", "cpu_ms")}
-           for k, v in runs.items()}
     print(f"# {args.messages} messages x {args.size} bytes, smtp_load with 20 sessions, "
-          f"1 recipient; median of {args.runs} alternating runs")
-    for k in ("plain", "milter"):
-        rates = ", ".join(f"{r['rate']:.0f}" for r in runs[k])
-        print(f"{k:6}: {med[k]['rate']:.0f} msg/s ({rates}), "
-              f"spoold {med[k]['cpu_ms']:.3f} ms CPU/msg")
-    ratio = med["milter"]["rate"] / med["plain"]["rate"]
-    print(f"ratio with a no-op milter: {ratio:.2f} of the rate without "
-          f"(target >= {TARGET_RATIO})")
-    return 0 if ratio >= TARGET_RATIO else 1
+          f"1 recipient; median of {args.runs} alternating runs; load {os.getloadavg()[0]:.1f}")
+    for k, v in runs.items():
+        rates = ", ".join(f"{r['rate']:.0f}" for r in v)
+        cpu = statistics.median(r["cpu_ms"] for r in v)
+        print(f"{k:6}: {statistics.median(r['rate'] for r in v):.0f} msg/s ({rates}), "
+              f"spoold {cpu:.3f} ms CPU/msg")
+    ok = True
+    for m in modes:
+        # Each run's ratio against the plain run beside it: the machine's load moves
+        # between runs, less within one pair.
+        ratios = [r["rate"] / p["rate"] for r, p in zip(runs[m], runs["plain"])]
+        ratio = statistics.median(ratios)
+        target = f" (target >= {TARGET_RATIO})" if m == "eom" else ""
+        print(f"ratio with the no-op milter '{m}': {ratio:.2f} of the rate without{target}; "
+              f"per pair {', '.join(f'{x:.2f}' for x in ratios)}")
+        if m == "eom":
+            ok = ratio >= TARGET_RATIO
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
@@ -40,8 +41,8 @@ constexpr std::chrono::milliseconds kHangTimeout{200};
 constexpr std::chrono::seconds kDeadline{3 * kStepTimeout};
 
 // Answers the option negotiation with every action we offer and no step skipped.
-std::string negotiation(std::uint32_t actions = kOfferedActions) {
-    return milter_packet('O', be32(kProtocolVersion) + be32(actions) + be32(0));
+std::string negotiation(std::uint32_t actions = kOfferedActions, std::uint32_t protocol = 0) {
+    return milter_packet('O', be32(kProtocolVersion) + be32(actions) + be32(protocol));
 }
 
 // A filter on 127.0.0.1, port 0, serving one connection from a script: for each packet
@@ -154,7 +155,7 @@ public:
     }
 
     // The stages of one message up to the first verdict that is not a continue.
-    FilterVerdict message() {
+    FilterVerdict message(std::string body = "hello\r\n") {
         const smtp::FilterEvent stages[] = {
             smtp::FilterConnect{"192.0.2.1", 4000, "127.0.0.1", 25},
             smtp::FilterHelo{"client.test", "", "", 0},
@@ -162,7 +163,7 @@ public:
             smtp::FilterRcpt{"alice@example.com", {}},
             smtp::FilterData{},
             smtp::FilterHeaders{{{"Subject", "hi"}}},
-            smtp::FilterBody{"hello\r\n"},
+            smtp::FilterBody{std::move(body)},
             smtp::FilterEnd{},
         };
         FilterVerdict v;
@@ -226,6 +227,41 @@ TEST_CASE("a filter's requests at the end of the message reach the verdict, deco
     CHECK(v.quarantine == "test: looks odd");
     // Every step was shown to the filter, each after its macros where it has any.
     CHECK(filter.received() == "ODCDHDMDRDTLDNBDE");
+}
+
+TEST_CASE("a filter that answers only the end of the message is shown every step in order") {
+    // rspamd's negotiation: no reply to any step but the end of the message.
+    constexpr std::uint32_t kNoReplyButEnd = kNoReplyConnect | kNoReplyHelo | kNoReplyMail |
+                                             kNoReplyRcpt | kNoReplyData | kNoReplyHeader |
+                                             kNoReplyEndOfHeaders | kNoReplyBody;
+    // Three full body packets and a short one: the unanswered steps are written in
+    // bounded pieces as they queue up, not held until the end.
+    const std::string body(3 * kMaxBodyChunk + 10, 'x');
+    std::mutex mutex;
+    std::string body_seen;
+    std::size_t largest = 0;
+    ScriptedFilter filter([&](const Packet& p) -> std::string {
+        switch (p.code) {
+        case 'O': return negotiation(kOfferedActions, kNoReplyButEnd);
+        case 'B': {
+            const std::lock_guard lock(mutex);
+            body_seen += p.data;
+            largest = std::max(largest, p.data.size());
+            return {};
+        }
+        case 'E': return milter_packet('h', z("X-Seen") + z("yes")) + milter_packet('c');
+        default: return {};
+        }
+    });
+    Harness h(config_for(filter.port(), policy::MilterFailure::kTempFail));
+    const FilterVerdict v = h.message(body);
+    CHECK(v.action == FilterAction::kContinue);
+    REQUIRE(v.headers.size() == 1);
+    CHECK(v.headers[0].name == "X-Seen");
+    CHECK(filter.received() == "ODCDHDMDRDTLDNBBBBDE");
+    const std::lock_guard lock(mutex);
+    CHECK(body_seen == body);
+    CHECK(largest == kMaxBodyChunk);
 }
 
 TEST_CASE("a filter's refusals are the verdict, with its own reply when it gave one") {
