@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <variant>
 
 #include "common/escaped.hpp"
 #include "common/log.hpp"
@@ -92,6 +95,7 @@ public:
     }
 
     asio::awaitable<FilterVerdict> handle(smtp::FilterEvent event);
+    bool awaits_reply(const smtp::FilterEvent& event) const;
     asio::awaitable<void> send_aborts();
     asio::awaitable<void> quit();
 
@@ -222,6 +226,33 @@ asio::awaitable<FilterVerdict> Chain::handle(smtp::FilterEvent event) {
                          one(encode_command(Command::kEndOfBody)));
     end_message();
     co_return v;
+}
+
+bool Chain::awaits_reply(const smtp::FilterEvent& event) const {
+    if (std::holds_alternative<smtp::FilterConnect>(event)) {
+        return true; // the filters' connections are opened
+    }
+    // The steps handle() takes for the event, in the FilterEvent order (a header section
+    // is its header packets and the end of headers).
+    static constexpr std::array<std::array<Step, 2>, std::variant_size_v<smtp::FilterEvent>> kSteps{
+        {{Step::kConnect, Step::kConnect},
+         {Step::kHelo, Step::kHelo},
+         {Step::kMail, Step::kMail},
+         {Step::kRcpt, Step::kRcpt},
+         {Step::kData, Step::kData},
+         {Step::kHeader, Step::kEndOfHeaders},
+         {Step::kBody, Step::kBody},
+         {Step::kEndOfMessage, Step::kEndOfMessage}}};
+    const auto& steps = kSteps.at(event.index());
+    return std::any_of(members_.begin(), members_.end(), [&](const Member& m) {
+        if (m.state == Member::State::kNew) {
+            return true;
+        }
+        return m.state == Member::State::kOpen &&
+               std::any_of(steps.begin(), steps.end(), [&](Step s) {
+                   return listening(m, s) && m.client->wants(s) && m.client->answers(s);
+               });
+    });
 }
 
 asio::awaitable<FilterVerdict> Chain::connect(const smtp::FilterConnect& e) {
@@ -426,6 +457,12 @@ public:
     void ask(smtp::FilterEvent event, std::function<void(FilterVerdict)> done) override {
         asio::co_spawn(chain_->strand, run_ask(chain_, std::move(event), std::move(done)),
                        log_escaped);
+    }
+    // Read on the session's side: between a verdict and the next ask the chain's
+    // members and their negotiation do not change (the verdict's post orders the reads
+    // after the chain's last writes; abort() only sets abort_pending).
+    bool awaits_reply(const smtp::FilterEvent& event) const override {
+        return chain_->awaits_reply(event);
     }
     void abort() override {
         asio::post(chain_->strand, [c = chain_] { c->abort_pending = true; });

@@ -49,12 +49,20 @@ Error timed_out(const policy::MilterConfig& c, std::string_view what) {
     return Error{ErrorKind::kTimeout, fmt::format("milter {}: {} timed out", c.name, what)};
 }
 
+Error write_failed(const policy::MilterConfig& c, const boost::system::error_code& ec) {
+    return Error{ErrorKind::kIo, fmt::format("milter {}: write: {}", c.name, ec.message())};
+}
+
 } // namespace
 
 Client::Client(asio::any_io_executor executor, policy::MilterConfig config)
     : config_(std::move(config)), socket_(executor), timer_(executor), buffer_(kReadSize) {}
 
 bool Client::wants(Step step) const { return (negotiated_.protocol & flags_of(step).skip) == 0; }
+
+bool Client::answers(Step step) const {
+    return (negotiated_.protocol & flags_of(step).no_reply) == 0;
+}
 
 const std::string& Client::macros_wanted(MacroStage stage) const {
     return negotiated_.macros.at(static_cast<std::size_t>(stage));
@@ -129,6 +137,9 @@ asio::awaitable<Status> Client::connect() {
 asio::awaitable<Status> Client::open() {
     Status st = co_await connect();
     if (st) {
+        // flush() first tries a write that must not block (it has no deadline).
+        boost::system::error_code ignored;
+        socket_.non_blocking(true, ignored);
         out_ = encode_option_negotiation(kProtocolVersion, kOfferedActions, kOfferedProtocol);
         timer_.expires_after(config_.connect_timeout);
         st = co_await flush();
@@ -169,7 +180,7 @@ asio::awaitable<Result<Answer>> Client::step(Step step, std::string packets) {
     const Millis timeout = timeout_for(step);
     out_ += packets;
     Answer answer;
-    const bool answered = (negotiated_.protocol & flags_of(step).no_reply) == 0;
+    const bool answered = answers(step);
     if (!answered && out_.size() < kFlushAt) {
         co_return answer; // a continue; written with the next answered step
     }
@@ -228,6 +239,19 @@ asio::awaitable<Status> Client::flush() {
     if (out_.empty()) {
         co_return Status{};
     }
+    // A step's packets almost always fit the socket's buffer: written at once, without
+    // arming the timer; only what does not fit waits, within the deadline.
+    boost::system::error_code now_ec;
+    const std::size_t now = socket_.write_some(asio::buffer(out_), now_ec);
+    if (!now_ec && now == out_.size()) {
+        out_.clear();
+        co_return Status{};
+    }
+    if (now_ec && now_ec != asio::error::would_block && now_ec != asio::error::try_again) {
+        close();
+        co_return tl::unexpected(write_failed(config_, now_ec));
+    }
+    out_.erase(0, now);
     auto r = co_await (asio::async_write(socket_, asio::buffer(out_), kUseTuple) ||
                        timer_.async_wait(kUseTuple));
     out_.clear();
@@ -237,8 +261,7 @@ asio::awaitable<Status> Client::flush() {
     }
     if (const auto& ec = std::get<0>(std::get<0>(r)); ec) {
         close();
-        co_return fail(ErrorKind::kIo,
-                       fmt::format("milter {}: write: {}", config_.name, ec.message()));
+        co_return tl::unexpected(write_failed(config_, ec));
     }
     co_return Status{};
 }

@@ -52,6 +52,8 @@ public:
     boost::asio::awaitable<Status> open();
     // Whether the filter wants this step at all.
     bool wants(Step step) const;
+    // Whether it answers this step (else step() only queues the packets).
+    bool answers(Step step) const;
     // Sends `packets` (one step's, the macros first) and, when the filter answers this
     // step, waits for the final reply within the stage's timeout (a progress reply
     // starts it again). When it does not answer, the packets are only queued (written

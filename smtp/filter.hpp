@@ -94,6 +94,12 @@ class FilterSession {
 public:
     virtual ~FilterSession() = default;
     virtual void ask(FilterEvent event, std::function<void(FilterVerdict)> done) = 0;
+    // Whether asking `event` waits for a filter's reply; false when no filter answers
+    // that stage (a filter may say so when it connects: rspamd answers only the end of
+    // the message), so its verdict comes without a round trip and the session need not
+    // send the client what it has settled first. Called between a verdict and the next
+    // ask only.
+    virtual bool awaits_reply(const FilterEvent& event) const = 0;
     // The message in progress is over without an end (RSET, a refusal, a new EHLO).
     virtual void abort() = 0;
     // The connection ends: filters are told and their connections closed. Nothing is

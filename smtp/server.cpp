@@ -419,8 +419,9 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                     co_await async_callback<Status>(std::move(start), asio::use_awaitable);
                 append_actions(queue, session.on_append_done(std::move(status)));
             } else if (auto* ask = std::get_if<AskFilters>(&action)) {
-                if (!out.empty()) {
-                    // The client hears what is settled before the filters take their time.
+                if (!out.empty() && filters->awaits_reply(ask->event)) {
+                    // The client hears what is settled before the filters take their time
+                    // (when they answer at once, it goes out with what follows).
                     IoResult w;
                     if (tls) {
                         w = co_await write_all(&*tls, &write_timer, asio::buffer(out),

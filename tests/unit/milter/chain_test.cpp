@@ -154,8 +154,13 @@ public:
         return *got;
     }
 
-    // The stages of one message up to the first verdict that is not a continue.
-    FilterVerdict message(std::string body = "hello\r\n") {
+    bool awaits_reply(const smtp::FilterEvent& event) const {
+        return session_->awaits_reply(event);
+    }
+
+    // The stages of one message up to the first verdict that is not a continue;
+    // `awaited` gets, for each stage asked, whether the chain said it awaits a reply.
+    FilterVerdict message(std::string body = "hello\r\n", std::string* awaited = nullptr) {
         const smtp::FilterEvent stages[] = {
             smtp::FilterConnect{"192.0.2.1", 4000, "127.0.0.1", 25},
             smtp::FilterHelo{"client.test", "", "", 0},
@@ -168,6 +173,9 @@ public:
         };
         FilterVerdict v;
         for (const auto& stage : stages) {
+            if (awaited != nullptr) {
+                *awaited += awaits_reply(stage) ? 'y' : 'n';
+            }
             v = ask(stage);
             if (v.action != FilterAction::kContinue) {
                 break;
@@ -203,7 +211,9 @@ TEST_CASE("a filter's requests at the end of the message reach the verdict, deco
         }
     });
     Harness h(config_for(filter.port(), policy::MilterFailure::kTempFail));
-    const FilterVerdict v = h.message();
+    std::string awaited;
+    const FilterVerdict v = h.message("hello\r\n", &awaited);
+    CHECK(awaited == "yyyyyyyy"); // it answers every step
     CHECK(v.action == FilterAction::kAccept);
     using HC = smtp::HeaderChange;
     REQUIRE(v.headers.size() == 3);
@@ -254,7 +264,11 @@ TEST_CASE("a filter that answers only the end of the message is shown every step
         }
     });
     Harness h(config_for(filter.port(), policy::MilterFailure::kTempFail));
-    const FilterVerdict v = h.message(body);
+    std::string awaited;
+    const FilterVerdict v = h.message(body, &awaited);
+    // Connect (the connection is opened) and the end of the message wait for the filter;
+    // the rest are answered at once, so the session need not flush its replies first.
+    CHECK(awaited == "ynnnnnny");
     CHECK(v.action == FilterAction::kContinue);
     REQUIRE(v.headers.size() == 1);
     CHECK(v.headers[0].name == "X-Seen");
