@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include "common/text.hpp"
 #include "policy/text.hpp"
 
 namespace spoold::policy {
@@ -58,7 +59,7 @@ std::optional<std::string> normalize(std::string_view text, const DirectoryConfi
 Result<std::optional<DirectoryEntry>> parse_line(std::string_view line,
                                                  const DirectoryConfig& config,
                                                  std::string_view name, std::size_t line_no) {
-    line = trim_blanks(line);
+    line = ascii::trim(line, ascii::kBlanksCr);
     if (line.empty() || line.front() == '#') {
         return std::optional<DirectoryEntry>{};
     }
@@ -77,14 +78,14 @@ Result<std::optional<DirectoryEntry>> parse_line(std::string_view line,
         return std::optional<DirectoryEntry>{std::move(entry)};
     }
     const auto colon = line.find(':');
-    const std::string_view left = trim_blanks(line.substr(0, colon));
+    const std::string_view left = ascii::trim(line.substr(0, colon), ascii::kBlanksCr);
     auto key = normalize(left, config, true, why);
     if (!key) {
         return bad(why);
     }
     entry.key = std::move(*key);
     if (colon != std::string_view::npos) {
-        const std::string_view right = trim_blanks(line.substr(colon + 1));
+        const std::string_view right = ascii::trim(line.substr(colon + 1), ascii::kBlanksCr);
         auto target = normalize(right, config, false, why);
         if (!target) {
             return bad(right.empty() ? std::string("alias without a target") : why);

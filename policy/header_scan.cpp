@@ -3,20 +3,12 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/text.hpp"
+
 namespace spoold::policy {
 namespace {
 
 bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (is_blank(s.front()) || s.front() == '\r')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (is_blank(s.back()) || s.back() == '\r')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 // RFC 5322 2.2: printable US-ASCII except colon. Blanks before the colon are obsolete
 // syntax (RFC 5322 4.5) and are tolerated by trimming.
@@ -60,7 +52,7 @@ std::vector<HeaderField> scan_headers(std::string_view message, std::size_t max_
             if (current_valid) {
                 // Unfolding (RFC 5322 2.2.3) removes the line break, keeping the blank.
                 auto& value = fields.back().value;
-                const std::string_view more = trim(line);
+                const std::string_view more = ascii::trim(line, ascii::kBlanksCr);
                 if (!more.empty()) {
                     if (!value.empty()) {
                         value.push_back(' ');
@@ -75,11 +67,12 @@ std::vector<HeaderField> scan_headers(std::string_view message, std::size_t max_
         if (colon == std::string_view::npos) {
             continue;
         }
-        const std::string_view name = trim(line.substr(0, colon));
+        const std::string_view name = ascii::trim(line.substr(0, colon), ascii::kBlanksCr);
         if (!valid_name(name)) {
             continue;
         }
-        fields.push_back(HeaderField{std::string(name), std::string(trim(line.substr(colon + 1)))});
+        fields.push_back(HeaderField{
+            std::string(name), std::string(ascii::trim(line.substr(colon + 1), ascii::kBlanksCr))});
         current_valid = true;
     }
     return fields;

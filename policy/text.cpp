@@ -5,17 +5,6 @@
 
 namespace spoold::policy {
 
-std::string_view trim_blanks(std::string_view s) {
-    const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
-    while (!s.empty() && blank(s.front())) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && blank(s.back())) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
 bool valid_domain(std::string_view d) {
     constexpr std::size_t kMaxDomain = 253;
     if (d.empty() || d.size() > kMaxDomain || d.front() == '.' || d.back() == '.' ||

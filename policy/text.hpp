@@ -1,4 +1,4 @@
-// Small ASCII text helpers shared inside policy/ (lower-casing, trimming, domain syntax).
+// Small ASCII text helpers shared inside policy/ (lower-casing, domain syntax).
 // Not a general string library and not for other components.
 #pragma once
 
@@ -10,7 +10,6 @@
 namespace spoold::policy {
 
 using address::ascii_lower;
-std::string_view trim_blanks(std::string_view s); // spaces, tabs, CR
 // Letters, digits, '-', '_' and non-empty dot-separated labels, at most 253 octets.
 // Deliberately loose (no label-length or hyphen rules): it catches typos, not policy.
 bool valid_domain(std::string_view domain);

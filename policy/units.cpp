@@ -6,6 +6,8 @@
 #include <limits>
 #include <string>
 
+#include "common/text.hpp"
+
 namespace spoold::policy {
 namespace {
 
@@ -14,18 +16,8 @@ struct Split {
     std::string unit; // lower-cased, surrounding blanks removed
 };
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
 Result<Split> split_number(std::string_view text, std::string_view what) {
-    const std::string_view t = trim(text);
+    const std::string_view t = ascii::trim(text);
     std::size_t digits = 0;
     while (digits < t.size() && std::isdigit(static_cast<unsigned char>(t[digits])) != 0) {
         ++digits;
@@ -41,7 +33,7 @@ Result<Split> split_number(std::string_view text, std::string_view what) {
                     std::string(what) + " is too large: \"" + std::string(text) + "\"");
     }
     // One blank between number and unit ("10 MiB") is tolerated; people write it.
-    for (const char c : trim(t.substr(digits))) {
+    for (const char c : ascii::trim(t.substr(digits))) {
         out.unit.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
     }
     return out;

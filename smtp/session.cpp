@@ -8,6 +8,7 @@
 
 #include "common/address.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "smtp/esmtp_params.hpp"
 #include "smtp/proxy_protocol.hpp"
 
@@ -42,13 +43,6 @@ bool has_control(std::string_view line) {
         }
     }
     return false;
-}
-
-std::string_view trim_right(std::string_view s) {
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
 }
 
 bool starts_with_ci(std::string_view s, std::string_view prefix) {
@@ -233,7 +227,7 @@ void Session::handle_command(std::string_view line) {
     const std::size_t sp = line.find(' ');
     const std::string_view verb = line.substr(0, sp);
     const std::string_view arg =
-        sp == std::string_view::npos ? std::string_view() : trim_right(line.substr(sp + 1));
+        sp == std::string_view::npos ? std::string_view() : ascii::trim_right(line.substr(sp + 1));
 
     if (access_denied_ && !iequals(verb, "QUIT")) {
         // RFC 5321 3.1: after a 554 greeting only QUIT is served.

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <sys/types.h>
 
+#include "common/text.hpp"
 #include "tools/spoolctl/units.hpp"
 
 namespace spoold::spoolctl {
@@ -25,15 +26,9 @@ bool iequals_prefix(std::string_view line, std::string_view name) {
     return true;
 }
 
+// Blanks before a header value; blanks and the line end after it.
 std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() &&
-           (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-        s.remove_suffix(1);
-    }
-    return s;
+    return ascii::trim_right(ascii::trim_left(s), " \t\r\n");
 }
 
 std::string_view strip_angles(std::string_view s) {
