@@ -1,11 +1,10 @@
 #include "policy/dsn.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
-#include <ctime>
 #include <fmt/format.h>
 
+#include "common/date.hpp"
 #include "policy/text.hpp"
 
 namespace spoold::policy {
@@ -186,21 +185,6 @@ std::string dsn_from_address(const Config& config) {
     return s.find('@') != std::string::npos ? s : s + "@" + config.hostname;
 }
 
-std::string rfc5322_date(UnixMillis ms) {
-    static constexpr std::array<std::string_view, 7> kDays{"Sun", "Mon", "Tue", "Wed",
-                                                           "Thu", "Fri", "Sat"};
-    static constexpr std::array<std::string_view, 12> kMonths{
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    constexpr UnixMillis kMsPerSecond = 1000;
-    const std::time_t t = static_cast<std::time_t>(ms / kMsPerSecond);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    return fmt::format("{}, {} {} {} {:02}:{:02}:{:02} +0000",
-                       kDays[static_cast<std::size_t>(tm.tm_wday)], tm.tm_mday,
-                       kMonths[static_cast<std::size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour,
-                       tm.tm_min, tm.tm_sec);
-}
-
 std::string build_dsn(const DsnInput& in) {
     const auto any = [&in](auto pred) {
         return std::any_of(in.recipients.begin(), in.recipients.end(),
@@ -237,7 +221,7 @@ std::string build_dsn(const DsnInput& in) {
                 "as you asked (NOTIFY=SUCCESS).\r\n";
     }
     text += fmt::format("\r\nQueue id {}, arrived {}.\r\n\r\n", queue_id.empty() ? "-" : queue_id,
-                        rfc5322_date(in.arrival_ms));
+                        date::rfc5322(in.arrival_ms));
     for (const auto& r : in.recipients) {
         text += fmt::format("<{}>: {}\r\n", header_safe(r.address), why_text(r));
     }
@@ -249,7 +233,7 @@ std::string build_dsn(const DsnInput& in) {
     if (!in.envid.empty()) {
         status += fmt::format("Original-Envelope-Id: {}\r\n", header_safe(in.envid));
     }
-    status += fmt::format("Arrival-Date: {}\r\n", rfc5322_date(in.arrival_ms));
+    status += fmt::format("Arrival-Date: {}\r\n", date::rfc5322(in.arrival_ms));
     for (const auto& r : in.recipients) {
         status += kCrlf;
         if (!r.orcpt.empty()) {
@@ -263,7 +247,7 @@ std::string build_dsn(const DsnInput& in) {
             status += fmt::format("Diagnostic-Code: smtp; {}\r\n", header_safe(r.diagnostic));
         }
         if (r.last_attempt_ms != 0) {
-            status += fmt::format("Last-Attempt-Date: {}\r\n", rfc5322_date(r.last_attempt_ms));
+            status += fmt::format("Last-Attempt-Date: {}\r\n", date::rfc5322(r.last_attempt_ms));
         }
     }
 
@@ -282,7 +266,7 @@ std::string build_dsn(const DsnInput& in) {
     out += fmt::format("From: Mail Delivery System <{}>\r\n", header_safe(in.from_address));
     out += fmt::format("To: <{}>\r\n", header_safe(in.envelope_sender));
     out += fmt::format("Subject: {}\r\n", subject);
-    out += fmt::format("Date: {}\r\n", rfc5322_date(in.now_ms));
+    out += fmt::format("Date: {}\r\n", date::rfc5322(in.now_ms));
     out += fmt::format("Message-ID: <dsn.{}.{}@{}>\r\n", boundary_char_safe(queue_id), in.now_ms,
                        host);
     out += "Auto-Submitted: auto-replied\r\n";

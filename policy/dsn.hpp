@@ -77,7 +77,4 @@ std::string dsn_from_address(const Config& config);
 // the returned original.
 std::string build_dsn(const DsnInput& input);
 
-// "Sun, 22 Nov 2026 20:10:00 +0000" (RFC 5322 3.3, always UTC).
-std::string rfc5322_date(UnixMillis ms);
-
 } // namespace spoold::policy

@@ -3,10 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <array>
-#include <ctime>
 
 #include "common/address.hpp"
+#include "common/date.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
 #include "smtp/esmtp_params.hpp"
@@ -63,20 +62,6 @@ std::string sanitize(std::string_view text, bool allow_space) {
         out += ok ? c : '_';
     }
     return out;
-}
-
-std::string rfc5322_date(UnixMillis ms) {
-    static constexpr std::array<std::string_view, 7> kDays{"Sun", "Mon", "Tue", "Wed",
-                                                           "Thu", "Fri", "Sat"};
-    static constexpr std::array<std::string_view, 12> kMonths{
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    return fmt::format("{}, {} {} {:04} {:02}:{:02}:{:02} +0000",
-                       kDays[static_cast<std::size_t>(tm.tm_wday)], tm.tm_mday,
-                       kMonths[static_cast<std::size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour,
-                       tm.tm_min, tm.tm_sec);
 }
 
 } // namespace
@@ -643,7 +628,7 @@ std::string Session::received_header() const {
         // Only one recipient is named: listing several would disclose Bcc recipients.
         h += fmt::format("\r\n\tfor <{}>", info_.recipients.front().address);
     }
-    h += fmt::format(";\r\n\t{}\r\n", rfc5322_date(settings_.clock->now_ms()));
+    h += fmt::format(";\r\n\t{}\r\n", date::rfc5322(settings_.clock->now_ms()));
     return h;
 }
 

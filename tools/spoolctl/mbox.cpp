@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <sys/types.h>
 
+#include "common/date.hpp"
 #include "common/text.hpp"
 #include "tools/spoolctl/units.hpp"
 
@@ -135,7 +136,7 @@ std::string mbox_from_line(std::string_view sender, UnixMillis arrival_ms) {
             who += (std::isspace(u) != 0 || std::iscntrl(u) != 0) ? '_' : c;
         }
     }
-    return std::string(kFromPrefix) + who + " " + format_asctime(arrival_ms) + "\n";
+    return std::string(kFromPrefix) + who + " " + date::asctime(arrival_ms) + "\n";
 }
 
 void append_mboxrd(std::string& out, std::string_view from_line, std::string_view message) {

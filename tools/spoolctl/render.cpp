@@ -4,6 +4,7 @@
 #include <charconv>
 #include <fmt/format.h>
 
+#include "common/date.hpp"
 #include "tools/spoolctl/json.hpp"
 #include "tools/spoolctl/units.hpp"
 
@@ -187,7 +188,7 @@ std::string json_message(const spool::Envelope& env, spool::MsgState state, Unix
     JsonWriter w;
     w.begin_object();
     w.key("id").value(env.id.text());
-    w.key("arrival").value(format_iso8601(env.arrival_ms));
+    w.key("arrival").value(date::iso8601(env.arrival_ms));
     w.key("arrival_ms").value(static_cast<std::int64_t>(env.arrival_ms));
     w.key("age_s").value(static_cast<std::int64_t>((now_ms - env.arrival_ms) / 1000));
     w.key("size").value(static_cast<std::uint64_t>(env.size));
@@ -220,7 +221,7 @@ std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMil
                       const ClassNames& classes) {
     std::string out;
     out += fmt::format("queue id:    {}\n", env.id.text());
-    out += fmt::format("arrival:     {} ({} ago)\n", format_rfc5322_date(env.arrival_ms),
+    out += fmt::format("arrival:     {} ({} ago)\n", date::rfc5322(env.arrival_ms),
                        format_age(now_ms - env.arrival_ms));
     out += fmt::format("class:       {}\n", classes.name(env.klass));
     out += fmt::format("state:       {}{}\n", msg_state_name(state),
@@ -239,7 +240,7 @@ std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMil
         out += fmt::format("tls:         {}\n", printable(env.tls));
     }
     if (env.expires_ms != 0) {
-        out += fmt::format("expires:     {}\n", format_rfc5322_date(env.expires_ms));
+        out += fmt::format("expires:     {}\n", date::rfc5322(env.expires_ms));
     }
     if (!env.envid.empty() || !env.ret.empty()) {
         out += fmt::format("dsn:         envid={} ret={}\n", printable(env.envid), env.ret);

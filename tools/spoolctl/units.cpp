@@ -2,7 +2,6 @@
 
 #include <array>
 #include <charconv>
-#include <ctime>
 #include <fmt/format.h>
 #include <limits>
 
@@ -26,17 +25,6 @@ std::optional<std::int64_t> unit_ms(char unit) {
     default: return std::nullopt;
     }
 }
-
-std::tm utc_tm(UnixMillis ms) {
-    const std::time_t secs = static_cast<std::time_t>(ms / kSecondMs);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    return tm;
-}
-
-constexpr std::array<const char*, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 } // namespace
 
@@ -137,28 +125,6 @@ std::string format_size(std::uint64_t bytes) {
         return fmt::format("{:.1f}{}", v, kUnits[i]);
     }
     return fmt::format("{:.0f}{}", v, kUnits[i]);
-}
-
-std::string format_rfc5322_date(UnixMillis ms) {
-    const std::tm tm = utc_tm(ms);
-    return fmt::format("{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-                       kDays.at(static_cast<std::size_t>(tm.tm_wday)), tm.tm_mday,
-                       kMonths.at(static_cast<std::size_t>(tm.tm_mon)), tm.tm_year + 1900,
-                       tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-std::string format_asctime(UnixMillis ms) {
-    const std::tm tm = utc_tm(ms);
-    return fmt::format("{} {} {:2} {:02}:{:02}:{:02} {}",
-                       kDays.at(static_cast<std::size_t>(tm.tm_wday)),
-                       kMonths.at(static_cast<std::size_t>(tm.tm_mon)), tm.tm_mday, tm.tm_hour,
-                       tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
-}
-
-std::string format_iso8601(UnixMillis ms) {
-    const std::tm tm = utc_tm(ms);
-    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900,
-                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms % kSecondMs);
 }
 
 } // namespace spoold::spoolctl

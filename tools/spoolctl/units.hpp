@@ -7,8 +7,6 @@
 #include <string>
 #include <string_view>
 
-#include "common/clock.hpp"
-
 namespace spoold::spoolctl {
 
 // "30s", "15m", "2h", "3d", "1w", or sums of them ("1d12h"); a bare number is seconds.
@@ -22,11 +20,5 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 std::string format_age(std::int64_t ms);
 // "812", "4.2K", "13M", "1.1G".
 std::string format_size(std::uint64_t bytes);
-// RFC 5322 date in UTC ("Sun, 22 Nov 2026 20:10:00 +0000").
-std::string format_rfc5322_date(UnixMillis ms);
-// asctime form used by mbox From_ lines ("Sun Nov 22 20:10:00 2026"), UTC.
-std::string format_asctime(UnixMillis ms);
-// ISO 8601 in UTC with milliseconds ("2026-11-22T20:10:00.123Z"), for JSON.
-std::string format_iso8601(UnixMillis ms);
 
 } // namespace spoold::spoolctl
