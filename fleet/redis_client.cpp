@@ -46,13 +46,6 @@ std::string hex_sha1(const std::string& text) {
     return out;
 }
 
-void log_escaped(std::string_view what, const std::exception_ptr& e) {
-    if (e) {
-        log::error("event=redis_coroutine_failed step={} error={}", what,
-                   log::quote(describe_escaped(e)));
-    }
-}
-
 } // namespace
 
 std::string RedisEndpoint::describe() const {
@@ -115,8 +108,9 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
     void start_connect() {
         state = State::kConnecting;
         const std::uint64_t gen = ++generation;
-        asio::co_spawn(executor, connect(shared_from_this(), gen),
-                       [](std::exception_ptr e) { log_escaped("connect", e); });
+        asio::co_spawn(executor, connect(shared_from_this(), gen), [](const std::exception_ptr& e) {
+            log_escaped("event=redis_coroutine_failed step=connect", e);
+        });
     }
 
     static asio::awaitable<void> connect(std::shared_ptr<Impl> self, std::uint64_t gen) {
@@ -173,8 +167,9 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
         self->state = State::kUp;
         self->decoder = std::make_unique<ReplyDecoder>();
         self->flush();
-        asio::co_spawn(self->executor, read_loop(self, gen),
-                       [](std::exception_ptr e) { log_escaped("read", e); });
+        asio::co_spawn(self->executor, read_loop(self, gen), [](const std::exception_ptr& e) {
+            log_escaped("event=redis_coroutine_failed step=read", e);
+        });
     }
 
     static asio::awaitable<void> read_loop(std::shared_ptr<Impl> self, std::uint64_t gen) {
@@ -222,7 +217,9 @@ struct RedisClient::Impl : std::enable_shared_from_this<Impl> {
         }
         writing = true;
         asio::co_spawn(executor, write_out(shared_from_this(), generation, std::move(outbox)),
-                       [](std::exception_ptr e) { log_escaped("write", e); });
+                       [](const std::exception_ptr& e) {
+                           log_escaped("event=redis_coroutine_failed step=write", e);
+                       });
         outbox.clear();
     }
 

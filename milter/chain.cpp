@@ -36,9 +36,7 @@ struct Member {
 };
 
 void log_escaped(const std::exception_ptr& e) {
-    if (e) {
-        log::error("event=coroutine_failed where=milter error={}", log::quote(describe_escaped(e)));
-    }
+    spoold::log_escaped("event=coroutine_failed where=milter", e);
 }
 
 std::string_view step_name(Step s) {

@@ -93,11 +93,7 @@ struct IoResult {
     bool timed_out = false; // or woken by stop(): the caller checks Conn::stop
 };
 
-void log_escaped(const std::exception_ptr& e) {
-    if (e) {
-        log::error("event=coroutine_failed error={}", log::quote(describe_escaped(e)));
-    }
-}
+void log_escaped(const std::exception_ptr& e) { spoold::log_escaped("event=coroutine_failed", e); }
 
 template <typename Stream>
 asio::awaitable<IoResult> read_some(Stream* stream, asio::steady_timer* timer,

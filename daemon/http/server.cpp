@@ -16,6 +16,7 @@
 #include <exception>
 #include <map>
 
+#include "common/escaped.hpp"
 #include "common/log.hpp"
 #include "daemon/http/routes.hpp"
 
@@ -68,16 +69,8 @@ using StatePtr = std::shared_ptr<detail::ServerState>;
 struct LogEscaped {
     std::string_view where;
     void operator()(std::exception_ptr e) const {
-        if (!e) {
-            return;
-        }
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            log::error("event=http_coroutine_failed where={} error={}", where,
-                       log::quote(ex.what()));
-        } catch (...) {
-            log::error("event=http_coroutine_failed where={} error=unknown", where);
+        if (e) {
+            log_escaped(fmt::format("event=http_coroutine_failed where={}", where), e);
         }
     }
 };

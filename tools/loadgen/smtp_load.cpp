@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "common/escaped.hpp"
+
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -192,11 +194,7 @@ int main(int argc, char** argv) {
     for (auto& l : lats) {
         asio::co_spawn(io, session(sh, &l), [](const std::exception_ptr& e) {
             if (e) {
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    std::fprintf(stderr, "smtp_load: %s\n", ex.what());
-                }
+                std::fprintf(stderr, "smtp_load: %s\n", spoold::describe_escaped(e).c_str());
             }
         });
     }
