@@ -7,7 +7,6 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -22,6 +21,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/host_port.hpp"
 #include "common/log.hpp"
 #include "policy/cidr.hpp"
 #include "policy/config.hpp"
@@ -1027,38 +1027,25 @@ private:
                 p.is_absolute() || base_.empty() ? path : (base_ / p).lexically_normal().string();
             return;
         }
-        std::string host = text;
-        std::string port;
-        if (!text.empty() && text.front() == '[') {
-            const auto close = text.find(']');
-            if (close == std::string::npos) {
-                bad(m.mark("redis"), fmt::format("fleet.redis: \"{}\" lacks a ']'", text));
-            }
-            host = text.substr(1, close - 1);
-            if (close + 1 < text.size()) {
-                if (text[close + 1] != ':') {
-                    bad(m.mark("redis"),
-                        fmt::format("fleet.redis: \"{}\" is not [address]:port", text));
-                }
-                port = text.substr(close + 2);
-            }
-        } else if (const auto colon = text.rfind(':'); colon != std::string::npos) {
-            host = text.substr(0, colon);
-            port = text.substr(colon + 1);
+        const auto parts = host_port::split(text);
+        if (!parts) {
+            bad(m.mark("redis"),
+                parts.error() == host_port::SplitError::kUnclosedBracket
+                    ? fmt::format("fleet.redis: \"{}\" lacks a ']'", text)
+                    : fmt::format("fleet.redis: \"{}\" is not [address]:port", text));
         }
+        const std::string host(parts->host);
         if (host.empty() || (!parse_ip(host) && !valid_domain(host))) {
             bad(m.mark("redis"),
                 fmt::format("fleet.redis: \"{}\" is not host:port or a socket path", text));
         }
         f.redis_host = host;
-        if (!port.empty()) {
-            unsigned value = 0;
-            const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-            if (ec != std::errc() || end != port.data() + port.size() || value == 0 ||
-                value > 65535) {
-                bad(m.mark("redis"), fmt::format("fleet.redis: \"{}\" is not a port", port));
+        if (!parts->port.empty()) {
+            const auto port = host_port::parse_port(parts->port);
+            if (!port) {
+                bad(m.mark("redis"), fmt::format("fleet.redis: \"{}\" is not a port", parts->port));
             }
-            f.redis_port = static_cast<std::uint16_t>(value);
+            f.redis_port = *port;
         }
     }
 
@@ -1123,28 +1110,20 @@ private:
         if (!a.starts_with("inet:")) {
             refuse("has no inet: or unix: prefix");
         }
-        const std::string rest = a.substr(5);
-        const std::size_t colon = rest.rfind(':');
-        if (colon == std::string::npos || colon == 0) {
+        const auto parts = host_port::split(std::string_view(a).substr(5));
+        if (!parts || !parts->has_port || parts->host.empty()) {
             refuse("has no host:port");
         }
-        std::string host = rest.substr(0, colon);
-        if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-            host = host.substr(1, host.size() - 2);
-        }
-        const std::string port = rest.substr(colon + 1);
-        const bool port_ok = !port.empty() && port.size() <= 5 &&
-                             std::all_of(port.begin(), port.end(),
-                                         [](unsigned char c) { return std::isdigit(c) != 0; }) &&
-                             std::stoul(port) >= 1 && std::stoul(port) <= 65535;
-        if (!port_ok) {
+        const std::string host(parts->host);
+        const auto port = host_port::parse_port(parts->port);
+        if (!port) {
             refuse("has no port from 1 to 65535");
         }
         if (!parse_ip(host) && !valid_domain(ascii_lower(host))) {
             refuse("has a host that is no address or name");
         }
         f.host = host;
-        f.port = static_cast<std::uint16_t>(std::stoul(port));
+        f.port = *port;
     }
 
     // A smarthost that is one of our own listeners gets every DSN back, refuses it as

@@ -3,10 +3,10 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
-#include <charconv>
 #include <fmt/format.h>
 
 #include "common/dotstuff.hpp"
+#include "common/host_port.hpp"
 
 namespace spoold::spoolctl {
 namespace {
@@ -20,23 +20,17 @@ constexpr std::size_t kWritePiece = 64 * 1024;
 } // namespace
 
 Result<RelayTarget> parse_relay_target(std::string_view text) {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0) {
+    const auto parts = host_port::split(text);
+    if (!parts || !parts->has_port || parts->host.empty()) {
         return fail(ErrorKind::kInvalid, fmt::format("'{}' is not HOST:PORT", text));
     }
-    std::string_view host = text.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
-    }
-    const std::string_view port = text.substr(colon + 1);
-    std::uint16_t n = 0;
-    const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
-    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || n == 0) {
-        return fail(ErrorKind::kInvalid, fmt::format("'{}': bad port '{}'", text, port));
+    const auto port = host_port::parse_port(parts->port);
+    if (!port) {
+        return fail(ErrorKind::kInvalid, fmt::format("'{}': bad port '{}'", text, parts->port));
     }
     RelayTarget t;
-    t.host = std::string(host);
-    t.port = n;
+    t.host = std::string(parts->host);
+    t.port = *port;
     return t;
 }
 
