@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cmath>
 #include <fmt/format.h>
-#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -53,22 +51,12 @@ Result<RedisReply> expect(Result<RedisReply> reply) {
     return reply;
 }
 
-void key(std::string& out, std::string_view name) {
-    json::append_string(out, name);
-    out += ':';
-}
-
-void number(std::string& out, double v) {
-    if (!std::isfinite(v)) {
-        out += "null";
-        return;
-    }
-    fmt::format_to(std::back_inserter(out), "{}", v);
-}
-
-void counts(std::string& out, std::uint64_t ready, std::uint64_t deferred, std::uint64_t held) {
-    fmt::format_to(std::back_inserter(out), R"({{"ready":{},"deferred":{},"held":{}}})", ready,
-                   deferred, held);
+void counts(json::Writer& w, std::uint64_t ready, std::uint64_t deferred, std::uint64_t held) {
+    w.begin_object();
+    w.key("ready").value(ready);
+    w.key("deferred").value(deferred);
+    w.key("held").value(held);
+    w.end_object();
 }
 
 } // namespace
@@ -213,8 +201,9 @@ boost::asio::awaitable<Result<FleetView>> read_view(RedisClient& client, std::st
 }
 
 std::string view_json(const FleetView& view) {
-    std::string out;
-    fmt::format_to(std::back_inserter(out), R"({{"now_ms":{},"nodes":[)", view.now_ms);
+    json::Writer w;
+    w.begin_object();
+    w.key("now_ms").value(std::int64_t{view.now_ms});
     std::map<std::string, NodeClassCounts> by_class;
     std::vector<std::string> class_order;
     std::uint64_t ready = 0;
@@ -222,17 +211,15 @@ std::string view_json(const FleetView& view) {
     std::uint64_t held = 0;
     double oldest = 0;
     double rate = 0;
-    for (std::size_t i = 0; i < view.nodes.size(); ++i) {
-        const NodeView& n = view.nodes[i];
-        out += i == 0 ? "{" : ",{";
-        key(out, "node");
-        json::append_string(out, n.node);
-        fmt::format_to(std::back_inserter(out), R"(,"age_ms":{},"classes":{{)", n.age_ms);
-        for (std::size_t j = 0; j < n.status.classes.size(); ++j) {
-            const auto& c = n.status.classes[j];
-            out += j == 0 ? "" : ",";
-            key(out, c.name);
-            counts(out, c.ready, c.deferred, c.held);
+    w.key("nodes").begin_array();
+    for (const NodeView& n : view.nodes) {
+        w.begin_object();
+        w.key("node").value(n.node);
+        w.key("age_ms").value(n.age_ms);
+        w.key("classes").begin_object();
+        for (const auto& c : n.status.classes) {
+            w.key(c.name);
+            counts(w, c.ready, c.deferred, c.held);
             auto [it, fresh] = by_class.try_emplace(c.name, NodeClassCounts{c.name, 0, 0, 0});
             if (fresh) {
                 class_order.push_back(c.name);
@@ -244,71 +231,72 @@ std::string view_json(const FleetView& view) {
             deferred += c.deferred;
             held += c.held;
         }
-        out += R"(},"oldest_age_s":)";
-        number(out, n.status.oldest_age_s);
-        out += R"(,"drain_rate":)";
-        number(out, n.status.drain_rate);
-        out += R"(,"mailstores":{)";
-        for (std::size_t j = 0; j < n.status.mailstores.size(); ++j) {
-            const auto& m = n.status.mailstores[j];
-            out += j == 0 ? "" : ",";
-            key(out, m.name);
-            out += "{";
-            key(out, "breaker");
-            json::append_string(out, m.breaker);
-            fmt::format_to(std::back_inserter(out), R"(,"in_flight":{},"budget":)", m.in_flight);
-            json::append_string(out, m.budget);
-            fmt::format_to(std::back_inserter(out), R"(,"slots":{}}})", m.slots);
+        w.end_object();
+        w.key("oldest_age_s").value(n.status.oldest_age_s);
+        w.key("drain_rate").value(n.status.drain_rate);
+        w.key("mailstores").begin_object();
+        for (const auto& m : n.status.mailstores) {
+            w.key(m.name).begin_object();
+            w.key("breaker").value(m.breaker);
+            w.key("in_flight").value(m.in_flight);
+            w.key("budget").value(m.budget);
+            w.key("slots").value(m.slots);
+            w.end_object();
         }
-        out += "}}";
+        w.end_object();
+        w.end_object();
         oldest = std::max(oldest, n.status.oldest_age_s);
         rate += n.status.drain_rate;
     }
-    fmt::format_to(std::back_inserter(out),
-                   R"(],"totals":{{"nodes":{},"ready":{},"deferred":{},"held":{},"classes":{{)",
-                   view.nodes.size(), ready, deferred, held);
-    for (std::size_t j = 0; j < class_order.size(); ++j) {
-        const auto& c = by_class.at(class_order[j]);
-        out += j == 0 ? "" : ",";
-        key(out, c.name);
-        counts(out, c.ready, c.deferred, c.held);
+    w.end_array();
+    w.key("totals").begin_object();
+    w.key("nodes").value(std::uint64_t{view.nodes.size()});
+    w.key("ready").value(ready);
+    w.key("deferred").value(deferred);
+    w.key("held").value(held);
+    w.key("classes").begin_object();
+    for (const std::string& name : class_order) {
+        const auto& c = by_class.at(name);
+        w.key(c.name);
+        counts(w, c.ready, c.deferred, c.held);
     }
-    out += R"(},"oldest_age_s":)";
-    number(out, oldest);
-    out += R"(,"drain_rate":)";
-    number(out, rate);
-    out += R"(},"mailstores":[)";
-    for (std::size_t i = 0; i < view.stores.size(); ++i) {
-        const StoreView& s = view.stores[i];
-        out += i == 0 ? "{" : ",{";
-        key(out, "name");
-        json::append_string(out, s.name);
-        out += R"(,"slots":{)";
+    w.end_object();
+    w.key("oldest_age_s").value(oldest);
+    w.key("drain_rate").value(rate);
+    w.end_object();
+    w.key("mailstores").begin_array();
+    for (const StoreView& s : view.stores) {
+        w.begin_object();
+        w.key("name").value(s.name);
+        w.key("slots").begin_object();
         std::uint64_t total = 0;
-        for (std::size_t j = 0; j < s.holders.size(); ++j) {
-            const auto& h = s.holders[j];
-            out += j == 0 ? "" : ",";
-            key(out, h.node);
-            fmt::format_to(std::back_inserter(out), R"({{"general":{},"reserve":{},"want":{}}})",
-                           h.general, h.reserve, h.want);
+        for (const auto& h : s.holders) {
+            w.key(h.node).begin_object();
+            w.key("general").value(h.general);
+            w.key("reserve").value(h.reserve);
+            w.key("want").value(h.want);
+            w.end_object();
             total += h.general + h.reserve;
         }
-        fmt::format_to(std::back_inserter(out), R"(}},"held":{},"prober":)", total);
-        json::append_string(out, s.prober);
-        out += R"(,"health":{"state":)";
-        json::append_string(out, s.state);
-        fmt::format_to(std::back_inserter(out), R"(,"epoch":{},"node":)", s.epoch);
-        json::append_string(out, s.state_node);
-        out += R"(,"age_ms":)";
+        w.end_object();
+        w.key("held").value(total);
+        w.key("prober").value(s.prober);
+        w.key("health").begin_object();
+        w.key("state").value(s.state);
+        w.key("epoch").value(s.epoch);
+        w.key("node").value(s.state_node);
+        w.key("age_ms");
         if (s.state_age_ms < 0) {
-            out += "null";
+            w.null();
         } else {
-            fmt::format_to(std::back_inserter(out), "{}", s.state_age_ms);
+            w.value(s.state_age_ms);
         }
-        out += "}}";
+        w.end_object();
+        w.end_object();
     }
-    out += "]}";
-    return out;
+    w.end_array();
+    w.end_object();
+    return w.take();
 }
 
 } // namespace spoold::fleet

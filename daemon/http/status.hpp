@@ -66,12 +66,8 @@ struct StatusSnapshot {
     std::string fleet_json;
 };
 
+// Strings are written script-safe ('<' escaped too, common/json.hpp): the page may inline
+// the document in a <script> block.
 std::string status_json(const StatusSnapshot& status);
-
-// Appends `s` as a JSON string literal (common/json.hpp), '<' escaped as well: the page
-// may inline the document in a <script> block.
-void append_json_string(std::string& out, std::string_view s);
-// A JSON number, or null when not finite.
-void append_json_number(std::string& out, double v);
 
 } // namespace spoold::http

@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/date.hpp"
-#include "tools/spoolctl/json.hpp"
+#include "common/json.hpp"
 #include "tools/spoolctl/units.hpp"
 
 namespace spoold::spoolctl {
@@ -185,7 +185,7 @@ std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMil
 
 std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
                          const ClassNames& classes) {
-    JsonWriter w;
+    json::Writer w;
     w.begin_object();
     w.key("id").value(env.id.text());
     w.key("arrival").value(date::iso8601(env.arrival_ms));
@@ -341,7 +341,7 @@ std::string status_text(const StatusReport& report, const ClassNames& classes) {
 }
 
 std::string status_json(const StatusReport& report, const ClassNames& classes) {
-    JsonWriter w;
+    json::Writer w;
     const auto& c = report.counters;
     w.begin_object();
     w.key("messages").value(static_cast<std::uint64_t>(total(c.messages)));

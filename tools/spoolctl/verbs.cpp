@@ -5,7 +5,7 @@
 #include <functional>
 #include <limits>
 
-#include "tools/spoolctl/json.hpp"
+#include "common/json.hpp"
 #include "tools/spoolctl/mbox.hpp"
 #include "tools/spoolctl/units.hpp"
 #include "tools/spoolctl/verb_support.hpp"
@@ -43,7 +43,7 @@ int set_paused(Context& ctx, bool pause) {
 }
 
 std::string check_json(const spool::CheckReport& r) {
-    JsonWriter w;
+    json::Writer w;
     w.begin_object();
     w.key("records").value(static_cast<std::uint64_t>(r.records));
     w.key("index_entries").value(static_cast<std::uint64_t>(r.index_entries));
@@ -226,7 +226,7 @@ int verb_show(Context& ctx) {
         std::string line = json_message(**env, state, ctx.clock->now_ms(), ctx.classes);
         line.pop_back(); // "}\n" -> add the headers as one more member
         line.pop_back();
-        line += ",\"headers\":" + json_string(headers) + "}\n";
+        line += ",\"headers\":" + json::quoted(headers) + "}\n";
         print(ctx.out, line);
         return kExitOk;
     }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "common/json.hpp"
 #include "daemon/http/page.hpp"
 #include "daemon/http/status.hpp"
 
@@ -10,11 +11,7 @@ using namespace spoold;
 using namespace spoold::http;
 
 namespace {
-std::string json_string(std::string_view s) {
-    std::string out;
-    append_json_string(out, s);
-    return out;
-}
+std::string json_string(std::string_view s) { return json::quoted(s, true); }
 } // namespace
 
 TEST_CASE("JSON strings escape quotes, backslashes, control bytes and '<'") {
@@ -38,13 +35,11 @@ TEST_CASE("JSON strings keep valid UTF-8 and replace invalid bytes with U+FFFD")
 }
 
 TEST_CASE("JSON numbers that are not finite become null") {
-    std::string out;
-    append_json_number(out, std::numeric_limits<double>::infinity());
-    out += ',';
-    append_json_number(out, std::nan(""));
-    out += ',';
-    append_json_number(out, 2.5);
-    CHECK(out == "null,null,2.5");
+    json::Writer w(true);
+    w.begin_array();
+    w.value(std::numeric_limits<double>::infinity()).value(std::nan("")).value(2.5);
+    w.end_array();
+    CHECK(w.str() == "[null,null,2.5]");
 }
 
 TEST_CASE("status_json writes the documented shape with totals, backlog and the drain estimate") {
