@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <string_view>
 
-#include "tools/spoolctl/units.hpp"
+#include "policy/units.hpp"
 
 namespace spoold::spoolctl {
 namespace {
@@ -40,18 +40,18 @@ Status set_address_pattern(CommandLine& cl, std::string_view name, const std::st
 }
 
 Status set_age(CommandLine& cl, std::string_view name, const std::string& value) {
-    const auto d = parse_duration_ms(value);
+    const auto d = policy::parse_duration(value);
     if (!d) {
-        return bad(name, value, "expected a duration such as 90s, 15m, 2h, 3d or 1w");
+        return bad(name, value, d.error().message);
     }
-    (name == "--older-than" ? cl.filter.older_than_ms : cl.filter.newer_than_ms) = *d;
+    (name == "--older-than" ? cl.filter.older_than_ms : cl.filter.newer_than_ms) = d->count();
     return {};
 }
 
 Status set_size(CommandLine& cl, std::string_view name, const std::string& value) {
-    const auto s = parse_size(value);
+    const auto s = policy::parse_size(value);
     if (!s) {
-        return bad(name, value, "expected a size such as 512, 10k, 5M or 1G");
+        return bad(name, value, s.error().message);
     }
     (name == "--min-size" ? cl.filter.min_size : cl.filter.max_size) = *s;
     return {};
@@ -312,8 +312,8 @@ Filter (all given conditions must hold):
   --class NAME|N  --state ready|deferred|held  --held
   --sender ADDR|@DOMAIN|DOMAIN    --recipient ADDR|@DOMAIN|DOMAIN (recipients still waiting;
       ADDR is the user's mailbox: its +tag forms and aliases too, with --config)
-  --older-than DUR  --newer-than DUR   (90s, 15m, 2h, 3d, 1w, 1d12h)
-  --min-size SIZE  --max-size SIZE      (512, 10k, 5M, 1G)
+  --older-than DUR  --newer-than DUR   (500ms, 90s, 15m, 2h, 3d, 1w: a unit is needed)
+  --min-size SIZE  --max-size SIZE      (512 bytes, 10KiB, 5MiB, 1GiB; KB, MB, GB are 1000s)
 
 Writes by filter or --all (hold, release, delete, flush, set-class, requeue) first
 count what they would change and ask on the terminal ("hold 3 messages (12.0K)?");

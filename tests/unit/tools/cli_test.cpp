@@ -55,6 +55,34 @@ TEST_CASE("bad command lines get a message that names the problem") {
     CHECK(err({"list", "--json=1"}).find("takes no value") != std::string::npos);
 }
 
+TEST_CASE("durations and sizes are read in the configuration's dialect") {
+    const auto cl = parse_command_line({"list", "--older-than", "90s", "--newer-than", "1w",
+                                        "--min-size", "10KiB", "--max-size", "5MB"});
+    REQUIRE(cl);
+    CHECK(cl->filter.older_than_ms == 90'000);
+    CHECK(cl->filter.newer_than_ms == 7 * 86'400'000LL);
+    CHECK(cl->filter.min_size == std::uint64_t{10 * 1024});
+    CHECK(cl->filter.max_size == std::uint64_t{5'000'000});
+    const auto bare_size = parse_command_line({"list", "--min-size", "512"});
+    REQUIRE(bare_size);
+    CHECK(bare_size->filter.min_size == std::uint64_t{512});
+
+    auto err = [](std::vector<std::string> args) {
+        const auto c = parse_command_line(args);
+        REQUIRE_FALSE(c);
+        CHECK(c.error().kind == ErrorKind::kInvalid);
+        return c.error().message;
+    };
+    // A bare number could be seconds or days: refused, naming the units that are taken.
+    CHECK(err({"list", "--older-than", "45"}) ==
+          "--older-than 45: duration needs a unit (ms, s, m, h, d, w): \"45\"");
+    CHECK(err({"list", "--min-size", "5M"}).find("unknown size unit \"m\"") != std::string::npos);
+    CHECK(err({"list", "--older-than", "1d12h"}).find("unknown duration unit") !=
+          std::string::npos);
+    CHECK(err({"list", "--older-than", "-2h"}).find("must start with a number") !=
+          std::string::npos);
+}
+
 TEST_CASE("help needs no verb") {
     const auto cl = parse_command_line({"--help"});
     REQUIRE(cl);

@@ -88,7 +88,7 @@ TEST_CASE("each verb takes the options it uses") {
         {"status", "--json"},
         {"list",         "--class", "bulk",        "--state",    "ready",        "--held",
          "--sender",     "a@b",     "--recipient", "@c",         "--older-than", "1h",
-         "--newer-than", "2h",      "--min-size",  "1k",         "--max-size",   "5M",
+         "--newer-than", "2h",      "--min-size",  "1KiB",       "--max-size",   "5MiB",
          "--limit",      "3",       "--json",      "--no-header"},
         {"list", "--all"},
         {"show", "X", "--body", "--json"},
