@@ -1,8 +1,8 @@
 #include "policy/header_scan.hpp"
 
 #include <algorithm>
-#include <cctype>
 
+#include "common/address.hpp"
 #include "common/text.hpp"
 
 namespace spoold::policy {
@@ -21,12 +21,7 @@ bool valid_name(std::string_view name) {
 
 } // namespace
 
-bool header_name_equal(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
+bool header_name_equal(std::string_view a, std::string_view b) { return address::iequals(a, b); }
 
 std::vector<HeaderField> scan_headers(std::string_view message, std::size_t max_bytes) {
     const bool whole = message.size() <= max_bytes;

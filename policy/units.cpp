@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "common/address.hpp"
 #include "common/text.hpp"
 
 namespace spoold::policy {
@@ -33,9 +34,7 @@ Result<Split> split_number(std::string_view text, std::string_view what) {
                     std::string(what) + " is too large: \"" + std::string(text) + "\"");
     }
     // One blank between number and unit ("10 MiB") is tolerated; people write it.
-    for (const char c : ascii::trim(t.substr(digits))) {
-        out.unit.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-    }
+    out.unit = address::ascii_lower(ascii::trim(t.substr(digits)));
     return out;
 }
 

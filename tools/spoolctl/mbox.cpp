@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <sys/types.h>
 
+#include "common/address.hpp"
 #include "common/date.hpp"
 #include "common/text.hpp"
 #include "tools/spoolctl/units.hpp"
@@ -15,16 +16,8 @@ constexpr std::string_view kFromPrefix = "From ";
 constexpr std::string_view kNullSenderName = "MAILER-DAEMON";
 
 bool iequals_prefix(std::string_view line, std::string_view name) {
-    if (line.size() <= name.size() || line[name.size()] != ':') {
-        return false;
-    }
-    for (std::size_t i = 0; i < name.size(); ++i) {
-        if (std::tolower(static_cast<unsigned char>(line[i])) !=
-            std::tolower(static_cast<unsigned char>(name[i]))) {
-            return false;
-        }
-    }
-    return true;
+    return line.size() > name.size() && line[name.size()] == ':' &&
+           address::iequals(line.substr(0, name.size()), name);
 }
 
 // Blanks before a header value; blanks and the line end after it.
