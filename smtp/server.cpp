@@ -21,6 +21,7 @@
 #include "common/escaped.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "io/timed.hpp"
 #include "policy/cidr.hpp"
 #include "smtp/proxy_protocol.hpp"
 #include "smtp/session.hpp"
@@ -87,37 +88,10 @@ struct Conn {
     bool stop = false;              // touched on the strand only
 };
 
-struct IoResult {
-    boost::system::error_code ec;
-    std::size_t bytes = 0;
-    bool timed_out = false; // or woken by stop(): the caller checks Conn::stop
-};
+// timed_out: the deadline passed, or stop() woke the reader; the caller checks Conn::stop.
+using spoold::io::IoResult;
 
 void log_escaped(const std::exception_ptr& e) { spoold::log_escaped("event=coroutine_failed", e); }
-
-template <typename Stream>
-asio::awaitable<IoResult> read_some(Stream* stream, asio::steady_timer* timer,
-                                    asio::mutable_buffer buf, Millis timeout) {
-    timer->expires_after(timeout);
-    auto r = co_await (stream->async_read_some(buf, kUseTuple) || timer->async_wait(kUseTuple));
-    if (r.index() == 1) {
-        co_return IoResult{{}, 0, true};
-    }
-    const auto& [ec, n] = std::get<0>(r);
-    co_return IoResult{ec, n, false};
-}
-
-template <typename Stream>
-asio::awaitable<IoResult> write_all(Stream* stream, asio::steady_timer* timer,
-                                    asio::const_buffer buf, Millis timeout) {
-    timer->expires_after(timeout);
-    auto r = co_await (asio::async_write(*stream, buf, kUseTuple) || timer->async_wait(kUseTuple));
-    if (r.index() == 1) {
-        co_return IoResult{{}, 0, true};
-    }
-    const auto& [ec, n] = std::get<0>(r);
-    co_return IoResult{ec, n, false};
-}
 
 // Turns an intake call that reports through a std::function (on any thread) into an
 // awaitable that resumes on the caller's executor.
@@ -276,7 +250,7 @@ asio::awaitable<bool> read_proxy_header(tcp::socket* socket, asio::steady_timer*
                       log::quote(p.status == ProxyStatus::kInvalid ? p.error : "timeout"));
             co_return false;
         }
-        const IoResult r = co_await read_some(
+        const IoResult r = co_await spoold::io::read_some_for(
             socket, timer, asio::buffer(buf.data(), kProxyV2MaxBytes - got.size()), left);
         if (r.timed_out || r.ec) {
             log::warn("event=proxy_header_refused proxy={} error={}", peer->proxy,
@@ -309,7 +283,8 @@ asio::awaitable<void> close_gracefully(tcp::socket* socket, asio::ssl::stream<tc
         if (left.count() <= 0) {
             break;
         }
-        const IoResult r = co_await read_some(socket, timer, asio::buffer(sink), left);
+        const IoResult r =
+            co_await spoold::io::read_some_for(socket, timer, asio::buffer(sink), left);
         if (r.timed_out || r.ec) {
             break;
         }
@@ -319,7 +294,7 @@ asio::awaitable<void> close_gracefully(tcp::socket* socket, asio::ssl::stream<tc
 
 asio::awaitable<void> reject_connection(tcp::socket socket, std::string wire) {
     asio::steady_timer timer(socket.get_executor());
-    co_await write_all(&socket, &timer, asio::buffer(wire), kRejectWriteTimeout);
+    co_await spoold::io::write_all_for(&socket, &timer, asio::buffer(wire), kRejectWriteTimeout);
     boost::system::error_code ec;
     socket.shutdown(tcp::socket::shutdown_both, ec);
     socket.close(ec);
@@ -352,7 +327,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
             log::info("event=reject client={} proxy={} reason=session-limit reply={}", peer.client,
                       peer.proxy,
                       log::quote(std::string_view(refusal).substr(0, refusal.size() - 2)));
-            co_await write_all(&socket, &write_timer, asio::buffer(refusal), kRejectWriteTimeout);
+            co_await spoold::io::write_all_for(&socket, &write_timer, asio::buffer(refusal),
+                                               kRejectWriteTimeout);
             co_await close_gracefully(&socket, nullptr, &write_timer);
             co_return;
         }
@@ -420,11 +396,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                     // (when they answer at once, it goes out with what follows).
                     IoResult w;
                     if (tls) {
-                        w = co_await write_all(&*tls, &write_timer, asio::buffer(out),
-                                               command_timeout);
+                        w = co_await spoold::io::write_all_for(&*tls, &write_timer,
+                                                               asio::buffer(out), command_timeout);
                     } else {
-                        w = co_await write_all(&socket, &write_timer, asio::buffer(out),
-                                               command_timeout);
+                        w = co_await spoold::io::write_all_for(&socket, &write_timer,
+                                                               asio::buffer(out), command_timeout);
                     }
                     out.clear();
                     if (w.ec || w.timed_out) {
@@ -455,8 +431,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
             } else if (std::holds_alternative<StartTls>(action)) {
                 IoResult w;
                 if (!out.empty()) {
-                    w = co_await write_all(&socket, &write_timer, asio::buffer(out),
-                                           command_timeout);
+                    w = co_await spoold::io::write_all_for(&socket, &write_timer, asio::buffer(out),
+                                                           command_timeout);
                     out.clear();
                 }
                 if (w.ec || w.timed_out) {
@@ -488,9 +464,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
             // One write per batch of replies: pipelined commands get one answer packet.
             IoResult w;
             if (tls) {
-                w = co_await write_all(&*tls, &write_timer, asio::buffer(out), command_timeout);
+                w = co_await spoold::io::write_all_for(&*tls, &write_timer, asio::buffer(out),
+                                                       command_timeout);
             } else {
-                w = co_await write_all(&socket, &write_timer, asio::buffer(out), command_timeout);
+                w = co_await spoold::io::write_all_for(&socket, &write_timer, asio::buffer(out),
+                                                       command_timeout);
             }
             out.clear();
             if (w.ec || w.timed_out) {
@@ -524,11 +502,11 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
         }
         IoResult r;
         if (tls) {
-            r = co_await read_some(&*tls, &conn->read_timer, asio::buffer(buf),
-                                   data ? data_timeout : command_timeout);
+            r = co_await spoold::io::read_some_for(&*tls, &conn->read_timer, asio::buffer(buf),
+                                                   data ? data_timeout : command_timeout);
         } else {
-            r = co_await read_some(&socket, &conn->read_timer, asio::buffer(buf),
-                                   data ? data_timeout : command_timeout);
+            r = co_await spoold::io::read_some_for(&socket, &conn->read_timer, asio::buffer(buf),
+                                                   data ? data_timeout : command_timeout);
         }
         if (r.timed_out) {
             append_actions(queue, conn->stop ? session.on_shutdown() : session.on_timeout());

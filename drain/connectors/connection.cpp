@@ -12,6 +12,7 @@
 
 #include "common/dotstuff.hpp"
 #include "common/log.hpp"
+#include "io/timed.hpp"
 
 namespace spoold::drain::connectors {
 
@@ -25,23 +26,6 @@ namespace {
 // stalled server cannot hold the coroutine past the deadline. as_tuple keeps errors as
 // values (no exceptions on the hot path; "connection refused" is an expected outcome).
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-
-template <typename Stream>
-asio::awaitable<std::variant<std::tuple<boost::system::error_code, std::size_t>,
-                             std::tuple<boost::system::error_code>>>
-timed_read(Stream* stream, asio::mutable_buffer buffer, asio::steady_timer* timer) {
-    using namespace asio::experimental::awaitable_operators;
-    co_return co_await (stream->async_read_some(buffer, kTuple) || timer->async_wait(kTuple));
-}
-
-template <typename Stream>
-asio::awaitable<std::variant<std::tuple<boost::system::error_code, std::size_t>,
-                             std::tuple<boost::system::error_code>>>
-timed_write(Stream* stream, std::string data, asio::steady_timer* timer) {
-    using namespace asio::experimental::awaitable_operators;
-    co_return co_await (asio::async_write(*stream, asio::buffer(data), kTuple) ||
-                        timer->async_wait(kTuple));
-}
 
 bool is_ip_address(const std::string& host) {
     boost::system::error_code ec;
@@ -99,47 +83,43 @@ WireFailure Connection::io_failure(const Io& io, std::string_view during) const 
 asio::awaitable<Connection::Io> Connection::read_some(Clock::time_point deadline) {
     timer_.expires_at(deadline);
     const auto buffer = asio::buffer(read_buffer_);
-    std::variant<std::tuple<boost::system::error_code, std::size_t>,
-                 std::tuple<boost::system::error_code>>
-        r;
+    io::IoResult r;
     if (auto* tcp = std::get_if<TcpSocket>(&stream_)) {
-        r = co_await timed_read(tcp, buffer, &timer_);
+        r = co_await io::read_some(tcp, &timer_, buffer);
     } else if (auto* local = std::get_if<UnixSocket>(&stream_)) {
-        r = co_await timed_read(local, buffer, &timer_);
+        r = co_await io::read_some(local, &timer_, buffer);
     } else if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&stream_)) {
-        r = co_await timed_read(tls->get(), buffer, &timer_);
+        r = co_await io::read_some(tls->get(), &timer_, buffer);
     } else {
         co_return Io{asio::error::not_connected, 0, false};
     }
-    if (r.index() == 1) {
+    if (r.timed_out) {
         close();
         co_return Io{asio::error::timed_out, 0, true};
     }
-    auto [ec, n] = std::get<0>(r);
-    co_return Io{ec, n, false};
+    co_return Io{r.ec, r.bytes, false};
 }
 
 asio::awaitable<Connection::Io> Connection::write_all(std::string data,
                                                       Clock::time_point deadline) {
     timer_.expires_at(deadline);
-    std::variant<std::tuple<boost::system::error_code, std::size_t>,
-                 std::tuple<boost::system::error_code>>
-        r;
+    // `data` lives in this coroutine's frame until the write is done.
+    const auto buffer = asio::buffer(data);
+    io::IoResult r;
     if (auto* tcp = std::get_if<TcpSocket>(&stream_)) {
-        r = co_await timed_write(tcp, std::move(data), &timer_);
+        r = co_await io::write_all(tcp, &timer_, buffer);
     } else if (auto* local = std::get_if<UnixSocket>(&stream_)) {
-        r = co_await timed_write(local, std::move(data), &timer_);
+        r = co_await io::write_all(local, &timer_, buffer);
     } else if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&stream_)) {
-        r = co_await timed_write(tls->get(), std::move(data), &timer_);
+        r = co_await io::write_all(tls->get(), &timer_, buffer);
     } else {
         co_return Io{asio::error::not_connected, 0, false};
     }
-    if (r.index() == 1) {
+    if (r.timed_out) {
         close();
         co_return Io{asio::error::timed_out, 0, true};
     }
-    auto [ec, n] = std::get<0>(r);
-    co_return Io{ec, n, false};
+    co_return Io{r.ec, r.bytes, false};
 }
 
 asio::awaitable<tl::expected<Reply, WireFailure>>
