@@ -112,6 +112,12 @@ class DrainEndToEnd(SpooldTestCase):
         wait_for(lambda: len(node.maildir_files("carol@example.net")) == 2, 30,
                  what="example.net delivered while Dovecot is down")
         wait_for(lambda: node.has_line("to=open"), 30, what="Dovecot's breaker open")
+        # A Maildir file appears before its outcome commits: wait for the commit of both.
+        def carol_committed():
+            left = node.list_json()
+            return len(left) == 1 and any(r["address"] == "carol@example.net" and r["state"] == "delivered"
+                                          for r in left[0]["recipients"])
+        wait_for(carol_committed, 30, what="example.net outcomes committed")
         left = node.list_json()
         self.assertEqual(len(left), 1, left)
         states = {r["address"]: r["state"] for r in left[0]["recipients"]}
