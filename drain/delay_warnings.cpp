@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "common/log.hpp"
 #include "common/escaped.hpp"
@@ -73,27 +75,47 @@ void DelayWarnings::tick(UnixMillis now) {
 }
 
 asio::awaitable<void> DelayWarnings::warn(std::vector<spool::Envelope> batch) {
-    for (spool::Envelope& env : batch) {
+    std::vector<spool::DelayWarning> items;
+    for (const spool::Envelope& env : batch) {
         if (stopping_) {
             co_return;
         }
-        const QueueId id = env.id;
-        const OutcomeWriter::Committed committed = co_await outcomes_.warn_delayed(std::move(env));
-        if (!committed.status) {
-            if (committed.status.error().kind == ErrorKind::kNotFound) {
+        if (auto dsn = outcomes_.build_delay_warning(env)) {
+            items.push_back(spool::DelayWarning{env.id, std::move(*dsn)});
+            if (items.size() % kDelayWarningYieldEvery == 0) {
+                co_await asio::post(executor_, asio::use_awaitable);
+            }
+        }
+    }
+    if (items.empty() || stopping_) {
+        co_return;
+    }
+    std::vector<std::pair<QueueId, QueueId>> warned; // message, its DSN
+    warned.reserve(items.size());
+    for (const spool::DelayWarning& w : items) {
+        warned.emplace_back(w.id, w.dsn.envelope.id);
+    }
+    const OutcomeWriter::Batch done = co_await outcomes_.warn_delayed(std::move(items));
+    if (!done.status) {
+        // The cursor has passed them: the next start's walk tries them again.
+        log::error("event=delay_warning_write_failed messages={} error={}", warned.size(),
+                   log::quote(done.status.error().describe()));
+        co_return;
+    }
+    for (std::size_t i = 0; i < done.items.size(); ++i) {
+        const auto& [id, dsn] = warned[i];
+        if (!done.items[i]) {
+            if (done.items[i].error().kind == ErrorKind::kNotFound) {
                 continue; // delivered or removed since it was read
             }
-            // The cursor has passed it: the next start's walk tries it again.
             log::error("event=delay_warning_write_failed id={} error={}", id.text(),
-                       log::quote(committed.status.error().describe()));
+                       log::quote(done.items[i].error().describe()));
             continue;
         }
-        if (committed.dsn) {
-            ++sent_;
-            log::info("event=delay_warning id={} dsn={}", id.text(), committed.dsn->text());
-            if (lane_.is_open()) {
-                lane_.send(*committed.dsn);
-            }
+        ++sent_;
+        log::info("event=delay_warning id={} dsn={}", id.text(), dsn.text());
+        if (lane_.is_open()) {
+            lane_.send(dsn);
         }
     }
 }

@@ -1,6 +1,6 @@
 // Delay warnings (bounces.delay_warning): a message still waiting that long after arrival
-// gets one RFC 3464 "delayed" DSN, spooled for the DSN lane. It decides no recipient's
-// outcome and sends nothing itself; the NOTIFY decision is the DSN builder's.
+// gets one RFC 3464 "delayed" DSN, spooled for the DSN lane, a batch per commit. It decides
+// no recipient's outcome and sends nothing itself; the NOTIFY decision is the DSN builder's.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -20,7 +20,10 @@
 namespace spoold::drain {
 
 inline constexpr std::int64_t kDelayWarningIntervalMs = 1000;
-inline constexpr std::size_t kDelayWarningBatch = 256;
+// Envelopes read per turn, and so at most the warnings of one commit.
+inline constexpr std::size_t kDelayWarningBatch = spool::kMaxDelayWarningsPerOp;
+// DSNs built between two turns of the I/O thread (SMTP shares it).
+inline constexpr std::size_t kDelayWarningYieldEvery = 64;
 
 // Whether `env` is one a delay warning may be sent for at `now` under `bounces`: old
 // enough, not warned yet, not one of our DSNs, not from the null sender, something waiting.
@@ -36,8 +39,10 @@ public:
                   const std::shared_ptr<const policy::Config>& config, const bool& stopping,
                   std::function<void()> wake);
 
-    // Messages are walked in queue-id order, which is arrival order: the walk stops at the
-    // first one too young and resumes there. A restart walks again from the oldest; the
+    // Messages are walked in queue-id order, which is arrival order, kDelayWarningBatch per
+    // turn: the walk stops at the first one too young and resumes there. The batch's warnings
+    // are built (yielding to the I/O thread every kDelayWarningYieldEvery) and spooled in one
+    // commit; the next batch follows at once. A restart walks again from the oldest; the
     // kFlagDelayWarned flag, written with the warning, keeps it to one per message.
     void tick(UnixMillis now);
     bool running() const { return running_; }

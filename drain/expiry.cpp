@@ -185,7 +185,7 @@ asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids, UnixMillis 
         }
     }
     if (!items.empty() && !stopping_) {
-        const OutcomeWriter::Expired done = co_await outcomes_.expire(std::move(items), now);
+        const OutcomeWriter::Batch done = co_await outcomes_.expire(std::move(items), now);
         if (!done.status) {
             log::error("event=expire_write_failed messages={} error={}", dsns.size(),
                        log::quote(done.status.error().describe()));

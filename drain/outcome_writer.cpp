@@ -150,10 +150,9 @@ OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> u
     co_return out;
 }
 
-asio::awaitable<OutcomeWriter::Committed> OutcomeWriter::warn_delayed(spool::Envelope env) {
-    Committed out;
+std::optional<spool::NewMessage> OutcomeWriter::build_delay_warning(const spool::Envelope& env) {
     if (!make_dsn_ || env.mail_from.empty()) {
-        co_return out;
+        return std::nullopt;
     }
     std::vector<spool::RecipientUpdate> waiting;
     for (std::uint32_t i = 0; i < env.recipients.size(); ++i) {
@@ -168,45 +167,49 @@ asio::awaitable<OutcomeWriter::Committed> OutcomeWriter::warn_delayed(spool::Env
             waiting.push_back(std::move(u));
         }
     }
-    std::optional<spool::NewMessage> dsn;
-    if (!waiting.empty()) {
-        try {
-            dsn = make_dsn_(env, waiting, {});
-        } catch (const std::exception& e) {
-            log::error("event=dsn_build_failed id={} error={}", env.id.text(),
-                       log::quote(e.what()));
-        }
+    if (waiting.empty()) {
+        return std::nullopt;
     }
-    if (!dsn) {
-        co_return out;
+    try {
+        return make_dsn_(env, waiting, {});
+    } catch (const std::exception& e) {
+        log::error("event=dsn_build_failed id={} error={}", env.id.text(), log::quote(e.what()));
     }
-    out.dsn = dsn->envelope.id;
-    spool::Spool* spool = &spool_;
-    std::function<void(spool::Done)> submit = [spool, id = env.id,
-                                               dsn = std::move(*dsn)](spool::Done done) mutable {
-        spool->record_delay_warning(id, std::move(dsn), std::move(done));
-    };
-    out.status = co_await write(std::move(submit));
-    if (!out.status) {
-        out.dsn.reset();
-    }
-    co_return out;
+    return std::nullopt;
 }
 
-asio::awaitable<OutcomeWriter::Expired> OutcomeWriter::expire(std::vector<spool::Expiry> items,
-                                                              UnixMillis now) {
+asio::awaitable<OutcomeWriter::Batch>
+OutcomeWriter::warn_delayed(std::vector<spool::DelayWarning> items) {
     spool::Spool* spool = &spool_;
-    auto results = std::make_shared<std::vector<Status>>();
-    std::function<void(spool::Done)> submit = [spool, items = std::move(items), now,
-                                               results](spool::Done done) mutable {
-        spool->expire(std::move(items), now,
-                      [results, done = std::move(done)](Status st, std::vector<Status> each) {
-                          *results = std::move(each);
-                          done(std::move(st));
-                      });
+    std::function<void(spool::BatchDone)> submit =
+        [spool, items = std::move(items)](spool::BatchDone done) mutable {
+            spool->record_delay_warnings(std::move(items), std::move(done));
+        };
+    co_return co_await write_batch(std::move(submit));
+}
+
+asio::awaitable<OutcomeWriter::Batch> OutcomeWriter::expire(std::vector<spool::Expiry> items,
+                                                            UnixMillis now) {
+    spool::Spool* spool = &spool_;
+    std::function<void(spool::BatchDone)> submit = [spool, items = std::move(items),
+                                                    now](spool::BatchDone done) mutable {
+        spool->expire(std::move(items), now, std::move(done));
     };
-    Expired out;
-    out.status = co_await write(std::move(submit));
+    co_return co_await write_batch(std::move(submit));
+}
+
+asio::awaitable<OutcomeWriter::Batch>
+OutcomeWriter::write_batch(std::function<void(spool::BatchDone)> submit) {
+    auto results = std::make_shared<std::vector<Status>>();
+    std::function<void(spool::Done)> each = [submit = std::move(submit),
+                                             results](spool::Done done) mutable {
+        submit([results, done = std::move(done)](Status st, std::vector<Status> items) {
+            *results = std::move(items);
+            done(std::move(st));
+        });
+    };
+    Batch out;
+    out.status = co_await write(std::move(each));
     out.items = std::move(*results);
     co_return out;
 }

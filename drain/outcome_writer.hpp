@@ -46,16 +46,20 @@ public:
     boost::asio::awaitable<Committed> commit(spool::Envelope env,
                                              std::vector<spool::RecipientUpdate> updates,
                                              bool with_dsn, std::vector<Handoff> handoffs = {});
-    // Retention for many messages in one commit (spool::Spool::expire): the batch's status
-    // and, when it committed, each item's.
-    struct Expired {
+    // A write of many messages in one commit: the batch's status and, when it committed,
+    // each item's.
+    struct Batch {
         Status status;
         std::vector<Status> items;
     };
-    boost::asio::awaitable<Expired> expire(std::vector<spool::Expiry> items, UnixMillis now);
-    // The delay warning for `env`'s recipients not final yet, spooled with the message's
-    // kFlagDelayWarned in one commit; no DSN (and no write) when none of them asks for one.
-    boost::asio::awaitable<Committed> warn_delayed(spool::Envelope env);
+    // Retention for many messages in one commit (spool::Spool::expire).
+    boost::asio::awaitable<Batch> expire(std::vector<spool::Expiry> items, UnixMillis now);
+    // The delay warning for `env`'s recipients not final yet; nullopt when none of them asks
+    // for one (NOTIFY), for the null sender, or without a builder.
+    std::optional<spool::NewMessage> build_delay_warning(const spool::Envelope& env);
+    // Delay warnings spooled with their messages' kFlagDelayWarned, many in one commit
+    // (spool::Spool::record_delay_warnings).
+    boost::asio::awaitable<Batch> warn_delayed(std::vector<spool::DelayWarning> items);
     // Class and expiry of each message as given, submitted together (one group commit);
     // the first failure, if any.
     boost::asio::awaitable<Status>
@@ -70,6 +74,8 @@ public:
 
 private:
     boost::asio::awaitable<Status> write(std::function<void(spool::Done)> submit);
+    // write() for a batch: each item's status too, when the batch committed.
+    boost::asio::awaitable<Batch> write_batch(std::function<void(spool::BatchDone)> submit);
 
     boost::asio::any_io_executor executor_;
     spool::Spool& spool_;

@@ -32,13 +32,15 @@ IndexFacts facts_of_decoded(std::string_view raw) {
 
 } // namespace
 
-Result<std::optional<QueueId>> Checker::check_records(const lmdb::Txn& txn, QueueId from,
-                                                      std::size_t step, bool bodies,
-                                                      CheckReport& report) const {
+Result<std::optional<QueueId>> Checker::scan_records(const lmdb::Txn& txn, QueueId from,
+                                                     std::size_t step, bool bodies,
+                                                     CheckReport& report,
+                                                     IndexDigest* digest) const {
     const Indexes::Problem problem = [&report](std::string line) {
         add_problem(report, std::move(line));
     };
-    // Each record in exactly the indexes its facts call for, its body adding up.
+    // Each record in exactly the indexes its facts call for (looked up, or added to
+    // `digest`), its body adding up.
     Status inner;
     std::size_t seen = 0;
     std::optional<QueueId> next;
@@ -60,7 +62,11 @@ Result<std::optional<QueueId>> Checker::check_records(const lmdb::Txn& txn, Queu
         const auto si = static_cast<std::size_t>(f.header.state);
         report.scanned.messages[f.header.klass][si] += 1;
         report.scanned.bytes[f.header.klass][si] += f.header.size;
-        inner = indexes_.check_record(txn, f, problem);
+        if (digest != nullptr) {
+            Indexes::digest_record(f, *digest);
+        } else {
+            inner = indexes_.check_record(txn, f, problem);
+        }
         if (inner && bodies) {
             auto stored = bodies_.stored_bytes(txn, f.header.body_ref);
             if (!stored) {
@@ -80,29 +86,67 @@ Result<std::optional<QueueId>> Checker::check_records(const lmdb::Txn& txn, Queu
     return next;
 }
 
-Status Checker::check(const lmdb::Env& env, bool bodies, CheckReport& report, std::size_t step,
-                      const std::function<void()>& after_step) const {
-    step = std::max<std::size_t>(1, step);
-    std::uint64_t first_snapshot = 0;
-    std::uint64_t last_snapshot = 0;
-    bool started = false;
-    const auto begin = [&]() -> Result<lmdb::ReadTxn> {
-        if (started && after_step) {
-            after_step();
+// Read transactions one after another, and whether they all saw one snapshot.
+class Checker::Steps {
+public:
+    Steps(const lmdb::Env& env, const std::function<void()>& after_step)
+        : env_(env), after_step_(after_step) {}
+
+    Result<lmdb::ReadTxn> begin() {
+        if (started_ && after_step_) {
+            after_step_();
         }
-        started = true;
-        auto txn = env.begin_read();
+        started_ = true;
+        auto txn = env_.begin_read();
         if (txn) {
-            last_snapshot = txn->id();
-            if (first_snapshot == 0) {
-                first_snapshot = last_snapshot;
+            last_ = txn->id();
+            if (first_ == 0) {
+                first_ = last_;
             }
         }
         return txn;
-    };
+    }
+    bool one_snapshot() const { return first_ == last_; }
+
+private:
+    const lmdb::Env& env_;
+    const std::function<void()>& after_step_;
+    bool started_ = false;
+    std::uint64_t first_ = 0;
+    std::uint64_t last_ = 0;
+};
+
+Result<bool> Checker::check_by_digest(Steps& steps, bool bodies, std::size_t step,
+                                      CheckReport& report) const {
+    IndexDigest from_records;
     for (std::optional<QueueId> from = QueueId{0}; from;) {
-        SPOOLD_TRY(txn, begin());
-        SPOOLD_TRY(next, check_records(txn, *from, step, bodies, report));
+        SPOOLD_TRY(txn, steps.begin());
+        if (!steps.one_snapshot()) {
+            return false; // the spool is changing: only lookups can tell
+        }
+        SPOOLD_TRY(next, scan_records(txn, *from, step, bodies, report, &from_records));
+        from = next;
+    }
+    IndexDigest from_tables;
+    for (std::optional<EntryCursor> cursor = EntryCursor{}; cursor;) {
+        SPOOLD_TRY(txn, steps.begin());
+        if (!steps.one_snapshot()) {
+            return false;
+        }
+        SPOOLD_TRY(next, indexes_.digest_entries(txn, from_tables, *cursor, step));
+        cursor = next;
+    }
+    for (const std::uint64_t n : from_tables.count) {
+        report.index_entries += n;
+    }
+    return steps.one_snapshot() && report.problems.empty() && from_records == from_tables;
+}
+
+Status Checker::check_by_lookup(Steps& steps, bool bodies, std::size_t step,
+                                CheckReport& report) const {
+    for (std::optional<QueueId> from = QueueId{0}; from;) {
+        SPOOLD_TRY(txn, steps.begin());
+        SPOOLD_TRY(next, scan_records(txn, *from, step, bodies, report, nullptr));
         from = next;
     }
     const Indexes::Problem problem = [&report](std::string line) {
@@ -110,7 +154,7 @@ Status Checker::check(const lmdb::Env& env, bool bodies, CheckReport& report, st
     };
     // Index entries: each points at a record whose facts give that entry.
     for (std::optional<EntryCursor> cursor = EntryCursor{}; cursor;) {
-        SPOOLD_TRY(txn, begin());
+        SPOOLD_TRY(txn, steps.begin());
         const Indexes::FactsOf facts_of = [&](QueueId id) -> Result<std::optional<IndexFacts>> {
             SPOOLD_TRY(raw, store_.record(txn, id));
             if (!raw) {
@@ -139,10 +183,31 @@ Status Checker::check(const lmdb::Env& env, bool bodies, CheckReport& report, st
                                                 recipients_of, *cursor, step));
         cursor = next;
     }
-    // The counters equal the scan only if the scan was one snapshot.
-    SPOOLD_TRY(txn, begin());
-    report.counters_compared = last_snapshot == first_snapshot;
+    return {};
+}
+
+Status Checker::check(const lmdb::Env& env, bool bodies, CheckReport& report, std::size_t step,
+                      const std::function<void()>& after_step) const {
+    step = std::max<std::size_t>(1, step);
+    Steps steps(env, after_step);
+    // Records and index tables read in key order, the indexes compared by digest: linear in
+    // the spool. Only when that cannot vouch for them (a problem, a difference, or a spool
+    // that changed meanwhile) does each entry get looked up, which names what is wrong.
+    CheckReport sequential;
+    SPOOLD_TRY(agreed, check_by_digest(steps, bodies, step, sequential));
+    if (agreed) {
+        report = std::move(sequential);
+    } else {
+        report = CheckReport{};
+        SPOOLD_CHECK(check_by_lookup(steps, bodies, step, report));
+    }
+    // The counters equal the scan only if the whole check was one snapshot.
+    SPOOLD_TRY(txn, steps.begin());
+    report.counters_compared = steps.one_snapshot();
     if (report.counters_compared) {
+        const Indexes::Problem problem = [&report](std::string line) {
+            add_problem(report, std::move(line));
+        };
         SPOOLD_CHECK(indexes_.check_counters(txn, report.scanned, problem));
     }
     return {};

@@ -1,7 +1,8 @@
 // check() and repair: verifies records against indexes, counters and bodies with bounded memory
 // in short read transactions that resume by key (a long reader would keep LMDB from reusing
-// freed pages, and the file would grow), and rebuilds indexes and counters from the records in
-// one write transaction. Never deletes a record or a body: an undecodable record is quarantined.
+// freed pages, and the file would grow), reading in key order (digests, no lookups) unless
+// something must be named, and rebuilds indexes and counters from the records in one write
+// transaction. Never deletes a record or a body: an undecodable record is quarantined.
 // What an index holds is indexes.hpp's to say; this file walks the records.
 #pragma once
 
@@ -35,10 +36,19 @@ public:
     Status rebuild(lmdb::WriteTxn& txn) const;
 
 private:
+    class Steps;
     // One step of the record pass from `from`; returns where the next starts (none: done).
-    Result<std::optional<QueueId>> check_records(const lmdb::Txn& txn, QueueId from,
-                                                 std::size_t step, bool bodies,
-                                                 CheckReport& report) const;
+    // With `digest`, the records' index entries are added to it; without, looked up.
+    Result<std::optional<QueueId>> scan_records(const lmdb::Txn& txn, QueueId from,
+                                                std::size_t step, bool bodies, CheckReport& report,
+                                                IndexDigest* digest) const;
+    // Records and index tables in key order, compared by IndexDigest: true when that vouches
+    // for the indexes (one snapshot, no problem, equal digests).
+    Result<bool> check_by_digest(Steps& steps, bool bodies, std::size_t step,
+                                 CheckReport& report) const;
+    // Each record's entries and each entry's record looked up: names every problem, and
+    // holds while the spool changes between steps.
+    Status check_by_lookup(Steps& steps, bool bodies, std::size_t step, CheckReport& report) const;
 
     const Store& store_;
     const Indexes& indexes_;

@@ -189,6 +189,21 @@ Keys entries_of(const IndexSpec& index, const MessageFacts& f) {
     return keys;
 }
 
+static_assert(std::size(kIndexes) == kNumIndexes);
+
+// FNV-1a over the key, then splitmix64's finaliser: spreads keys that share long prefixes.
+std::uint64_t key_hash(std::string_view key) {
+    constexpr std::uint64_t kFnvOffset = 14695981039346656037ULL;
+    constexpr std::uint64_t kFnvPrime = 1099511628211ULL;
+    std::uint64_t h = kFnvOffset;
+    for (const char c : key) {
+        h = (h ^ static_cast<unsigned char>(c)) * kFnvPrime;
+    }
+    h = (h ^ (h >> 30U)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27U)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31U);
+}
+
 bool well_formed(const IndexSpec& index, std::string_view key) {
     return index.key_size != 0 ? key.size() == index.key_size : key.size() > kIdSize;
 }
@@ -197,6 +212,18 @@ bool well_formed(const IndexSpec& index, std::string_view key) {
 
 MessageFacts message_facts(const Envelope& env, std::uint64_t body_ref) {
     return MessageFacts(record::facts_of(env, body_ref), record::recipient_facts_of(env));
+}
+
+bool Indexes::adds_ready_entry(const MessageFacts& before, const MessageFacts& after) {
+    Keys had;
+    ready_entries(before, had);
+    ready_domain_entries(before, had);
+    Keys has;
+    ready_entries(after, has);
+    ready_domain_entries(after, has);
+    return std::any_of(has.begin(), has.end(), [&had](const std::string& k) {
+        return std::find(had.begin(), had.end(), k) == had.end();
+    });
 }
 
 Status Indexes::put_entries(lmdb::WriteTxn& txn, const MessageFacts& f, std::uint32_t after) const {
@@ -566,6 +593,42 @@ Indexes::check_entries(const lmdb::Txn& txn, const FactsOf& facts_of, const Prob
                                   return true;
                               }));
         SPOOLD_CHECK(inner);
+        if (stopped_at) {
+            return std::optional<EntryCursor>{EntryCursor{i, std::move(*stopped_at)}};
+        }
+    }
+    return std::optional<EntryCursor>{};
+}
+
+void Indexes::digest_record(const MessageFacts& f, IndexDigest& d) {
+    Keys want;
+    for (std::size_t i = 0; i < kNumIndexes; ++i) {
+        want.clear();
+        kIndexes[i].entries(f, want);
+        for (const std::string& key : want) {
+            ++d.count[i];
+            d.sum[i] += key_hash(key);
+        }
+    }
+}
+
+Result<std::optional<EntryCursor>> Indexes::digest_entries(const lmdb::Txn& txn, IndexDigest& d,
+                                                           EntryCursor from,
+                                                           std::size_t max) const {
+    std::size_t seen = 0;
+    for (std::size_t i = from.index; i < kNumIndexes; ++i) {
+        std::optional<std::string> stopped_at;
+        SPOOLD_CHECK(txn.scan(t_.*kIndexes[i].table, i == from.index ? from.key : std::string(),
+                              [&](std::string_view k, std::string_view) {
+                                  if (seen >= max) {
+                                      stopped_at = std::string(k);
+                                      return false;
+                                  }
+                                  ++seen;
+                                  ++d.count[i];
+                                  d.sum[i] += key_hash(k);
+                                  return true;
+                              }));
         if (stopped_at) {
             return std::optional<EntryCursor>{EntryCursor{i, std::move(*stopped_at)}};
         }

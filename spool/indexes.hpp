@@ -4,6 +4,7 @@
 // a new entry in kIndexes (indexes.cpp) and a table in tables.hpp. Does not touch records.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -37,6 +38,19 @@ struct MessageFacts {
 };
 MessageFacts message_facts(const Envelope& env, std::uint64_t body_ref);
 
+// How many indexes kIndexes (indexes.cpp) lists.
+inline constexpr std::size_t kNumIndexes = 6;
+
+// check()'s sequential form: each index's entries summed up (how many, and the sum of their
+// keys' 64-bit hashes), once from the records' facts and once from the index tables. Equal
+// digests of one snapshot mean the same entries (keys are distinct; a difference that sums
+// to zero has a chance of 2^-64), with no lookup per record or entry.
+struct IndexDigest {
+    std::array<std::uint64_t, kNumIndexes> count{};
+    std::array<std::uint64_t, kNumIndexes> sum{};
+    friend bool operator==(const IndexDigest&, const IndexDigest&) = default;
+};
+
 // Where check_entries goes on: an index (of kIndexes) and the key to start at (inclusive;
 // empty = its first).
 struct EntryCursor {
@@ -59,6 +73,10 @@ public:
                              std::uint32_t format) const;
     // Empties every index and the counters (repair then add()s each record again).
     Status clear(lmdb::WriteTxn& txn) const;
+    // Whether `after` has an entry of the ready or ready-by-domain index that `before` lacks:
+    // the message became ready where a reader following those indexes may have passed (the
+    // ready epoch moves). A rewrite of the expiry alone, or a hold, adds none.
+    static bool adds_ready_entry(const MessageFacts& before, const MessageFacts& after);
     // Drops a deferred entry whose message is gone (so nothing trips on it forever).
     Status drop_deferred(lmdb::WriteTxn& txn, TimedId entry) const;
 
@@ -106,6 +124,12 @@ public:
                                                      const RecipientsOf& recipients_of = {},
                                                      EntryCursor from = {},
                                                      std::size_t max = SIZE_MAX) const;
+    // Adds the entries the facts call for to `d` (the records' side of the digest).
+    static void digest_record(const MessageFacts& f, IndexDigest& d);
+    // Adds the stored entries to `d`, at most `max` per call, from `from` on, in key order:
+    // where to go on (empty when every index is done), as check_entries.
+    Result<std::optional<EntryCursor>> digest_entries(const lmdb::Txn& txn, IndexDigest& d,
+                                                      EntryCursor from, std::size_t max) const;
     // The stored counters equal `scanned` (what the records add up to).
     Status check_counters(const lmdb::Txn& txn, const Counters& scanned,
                           const Problem& problem) const;

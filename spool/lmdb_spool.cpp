@@ -146,10 +146,14 @@ public:
             std::move(done), grows});
     }
 
-    void record_delay_warning(QueueId id, NewMessage dsn, Done done) override {
-        auto d = std::make_shared<const NewMessage>(std::move(dsn));
-        submit(Op{[this, id, d](WriteTxn& txn) { return store_.record_delay_warning(txn, id, *d); },
-                  std::move(done), true});
+    void record_delay_warnings(std::vector<DelayWarning> items, BatchDone done) override {
+        submit_batch(
+            std::move(items), kMaxDelayWarningsPerOp, "delay warnings",
+            [](const DelayWarning& w) { return w.dsn.body.size(); },
+            [this](WriteTxn& txn, const DelayWarning& w) {
+                return store_.record_delay_warning(txn, w.id, w.dsn);
+            },
+            std::move(done), false);
     }
 
     void set_held(QueueId id, bool held, Done done) override {
@@ -201,14 +205,11 @@ public:
     }
 
     void hold_expired(QueueId id, Done done) override {
-        modify(
-            id, std::move(done),
-            [](Envelope& env) -> Status {
-                env.held = true;
-                env.flags |= kFlagExpiredHold;
-                return {};
-            },
-            false);
+        modify(id, std::move(done), [](Envelope& env) -> Status {
+            env.held = true;
+            env.flags |= kFlagExpiredHold;
+            return {};
+        });
     }
 
     void remove(QueueId id, Done done) override {
@@ -224,37 +225,11 @@ public:
     }
 
     void expire(std::vector<Expiry> items, UnixMillis now, BatchDone done) override {
-        if (items.size() > kMaxExpirePerOp) {
-            done(fail(ErrorKind::kInvalid, fmt::format("{} expiries in one batch, at most {}",
-                                                       items.size(), kMaxExpirePerOp)),
-                 {});
-            return;
-        }
-        auto batch = std::make_shared<const std::vector<Expiry>>(std::move(items));
-        auto results = std::make_shared<std::vector<Status>>();
-        std::size_t bytes = 0;
-        for (const Expiry& e : *batch) {
-            bytes += e.dsn ? e.dsn->body.size() : 0;
-        }
-        const bool grows = bytes > 0;
-        Op op{[this, batch, results, now](WriteTxn& txn) -> Status {
-                  // Re-runnable: a re-run batch starts the results again.
-                  results->assign(batch->size(), Status{});
-                  for (std::size_t i = 0; i < batch->size(); ++i) {
-                      Status st = store_.expire(txn, (*batch)[i], now);
-                      if (!st && may_be_dirty(st.error())) {
-                          return st;
-                      }
-                      (*results)[i] = std::move(st);
-                  }
-                  return {};
-              },
-              [results, done = std::move(done)](Status st) {
-                  done(st, st ? std::move(*results) : std::vector<Status>{});
-              },
-              grows, bytes};
-        op.first = true;
-        submit(std::move(op));
+        submit_batch(
+            std::move(items), kMaxExpirePerOp, "expiries",
+            [](const Expiry& e) { return e.dsn ? e.dsn->body.size() : 0; },
+            [this, now](WriteTxn& txn, const Expiry& e) { return store_.expire(txn, e, now); },
+            std::move(done), true);
     }
 
     void put_meta(std::string key, std::string value, Done done) override {
@@ -455,6 +430,45 @@ private:
         return {};
     }
 
+    // Up to `max` `items` applied by `apply` in one transaction (more: kInvalid, nothing
+    // written): an item that fails cleanly (not found, invalid, quarantined) is skipped with
+    // its status, the rest commit. `bytes_of` gives an item's new data (none at all: the op
+    // does not grow the spool); `first`: ahead of the queued intake.
+    template <typename Item, typename BytesOf, typename Apply>
+    void submit_batch(std::vector<Item> items, std::size_t max, std::string_view what,
+                      BytesOf bytes_of, Apply apply, BatchDone done, bool first) {
+        if (items.size() > max) {
+            done(fail(ErrorKind::kInvalid,
+                      fmt::format("{} {} in one batch, at most {}", items.size(), what, max)),
+                 {});
+            return;
+        }
+        auto batch = std::make_shared<const std::vector<Item>>(std::move(items));
+        std::size_t bytes = 0;
+        for (const Item& item : *batch) {
+            bytes += bytes_of(item);
+        }
+        auto results = std::make_shared<std::vector<Status>>();
+        Op op{[batch, apply = std::move(apply), results](WriteTxn& txn) -> Status {
+                  // Re-runnable: a re-run batch starts the results again.
+                  results->assign(batch->size(), Status{});
+                  for (std::size_t i = 0; i < batch->size(); ++i) {
+                      Status st = apply(txn, (*batch)[i]);
+                      if (!st && may_be_dirty(st.error())) {
+                          return st;
+                      }
+                      (*results)[i] = std::move(st);
+                  }
+                  return {};
+              },
+              [results, done = std::move(done)](Status st) {
+                  done(st, st ? std::move(*results) : std::vector<Status>{});
+              },
+              bytes > 0, bytes};
+        op.first = first;
+        submit(std::move(op));
+    }
+
     void submit(Op op) {
         if (!writer_) {
             SPOOLD_ASSERT(options_.read_only, "a writable spool without its writer");
@@ -473,12 +487,18 @@ private:
         }
     }
 
-    // `readies`: the change may make the message ready behind a reader's cursor, so the
-    // ready epoch moves in the same transaction.
-    void modify(QueueId id, Done done, std::function<Status(Envelope&)> change,
-                bool readies = true) {
-        submit(Op{[this, id, change = std::move(change), readies](WriteTxn& txn) -> Status {
-                      SPOOLD_CHECK(store_.modify(txn, id, change));
+    // When the change gives the message a ready-index entry it lacked (released, flushed,
+    // moved to another class), it may now be ready behind a reader's cursor, so the ready
+    // epoch moves in the same transaction; a new expiry alone or a hold leaves it.
+    void modify(QueueId id, Done done, std::function<Status(Envelope&)> change) {
+        submit(Op{[this, id, change = std::move(change)](WriteTxn& txn) -> Status {
+                      bool readies = false;
+                      SPOOLD_CHECK(store_.modify(txn, id, [&](Envelope& env) -> Status {
+                          const MessageFacts before = message_facts(env, 0);
+                          SPOOLD_CHECK(change(env));
+                          readies = Indexes::adds_ready_entry(before, message_facts(env, 0));
+                          return {};
+                      }));
                       if (!readies) {
                           return {};
                       }

@@ -179,15 +179,26 @@ struct Expiry {
     std::optional<NewMessage> dsn; // enqueued in the same transaction (action "bounce")
 };
 
+// A delay warning (bounces.delay_warning) for message `id`: its DSN, spooled as the message
+// is flagged kFlagDelayWarned.
+struct DelayWarning {
+    QueueId id;
+    NewMessage dsn;
+};
+// record_delay_warnings applies at most this many in one transaction: a batch of DSN inserts
+// that shares the intake's group commit must stay small.
+inline constexpr std::size_t kMaxDelayWarningsPerOp = 256;
+
 // One page of ids found through an index, and where the next page starts.
 struct IdPage {
     std::vector<QueueId> ids;
     std::string resume; // pass back for the next page; empty when there is none
 };
 
-// meta key: changes (a big-endian counter) whenever a message may have become ready other than
-// by enqueue or promote_due: hold and release, set_class, flush, also from another process.
-// Whoever follows the ready indexes with cursors (the drain's scheduler) looks again.
+// meta key: changes (a big-endian counter) whenever a change other than enqueue or promote_due
+// gives a message a ready-index entry it lacked: a release, set_class, flush, a reclassify that
+// does so, also from another process. A hold or an expiry-only rewrite leaves it. Whoever
+// follows the ready indexes with cursors (the drain's scheduler) looks again.
 inline constexpr std::string_view kReadyEpochKey = "ready_epoch";
 
 // Which of a mailbox's addresses a recipient lookup finds: the address itself (its messages in
@@ -241,10 +252,12 @@ public:
     // `dsn`, when given, is enqueued in the same transaction (never lost, never twice).
     virtual void record_outcome(QueueId id, std::vector<RecipientUpdate> updates,
                                 std::optional<NewMessage> dsn, Done done) = 0;
-    // Spools `dsn`, the message's delay warning, and flags the message kFlagDelayWarned in
-    // one commit; a message flagged already gets no second one (nothing written).
-    virtual void record_delay_warning(QueueId /*id*/, NewMessage /*dsn*/, Done done) {
-        done(fail(ErrorKind::kInternal, "record_delay_warning not implemented"));
+    // Spools each item's delay warning and flags its message kFlagDelayWarned, up to
+    // kMaxDelayWarningsPerOp items in one commit (more: kInvalid, nothing written). A message
+    // flagged already gets no second one (its status ok, nothing written); one that is gone
+    // is kNotFound, one quarantined kCorrupt: skipped, the rest commit.
+    virtual void record_delay_warnings(std::vector<DelayWarning> /*items*/, BatchDone done) {
+        done(fail(ErrorKind::kInternal, "record_delay_warnings not implemented"), {});
     }
     // A release (held false) also clears the hold reason.
     virtual void set_held(QueueId id, bool held, Done done) = 0;

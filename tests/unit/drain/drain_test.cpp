@@ -622,6 +622,46 @@ TEST_CASE("a message still waiting after delay_warning gets one delayed DSN thro
     CHECK(h.spool.contains(waiting));
 }
 
+TEST_CASE("a backlog older than delay_warning is warned batch after batch, each message once") {
+    auto config = test_config();
+    config.bounces.delay_warning = std::chrono::hours(1);
+    Harness h(config);
+    h.spool.set_meta("paused.lmtp", "1"); // the mailstore is unavailable
+    // More than two batches, with null senders (never warned) among them.
+    const std::size_t n = 3 * kDelayWarningBatch;
+    std::vector<TestMessage> backlog;
+    for (std::size_t i = 0; i < n; ++i) {
+        backlog.push_back(
+            TestMessage{1, {"a@example.com"}, "hello\r\n", i % 7 == 3 ? "" : "sender@example.org"});
+    }
+    const auto ids = h.spool.add_all(std::move(backlog));
+    const auto warned = static_cast<std::size_t>(std::count_if(
+        ids.begin(), ids.end(), [&](QueueId id) { return !h.spool.env(id).mail_from.empty(); }));
+    REQUIRE(warned > kDelayWarningBatch * 2);
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].paused; }));
+    h.clock.advance_ms(3'600'000);
+    REQUIRE(h.run_until([&] { return h.snap().delay_warnings == warned; }));
+    REQUIRE(h.dsn_calls.size() == warned);
+    std::set<QueueId> called;
+    for (const DsnCall& c : h.dsn_calls) {
+        called.insert(c.id);
+    }
+    CHECK(called.size() == warned); // one each
+    for (const QueueId id : ids) {
+        const spool::Envelope env = h.spool.env(id);
+        CHECK(((env.flags & spool::kFlagDelayWarned) != 0) == !env.mail_from.empty());
+        CHECK(called.count(id) == (env.mail_from.empty() ? 0U : 1U));
+    }
+    // Every DSN is in the spool (for the lane): spooled with its message's flag.
+    CHECK(*h.spool->dsns_after(QueueId{0}, 2 * n) ==
+          std::vector<QueueId>(h.dsn_ids.begin(), h.dsn_ids.end()));
+    // Nothing more once the walk has passed them all, however long they wait.
+    h.clock.advance_ms(3'600'000);
+    h.run_turns(3);
+    CHECK(h.snap().delay_warnings == warned);
+}
+
 TEST_CASE("a delay warning is for waiting mail from a real sender that was not warned yet") {
     policy::BounceConfig bounces;
     bounces.delay_warning = std::chrono::hours(4);

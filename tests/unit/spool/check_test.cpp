@@ -140,6 +140,30 @@ TEST_CASE("a check in short transactions finds nothing wrong while the spool cha
     CHECK(idle.problems.empty());
     CHECK(idle.counters_compared);
     CHECK(idle.records == 60 - changes); // each change delivered two and added one
+
+    // An idle spool is vouched for by the digests alone: one read of each record and each
+    // entry in key order (a transaction per 7), then the counters; no lookup pass after it.
+    std::size_t steps = 0;
+    CheckReport digested;
+    REQUIRE(checker.check(*raw.env, true, digested, 7, [&] { ++steps; }));
+    CHECK(digested.problems.empty());
+    CHECK(digested.counters_compared);
+    CHECK(digested.records == idle.records);
+    CHECK(digested.index_entries == idle.index_entries);
+    const auto txns = [](std::uint64_t n) { return (n + 6) / 7; };
+    CHECK(steps + 1 == txns(digested.records) + txns(digested.index_entries) + 1);
+
+    // One entry swapped for another in the same index (the count stays): the digests differ,
+    // and the lookups name both.
+    test::write_txn(*raw.env, [&](lmdb::WriteTxn& txn) {
+        const QueueId kept = stored[stored.size() / 2]; // no change removed it
+        REQUIRE(*txn.del(raw.tables.rcpt, record::rcpt_key("user0@example.net", kept)));
+        REQUIRE(*txn.put(raw.tables.rcpt, record::rcpt_key("nobody@example.net", kept), {}));
+    });
+    CheckReport swapped;
+    REQUIRE(checker.check(*raw.env, true, swapped, 7));
+    CHECK(swapped.problems.size() == 2);
+    CHECK(swapped.index_entries == idle.index_entries);
 }
 
 } // namespace spoold::spool

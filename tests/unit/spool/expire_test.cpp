@@ -19,12 +19,27 @@ struct Expired {
     std::vector<Status> items;
 };
 
-Expired expire_sync(Spool& spool, std::vector<Expiry> items, UnixMillis now) {
+// Submits one batch operation and waits for its commit.
+Expired batch_sync(const std::function<void(BatchDone)>& submit) {
     std::promise<Expired> p;
-    spool.expire(std::move(items), now, [&p](Status st, std::vector<Status> each) {
-        p.set_value({st, std::move(each)});
-    });
+    submit([&p](Status st, std::vector<Status> each) { p.set_value({st, std::move(each)}); });
     return p.get_future().get();
+}
+
+Expired expire_sync(Spool& spool, std::vector<Expiry> items, UnixMillis now) {
+    return batch_sync(
+        [&](BatchDone done) { spool.expire(std::move(items), now, std::move(done)); });
+}
+
+Expired warn_sync(Spool& spool, std::vector<DelayWarning> items) {
+    return batch_sync(
+        [&](BatchDone done) { spool.record_delay_warnings(std::move(items), std::move(done)); });
+}
+
+DelayWarning warning_for(Spool& spool, QueueId id) {
+    NewMessage dsn = make_message(spool, 0, 1, "delayed: " + id.text());
+    dsn.envelope.flags = kFlagDsn;
+    return DelayWarning{id, std::move(dsn)};
 }
 
 } // namespace
@@ -89,6 +104,56 @@ TEST_CASE("an expiry batch larger than one transaction may hold is refused whole
     REQUIRE_FALSE(r.batch.has_value());
     CHECK(r.batch.error().kind == ErrorKind::kInvalid);
     CHECK(r.items.empty());
+}
+
+TEST_CASE("delay warnings for many messages are spooled in one batch, one per message") {
+    TempDir dir;
+    FakeClock clock;
+    auto spool = open_spool(options_for(dir, clock));
+    std::vector<QueueId> ids;
+    for (int i = 0; i < 3; ++i) {
+        NewMessage m = make_message(*spool, 1, 2, "body " + std::to_string(i));
+        ids.push_back(m.envelope.id);
+        REQUIRE(enqueue_sync(*spool, m));
+    }
+    std::vector<DelayWarning> items;
+    std::vector<QueueId> dsns;
+    for (const QueueId id : ids) {
+        items.push_back(warning_for(*spool, id));
+        dsns.push_back(items.back().dsn.envelope.id);
+    }
+    items.push_back(warning_for(*spool, QueueId{ids.back().value + 99})); // gone
+
+    const Expired r = warn_sync(*spool, std::move(items));
+    REQUIRE(r.batch.has_value());
+    REQUIRE(r.items.size() == 4);
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        CHECK(r.items[i].has_value());
+        const auto env = spool->get(ids[i]);
+        REQUIRE(env->has_value());
+        CHECK(((*env)->flags & kFlagDelayWarned) != 0);
+        CHECK((*env)->recipients[0].state == RcptState::kQueued); // a warning decides nothing
+    }
+    REQUIRE_FALSE(r.items[3].has_value());
+    CHECK(r.items[3].error().kind == ErrorKind::kNotFound);
+    CHECK(*spool->dsns_after(QueueId{0}, 10) == dsns);
+    check_consistent(*spool);
+
+    // Warned already: no second DSN, whatever the caller built.
+    std::vector<DelayWarning> again;
+    for (const QueueId id : ids) {
+        again.push_back(warning_for(*spool, id));
+    }
+    const Expired twice = warn_sync(*spool, std::move(again));
+    REQUIRE(twice.batch.has_value());
+    CHECK(std::all_of(twice.items.begin(), twice.items.end(),
+                      [](const Status& st) { return st.has_value(); }));
+    CHECK(*spool->dsns_after(QueueId{0}, 10) == dsns);
+
+    const Expired big = warn_sync(*spool, std::vector<DelayWarning>(kMaxDelayWarningsPerOp + 1));
+    REQUIRE_FALSE(big.batch.has_value());
+    CHECK(big.batch.error().kind == ErrorKind::kInvalid);
+    CHECK(*spool->dsns_after(QueueId{0}, 10) == dsns);
 }
 
 } // namespace spoold::spool

@@ -182,6 +182,56 @@ TEST_CASE("reclassify moves class and expiry, lifts a retention hold only for a 
     CHECK(bad.error().kind == ErrorKind::kInvalid);
 }
 
+TEST_CASE("the ready epoch moves only when a write gives a message a ready entry it lacked") {
+    TempDir dir;
+    FakeClock clock;
+    auto spool = open_spool(options_for(dir, clock));
+    const UnixMillis now = clock.now_ms();
+    NewMessage m = make_message(*spool, 1, 1, "body", now, now + 1'000);
+    const QueueId id = m.envelope.id;
+    REQUIRE(enqueue_sync(*spool, m));
+    const auto epoch = [&] {
+        auto e = spool->get_meta(kReadyEpochKey);
+        REQUIRE(e.has_value());
+        return e->value_or(std::string());
+    };
+    const auto reclassify = [&](Reclassification change) {
+        REQUIRE(spool->wait([&](Done d) { spool->reclassify(id, change, std::move(d)); }));
+    };
+    std::string last = epoch();
+    const auto moved = [&] {
+        const std::string now_epoch = epoch();
+        const bool changed = now_epoch != last;
+        last = now_epoch;
+        return changed;
+    };
+
+    // A retention review's rewrite: a new expiry, same class, nothing flushed.
+    reclassify(Reclassification{1, now + 9'000, now, false});
+    CHECK((*spool->get(id))->expires_ms == now + 9'000);
+    CHECK_FALSE(moved());
+    // Another class: the message is ready where that class's cursor may have passed.
+    reclassify(Reclassification{2, now + 9'000, now, false});
+    CHECK(moved());
+    // A hold takes its ready entries away; the release gives them back.
+    REQUIRE(spool->wait([&](Done d) { spool->set_held(id, true, std::move(d)); }));
+    CHECK_FALSE(moved());
+    REQUIRE(spool->wait([&](Done d) { spool->set_held(id, false, std::move(d)); }));
+    CHECK(moved());
+    // Deferred, then flushed by a reclassify: ready again.
+    REQUIRE(spool->wait([&](Done d) {
+        spool->record_outcome(id, {update(0, RcptState::kDeferred, now + 60'000)}, std::nullopt,
+                              std::move(d));
+    }));
+    CHECK_FALSE(moved());
+    reclassify(Reclassification{2, now + 8'000, now, false}); // still deferred: expiry only
+    CHECK_FALSE(moved());
+    reclassify(Reclassification{2, now + 8'000, now, true});
+    CHECK(moved());
+    CHECK(*spool->ready_after(2, QueueId{0}, 10) == std::vector<QueueId>{id});
+    check_consistent(*spool);
+}
+
 TEST_CASE("a message enqueued held with a filter's reason is held until a release clears it") {
     TempDir dir;
     FakeClock clock;
