@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <fmt/format.h>
 
 #include "common/address.hpp"
@@ -28,6 +29,23 @@ Reply not_a_delivery(const Reply& reply, std::string_view step) {
                       fmt::format("mailstore answered {} with \"{}\"", step, reply.summary()));
 }
 
+// RFC 1870's limit is 1*20DIGIT. Anything else ("-1", "10M", a number past 2^64 - 1) is no
+// limit on purpose: a wrong limit would defer or bounce mail the store would have taken,
+// while with none the store still says 552 to a message too big for it.
+std::uint64_t size_limit(std::string_view rest) {
+    while (!rest.empty() && rest.front() == ' ') {
+        rest.remove_prefix(1);
+    }
+    std::uint64_t limit = 0;
+    const auto* end = rest.data() + rest.size();
+    const bool digits = !rest.empty() && std::all_of(rest.begin(), rest.end(),
+                                                     [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits || std::from_chars(rest.data(), end, limit).ptr != end) {
+        return 0;
+    }
+    return limit;
+}
+
 } // namespace
 
 Capabilities parse_capabilities(const Reply& hello_reply) {
@@ -50,13 +68,7 @@ Capabilities parse_capabilities(const Reply& hello_reply) {
             caps.chunking = true;
         } else if (keyword == "SIZE") {
             caps.size = true;
-            if (line.size() > keyword.size() + 1) {
-                try {
-                    caps.size_limit = std::stoull(line.substr(keyword.size() + 1));
-                } catch (const std::exception&) {
-                    caps.size_limit = 0; // an unparsable limit is treated as none
-                }
-            }
+            caps.size_limit = size_limit(std::string_view(line).substr(keyword.size()));
         }
     }
     return caps;

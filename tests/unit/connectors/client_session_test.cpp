@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "drain/connectors/client_session.hpp"
 #include "common/reply_parser.hpp"
@@ -60,6 +62,28 @@ TEST_CASE("LHLO capabilities are parsed, including SIZE with its limit") {
     CHECK(c.chunking);
     CHECK(c.size);
     CHECK(c.size_limit == 52428800);
+}
+
+TEST_CASE("a SIZE argument that is not 1*20DIGIT in range is taken as no limit") {
+    const std::vector<std::pair<std::string, std::uint64_t>> cases{
+        {"SIZE", 0},
+        {"SIZE 0", 0},
+        {"SIZE 1000", 1000},
+        {"SIZE 18446744073709551615", 18446744073709551615ULL},
+        {"SIZE -1", 0},                   // stoull made this ULLONG_MAX
+        {"SIZE 18446744073709551616", 0}, // past 2^64 - 1
+        {"SIZE 10M", 0},                  // stoull made this 10
+        {"SIZE +5", 0},
+        {"SIZE 5 6", 0},
+    };
+    for (const auto& [line, limit] : cases) {
+        CAPTURE(line);
+        auto r = parse_reply("250-mx\r\n250 " + line + "\r\n");
+        REQUIRE(r);
+        const Capabilities c = parse_capabilities(*r);
+        CHECK(c.size);
+        CHECK(c.size_limit == limit);
+    }
 }
 
 TEST_CASE("LMTP: pipelined envelope, then one reply per accepted recipient after the dot") {
