@@ -211,6 +211,11 @@ public:
             refuse(source, "no class (give --class NAME, or --config for the default class)");
             return;
         }
+        m.body = to_crlf(message);
+        if (const auto why = content_problem(m.body); !why.empty()) {
+            refuse(source, why);
+            return;
+        }
         env.klass = *klass;
         env.id = ctx_.spool->new_id();
         env.arrival_ms = ctx_.clock->now_ms();
@@ -218,7 +223,6 @@ public:
         if (ctx_.config) {
             env.expires_ms = policy::expiry_ms(*ctx_.config, env.klass, env.arrival_ms);
         }
-        m.body = to_crlf(message);
         env.size = m.body.size();
         bytes_ += env.size;
         const QueueId id = env.id;

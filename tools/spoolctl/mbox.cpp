@@ -100,6 +100,20 @@ std::string to_crlf(std::string_view text) {
     return out;
 }
 
+std::string_view content_problem(std::string_view wire) {
+    for (std::size_t i = 0; i < wire.size(); ++i) {
+        if (wire[i] == '\r' && (i + 1 == wire.size() || wire[i + 1] != '\n')) {
+            return "bare CR in message content (RFC 5321 2.3.8; spoold's SMTP listener "
+                   "refuses it with 554 5.6.0)";
+        }
+        if (wire[i] == '\0') {
+            return "NUL byte in message content (RFC 5321 2.3.8; spoold's SMTP listener "
+                   "refuses it with 554 5.6.0)";
+        }
+    }
+    return {};
+}
+
 std::string_view header_section(std::string_view message) {
     std::size_t pos = 0;
     while (pos < message.size()) {

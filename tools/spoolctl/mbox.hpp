@@ -40,6 +40,11 @@ bool plausible_address(std::string_view a);
 
 // Every bare LF becomes CRLF (existing CRLF pairs are kept): the spool stores wire form.
 std::string to_crlf(std::string_view text);
+// Why import refuses a message (after to_crlf) that spoold's SMTP listener would have
+// refused with 554 5.6.0 (RFC 5321 2.3.8): a bare CR (not followed by LF) or a NUL byte.
+// Empty when there is nothing to refuse. A bare CR cannot be mended as a bare LF is: it may
+// be a line end (old Mac text) or content, and either guess could change the message.
+std::string_view content_problem(std::string_view wire);
 
 // The header section of a message: everything before the first empty line (CRLF or LF).
 std::string_view header_section(std::string_view message);

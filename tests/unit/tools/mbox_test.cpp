@@ -68,6 +68,17 @@ TEST_CASE("bare LF becomes CRLF and CRLF stays") {
     CHECK(to_crlf("\n") == "\r\n");
 }
 
+TEST_CASE("import refuses a bare CR or a NUL byte as the SMTP listener does, after to_crlf") {
+    using namespace std::string_literals;
+    CHECK(content_problem(to_crlf("A: 1\n\nbody\n")).empty());
+    CHECK(content_problem("A: 1\r\n\r\nbody\r\n").empty());
+    CHECK(content_problem("").empty());
+    CHECK(content_problem(to_crlf("A: 1\n\nold\rmac\n")).starts_with("bare CR"));
+    CHECK(content_problem(to_crlf("A: 1\n\nbody\r")).starts_with("bare CR")); // at the end
+    CHECK(content_problem(to_crlf("A: 1\r\r\n\nbody\n")).starts_with("bare CR"));
+    CHECK(content_problem("A: 1\r\n\r\nnul\0byte\r\n"s).starts_with("NUL byte"));
+}
+
 TEST_CASE("the header section ends at the first empty line") {
     CHECK(header_section("A: 1\r\nB: 2\r\n\r\nbody\r\n") == "A: 1\r\nB: 2\r\n");
     CHECK(header_section("A: 1\nB: 2\n\nbody\n") == "A: 1\nB: 2\n");
