@@ -226,6 +226,10 @@ DrainSnapshot Drain::snapshot() const {
     return s;
 }
 
+void Drain::arrived(QueueId id) {
+    asio::post(executor_, [this, id] { scheduler_.arrived(id); });
+}
+
 void Drain::wake() { wake_.cancel(); }
 
 bool Drain::idle() const {

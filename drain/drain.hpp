@@ -71,6 +71,9 @@ public:
     // The budget mailstore `name` shares with other nodes (the fleet's); not owned, it must
     // outlive the drain. Call before start(). False when no mailstore has that name.
     bool set_budget(const std::string& name, Budget& budget);
+    // Message `id` was just enqueued (the intake's commit): the scheduler looks at it again
+    // if its cursors may have passed its id already (Scheduler::arrived).
+    void arrived(QueueId id);
     // Call on the executor (status and metrics handlers run there).
     DrainSnapshot snapshot() const;
 

@@ -106,6 +106,12 @@ void Scheduler::recheck(const std::vector<QueueId>& ids) {
     }
 }
 
+void Scheduler::arrived(QueueId id) {
+    if (id <= passed_) {
+        recheck({id});
+    }
+}
+
 void Scheduler::add_revisit(spool::ClassId klass, const std::string& domain, QueueId id) {
     ClassQueue& q = classes_[klass];
     Lane& lane = q.lanes[domain];
@@ -303,6 +309,7 @@ Scheduler::Candidate* Scheduler::lane_head(spool::ClassId klass, Lane& lane, con
             return nullptr;
         }
         lane.exhausted = false;
+        passed_ = std::max(passed_, ids->back());
         for (const QueueId id : *ids) {
             if (leased(id)) {
                 lane.cursor = id;
@@ -342,6 +349,7 @@ std::optional<Scheduler::Candidate> Scheduler::parked_head(spool::ClassId klass,
             done = true;
             return std::nullopt;
         }
+        passed_ = std::max(passed_, ids->back());
         for (const QueueId id : *ids) {
             if (budget > 0) {
                 --budget;

@@ -67,7 +67,8 @@ public:
     // blocked by a busy recipient is parked under that recipient and found again through the
     // spool's recipient index when it has a free slot; one passed while leased or refused by
     // `admit` is kept for a second look. Cursors start again only when the spool says mail may
-    // have become ready behind them (the ready epoch), after recheck() overflows, or refresh().
+    // have become ready behind them (the ready epoch), after recheck() overflows, or refresh();
+    // mail that does so otherwise (promoted, released, committed late) comes through recheck().
     std::optional<Pick> next(const Admit& admit = {}, const DomainRoom& room = {});
     // Leases a message outside next() (expiry, the DSN lane); false when already leased.
     bool lease(QueueId id) { return leases_.try_emplace(id.value).second; }
@@ -84,6 +85,10 @@ public:
     // Messages that may have become ready behind the cursors (promoted deferrals): looked at
     // again by the next picks.
     void recheck(const std::vector<QueueId>& ids);
+    // A message just enqueued. Ids are taken when a message starts to arrive, so one that
+    // took longer commits after later ids the cursors may have passed: such a message is
+    // rechecked; one above everything read so far is found by the cursors, at no cost.
+    void arrived(QueueId id);
 
     void reconfigure(SchedulerOptions options);
     // Every lane starts again from the front and the domains are read again.
@@ -151,6 +156,7 @@ private:
     bool read_failed_ = false;
     UnixMillis last_error_log_ms_ = 0;
     std::deque<QueueId> recheck_;
+    QueueId passed_; // the highest id a cursor or a recipient's walk has read
     // (class, recipient) -> its walk; kept until the walk finds no more of its messages.
     std::map<std::pair<spool::ClassId, std::string>, Parked> parked_;
     std::unordered_map<std::uint64_t, std::vector<std::string>> leases_;

@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <mutex>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "daemon/spool_intake.hpp"
@@ -83,4 +85,37 @@ TEST_CASE("admission refuses once the bytes written since the last sample use up
     // Above the watermark nothing is admitted, whatever the budget.
     intake.set_accepting(false, "spool at its watermark", 10 * 1024 * 1024);
     CHECK_FALSE(intake.admit());
+}
+
+TEST_CASE("the committed hook hears of each message after its commit, with the id it began with") {
+    FakeClock clock;
+    test::TempSpool spool(clock);
+    auto h = hooks();
+    std::mutex mutex;
+    std::vector<QueueId> heard;
+    h.committed = [&](QueueId id) {
+        const std::lock_guard lock(mutex);
+        heard.push_back(id);
+    };
+    SpoolIntake intake(spool.get(), std::move(h), clock);
+    // A slow message begun first commits after a quick one: ids out of commit order, which
+    // is why the drain must hear of the commit (Scheduler::arrived).
+    auto slow = intake.begin();
+    REQUIRE(slow);
+    REQUIRE(receive(intake, 1024));
+    smtp::MessageInfo info;
+    info.mail_from = "a@remote.example";
+    info.recipients.push_back(smtp::RecipientInfo{"c@example.com", "", 0});
+    std::atomic<bool> done = false;
+    (*slow)->commit(std::move(info), "Received: test\r\n", [&](Result<smtp::CommitInfo> r) {
+        CHECK(r.has_value());
+        done = true;
+    });
+    REQUIRE(spool::test::eventually([&] { return done.load(); }));
+    const std::lock_guard lock(mutex);
+    REQUIRE(heard.size() == 2);
+    CHECK(heard[1] == (*slow)->id());
+    CHECK(heard[0] > heard[1]);
+    CHECK(spool.contains(heard[0]));
+    CHECK(spool.contains(heard[1]));
 }

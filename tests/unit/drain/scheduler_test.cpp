@@ -317,3 +317,129 @@ TEST_CASE("a down store's backlog ahead of a healthy store's mail costs a pick n
         CHECK(p->id == down[static_cast<std::size_t>(i)]);
     }
 }
+
+namespace {
+
+// One mailstore as the drain sees it, for the picks of the tests below: up or down, a
+// number of delivery slots, and what is in flight to it.
+struct ModelStore {
+    bool up = true;
+    std::size_t slots = 2;
+    std::deque<QueueId> in_flight;
+    bool has_room() const { return up && in_flight.size() < slots; }
+};
+
+// Fills the store's free slots as Drain::pump does: asks only while it has room.
+void pump(Scheduler& s, ModelStore& store, std::set<std::uint64_t>& picked) {
+    const DomainRoom room = [&](std::string_view) { return store.has_room(); };
+    while (store.has_room()) {
+        const auto p = s.next({}, room);
+        if (!p) {
+            return;
+        }
+        picked.insert(p->id.value);
+        store.in_flight.push_back(p->id);
+    }
+}
+
+} // namespace
+
+TEST_CASE("one recipient's mail that waited while its store was down or full is all picked "
+          "once the store has room again") {
+    FakeClock clock;
+    TempSpool spool(clock);
+    const std::string soak = "soak@example.com";
+    auto o = options(); // at most 4 in flight to one recipient
+    // The store takes more at once than one recipient may have in flight, so the cap is what
+    // holds mail back while the store is up, and the store's room while it is down.
+    ModelStore store;
+    store.slots = o.max_per_recipient + 2;
+    Scheduler s(spool.get(), o, clock);
+    std::set<std::uint64_t> queued;
+    std::set<std::uint64_t> picked;
+    const auto enqueue = [&](std::size_t n) {
+        for (const auto id : spool.add_all(std::vector<TestMessage>(n, TestMessage{1, {soak}}))) {
+            queued.insert(id.value);
+        }
+    };
+    // Up: more than the cap queued, the recipient's slots fill, the rest is parked.
+    enqueue(3 * o.max_per_recipient);
+    pump(s, store, picked);
+    REQUIRE(store.in_flight.size() == o.max_per_recipient);
+    // One delivery done while the store is up: the recipient has a free slot again.
+    s.release(store.in_flight.front());
+    spool.remove(store.in_flight.front());
+    store.in_flight.pop_front();
+    // The store goes down: the connections of the deliveries in flight are cut before any
+    // reply (no attempt counted: the messages stay ready), and mail keeps arriving.
+    store.up = false;
+    for (const auto id : store.in_flight) {
+        s.release(id);
+    }
+    store.in_flight.clear();
+    pump(s, store, picked);
+    enqueue(3 * o.max_per_recipient);
+    clock.advance_ms(o.refresh.count());
+    pump(s, store, picked);
+    CHECK(store.in_flight.empty());
+    // Up again: every ready message is delivered, a slot at a time, with nothing else
+    // happening (no ready epoch change, no recheck from a promotion).
+    store.up = true;
+    std::size_t delivered = 0;
+    for (std::size_t step = 0; step < 4 * queued.size(); ++step) {
+        pump(s, store, picked);
+        if (store.in_flight.empty()) {
+            break;
+        }
+        const QueueId done = store.in_flight.front();
+        store.in_flight.pop_front();
+        s.release(done);
+        spool.remove(done);
+        ++delivered;
+        clock.advance_ms(10);
+    }
+    CHECK(spool.size() == 0);
+    CHECK(picked == queued);
+    MESSAGE("delivered " << delivered << " of " << queued.size() - 1);
+}
+
+TEST_CASE("a message whose id was taken before a later one's, but committed after the cursor "
+          "passed that one, is still picked") {
+    FakeClock clock;
+    TempSpool spool(clock);
+    const auto o = options();
+    Scheduler s(spool.get(), o, clock);
+    // Ids are taken when a message starts to arrive: a slow sender's message commits after
+    // a quicker one that started later, so its id lies behind what the lane has read.
+    const QueueId slow = spool->new_id();
+    const QueueId quick = spool.add(1, {rcpt(1)});
+    REQUIRE(slow < quick);
+    auto p = s.next();
+    REQUIRE(p);
+    CHECK(p->id == quick);
+    CHECK_FALSE(s.next());
+    spool::NewMessage m;
+    m.envelope.id = slow;
+    m.envelope.arrival_ms = clock.now_ms();
+    m.envelope.klass = 1;
+    m.envelope.mail_from = "sender@example.org";
+    spool::Recipient r;
+    r.address = rcpt(2);
+    m.envelope.recipients.push_back(r);
+    m.body = "hello\r\n";
+    REQUIRE(spool->wait([&](spool::Done d) { spool->enqueue(std::move(m), std::move(d)); })
+                .has_value());
+    // The intake tells the drain of each commit; nothing else (no refresh, no ready epoch)
+    // would bring the lane back to it.
+    s.arrived(slow);
+    p = s.next();
+    REQUIRE(p);
+    CHECK(p->id == slow);
+    // One that commits above everything read is found by the lane itself.
+    const QueueId later = spool.add(1, {rcpt(3)});
+    s.arrived(later);
+    p = s.next();
+    REQUIRE(p);
+    CHECK(p->id == later);
+    CHECK_FALSE(s.next());
+}
