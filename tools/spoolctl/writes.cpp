@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "policy/retention.hpp"
+#include "spool/record.hpp"
 #include "tools/spoolctl/units.hpp"
 #include "tools/spoolctl/verb_support.hpp"
 
@@ -148,6 +149,25 @@ int verb_delete(Context& ctx) {
     return run_writes(ctx, ctx.cl.operands, op);
 }
 
+namespace {
+
+// Has a running spoold's scheduler look at every ready message again (its cursors go back to
+// the front at its next refresh), even when no recipient was deferred: the ready epoch moves.
+// A spoold write racing this one may leave the same value; its move is after our read, so the
+// scheduler starts over after the flush began either way.
+Status kick_scheduler(spool::Spool& s) {
+    auto epoch = s.get_meta(spool::kReadyEpochKey);
+    if (!epoch) {
+        return tl::unexpected(epoch.error());
+    }
+    const std::uint64_t n = *epoch && (*epoch)->size() == 8 ? spool::record::read_be64(**epoch) : 0;
+    return s.wait([&](spool::Done d) {
+        s.put_meta(std::string(spool::kReadyEpochKey), spool::record::be64(n + 1), std::move(d));
+    });
+}
+
+} // namespace
+
 int verb_flush(Context& ctx) {
     WriteOp op;
     op.done_word = "flushed";
@@ -160,7 +180,14 @@ int verb_flush(Context& ctx) {
         s.flush(env.id, std::move(d));
     };
     op.default_all = true;
-    return run_writes(ctx, ctx.cl.operands, op);
+    const int exit_code = run_writes(ctx, ctx.cl.operands, op);
+    if (exit_code != kExitOk) {
+        return exit_code; // refused at the question, or a write failed
+    }
+    if (const Status kicked = kick_scheduler(*ctx.spool); !kicked) {
+        return fail_with(ctx, kicked.error());
+    }
+    return exit_code;
 }
 
 int verb_set_class(Context& ctx) {
