@@ -12,6 +12,7 @@
 #include "tools/spoolctl/mbox.hpp"
 #include "tools/spoolctl/units.hpp"
 #include "tools/spoolctl/verb_support.hpp"
+#include "tools/spoolctl/writes.hpp"
 
 namespace spoold::spoolctl {
 namespace {
@@ -245,6 +246,14 @@ public:
 
     int finish() {
         pipeline_.finish();
+        if (pipeline_.ok() > 0) {
+            if (const Status kicked = kick_scheduler(*ctx_.spool); !kicked) {
+                say(ctx_.err,
+                    "spoolctl: import: a running spoold may not see the imported "
+                    "messages until it restarts: {}\n",
+                    kicked.error().describe());
+            }
+        }
         say(ctx_.out, "imported {} message{} ({})", pipeline_.ok(), pipeline_.ok() == 1 ? "" : "s",
             format_size(bytes_));
         if (refused_ + pipeline_.failed() > 0) {

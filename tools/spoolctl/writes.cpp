@@ -149,13 +149,9 @@ int verb_delete(Context& ctx) {
     return run_writes(ctx, ctx.cl.operands, op);
 }
 
-namespace {
-
-// Has a running spoold's scheduler look at every ready message again (its cursors go back to
-// the front at its next refresh), even when no recipient was deferred: the ready epoch moves.
-// A spoold write racing this one may leave the same value; its move is after our read, so the
-// scheduler starts over after the flush began either way.
 Status kick_scheduler(spool::Spool& s) {
+    // A spoold write racing this one may leave the same value; its move is after our read,
+    // so the scheduler starts over after the kick began either way.
     auto epoch = s.get_meta(spool::kReadyEpochKey);
     if (!epoch) {
         return tl::unexpected(epoch.error());
@@ -165,8 +161,6 @@ Status kick_scheduler(spool::Spool& s) {
         s.put_meta(std::string(spool::kReadyEpochKey), spool::record::be64(n + 1), std::move(d));
     });
 }
-
-} // namespace
 
 int verb_flush(Context& ctx) {
     WriteOp op;

@@ -31,4 +31,9 @@ struct WriteOp {
 // alone. Returns the exit code.
 int run_writes(Context& ctx, const std::vector<std::string>& operands, const WriteOp& op);
 
+// Has a running spoold's scheduler look at every ready message again (its cursors go back to
+// the front at its next refresh): the ready epoch moves. For flush, and for import, whose
+// messages got their ids in this process and may commit behind the daemon's cursors.
+Status kick_scheduler(spool::Spool& s);
+
 } // namespace spoold::spoolctl
