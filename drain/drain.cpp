@@ -1,6 +1,7 @@
 #include "drain/drain.hpp"
 
 #include <algorithm>
+#include <numeric>
 #include <utility>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -14,7 +15,6 @@
 
 #include "common/log.hpp"
 #include "common/escaped.hpp"
-#include "drain/mail_log.hpp"
 #include "drain/recipient_groups.hpp"
 
 namespace spoold::drain {
@@ -47,12 +47,15 @@ bool contains(const std::vector<std::size_t>& v, std::size_t x) {
     return std::find(v.begin(), v.end(), x) != v.end();
 }
 
-// For logging.format: postfix: each recipient's store as a Postfix service and relay (the
-// DSN smarthost, in no mailstore list, is "smtp").
+// For logging.format: postfix (else none): each recipient's store as a Postfix service and relay
+// (the DSN smarthost, in no mailstore list, is "smtp").
 std::vector<MailLogRoute> mail_log_routes(const spool::Envelope& env,
                                           const std::vector<Group>& groups,
                                           const std::vector<Store>& stores,
                                           const policy::Config& config) {
+    if (log::format() != log::Format::kPostfix) {
+        return {};
+    }
     std::vector<MailLogRoute> out(env.recipients.size());
     for (const Group& g : groups) {
         const std::string& name = stores[g.store].name();
@@ -468,6 +471,13 @@ void Drain::pump() {
             lenient_ = false;
             return;
         }
+        if (parks_only(*pick)) {
+            lenient_ = false;
+            if (!park(*pick)) {
+                return;
+            }
+            continue;
+        }
         auto stores = stores_with_room(*pick);
         lenient_ = false;
         if (!launch(*pick, std::move(stores))) {
@@ -507,9 +517,35 @@ bool Drain::launch(Pick pick, std::vector<std::size_t> stores) {
         stores_[st].take_slot(pick.klass);
     }
     InFlight f{stores, pick.klass, std::make_unique<asio::cancellation_signal>()};
+    spawn(pick, std::move(f), deliver_one(pick, std::move(stores)));
+    return true;
+}
+
+bool Drain::parks_only(const Pick& pick) const {
+    const std::vector<std::string>& recipients = scheduler_.leased_recipients(pick.id);
+    return !recipients.empty() &&
+           std::all_of(recipients.begin(), recipients.end(), [&](const std::string& r) {
+               const std::size_t store = routes_.route(r, pick.flags);
+               return store < mailstore_count_ && backoff_.waits(store, r, pick.id);
+           });
+}
+
+bool Drain::park(Pick pick) {
+    if (parking_ >= kMaxParking) {
+        scheduler_.release(pick.id);
+        return false;
+    }
+    ++parking_;
+    InFlight f{{}, pick.klass, std::make_unique<asio::cancellation_signal>(), true};
+    spawn(pick, std::move(f), park_one(pick));
+    return true;
+}
+
+void Drain::spawn(const Pick& pick, InFlight f, asio::awaitable<void> work) {
+    const QueueId id = pick.id;
     auto slot = f.cancel->slot();
     in_flight_.emplace(id.value, std::move(f));
-    asio::co_spawn(executor_, deliver_one(pick, std::move(stores)),
+    asio::co_spawn(executor_, std::move(work),
                    asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e) {
                        if (e) {
                            log::error("event=delivery_failed id={} error={}", id.text(),
@@ -517,22 +553,29 @@ bool Drain::launch(Pick pick, std::vector<std::size_t> stores) {
                        }
                        finish_delivery(id);
                    }));
-    return true;
+}
+
+std::optional<spool::Envelope> Drain::read_queued(QueueId id) {
+    auto got = spool_.get(id);
+    if (!got) {
+        log::warn("event=delivery_read_failed id={} error={}", id.text(),
+                  log::quote(got.error().describe()));
+        local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
+        return std::nullopt;
+    }
+    if (!*got || (*got)->held) {
+        return std::nullopt; // gone or held since the scheduler looked
+    }
+    return std::move(**got);
 }
 
 asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> stores) {
     co_await asio::this_coro::throw_if_cancelled(false);
-    auto got = spool_.get(pick.id);
+    auto got = read_queued(pick.id);
     if (!got) {
-        log::warn("event=delivery_read_failed id={} error={}", pick.id.text(),
-                  log::quote(got.error().describe()));
-        local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
         co_return;
     }
-    if (!*got || (*got)->held) {
-        co_return; // gone or held since the scheduler looked
-    }
-    spool::Envelope env = std::move(**got);
+    spool::Envelope env = std::move(*got);
     const QueueId id = env.id;
     const auto relay = routes_.dsn_relay();
     const bool via_relay = relay && contains(stores, *relay);
@@ -546,9 +589,7 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
         co_return;
     }
 
-    const bool mail_log = log::format() == log::Format::kPostfix;
-    const std::vector<MailLogRoute> log_routes =
-        mail_log ? mail_log_routes(env, groups, stores_, *config_) : std::vector<MailLogRoute>{};
+    std::vector<MailLogRoute> log_routes = mail_log_routes(env, groups, stores_, *config_);
     // One transaction per store, one after the other; one commit for all the outcomes.
     GroupsDelivered delivered = co_await groups_.deliver(env, std::move(groups));
     bool relay_trouble = false;
@@ -560,31 +601,9 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     const std::optional<UnixMillis> retry_due =
         via_relay ? DsnLane::retry_due(delivered.updates, clock_.now_ms()) : std::nullopt;
 
-    const std::vector<MailLogLine> log_lines =
-        mail_log ? outcome_lines(env, delivered.updates, log_routes, clock_.now_ms())
-                 : std::vector<MailLogLine>{};
-    const OutcomeWriter::Committed committed = co_await outcomes_.commit(
-        std::move(env), std::move(delivered.updates), true, std::move(delivered.handoffs));
-    if (!committed.status && committed.status.error().kind == ErrorKind::kNotFound) {
-        // Removed while it was being delivered (spoolctl delete): nothing to record, and
-        // nothing wrong with the spool, so the drain goes on at once.
-        log::info("event=outcome_dropped id={} reason=\"message removed during delivery\"",
-                  id.text());
+    if (!co_await record(std::move(env), std::move(delivered.updates),
+                         std::move(delivered.handoffs), std::move(log_routes))) {
         co_return;
-    }
-    if (!committed.status) {
-        // Not recorded: the message stays as it was and will be delivered again (the
-        // at-least-once window). Back off so a broken spool is not hammered.
-        log::error("event=outcome_write_failed id={} error={}", id.text(),
-                   log::quote(committed.status.error().describe()));
-        local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
-        co_return;
-    }
-    for (const MailLogLine& l : log_lines) {
-        log::mail(l.service, l.text); // only what the spool now says
-    }
-    if (committed.dsn) {
-        lane_.send(*committed.dsn);
     }
     release_parked(std::move(delivered.release));
     if (via_relay) {
@@ -593,11 +612,67 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     stats_.count_outcomes(by_store);
 }
 
+asio::awaitable<void> Drain::park_one(Pick pick) {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    auto got = read_queued(pick.id);
+    if (!got) {
+        co_return;
+    }
+    spool::Envelope env = std::move(*got);
+    std::vector<std::size_t> mailstores(mailstore_count_);
+    std::iota(mailstores.begin(), mailstores.end(), std::size_t{0});
+    std::vector<Group> groups = group_by_store(env, routes_, mailstores);
+    std::vector<MailLogRoute> log_routes = mail_log_routes(env, groups, stores_, *config_);
+    GroupsDelivered parked = groups_.park(env, std::move(groups));
+    if (parked.updates.empty()) {
+        co_return; // its group was answered meanwhile: the scheduler hands it out again
+    }
+    (void)co_await record(std::move(env), std::move(parked.updates), std::move(parked.handoffs),
+                          std::move(log_routes));
+}
+
+asio::awaitable<bool> Drain::record(spool::Envelope env,
+                                    std::vector<spool::RecipientUpdate> updates,
+                                    std::vector<Handoff> handoffs,
+                                    std::vector<MailLogRoute> log_routes) {
+    const QueueId id = env.id;
+    const std::vector<MailLogLine> log_lines =
+        log_routes.empty() ? std::vector<MailLogLine>{}
+                           : outcome_lines(env, updates, log_routes, clock_.now_ms());
+    const OutcomeWriter::Committed committed =
+        co_await outcomes_.commit(std::move(env), std::move(updates), true, std::move(handoffs));
+    if (!committed.status && committed.status.error().kind == ErrorKind::kNotFound) {
+        // Removed while it was being delivered (spoolctl delete): nothing to record, and
+        // nothing wrong with the spool, so the drain goes on at once.
+        log::info("event=outcome_dropped id={} reason=\"message removed during delivery\"",
+                  id.text());
+        co_return false;
+    }
+    if (!committed.status) {
+        // Not recorded: the message stays as it was and will be delivered again (the
+        // at-least-once window). Back off so a broken spool is not hammered.
+        log::error("event=outcome_write_failed id={} error={}", id.text(),
+                   log::quote(committed.status.error().describe()));
+        local_backoff_until_ms_ = clock_.now_ms() + kLocalErrorBackoffMs;
+        co_return false;
+    }
+    for (const MailLogLine& l : log_lines) {
+        log::mail(l.service, l.text); // only what the spool now says
+    }
+    if (committed.dsn) {
+        lane_.send(*committed.dsn);
+    }
+    co_return true;
+}
+
 void Drain::finish_delivery(QueueId id) {
     const auto it = in_flight_.find(id.value);
     if (it != in_flight_.end()) {
         for (const std::size_t st : it->second.stores) {
             stores_[st].release_slot(it->second.klass);
+        }
+        if (it->second.parking) {
+            --parking_;
         }
         // Destroyed later: this runs as the handler bound to the signal's slot.
         asio::post(executor_, [sig = std::move(it->second.cancel)] {});

@@ -21,6 +21,7 @@
 #include "drain/delay_warnings.hpp"
 #include "drain/expiry.hpp"
 #include "drain/group_delivery.hpp"
+#include "drain/mail_log.hpp"
 #include "drain/mailbox_backoff.hpp"
 #include "drain/mailstore.hpp"
 #include "drain/outcome.hpp"
@@ -41,6 +42,9 @@ inline constexpr std::int64_t kPromoteIntervalMs = 1000;
 inline constexpr std::int64_t kPauseCheckIntervalMs = 1000;
 inline constexpr std::chrono::milliseconds kTick{50};
 inline constexpr std::chrono::milliseconds kDefaultStopGrace{std::chrono::seconds(30)};
+// Messages parked at once without a delivery slot (a spool read and a commit each): past it
+// the pump waits for one to finish.
+inline constexpr std::uint32_t kMaxParking = 64;
 
 class Drain {
 public:
@@ -82,6 +86,7 @@ private:
         std::vector<std::size_t> stores; // the stores a slot was taken in
         spool::ClassId klass = 0;
         std::unique_ptr<boost::asio::cancellation_signal> cancel;
+        bool parking = false; // park_one(), in no store's slot
     };
 
     boost::asio::awaitable<void> run();
@@ -100,6 +105,27 @@ private:
     // One message: read it, group its queued recipients by store, deliver the groups,
     // commit the outcomes, then count them and feed the DSN lane.
     boost::asio::awaitable<void> deliver_one(Pick pick, std::vector<std::size_t> stores);
+    // Whether every recipient `pick` was leased for waits behind a trouble group of its
+    // mailstore: then it is parked without a delivery slot, so parking a dead shard's mail
+    // costs the stores nothing (not a slot, nor a half-open breaker's trial).
+    bool parks_only(const Pick& pick) const;
+    // Starts parking `pick`, in no store's slot; false (and the lease released) when
+    // kMaxParking are being parked already.
+    bool park(Pick pick);
+    // One message: read it, park its recipients that wait behind a trouble group, commit.
+    boost::asio::awaitable<void> park_one(Pick pick);
+    // Runs `work` for leased message `pick` as in flight until it ends.
+    void spawn(const Pick& pick, InFlight f, boost::asio::awaitable<void> work);
+    // Message `id` as the spool has it now; none when it is gone or held, or the read failed
+    // (logged, and the drain backs off).
+    std::optional<spool::Envelope> read_queued(QueueId id);
+    // Commits `updates` of `env`, writes their mail log lines (`log_routes`, empty when the
+    // format has none) and feeds a DSN it made to the lane. False when nothing was recorded
+    // (removed meanwhile; or the write failed, logged, and the drain backs off).
+    boost::asio::awaitable<bool> record(spool::Envelope env,
+                                        std::vector<spool::RecipientUpdate> updates,
+                                        std::vector<Handoff> handoffs,
+                                        std::vector<MailLogRoute> log_routes);
     void finish_delivery(QueueId id);
 
     // Flushes parked messages (a trouble group's probe, or the group its probe released)
@@ -156,6 +182,7 @@ private:
     std::vector<std::function<void()>> on_stopped_;
     std::unordered_map<std::uint64_t, InFlight> in_flight_;
     std::uint32_t writes_pending_ = 0;
+    std::uint32_t parking_ = 0; // park_one() running
     UnixMillis next_promote_ms_ = 0;
     bool promoting_ = false;
     UnixMillis next_pause_check_ms_ = 0;

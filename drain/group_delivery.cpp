@@ -99,6 +99,14 @@ asio::awaitable<DeliveryResult> GroupDelivery::deliver_group(DeliveryRequest req
     co_return result;
 }
 
+GroupsDelivered GroupDelivery::park(const spool::Envelope& env, std::vector<Group> groups) {
+    GroupsDelivered out;
+    for (Group& group : groups) {
+        park_waiting(env, group, out);
+    }
+    return out;
+}
+
 asio::awaitable<GroupsDelivered> GroupDelivery::deliver(spool::Envelope env,
                                                         std::vector<Group> groups) {
     GroupsDelivered out;

@@ -47,6 +47,9 @@ public:
     // Delivers `groups` of `env` one after the other; after stop() the remaining groups
     // are left out (their recipients stay queued).
     boost::asio::awaitable<GroupsDelivered> deliver(spool::Envelope env, std::vector<Group> groups);
+    // Only parks: the recipients of `groups` whose mailboxes wait behind a trouble group
+    // become parked updates, as deliver() would make them; nothing goes to a store.
+    GroupsDelivered park(const spool::Envelope& env, std::vector<Group> groups);
 
 private:
     // Delivers one group and weighs the result (unless stopping: a delivery cut short by

@@ -149,19 +149,33 @@ UnixMillis MailboxBackoff::park(std::size_t store, const std::string& address,
     return g.next_probe_ms + step(g.failed_probes).count();
 }
 
+template <typename Self>
+auto* MailboxBackoff::waiting_group(Self& self, std::size_t store, const std::string& address,
+                                    QueueId id) {
+    decltype(&self.groups_.begin()->second) none = nullptr;
+    const auto m = self.mailbox_.find(mailbox_key(store, address));
+    if (m == self.mailbox_.end()) {
+        return none;
+    }
+    const auto it = self.groups_.find(m->second);
+    if (it == self.groups_.end() || (it->second.probe && *it->second.probe == id)) {
+        return none;
+    }
+    return &it->second;
+}
+
 std::optional<UnixMillis> MailboxBackoff::waiting(std::size_t store, const std::string& address,
                                                   QueueId id) {
-    const auto m = mailbox_.find(mailbox_key(store, address));
-    if (m == mailbox_.end()) {
+    Group* g = waiting_group(*this, store, address, id);
+    if (g == nullptr) {
         return std::nullopt;
     }
-    const auto it = groups_.find(m->second);
-    if (it == groups_.end() || (it->second.probe && *it->second.probe == id)) {
-        return std::nullopt;
-    }
-    Group& g = it->second;
-    add_member(g, id);
-    return g.next_probe_ms + step(g.failed_probes).count();
+    add_member(*g, id);
+    return g->next_probe_ms + step(g->failed_probes).count();
+}
+
+bool MailboxBackoff::waits(std::size_t store, const std::string& address, QueueId id) const {
+    return waiting_group(*this, store, address, id) != nullptr;
 }
 
 std::vector<QueueId> MailboxBackoff::answered(std::size_t store, const std::string& address,

@@ -55,6 +55,9 @@ public:
     // Whether mail to `address` at `store` waits behind a group now; then message `id` is
     // parked with it (as park() says), unless it is the group's probe.
     std::optional<UnixMillis> waiting(std::size_t store, const std::string& address, QueueId id);
+    // Whether waiting() would park message `id`'s mail to `address` at `store` now; changes
+    // nothing (the drain asks before it spends a delivery slot on the message).
+    bool waits(std::size_t store, const std::string& address, QueueId id) const;
     // `address` at `store` got an answer without trouble for message `id`: its group's
     // mailboxes work again. Returns the other messages parked in that group (to flush now);
     // the group is forgotten.
@@ -83,6 +86,11 @@ private:
     void add_member(Group& g, QueueId id);
     void forget(std::map<std::string, Group>::iterator it);
     static std::string mailbox_key(std::size_t store, const std::string& address);
+    // The group mail to `address` at `store` waits behind for message `id`: null when the
+    // mailbox is in no group or `id` is its group's probe. For waiting() and waits() alike.
+    template <typename Self>
+    static auto* waiting_group(Self& self, std::size_t store, const std::string& address,
+                               QueueId id);
 
     MailboxBackoffOptions options_;
     const Clock& clock_;

@@ -970,3 +970,59 @@ TEST_CASE("a dead shard's mailboxes wait behind one probe while the others drain
     CHECK(h.store->probes == 0);
     CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
 }
+
+TEST_CASE("a dead shard's mail is parked without a delivery slot, even while the store has none") {
+    // The oldest mail is all the dead shard's: its first message teaches the drain the group,
+    // and as it is refused the fleet's budget closes (a half-open breaker's one trial slot
+    // taken, a busy store: the same for parking). The rest of that mail is parked anyway;
+    // the healthy message waits for a slot.
+    auto config = test_config();
+    config.drain.initial_concurrency = 8;
+    Harness h(config);
+    CappedBudget budget;
+    budget.limit = 1;
+    REQUIRE(h.drain->set_budget("lmtp", budget));
+    const std::vector<QueueId> dead = h.spool.add_all({{1, {"dead@example.com"}},
+                                                       {1, {"dead@example.com"}},
+                                                       {1, {"dead@example.com"}},
+                                                       {1, {"dead@example.com"}},
+                                                       {1, {"dead@example.com"}},
+                                                       {1, {"dead@example.com"}}});
+    const QueueId healthy = h.spool.add(1, {"alive@example.com"});
+    int dead_tries = 0;
+    h.store->script = [&](const DeliveryRequest& r) {
+        DeliveryResult res;
+        for (const auto& rcpt : r.recipients) {
+            if (rcpt == "dead@example.com") {
+                ++dead_tries;
+                budget.limit = 0; // no slot from here on
+                res.per_recipient.push_back(
+                    make_reply(451, "4.3.0", "<" + rcpt + "> shard unavailable"));
+            } else {
+                res.per_recipient.push_back(reply(250, "2.0.0"));
+            }
+        }
+        return res;
+    };
+    h.drain->start();
+    auto parked = [&] {
+        return std::all_of(dead.begin(), dead.end(), [&](QueueId id) {
+            return h.spool.env(id).recipients[0].state == spool::RcptState::kDeferred;
+        });
+    };
+    REQUIRE(h.run_until(parked));
+    CHECK(dead_tries == 1); // only the first reached the store
+    for (const QueueId id : dead) {
+        CHECK(h.spool.env(id).recipients[0].attempts == 0);
+    }
+    h.run_turns(3);
+    CHECK_FALSE(Harness::received(h.store, healthy));
+    CHECK(budget.running == 0);
+    CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
+
+    budget.limit = 1;
+    budget.wake();
+    REQUIRE(h.run_until([&] { return !h.spool.contains(healthy); }));
+    CHECK(Harness::received(h.store, healthy));
+    CHECK(dead_tries == 1);
+}

@@ -122,3 +122,22 @@ TEST_CASE("an answered mailbox outside any group releases nothing; empty groups 
     CHECK(b.due_probes().empty());
     CHECK(b.groups() == 0);
 }
+
+TEST_CASE("waits() answers as waiting() would and parks nothing: the probe message does not wait") {
+    FakeClock clock;
+    MailboxBackoff b(options(), clock, 7);
+    const UnixMillis until = b.park(0, "user17@example.com", kShard, QueueId{1});
+    CHECK(b.waits(0, "user17@example.com", QueueId{2}));
+    CHECK_FALSE(b.waits(0, "alice@example.com", QueueId{2}));  // in no group
+    CHECK_FALSE(b.waits(1, "user17@example.com", QueueId{2})); // another store
+    CHECK(b.parked() == 1);                                    // asking parked nothing
+
+    clock.set_ms(until);
+    const std::vector<QueueId> probes = b.due_probes();
+    REQUIRE(probes == std::vector<QueueId>{QueueId{1}});
+    // The probe goes to the store; every other message of the group still waits.
+    CHECK_FALSE(b.waits(0, "user17@example.com", QueueId{1}));
+    CHECK_FALSE(b.waiting(0, "user17@example.com", QueueId{1}));
+    CHECK(b.waits(0, "user17@example.com", QueueId{2}));
+    CHECK(b.parked() == 0);
+}
