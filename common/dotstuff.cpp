@@ -19,10 +19,11 @@ void DotStuffer::feed(std::string_view in, std::string& out) {
             out += '.';
         }
         // Copy the run up to the next line end in one append: bodies are mostly text
-        // lines, and this is the drain's per-byte cost.
-        std::size_t stop = in.find_first_of("\r\n", i);
-        if (stop == std::string_view::npos) {
-            stop = in.size();
+        // lines, and this is the drain's per-byte cost. A plain loop: find_first_of with
+        // a two-byte set calls memchr once per byte of the body.
+        std::size_t stop = i;
+        while (stop < in.size() && in[stop] != '\r' && in[stop] != '\n') {
+            ++stop;
         }
         if (stop > i) {
             out.append(in.substr(i, stop - i));

@@ -27,6 +27,18 @@ namespace {
 // values (no exceptions on the hot path; "connection refused" is an expected outcome).
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
+// Writes what the socket takes now without waiting (a command group or a body piece
+// usually fits its send buffer whole): no timer raced, nothing posted. Returns the bytes
+// written; `ec` is would_block when it took none.
+template <typename Socket>
+std::size_t write_now(Socket& socket, std::string_view data, boost::system::error_code& ec) {
+    socket.non_blocking(true, ec);
+    if (ec) {
+        return 0;
+    }
+    return socket.write_some(asio::buffer(data.data(), data.size()), ec);
+}
+
 bool is_ip_address(const std::string& host) {
     boost::system::error_code ec;
     (void)asio::ip::make_address(host, ec);
@@ -102,6 +114,21 @@ asio::awaitable<Connection::Io> Connection::read_some(Clock::time_point deadline
 
 asio::awaitable<Connection::Io> Connection::write_all(std::string data,
                                                       Clock::time_point deadline) {
+    const std::size_t size = data.size();
+    boost::system::error_code now_ec = asio::error::would_block;
+    std::size_t now = 0;
+    if (auto* tcp = std::get_if<TcpSocket>(&stream_)) {
+        now = write_now(*tcp, data, now_ec);
+    } else if (auto* local = std::get_if<UnixSocket>(&stream_)) {
+        now = write_now(*local, data, now_ec);
+    }
+    if (now_ec && now_ec != asio::error::would_block) {
+        co_return Io{now_ec, 0, false};
+    }
+    if (now == size) {
+        co_return Io{{}, size, false};
+    }
+    data.erase(0, now); // the rest waits for room, against the deadline
     timer_.expires_at(deadline);
     // `data` lives in this coroutine's frame until the write is done.
     const auto buffer = asio::buffer(data);

@@ -122,7 +122,7 @@ TEST_CASE("LMTP: pipelined envelope, then one reply per accepted recipient after
     CHECK(t.session.stage() == Stage::kReady);
 }
 
-TEST_CASE("a reused connection sends RSET alone before the next envelope") {
+TEST_CASE("a reused connection pipelines RSET with the next envelope when the server allows") {
     Transcript t(Dialect::kLmtp);
     t.server("220 ready\r\n");
     t.server(kDovecotLhlo);
@@ -135,10 +135,58 @@ TEST_CASE("a reused connection sends RSET alone before the next envelope") {
     REQUIRE(t.next == Next::kDone);
     (void)t.session.take_result();
 
+    CHECK(t.begin(request({"b@x.test"})) ==
+          "RSET\r\nMAIL FROM:<sender@example.org>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n");
+    CHECK(t.session.stage() == Stage::kRset);
+    CHECK(t.server("250 2.0.0 OK\r\n").empty()); // RSET's: the envelope's replies follow
+    CHECK(t.session.stage() == Stage::kEnvelope);
+    CHECK(t.server("250 2.1.0 OK\r\n").empty());
+    CHECK(t.server("250 2.1.5 OK\r\n").empty());
+    t.server("354 OK\r\n");
+    CHECK(t.next == Next::kSendBody);
+    t.next = t.session.body_sent();
+    t.server("250 2.0.0 <b@x.test> Saved\r\n");
+    REQUIRE(t.next == Next::kDone);
+    CHECK(t.session.take_result().per_recipient[0].code == 250);
+}
+
+TEST_CASE("a refused pipelined RSET fails the message and the connection") {
+    Transcript t(Dialect::kLmtp);
+    t.server("220 ready\r\n");
+    t.server(kDovecotLhlo);
+    t.begin(request({"a@x.test"}));
+    t.server("250 2.1.0 OK\r\n");
+    t.server("250 2.1.5 OK\r\n");
+    t.server("354 OK\r\n");
+    t.session.body_sent();
+    t.server("250 2.0.0 Saved\r\n");
+    (void)t.session.take_result();
+
+    (void)t.begin(request({"b@x.test"}));
+    t.server("451 4.3.0 internal error\r\n");
+    CHECK(t.next == Next::kDone);
+    CHECK_FALSE(t.session.usable()); // the envelope's replies are never read
+    const DeliveryResult res = t.session.take_result();
+    CHECK(res.mailstore_trouble);
+    CHECK(res.per_recipient[0].summary() == "451 4.3.0 internal error");
+}
+
+TEST_CASE("a reused connection sends RSET alone before the next envelope without PIPELINING") {
+    Transcript t(Dialect::kLmtp);
+    t.server("220 ready\r\n");
+    t.server("250-mx1\r\n250 8BITMIME\r\n");
+    t.begin(request({"a@x.test"}));
+    t.server("250 2.1.0 OK\r\n");
+    t.server("250 2.1.5 OK\r\n");
+    t.server("354 OK\r\n");
+    t.session.body_sent();
+    t.server("250 2.0.0 Saved\r\n");
+    REQUIRE(t.next == Next::kDone);
+    (void)t.session.take_result();
+
     CHECK(t.begin(request({"b@x.test"})) == "RSET\r\n");
     CHECK(t.session.stage() == Stage::kRset);
-    CHECK(t.server("250 2.0.0 OK\r\n") ==
-          "MAIL FROM:<sender@example.org>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n");
+    CHECK(t.server("250 2.0.0 OK\r\n") == "MAIL FROM:<sender@example.org>\r\n");
 }
 
 TEST_CASE(
