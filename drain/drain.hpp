@@ -44,7 +44,7 @@ inline constexpr std::chrono::milliseconds kTick{50};
 inline constexpr std::chrono::milliseconds kDefaultStopGrace{std::chrono::seconds(30)};
 // Messages parked at once without a delivery slot (a spool read and a commit each): past it
 // the pump waits for one to finish.
-inline constexpr std::uint32_t kMaxParking = 64;
+inline constexpr std::uint32_t kMaxParking = 256;
 
 class Drain {
 public:
