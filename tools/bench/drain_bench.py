@@ -15,6 +15,11 @@ outage, against Dovecot's own LMTP ingest measured in the same run.
    backlog drains.
 
     tools/bench/drain_bench.py [--backlog 100000] [--concurrency 16] [--mailboxes 16]
+                               [--skip-reference] [--skip-peer] [--runs N] [--perf FILE]
+
+--skip-peer measures spoold alone (its rate, CPU and memory; no ratio); --runs N drains N
+fresh spools and prints each run and the medians of rate and CPU per message; --perf FILE
+records spoold's call graphs with `perf record -g` while the (first) backlog drains.
 
 Rates are messages per wall second over the whole run (first message to last), and the
 per-second samples' median while draining.
@@ -114,6 +119,8 @@ def fill(node, users, total):
 
 
 def drain(work, args, users):
+    os.makedirs(work, exist_ok=True)
+    os.chmod(work, 0o755)
     urgent_user = "urgent@example.com"
     everyone = users + [urgent_user]
     dovecot = Dovecot(os.path.join(work, "store"), everyone)
@@ -141,6 +148,12 @@ def drain(work, args, users):
         total = args.backlog + args.urgent
 
         cpu0 = cpu_seconds(node.proc.pid)
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "record", "-g", "-q", "-o", args.perf, "-p",
+                                     str(node.proc.pid)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            args.perf = None  # the first run only
         dovecot.start()
         recovered = time.monotonic()
         first_urgent = None
@@ -161,6 +174,9 @@ def drain(work, args, users):
                     break
         took = time.monotonic() - recovered
         cpu = cpu_seconds(node.proc.pid) - cpu0
+        if perf:
+            perf.send_signal(2)  # SIGINT: perf writes its file and exits
+            perf.wait(timeout=120)
         delivered = count_files(dovecot, everyone)
         # A tenth of the run at a time: how the rate moves as the mailboxes grow.
         tenth = max(1, len(samples) // 10)
@@ -176,6 +192,24 @@ def drain(work, args, users):
         dovecot.stop()
 
 
+def report(r, args, peer):
+    rate = r["delivered"] / r["wall"]
+    print(f"first urgent delivered {r['first_urgent']:.2f} s after recovery "
+          f"(target < 2 s, {args.backlog} bulk in front of it)")
+    print("drain rate by tenth of the run (msg/s): " + " ".join(f"{x:.0f}" for x in r["profile"]))
+    vs_peer = (f"; peer {peer:.0f} msg/s at {args.concurrency} sessions -> ratio "
+               f"{rate / peer:.2f} (target >= 0.90)") if peer else ""
+    print(f"drained {r['delivered']}/{r['total']} in {r['wall']:.1f} s: {rate:.0f} msg/s over "
+          f"the run (median of seconds {r['median']:.0f}){vs_peer}")
+    print(f"spoold CPU while draining: {r['cpu']:.1f} s, "
+          f"{r['cpu'] * 1000 / max(1, r['delivered']):.3f} ms per message")
+    rss = r["rss"]
+    print(f"spoold anonymous RSS while draining: min {min(rss) / 1024:.1f} MiB, "
+          f"max {max(rss) / 1024:.1f} MiB, first {rss[0] / 1024:.1f}, last {rss[-1] / 1024:.1f} "
+          f"(VmRSS at the end {r['vmrss'] / 1024:.1f} MiB, most of it the spool's page cache)",
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--backlog", type=int, default=100000)
@@ -185,6 +219,12 @@ def main():
     ap.add_argument("--ceiling-messages", type=int, default=3000)
     ap.add_argument("--skip-reference", action="store_true",
                     help="skip the 1/4/16-session reference runs into one mailbox")
+    ap.add_argument("--skip-peer", action="store_true",
+                    help="skip smtp-source's like-for-like run (no ratio is printed)")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="drain this many fresh spools; medians of rate and CPU per message")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="perf record -g spoold into FILE while the first backlog drains")
     args = ap.parse_args()
     users = [f"bulk{i}@example.com" for i in range(args.mailboxes)]
     work = tempfile.mkdtemp(prefix="spoold-drain-bench-")
@@ -197,25 +237,22 @@ def main():
                 print(f"dovecot LMTP ingest (smtp-source -L, {c} sessions, {args.ceiling_messages} "
                       f"messages into one mailbox): {rate:.0f} msg/s", flush=True)
 
-        peer, stored = dovecot_ingest(work, "peer", args.concurrency, args.backlog, users)
-        print(f"peer: smtp-source -L, {args.concurrency} sessions, {args.backlog} messages over "
-              f"{len(users)} mailboxes: {peer:.0f} msg/s ({stored} stored)", flush=True)
+        peer = None
+        if not args.skip_peer:
+            peer, stored = dovecot_ingest(work, "peer", args.concurrency, args.backlog, users)
+            print(f"peer: smtp-source -L, {args.concurrency} sessions, {args.backlog} messages "
+                  f"over {len(users)} mailboxes: {peer:.0f} msg/s ({stored} stored)", flush=True)
 
-        r = drain(work, args, users)
-        ratio = r["delivered"] / r["wall"] / peer
-        print(f"first urgent delivered {r['first_urgent']:.2f} s after recovery "
-              f"(target < 2 s, {args.backlog} bulk in front of it)")
-        print("drain rate by tenth of the run (msg/s): " + " ".join(f"{x:.0f}" for x in r["profile"]))
-        print(f"drained {r['delivered']}/{r['total']} in {r['wall']:.1f} s: "
-              f"{r['delivered'] / r['wall']:.0f} msg/s over the run (median of seconds "
-              f"{r['median']:.0f}); peer {peer:.0f} msg/s at {args.concurrency} sessions "
-              f"-> ratio {ratio:.2f} (target >= 0.90)")
-        print(f"spoold CPU while draining: {r['cpu']:.1f} s, {r['cpu'] * 1000 / max(1, r['delivered']):.3f} "
-              f"ms per message")
-        rss = r["rss"]
-        print(f"spoold anonymous RSS while draining: min {min(rss) / 1024:.1f} MiB, "
-              f"max {max(rss) / 1024:.1f} MiB, first {rss[0] / 1024:.1f}, last {rss[-1] / 1024:.1f} "
-              f"(VmRSS at the end {r['vmrss'] / 1024:.1f} MiB, most of it the spool's page cache)")
+        runs = []
+        for i in range(args.runs):
+            r = drain(os.path.join(work, f"run{i}"), args, users)
+            runs.append(r)
+            report(r, args, peer)
+        if args.runs > 1:
+            rate = statistics.median(r["delivered"] / r["wall"] for r in runs)
+            per_msg = statistics.median(r["cpu"] * 1000 / max(1, r["delivered"]) for r in runs)
+            print(f"medians of {args.runs} runs: {rate:.0f} msg/s, spoold CPU {per_msg:.3f} ms "
+                  f"per message")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -12,11 +12,13 @@ drain is paused, then resumed:
    drain's first contact with the store until the last of them is stored) and its ratio to (1) (target >= 0.90), the store's refusals;
    then the shard comes back: the time until its users' mail is all stored.
 
-    tools/bench/partial_bench.py [--messages 1500] [--users 100] [--dead-share 0.3] [--dead-first]
+    tools/bench/partial_bench.py [--messages 1500] [--users 100] [--dead-share 0.3]
+                                 [--dead-first | --both]
 
 The spool is filled user by user, so the dead shard's users are spread over the backlog by
 default; --dead-first puts all their mail first (then the first recipients the drain meets
-are all troubled, and the breaker's failure ratio opens it once).
+are all troubled, and the breaker's failure ratio puts it on trial once); --both runs the two
+layouts against one all-healthy run.
 """
 import argparse
 import os
@@ -106,33 +108,39 @@ def main():
     ap.add_argument("--retry-min", type=int, default=5, help="drain.retry_min in seconds")
     ap.add_argument("--dead-first", action="store_true",
                     help="the dead shard's users first in the backlog (the fill is user by user)")
+    ap.add_argument("--both", action="store_true",
+                    help="both layouts, spread and dead first, against one all-healthy run")
     args = ap.parse_args()
     users = [f"user{i}@example.com" for i in range(args.users)]
     n_dead = round(args.users * args.dead_share)
-    if args.dead_first:
-        dead = users[:n_dead]  # the oldest mail is all the dead shard's
-    else:
-        # Spread over the backlog, as mail arrives: user i is dead when the share says so.
-        dead = [u for i, u in enumerate(users)
-                if int((i + 1) * args.dead_share) > int(i * args.dead_share)][:n_dead]
+    first = users[:n_dead]  # the oldest mail is all the dead shard's
+    # Spread over the backlog, as mail arrives: user i is dead when the share says so.
+    spread = [u for i, u in enumerate(users)
+              if int((i + 1) * args.dead_share) > int(i * args.dead_share)][:n_dead]
+    layouts = [("dead first", first)] if args.dead_first else [("spread", spread)]
+    if args.both:
+        layouts = [("spread", spread), ("dead first", first)]
     work = tempfile.mkdtemp(prefix="spoold-partial-bench-")
     os.chmod(work, 0o755)
     try:
         full = run(work, "all-healthy", args, users, [])
-        part = run(work, "dead-shard", args, users, dead)
         rate_full = full["healthy"] / full["healthy_s"]
-        rate_part = part["healthy"] / part["healthy_s"]
         print(f"{args.messages} x {SIZE} B over {len(users)} users, store work {args.service_ms:g} ms "
               f"per transaction, concurrency {args.concurrency}, retry_min {args.retry_min} s")
-        print(f"all healthy: {full['healthy']} in {full['healthy_s']:.2f} s = {rate_full:.0f} msg/s")
-        print(f"{len(dead)} of {len(users)} users on a dead shard: the healthy users' "
-              f"{part['healthy']} in {part['healthy_s']:.2f} s = {rate_part:.0f} msg/s -> ratio "
-              f"{rate_part / rate_full:.2f} (target >= 0.90); store refusals at RCPT: "
-              f"{part['refused']} for {part['dead']} messages")
-        print(f"shard back: its {part['dead']} messages stored {part['back_s']:.2f} s later "
-              f"(within a probe step of retry_min..{4 * args.retry_min} s, jittered, plus the drain)")
-        print(f"stored: {full['stored']} and {part['stored']} of {args.messages} each; breaker "
-              f"opened: {full['breaker_opened'] or part['breaker_opened']}")
+        print(f"all healthy: {full['healthy']} in {full['healthy_s']:.2f} s = {rate_full:.0f} msg/s",
+              flush=True)
+        for name, dead in layouts:
+            part = run(work, "dead-shard-" + name.replace(" ", "-"), args, users, dead)
+            rate_part = part["healthy"] / part["healthy_s"]
+            print(f"{len(dead)} of {len(users)} users on a dead shard ({name}): the healthy users' "
+                  f"{part['healthy']} in {part['healthy_s']:.2f} s = {rate_part:.0f} msg/s -> ratio "
+                  f"{rate_part / rate_full:.2f} (target >= 0.90); store refusals at RCPT: "
+                  f"{part['refused']} for {part['dead']} messages")
+            print(f"shard back: its {part['dead']} messages stored {part['back_s']:.2f} s later "
+                  f"(within a probe step of retry_min..{4 * args.retry_min} s, jittered, plus the "
+                  f"drain)")
+            print(f"stored: {full['stored']} and {part['stored']} of {args.messages} each; breaker "
+                  f"opened: {full['breaker_opened'] or part['breaker_opened']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
