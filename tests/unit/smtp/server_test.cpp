@@ -107,14 +107,17 @@ private:
                     done(CommitInfo{"normal"});
                 }
             };
-            ++owner_.commits_started;
             {
+                // Counted only once held: a test that sees the count and releases must find
+                // this commit among the held ones.
                 const std::lock_guard lock(owner_.mutex);
                 if (owner_.hold_commits) {
                     owner_.held_.emplace_back(std::move(finish));
+                    ++owner_.commits_started;
                     return;
                 }
             }
+            ++owner_.commits_started;
             finish();
         }
         void rollback() override { ++owner_.rollbacks; }
