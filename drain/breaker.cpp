@@ -104,14 +104,8 @@ void Breaker::on_recipients(std::uint32_t answered, std::uint32_t troubled) {
     }
     log::warn("event=breaker_failure_ratio mailstore={} ratio={:.2f} recipients={}",
               log::quote(mailstore_), failure_ratio(), total);
-    // The replies came through working sessions: a probe would only show that again, so the
-    // store goes on trial at once (one delivery at a time, no pause). Its troubled mailboxes
-    // are parked without a delivery; answered deliveries close it, session trouble opens it.
-    consecutive_trouble_ = 0;
-    answered_[0] = answered_[1] = troubled_[0] = troubled_[1] = 0;
-    half_open_ok_ = 0;
     probe_failures_ = 0;
-    transition(BreakerState::kHalfOpen);
+    open();
 }
 
 void Breaker::on_probe_started() { probe_running_ = true; }

@@ -30,8 +30,8 @@ struct BreakerOptions {
     std::uint32_t half_open_concurrency = 1;
     // The store as a whole is failing when at least this share of the recipients it
     // answered within `window` got trouble replies, over at least `window_samples` of them:
-    // a store that still talks but fails every mailbox puts the breaker on trial
-    // (half-open), a dead shard behind it (a minority of mailboxes) does not.
+    // a store that still talks but fails every mailbox opens the breaker, a dead shard
+    // behind it (a minority of mailboxes) does not.
     double failure_ratio = 0.8;
     std::uint32_t window_samples = 10;
     std::chrono::milliseconds window{std::chrono::seconds(30)};
@@ -58,9 +58,9 @@ public:
     // A delivery or probe said the mailstore itself is in trouble.
     void on_trouble();
     // A delivery's recipients: `answered` got replies without trouble, `troubled` replies
-    // that say trouble for their mailbox. A closed breaker goes half-open (on trial, no
-    // probe: the sessions work) when the window's ratio says the store as a whole is
-    // failing; a minority of troubled mailboxes never moves it, nor does any in half-open.
+    // that say trouble for their mailbox. Opens a closed breaker when the window's ratio
+    // says the store as a whole is failing; a minority of troubled mailboxes never does,
+    // nor does any in half-open (the probe showed the session works).
     void on_recipients(std::uint32_t answered, std::uint32_t troubled);
     // The window's share of troubled recipients, 0 when it is empty; for tests and logs.
     double failure_ratio() const;
