@@ -260,6 +260,11 @@ Result<Envelope> decode_envelope(std::string_view bytes) {
         if (!r.ok()) {
             return fail(ErrorKind::kCorrupt, "envelope: truncated hold reason");
         }
+        // Version 2 is written only for a reason (a reason-less envelope is written as 1), so
+        // an empty one is damage; reading it would re-encode to other bytes.
+        if (env.hold_reason.empty()) {
+            return fail(ErrorKind::kCorrupt, "envelope: version 2 without a hold reason");
+        }
     }
     if (r.remaining() != 0) {
         return fail(ErrorKind::kCorrupt, "envelope: trailing bytes");
