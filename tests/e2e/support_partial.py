@@ -42,3 +42,13 @@ def stopped_totals(node):
     m = node.find_line(DRAIN_STOPPED.pattern)
     assert m, "no drain_stopped line"
     return {"delivered": int(m.group(1)), "deferred": int(m.group(2)), "failed": int(m.group(3))}
+
+
+def troubled_left(node, messages, troubled):
+    """The spool's rows once every copy but the troubled users' is recorded delivered and only
+    the messages with a troubled recipient are left (None until then; for wait_for)."""
+    waiting = sum(1 for rcpts, _ in messages if set(rcpts) & set(troubled))
+    rows = node.list_json()
+    done = all(r["state"] == "delivered" for row in rows for r in row["recipients"]
+               if r["address"] not in troubled)
+    return rows if done and len(rows) == waiting else None

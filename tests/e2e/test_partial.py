@@ -18,7 +18,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_lmtp import FakeLmtp  # noqa: E402
 from harness import SpooldTestCase, wait_for  # noqa: E402
 from support_partial import (CONNECT_TIMEOUT_S, GROUP_PROBE_FAILED,  # noqa: E402
-                             breaker_moves, fake_store, send_all, stopped_totals)
+                             breaker_moves, fake_store, send_all, stopped_totals,
+                             troubled_left)
 
 USERS = [f"user{i}@example.com" for i in range(20)]
 DEAD = USERS[:6]  # 30%
@@ -101,15 +102,7 @@ class PartialOutage(SpooldTestCase):
 
         wait_for(lambda: set(store.stored_pairs()) >= healthy, 60,
                  what="every healthy user's mail stored while the shard fails after DATA")
-        waiting = sum(1 for rcpts, _ in messages if set(rcpts) & set(dead))
-
-        def left():
-            """The spool once every copy but the dead users' is recorded delivered."""
-            rows = node.list_json()
-            done = all(r["state"] == "delivered" for row in rows for r in row["recipients"]
-                       if r["address"] not in dead)
-            return done and len(rows) == waiting and rows
-        rows = wait_for(left, 30,
+        rows = wait_for(lambda: troubled_left(node, messages, dead), 30,
                         what="only the messages with a dead shard's recipient left in the spool")
         for row in rows:
             for r in row["recipients"]:

@@ -11,7 +11,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Dovecot, SpooldTestCase, wait_for  # noqa: E402
 from support_partial import (GROUP_PROBE_FAILED, breaker_moves, send_all,  # noqa: E402
-                             stopped_totals)
+                             stopped_totals, troubled_left)
 
 USERS = [f"user{i}@example.com" for i in range(6)]
 BROKEN = USERS[:2]
@@ -56,15 +56,8 @@ class PartialDovecot(SpooldTestCase):
         healthy = [u for u in USERS if u not in BROKEN]
         wait_for(lambda: all(subjects(u) == expected[u] for u in healthy), 60,
                  what="every healthy user's mail in Dovecot while the others are broken")
-        waiting = sum(1 for rcpts, _ in messages if set(rcpts) & set(BROKEN))
-
-        def left():
-            """The spool once every copy but the broken users' is recorded delivered."""
-            rows = node.list_json()
-            done = all(r["state"] == "delivered" for row in rows for r in row["recipients"]
-                       if r["address"] not in BROKEN)
-            return done and len(rows) == waiting and rows
-        rows = wait_for(left, 30, what="only mail with a broken user's copy left in the spool")
+        rows = wait_for(lambda: troubled_left(node, messages, BROKEN), 30,
+                        what="only mail with a broken user's copy left in the spool")
         for row in rows:
             for r in row["recipients"]:
                 if r["address"] in BROKEN:
