@@ -120,12 +120,14 @@ asio::awaitable<GroupsDelivered> GroupDelivery::deliver(spool::Envelope env,
         auto mapped = map_result(env, group.indexes, result, config_->drain, clock_.now_ms());
         learn(env, group.store, mapped, out);
         const GroupResult done{group.store, tally(mapped), result.mailstore_trouble};
-        log::debug(
-            "event=delivery id={} mailstore={} delivered={} deferred={} failed={} trouble={} "
-            "ms={} reply={}",
-            env.id.text(), log::quote(stores_[group.store].name()), done.tally.delivered,
-            done.tally.deferred, done.tally.failed, done.trouble, clock_.now_ms() - started,
-            log::quote(mapped.empty() ? std::string() : mapped.front().response));
+        if (log::level() <= log::Level::kDebug) { // its arguments cost three strings
+            log::debug(
+                "event=delivery id={} mailstore={} delivered={} deferred={} failed={} trouble={} "
+                "ms={} reply={}",
+                env.id.text(), log::quote(stores_[group.store].name()), done.tally.delivered,
+                done.tally.deferred, done.tally.failed, done.trouble, clock_.now_ms() - started,
+                log::quote(mapped.empty() ? std::string() : mapped.front().response));
+        }
         out.groups.push_back(done);
         out.handoffs.insert(out.handoffs.end(), mapped.size(), result.handoff);
         std::move(mapped.begin(), mapped.end(), std::back_inserter(out.updates));

@@ -197,19 +197,19 @@ Status Store::apply_outcome(lmdb::WriteTxn& txn, const Stored& stored,
                             const std::vector<RecipientUpdate>& updates,
                             const std::optional<NewMessage>& dsn) const {
     const QueueId id = stored.env.id;
-    Envelope updated = stored.env;
+    // The states after the updates decide between erase and rewrite; the envelope is
+    // copied only for a rewrite (most outcomes deliver the last recipient and erase).
+    std::vector<RcptState> states;
+    states.reserve(stored.env.recipients.size());
+    for (const Recipient& r : stored.env.recipients) {
+        states.push_back(r.state);
+    }
     for (const RecipientUpdate& u : updates) {
-        if (u.index >= updated.recipients.size()) {
+        if (u.index >= states.size()) {
             return fail(ErrorKind::kInvalid,
                         fmt::format("{}: no recipient {}", id.text(), u.index));
         }
-        Recipient& r = updated.recipients[u.index];
-        r.state = u.state;
-        r.next_attempt_ms = u.state == RcptState::kDeferred ? u.next_attempt_ms : 0;
-        r.last_response = u.response;
-        if (u.count_attempt) {
-            ++r.attempts;
-        }
+        states[u.index] = u.state;
     }
     if (dsn) {
         // Checked before the first write, so a refused DSN leaves the batch's txn clean.
@@ -221,9 +221,21 @@ Status Store::apply_outcome(lmdb::WriteTxn& txn, const Stored& stored,
         }
     }
     const MessageFacts old_facts = stored.facts();
-    const bool all_final = std::all_of(updated.recipients.begin(), updated.recipients.end(),
-                                       [](const Recipient& r) { return is_final(r.state); });
-    SPOOLD_CHECK(all_final ? erase(txn, old_facts) : rewrite(txn, old_facts, updated));
+    if (std::all_of(states.begin(), states.end(), [](RcptState s) { return is_final(s); })) {
+        SPOOLD_CHECK(erase(txn, old_facts));
+    } else {
+        Envelope updated = stored.env;
+        for (const RecipientUpdate& u : updates) {
+            Recipient& r = updated.recipients[u.index];
+            r.state = u.state;
+            r.next_attempt_ms = u.state == RcptState::kDeferred ? u.next_attempt_ms : 0;
+            r.last_response = u.response;
+            if (u.count_attempt) {
+                ++r.attempts;
+            }
+        }
+        SPOOLD_CHECK(rewrite(txn, old_facts, updated));
+    }
     if (dsn) {
         return insert(txn, *dsn);
     }

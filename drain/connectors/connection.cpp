@@ -29,12 +29,15 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 // Writes what the socket takes now without waiting (a command group or a body piece
 // usually fits its send buffer whole): no timer raced, nothing posted. Returns the bytes
-// written; `ec` is would_block when it took none.
+// written; `ec` is would_block when it took none. Non-blocking mode is set once per
+// connection: each call of non_blocking(true) is an ioctl, two a message.
 template <typename Socket>
 std::size_t write_now(Socket& socket, std::string_view data, boost::system::error_code& ec) {
-    socket.non_blocking(true, ec);
-    if (ec) {
-        return 0;
+    if (!socket.non_blocking()) {
+        socket.non_blocking(true, ec);
+        if (ec) {
+            return 0;
+        }
     }
     return socket.write_some(asio::buffer(data.data(), data.size()), ec);
 }
