@@ -87,7 +87,12 @@ double Breaker::failure_ratio() const {
     return total == 0 ? 0.0 : static_cast<double>(troubled) / static_cast<double>(total);
 }
 
-void Breaker::on_recipients(std::uint32_t answered, std::uint32_t troubled) {
+void Breaker::on_recipients(std::uint32_t answered, std::uint32_t troubled, std::uint32_t grouped) {
+    // A known group's trouble is being handled (its mail parked, one probe a step): it says
+    // nothing new of the store, and counting it would let a dead shard met first (the oldest
+    // mail all its own) or its refused probes stop the healthy mailboxes too. The store's own
+    // trouble (full storage, a failing session) reaches on_trouble() instead.
+    troubled -= std::min(grouped, troubled);
     roll_window();
     answered_[0] += answered;
     troubled_[0] += troubled;

@@ -29,9 +29,10 @@ struct BreakerOptions {
     // Deliveries in flight while half-open: low, so a sick store is not flooded.
     std::uint32_t half_open_concurrency = 1;
     // The store as a whole is failing when at least this share of the recipients it
-    // answered within `window` got trouble replies, over at least `window_samples` of them:
-    // a store that still talks but fails every mailbox opens the breaker, a dead shard
-    // behind it (a minority of mailboxes) does not.
+    // answered within `window` got trouble replies no trouble group handles yet, over at
+    // least `window_samples` of them: a store that still talks but fails mailbox after
+    // mailbox in ways not seen before opens the breaker, a dead shard behind it (a minority
+    // of mailboxes, or one group of them met first) does not.
     double failure_ratio = 0.8;
     std::uint32_t window_samples = 10;
     std::chrono::milliseconds window{std::chrono::seconds(30)};
@@ -58,10 +59,13 @@ public:
     // A delivery or probe said the mailstore itself is in trouble.
     void on_trouble();
     // A delivery's recipients: `answered` got replies without trouble, `troubled` replies
-    // that say trouble for their mailbox. Opens a closed breaker when the window's ratio
-    // says the store as a whole is failing; a minority of troubled mailboxes never does,
-    // nor does any in half-open (the probe showed the session works).
-    void on_recipients(std::uint32_t answered, std::uint32_t troubled);
+    // that say trouble for their mailbox, `grouped` of those a trouble group handles already
+    // (their mail parked behind its probe: a dead shard known, or its probe refused again),
+    // which count neither for nor against the store. Opens a closed breaker when the window's
+    // ratio of the other troubled ones says the store as a whole is failing; a minority of
+    // troubled mailboxes never does, nor does any in half-open (the probe showed the session
+    // works).
+    void on_recipients(std::uint32_t answered, std::uint32_t troubled, std::uint32_t grouped);
     // The window's share of troubled recipients, 0 when it is empty; for tests and logs.
     double failure_ratio() const;
     // The engine marks a probe as started so it does not start a second one meanwhile.

@@ -1,5 +1,6 @@
 #include "drain/group_delivery.hpp"
 
+#include <algorithm>
 #include <boost/asio/this_coro.hpp>
 #include <exception>
 
@@ -7,6 +8,7 @@
 #include "common/log.hpp"
 #include "drain/health.hpp"
 #include "drain/outcome.hpp"
+#include "drain/trouble.hpp"
 
 namespace spoold::drain {
 
@@ -78,6 +80,16 @@ DeliveryRequest GroupDelivery::request_for(const spool::Envelope& env, const Gro
     return request;
 }
 
+std::uint32_t GroupDelivery::grouped_trouble(const DeliveryResult& result,
+                                             std::size_t store) const {
+    if (store >= mailstores_ || result.session_reply) {
+        return 0;
+    }
+    return static_cast<std::uint32_t>(std::count_if(
+        result.per_recipient.begin(), result.per_recipient.end(),
+        [&](const Reply& r) { return is_trouble(r) && backoff_.knows(store, r.summary()); }));
+}
+
 asio::awaitable<DeliveryResult> GroupDelivery::deliver_group(DeliveryRequest request,
                                                              std::size_t store) {
     const QueueId id = request.id;
@@ -89,11 +101,12 @@ asio::awaitable<DeliveryResult> GroupDelivery::deliver_group(DeliveryRequest req
         // Connectors report peer trouble in the result; an exception is a bug or a
         // cancellation (stop). Either way nothing is known: keep the recipients queued.
         log::error("event=delivery_exception id={} error={}", id.text(), log::quote(e.what()));
-        result = DeliveryResult{
-            make_reply(451, "4.3.0", "delivery aborted"), true, false, {}, Handoff::kFinal};
+        result = DeliveryResult{.session_reply = make_reply(451, "4.3.0", "delivery aborted"),
+                                .mailstore_trouble = true};
     }
     co_await asio::this_coro::reset_cancellation_state();
-    if (!stopping_ && weigh_result(stores_[store], store, poison_, id, started, result)) {
+    if (!stopping_ && weigh_result(stores_[store], store, poison_, id, started, result,
+                                   grouped_trouble(result, store))) {
         stats_.count_poison();
     }
     co_return result;

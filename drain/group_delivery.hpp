@@ -57,6 +57,9 @@ private:
     boost::asio::awaitable<DeliveryResult> deliver_group(DeliveryRequest request,
                                                          std::size_t store);
     DeliveryRequest request_for(const spool::Envelope& env, const Group& group) const;
+    // How many of `result`'s per-recipient trouble replies from `store` a known trouble group
+    // handles already (weigh_result does not count them against the store).
+    std::uint32_t grouped_trouble(const DeliveryResult& result, std::size_t store) const;
     // Takes out of `group` the recipients whose mailboxes wait behind a trouble group, as
     // parked updates into `out`.
     void park_waiting(const spool::Envelope& env, Group& group, GroupsDelivered& out);

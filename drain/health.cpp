@@ -6,7 +6,7 @@
 namespace spoold::drain {
 
 bool weigh_result(Store& store, std::size_t index, PoisonTracker& poison, QueueId id,
-                  UnixMillis started, DeliveryResult& result) {
+                  UnixMillis started, DeliveryResult& result, std::uint32_t grouped) {
     const BreakerState before = store.breaker().state();
     const Weighed weighed = classify(result);
     bool is_poison = false;
@@ -20,14 +20,15 @@ bool weigh_result(Store& store, std::size_t index, PoisonTracker& poison, QueueI
         }
     } else {
         // The session worked. Recipients whose mailboxes are in trouble (a dead shard)
-        // weigh only through the breaker's failure ratio; a delivery that got nothing but
-        // such replies says nothing of the store's speed (it never reached DATA's work).
+        // weigh only through the breaker's failure ratio, and not at all once their group is
+        // known; a delivery that got nothing but such replies says nothing of the store's
+        // speed (it never reached DATA's work).
         if (weighed.verdict == Verdict::kHealthy || weighed.answered > 0) {
             poison.delivered(id, index);
             store.breaker().on_success();
             store.pacing().on_success(started);
         }
-        store.breaker().on_recipients(weighed.answered, weighed.troubled);
+        store.breaker().on_recipients(weighed.answered, weighed.troubled, grouped);
     }
     if (before != BreakerState::kClosed && store.breaker().state() == BreakerState::kClosed) {
         store.pacing().restart(); // recovered: slow start

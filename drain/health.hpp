@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "common/clock.hpp"
 #include "common/queue_id.hpp"
@@ -13,10 +14,11 @@
 
 namespace spoold::drain {
 
-// `result` of delivering message `id` (started at `started`) to store number `index`.
-// Returns true when the message was judged poison; `result` then no longer says
-// mailstore trouble and its session reply, if any, is transient.
+// `result` of delivering message `id` (started at `started`) to store number `index`;
+// `grouped` of its recipients' trouble replies are a known trouble group's (the breaker does
+// not count them). Returns true when the message was judged poison; `result` then no longer
+// says mailstore trouble and its session reply, if any, is transient.
 bool weigh_result(Store& store, std::size_t index, PoisonTracker& poison, QueueId id,
-                  UnixMillis started, DeliveryResult& result);
+                  UnixMillis started, DeliveryResult& result, std::uint32_t grouped);
 
 } // namespace spoold::drain

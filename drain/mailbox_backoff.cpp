@@ -82,6 +82,10 @@ std::string MailboxBackoff::mailbox_key(std::size_t store, const std::string& ad
     return std::to_string(store) + '\n' + address;
 }
 
+std::string MailboxBackoff::group_key(std::size_t store, std::string_view summary) {
+    return std::to_string(store) + '\n' + trouble_key(summary);
+}
+
 std::chrono::milliseconds MailboxBackoff::step(std::uint32_t failed_probes) const {
     return doubled(options_.min, options_.max, failed_probes);
 }
@@ -110,7 +114,7 @@ void MailboxBackoff::forget(std::map<std::string, Group>::iterator it) {
 UnixMillis MailboxBackoff::park(std::size_t store, const std::string& address,
                                 std::string_view summary, QueueId id) {
     const UnixMillis now = clock_.now_ms();
-    const std::string key = std::to_string(store) + '\n' + trouble_key(summary);
+    const std::string key = group_key(store, summary);
     auto it = groups_.find(key);
     if (it == groups_.end()) {
         if (groups_.size() >= kMaxTroubleGroups) {
@@ -176,6 +180,10 @@ std::optional<UnixMillis> MailboxBackoff::waiting(std::size_t store, const std::
 
 bool MailboxBackoff::waits(std::size_t store, const std::string& address, QueueId id) const {
     return waiting_group(*this, store, address, id) != nullptr;
+}
+
+bool MailboxBackoff::knows(std::size_t store, std::string_view summary) const {
+    return groups_.contains(group_key(store, summary));
 }
 
 std::vector<QueueId> MailboxBackoff::answered(std::size_t store, const std::string& address,

@@ -58,6 +58,9 @@ public:
     // Whether waiting() would park message `id`'s mail to `address` at `store` now; changes
     // nothing (the drain asks before it spends a delivery slot on the message).
     bool waits(std::size_t store, const std::string& address, QueueId id) const;
+    // Whether trouble reading `summary` at `store` is a known group's (its mail parked behind
+    // its probe); changes nothing (the drain asks before it weighs a delivery's result).
+    bool knows(std::size_t store, std::string_view summary) const;
     // `address` at `store` got an answer without trouble for message `id`: its group's
     // mailboxes work again. Returns the other messages parked in that group (to flush now);
     // the group is forgotten.
@@ -86,6 +89,7 @@ private:
     void add_member(Group& g, QueueId id);
     void forget(std::map<std::string, Group>::iterator it);
     static std::string mailbox_key(std::size_t store, const std::string& address);
+    static std::string group_key(std::size_t store, std::string_view summary);
     // The group mail to `address` at `store` waits behind for message `id`: null when the
     // mailbox is in no group or `id` is its group's probe. For waiting() and waits() alike.
     template <typename Self>

@@ -62,6 +62,10 @@ struct DeliveryResult {
     // (timeout, reset, EOF): the store's trouble even where some recipients have replies.
     // Without it, trouble seen only in per-recipient replies is those mailboxes' (trouble.hpp).
     bool connection_lost = false;
+    // Set with mailstore_trouble when the failure reaches every mailbox of the store, whoever
+    // the recipient (a Maildir store whose filesystem is full or read-only): the store's
+    // trouble although the replies are per recipient, as a dead shard's are not.
+    bool store_wide = false;
     std::vector<Reply> per_recipient; // one per DeliveryRequest::recipients when no session_reply
     Handoff handoff = Handoff::kFinal;
 };

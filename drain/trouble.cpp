@@ -23,12 +23,14 @@ bool is_trouble(const Reply& reply) {
 // | result                                                     | verdict    |
 // | session reply with trouble (connect, timeout, 421, MAIL)   | store      |
 // | connection lost mid-message (some recipients answered)     | store      |
+// | storage failed for everyone (Maildir: full, read-only)     | store      |
 // | any per-recipient 421 (the server is closing the session)  | store      |
 // | trouble flagged, but no recipient's reply shows it         | store      |
 // | per-recipient trouble replies only (RCPT or after DATA)    | mailboxes  |
 // | anything else (2xx, 5xx, 452 4.2.2, a 550 to MAIL FROM)    | healthy    |
-// A store whose every mailbox answers with trouble is caught by the breaker's failure
-// ratio over its window, not here: one delivery cannot tell a dead shard from a dead store.
+// A store whose every mailbox answers with trouble of its own is caught by the breaker's
+// failure ratio over its window, not here: one delivery cannot tell a dead shard from a dead
+// store.
 Weighed classify(const DeliveryResult& result) {
     Weighed w;
     if (result.session_reply) {
@@ -39,7 +41,7 @@ Weighed classify(const DeliveryResult& result) {
     }
     const bool closing = std::any_of(result.per_recipient.begin(), result.per_recipient.end(),
                                      [](const Reply& r) { return r.code == 421; });
-    if (result.connection_lost || closing) {
+    if (result.connection_lost || result.store_wide || closing) {
         w.verdict = Verdict::kStore;
         return w;
     }

@@ -1,7 +1,7 @@
-// Whose trouble a delivery result shows: the store's (the session failed: connect, timeout,
-// 421, a lost connection, the whole transaction refused as trouble) or only some mailboxes'
-// (per-recipient 4.3.x/4.4.x/451 while the session worked: a dead shard, one broken
-// mailbox). Pure functions of the result; what to do about either is health.cpp's job.
+// Whose trouble a delivery result shows: the store's (its session failed: connect, timeout,
+// 421, a lost connection, the transaction refused as trouble; or its storage fails everyone)
+// or only some mailboxes' (per-recipient 4.3.x/4.4.x/451 while the session worked: a dead
+// shard, one broken mailbox). Pure functions of the result; health.cpp acts on either.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +18,7 @@ bool is_trouble(const Reply& reply);
 
 enum class Verdict : std::uint8_t {
     kHealthy,   // the store answered every recipient, none with trouble
-    kStore,     // the session failed: the store's breaker counts it
+    kStore,     // the session or the whole storage failed: the store's breaker counts it
     kMailboxes, // only some recipients' replies say trouble: their mailboxes back off
 };
 

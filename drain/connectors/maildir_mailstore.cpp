@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <mutex>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 #include <unordered_set>
@@ -230,6 +231,27 @@ Result<std::string> MaildirWriter::commit() {
     return final_path;
 }
 
+bool MaildirWriter::fails_every_mailbox(const Error& e) const {
+    struct stat root {};
+    if (::stat(root_.c_str(), &root) != 0 || !S_ISDIR(root.st_mode)) {
+        return true; // unmounted or gone: no mailbox can be written
+    }
+    struct statvfs vfs {};
+    const bool read_only = ::statvfs(root_.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0;
+    if (e.kind != ErrorKind::kDiskFull && !read_only) {
+        return false;
+    }
+    // The nearest directory of this mailbox that exists (its own, its domain's) tells the
+    // filesystem it is on; one not created yet would be made on the root's.
+    for (std::string d = dir_; d.size() > root_.size(); d.resize(d.rfind('/'))) {
+        struct stat st {};
+        if (::stat(d.c_str(), &st) == 0) {
+            return st.st_dev == root.st_dev;
+        }
+    }
+    return true;
+}
+
 MaildirMailstore::MaildirMailstore(asio::any_io_executor executor,
                                    const policy::MailstoreConfig& config, ConnectorOptions options)
     : executor_(std::move(executor)), name_(config.name), root_(config.maildir_root),
@@ -260,6 +282,13 @@ Reply reply_for_write_error(const Error& e) {
 struct Slot {
     std::unique_ptr<MaildirWriter> writer;
     std::optional<Error> error;
+    bool store_wide = false; // the error fails every mailbox of the store
+
+    // On the blocking pool, right after the writer's step failed.
+    void failed(Error e) {
+        store_wide = writer->fails_every_mailbox(e);
+        error = std::move(e);
+    }
 };
 
 } // namespace
@@ -291,7 +320,7 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
         for (std::size_t i = 0; i < slots.size(); ++i) {
             if (slots[i].writer) {
                 if (auto s = slots[i].writer->open(*paths[i]); !s) {
-                    slots[i].error = s.error();
+                    slots[i].failed(s.error());
                 }
             }
         }
@@ -322,7 +351,7 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
             for (auto& s : slots) {
                 if (s.writer && !s.error) {
                     if (auto st = s.writer->write(data); !st) {
-                        s.error = st.error();
+                        s.failed(st.error());
                     }
                 }
             }
@@ -342,7 +371,7 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
             }
             if (!s.error && !read_error) {
                 if (auto committed = s.writer->commit(); !committed) {
-                    s.error = committed.error();
+                    s.failed(committed.error());
                 }
             }
             s.writer.reset(); // unlinks tmp/ leftovers of failed ones
@@ -361,8 +390,10 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
         } else if (slots[i].error) {
             result.per_recipient[i] = reply_for_write_error(*slots[i].error);
             result.mailstore_trouble = true;
-            log::warn("event=maildir_write_failed mailstore={} id={} error={}", name_,
-                      request.id.text(), log::quote(slots[i].error->describe()));
+            result.store_wide = result.store_wide || slots[i].store_wide;
+            log::warn("event=maildir_write_failed mailstore={} id={} store_wide={} error={}", name_,
+                      request.id.text(), slots[i].store_wide,
+                      log::quote(slots[i].error->describe()));
         }
     }
     co_return result;

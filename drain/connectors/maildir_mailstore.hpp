@@ -46,6 +46,11 @@ public:
     // fsync, close, rename to new/<name>,S=<size>, fsync new/. Returns the new path.
     Result<std::string> commit();
     void abort();
+    // After one of the calls above failed with `e`: whether every other mailbox would fail
+    // alike, so the failure is the store's: the root is gone, or the filesystem holding it is
+    // full (ENOSPC, or our user's quota: EDQUOT) or read-only and this mailbox lies on it. A
+    // mailbox on a filesystem of its own fails alone. Synchronous (stat, statvfs).
+    bool fails_every_mailbox(const Error& e) const;
 
 private:
     std::string root_;
@@ -70,7 +75,8 @@ public:
 
     const std::string& name() const override { return name_; }
     // Per recipient: 250 2.0.0 delivered; 550 5.1.3 unsafe address; 452 4.3.1 disk full
-    // (deferred, and mailstore trouble); 451 4.3.0 other I/O failure (trouble). The body
+    // (deferred, and mailstore trouble); 451 4.3.0 other I/O failure (trouble); `store_wide`
+    // when the failure is the whole store's (MaildirWriter::fails_every_mailbox). The body
     // is read and written piece by piece, the message stored with LF line ends.
     boost::asio::awaitable<DeliveryResult> deliver(DeliveryRequest request) override;
     // The root exists, is a directory and a file can be created in it.

@@ -140,6 +140,7 @@ TEST_CASE("a missing maildir root is mailstore trouble and fails probe(); a pres
     MaildirMailstore missing(ctx.get_executor(), maildir_config(root.path() / "not-mounted"), {});
     const auto res = test::run(ctx, missing.deliver(test::make_request({"a@x.test"}, "body\r\n")));
     CHECK(res.mailstore_trouble);
+    CHECK(res.store_wide); // no mailbox could be written: the store's trouble
     CHECK(res.per_recipient.at(0).summary().starts_with("451 4.3.0"));
     CHECK_FALSE(fs::exists(root.path() / "not-mounted")); // never created in its place
     CHECK_FALSE(test::run(ctx, missing.probe()));
@@ -169,9 +170,9 @@ namespace {
 // A tiny tmpfs to fill up; needs CAP_SYS_ADMIN, so the test is skipped without it.
 class TinyFilesystem {
 public:
-    explicit TinyFilesystem(const fs::path& at) : at_(at) {
+    explicit TinyFilesystem(const fs::path& at, unsigned long flags = 0) : at_(at) {
         fs::create_directories(at_);
-        mounted_ = ::mount("tmpfs", at_.c_str(), "tmpfs", 0, "size=64k,mode=0700") == 0;
+        mounted_ = ::mount("tmpfs", at_.c_str(), "tmpfs", flags, "size=64k,mode=0700") == 0;
     }
     ~TinyFilesystem() {
         if (mounted_) {
@@ -203,6 +204,7 @@ TEST_CASE(
         test::run(ctx, store.deliver(test::make_request({"a@x.test", "b@x.test"},
                                                         std::string(256 * 1024, 'z') + "\r\n")));
     CHECK(res.mailstore_trouble);
+    CHECK(res.store_wide); // every mailbox lies on the full filesystem
     REQUIRE(res.per_recipient.size() == 2);
     CHECK(res.per_recipient[0].summary().starts_with("452 4.3.1"));
     CHECK(res.per_recipient[1].summary().starts_with("452 4.3.1"));
@@ -210,4 +212,40 @@ TEST_CASE(
         CHECK(files_in(dir.path() / "store" / "x.test" / who / "tmp").empty());
         CHECK(files_in(dir.path() / "store" / "x.test" / who / "new").empty());
     }
+}
+
+TEST_CASE("a full mailbox on a filesystem of its own is that mailbox's trouble, not the store's") {
+    test::TempDir root;
+    TinyFilesystem tiny(root.path() / "x.test" / "a");
+    if (!tiny.mounted()) {
+        MESSAGE("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); skipped");
+        return;
+    }
+    asio::io_context ctx;
+    MaildirMailstore store(ctx.get_executor(), maildir_config(root.path()), {});
+    const auto res =
+        test::run(ctx, store.deliver(test::make_request({"a@x.test", "b@x.test"},
+                                                        std::string(256 * 1024, 'z') + "\r\n")));
+    CHECK(res.mailstore_trouble);
+    CHECK_FALSE(res.store_wide);
+    REQUIRE(res.per_recipient.size() == 2);
+    CHECK(res.per_recipient[0].summary().starts_with("452 4.3.1"));
+    CHECK(res.per_recipient[1].code == 250);
+    CHECK(files_in(root.path() / "x.test" / "b" / "new").size() == 1);
+}
+
+TEST_CASE("a read-only maildir filesystem is the store's trouble") {
+    test::TempDir dir;
+    TinyFilesystem read_only(dir.path() / "store", MS_RDONLY);
+    if (!read_only.mounted()) {
+        MESSAGE("cannot mount a tmpfs here (needs CAP_SYS_ADMIN); skipped");
+        return;
+    }
+    asio::io_context ctx;
+    MaildirMailstore store(ctx.get_executor(), maildir_config(dir.path() / "store"), {});
+    const auto res = test::run(ctx, store.deliver(test::make_request({"a@x.test"}, "body\r\n")));
+    CHECK(res.mailstore_trouble);
+    CHECK(res.store_wide);
+    CHECK(res.per_recipient.at(0).summary().starts_with("451 4.3.0"));
+    CHECK_FALSE(test::run(ctx, store.probe()));
 }

@@ -126,11 +126,11 @@ TEST_CASE("per-recipient trouble while other recipients are answered never opens
     // A dead shard: 3 in 10 mailboxes answer 451 4.3.0, far more in a row than `failures`.
     for (int round = 0; round < 50; ++round) {
         for (int i = 0; i < 5; ++i) {
-            b.on_recipients(0, 1);
+            b.on_recipients(0, 1, 0);
         }
         for (int i = 0; i < 12; ++i) {
             b.on_success();
-            b.on_recipients(1, 0);
+            b.on_recipients(1, 0, 0);
         }
         clock.advance_ms(1000);
         REQUIRE(b.state() == BreakerState::kClosed);
@@ -143,16 +143,16 @@ TEST_CASE("a store that fails every mailbox opens the breaker by its failure rat
     Breaker b("lmtp", options(), clock, 1);
     const std::uint32_t samples = options().window_samples;
     for (std::uint32_t i = 0; i + 1 < samples; ++i) {
-        b.on_recipients(0, 1);
+        b.on_recipients(0, 1, 0);
     }
     CHECK(b.state() == BreakerState::kClosed); // too few to judge
     // A whole window later those have aged out: the count starts again.
     clock.advance_ms(options().window.count());
     for (std::uint32_t i = 0; i + 1 < samples; ++i) {
-        b.on_recipients(0, 1);
+        b.on_recipients(0, 1, 0);
     }
     CHECK(b.state() == BreakerState::kClosed);
-    b.on_recipients(0, 1);
+    b.on_recipients(0, 1, 0);
     CHECK(b.state() == BreakerState::kOpen);
     // Judged afresh after the outage: the probe half-opens it, answers close it.
     clock.set_ms(b.next_probe_ms());
@@ -162,7 +162,7 @@ TEST_CASE("a store that fails every mailbox opens the breaker by its failure rat
     CHECK(b.failure_ratio() == 0.0);
     // Its trial meets troubled mailboxes only (the oldest mail is a dead shard's): theirs.
     for (std::uint32_t i = 0; i < 2 * samples; ++i) {
-        b.on_recipients(0, 1);
+        b.on_recipients(0, 1, 0);
     }
     CHECK(b.state() == BreakerState::kHalfOpen);
     b.on_success();
@@ -174,16 +174,38 @@ TEST_CASE("the failure ratio counts the answered recipients of the same window")
     FakeClock clock;
     Breaker b("lmtp", options(), clock, 1);
     // 8 of 10 troubled reaches the default ratio of 0.8; 7 of 10 does not.
-    b.on_recipients(3, 0);
+    b.on_recipients(3, 0, 0);
     for (int i = 0; i < 7; ++i) {
-        b.on_recipients(0, 1);
+        b.on_recipients(0, 1, 0);
     }
     CHECK(b.state() == BreakerState::kClosed);
     CHECK(b.failure_ratio() == doctest::Approx(0.7));
-    b.on_recipients(0, 1); // 8 of 11
+    b.on_recipients(0, 1, 0); // 8 of 11
     CHECK(b.state() == BreakerState::kClosed);
-    b.on_recipients(0, 1); // 9 of 12 = 0.75
+    b.on_recipients(0, 1, 0); // 9 of 12 = 0.75
     CHECK(b.state() == BreakerState::kClosed);
-    b.on_recipients(0, 3); // 12 of 15 = 0.8
+    b.on_recipients(0, 3, 0); // 12 of 15 = 0.8
+    CHECK(b.state() == BreakerState::kOpen);
+}
+
+TEST_CASE("trouble a known group handles counts neither for nor against the store") {
+    FakeClock clock;
+    Breaker b("lmtp", options(), clock, 1);
+    const std::uint32_t samples = options().window_samples;
+    // The oldest mail all a dead shard's: its first refusal starts the group; the rest of the
+    // first wave, the dead mailboxes met later and every refused probe are the group's.
+    b.on_recipients(0, 1, 0);
+    for (std::uint32_t i = 0; i < 4 * samples; ++i) {
+        b.on_recipients(0, 1, 1);
+        b.on_recipients(0, 3, 3);
+    }
+    CHECK(b.state() == BreakerState::kClosed);
+    // Trouble no group handles still counts: a store failing mailbox after mailbox in ways not
+    // seen before opens it once the window holds enough of them.
+    for (std::uint32_t i = 0; i + 2 < samples; ++i) {
+        b.on_recipients(0, 2, 1);
+    }
+    CHECK(b.state() == BreakerState::kClosed);
+    b.on_recipients(0, 2, 1);
     CHECK(b.state() == BreakerState::kOpen);
 }

@@ -1026,3 +1026,48 @@ TEST_CASE("a dead shard's mail is parked without a delivery slot, even while the
     CHECK(Harness::received(h.store, healthy));
     CHECK(dead_tries == 1);
 }
+
+TEST_CASE("the oldest mail all a dead shard's: its group's refusals never open the breaker") {
+    // The first recipients met are all troubled, more of them than the breaker's window needs
+    // to judge the store. Once the first refusal has started the group, the others (dead
+    // mailboxes met for the first time, with the same reply) are the group's: the store
+    // answered each, so it stays closed and the healthy mail behind drains at once.
+    auto config = test_config();
+    config.drain.retry_min = 10s;
+    config.drain.retry_max = 80s;
+    Harness h(config);
+    const std::uint32_t dead_users = 2 * BreakerOptions{}.window_samples;
+    auto user = [](std::uint32_t i) { return "user" + std::to_string(i) + "@example.com"; };
+    std::vector<TestMessage> mail;
+    for (std::uint32_t i = 0; i < dead_users; ++i) {
+        mail.push_back(TestMessage{1, {user(i)}});
+        mail.push_back(TestMessage{1, {user(i)}});
+    }
+    constexpr std::uint32_t kHealthy = 8;
+    for (std::uint32_t i = dead_users; i < dead_users + kHealthy; ++i) {
+        mail.push_back(TestMessage{1, {user(i)}});
+    }
+    const auto ids = h.spool.add_all(std::move(mail));
+    int dead_tries = 0;
+    std::size_t stored = 0;
+    h.store->script = [&](const DeliveryRequest& r) {
+        DeliveryResult res;
+        for (const auto& rcpt : r.recipients) {
+            const bool dead = std::stoul(rcpt.substr(4)) < dead_users;
+            dead_tries += dead ? 1 : 0;
+            stored += dead ? 0 : 1;
+            res.per_recipient.push_back(
+                dead ? make_reply(451, "4.3.0", "<" + rcpt + "> shard unavailable")
+                     : reply(250, "2.0.0"));
+        }
+        return res;
+    };
+    h.drain->start();
+    // Without moving the clock an opened breaker would never probe, and nothing healthy would
+    // be delivered.
+    REQUIRE(h.run_until([&] { return stored == kHealthy; }));
+    CHECK(dead_tries >= static_cast<int>(dead_users)); // each dead mailbox met at least once
+    CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
+    CHECK(h.store->probes == 0);
+    REQUIRE(h.run_until([&] { return h.spool.size() == ids.size() - kHealthy; }));
+}

@@ -65,7 +65,7 @@ TEST_CASE("a delivery's result feeds the breaker, or defers a poison message ins
     for (const Row& row : rows) {
         CAPTURE(row.what);
         DeliveryResult result = row.result;
-        CHECK(weigh_result(store, 0, poison, row.id, clock.now_ms(), result) == row.poison);
+        CHECK(weigh_result(store, 0, poison, row.id, clock.now_ms(), result, 0) == row.poison);
         CHECK(store.breaker().state() == row.breaker);
         if (row.poison) {
             // Its own temporary failure now: no trouble, and never a permanent reply.
@@ -85,8 +85,8 @@ TEST_CASE("trouble while the breaker is half-open is the store's, never a strike
     const QueueId id{1};
     DeliveryResult t1 = trouble(421, "4.4.2");
     DeliveryResult t2 = trouble(421, "4.4.2");
-    (void)weigh_result(store, 0, poison, id, clock.now_ms(), t1);
-    (void)weigh_result(store, 0, poison, QueueId{2}, clock.now_ms(), t2);
+    (void)weigh_result(store, 0, poison, id, clock.now_ms(), t1, 0);
+    (void)weigh_result(store, 0, poison, QueueId{2}, clock.now_ms(), t2, 0);
     REQUIRE(store.breaker().state() == BreakerState::kOpen);
     clock.advance_ms(10 * 60 * 1000);
     store.breaker().on_probe_started();
@@ -94,7 +94,7 @@ TEST_CASE("trouble while the breaker is half-open is the store's, never a strike
     REQUIRE(store.breaker().state() == BreakerState::kHalfOpen);
     poison.delivered(QueueId{3}, 0); // health, so a strike would count
     DeliveryResult t3 = trouble(421, "4.4.2");
-    CHECK_FALSE(weigh_result(store, 0, poison, id, clock.now_ms(), t3));
+    CHECK_FALSE(weigh_result(store, 0, poison, id, clock.now_ms(), t3, 0));
     CHECK(store.breaker().state() == BreakerState::kOpen);
     CHECK(t3.mailstore_trouble);
 }

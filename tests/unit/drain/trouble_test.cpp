@@ -36,11 +36,14 @@ TEST_CASE("the store's trouble is told from its mailboxes' trouble") {
     };
     DeliveryResult lost = each({reply(250, "2.0.0"), reply(451, "4.4.2")}, true);
     lost.connection_lost = true;
+    DeliveryResult full = each({reply(250, "2.0.0"), reply(452, "4.3.1")}, true);
+    full.store_wide = true;
     const Row rows[] = {
         {"connect refused", session(451, "4.4.1", true), Verdict::kStore, 0, 0},
         {"timeout", session(451, "4.4.2", true), Verdict::kStore, 0, 0},
         {"421 to MAIL", session(421, "4.3.2", true), Verdict::kStore, 0, 0},
         {"lost after one final reply", lost, Verdict::kStore, 0, 0},
+        {"storage full for every mailbox (Maildir)", full, Verdict::kStore, 0, 0},
         {"421 to a RCPT", each({reply(250, "2.1.5"), reply(421, "4.3.2")}), Verdict::kStore, 0, 0},
         {"trouble flagged, no reply shows it", each({reply(250, "2.0.0")}, true), Verdict::kStore,
          0, 0},
