@@ -17,8 +17,9 @@ drain is paused, then resumed:
 
 The spool is filled user by user, so the dead shard's users are spread over the backlog by
 default; --dead-first puts all their mail first (then the first recipients the drain meets
-are all troubled, and the breaker's failure ratio puts it on trial once); --both runs the two
-layouts against one all-healthy run.
+are all troubled: once the first refusal has started the shard's group, the others are the
+group's and the breaker's failure ratio does not count them); --both runs the two layouts
+against one all-healthy run.
 """
 import argparse
 import os

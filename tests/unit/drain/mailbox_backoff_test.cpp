@@ -141,3 +141,18 @@ TEST_CASE("waits() answers as waiting() would and parks nothing: the probe messa
     CHECK(b.waits(0, "user17@example.com", QueueId{2}));
     CHECK(b.parked() == 0);
 }
+
+TEST_CASE("knows() tells a known group's trouble by its reply, per store, until it is answered") {
+    FakeClock clock;
+    MailboxBackoff b(options(), clock, 11);
+    const char* const other_user = "451 4.3.0 <carol@example.com> shard 9 unavailable (session 2)";
+    CHECK_FALSE(b.knows(0, kShard)); // nothing learnt yet
+    (void)b.park(0, "user17@example.com", kShard, QueueId{1});
+    CHECK(b.knows(0, other_user));       // a mailbox not in the group yet, the same trouble
+    CHECK_FALSE(b.knows(1, other_user)); // another store
+    CHECK_FALSE(b.knows(0, "451 4.2.0 Internal error occurred"));
+    CHECK(b.groups() == 1);
+    CHECK(b.parked() == 1); // asking parks nothing
+    (void)b.answered(0, "user17@example.com", QueueId{1});
+    CHECK_FALSE(b.knows(0, kShard));
+}
