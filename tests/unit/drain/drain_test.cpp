@@ -375,7 +375,10 @@ TEST_CASE("a DSN the smarthost refuses is held for the administrator, never drop
     };
     const std::uint64_t held_before = metrics::spoold_metrics().dsns_held_total.value();
     h.drain->start();
-    REQUIRE(h.run_until([&] { return h.spool.env(dsn).held; }));
+    // The hold commits on the spool's writer thread; the counter moves once the drain hears.
+    REQUIRE(h.run_until(
+        [&] { return metrics::spoold_metrics().dsns_held_total.value() != held_before; }));
+    REQUIRE(h.spool.env(dsn).held);
     const spool::Envelope env = h.spool.env(dsn);
     CHECK(env.recipients[0].state == spool::RcptState::kQueued);
     CHECK(env.recipients[0].attempts == 1);
@@ -804,8 +807,8 @@ TEST_CASE("a shared budget caps a mailstore's deliveries in flight; more start w
     auto config = test_config();
     config.fleet.urgent_class = "urgent"; // class 0: the budget is told which are urgent
     config.drain.initial_concurrency = 8; // the node's own limit: only the budget holds it to 2
+    CappedBudget budget; // before the harness: its drain's store uses it until it stops
     Harness h(config);
-    CappedBudget budget;
     CHECK_FALSE(h.drain->set_budget("no such store", budget));
     REQUIRE(h.drain->set_budget("lmtp", budget));
     for (int i = 0; i < 20; ++i) {
@@ -978,8 +981,8 @@ TEST_CASE("a dead shard's mail is parked without a delivery slot, even while the
     // the healthy message waits for a slot.
     auto config = test_config();
     config.drain.initial_concurrency = 8;
+    CappedBudget budget; // before the harness: its drain's store uses it until it stops
     Harness h(config);
-    CappedBudget budget;
     budget.limit = 1;
     REQUIRE(h.drain->set_budget("lmtp", budget));
     const std::vector<QueueId> dead = h.spool.add_all({{1, {"dead@example.com"}},
