@@ -211,13 +211,6 @@ Result<IntakeHooks> Daemon::make_hooks(const std::shared_ptr<const policy::Confi
         }
         return smtp::RecipientVerdict::kTempFail;
     };
-    hooks.committed = [target = commits_](QueueId id) {
-        // The drain looks again at a message that committed behind its cursors.
-        const std::lock_guard lock(target->mutex);
-        if (target->drain != nullptr) {
-            target->drain->arrived(id);
-        }
-    };
     auto peers = std::make_shared<const policy::XferPeers>(*config);
     hooks.classify = [compiled, config, peers](const ClassifyInput& in, UnixMillis arrival_ms) {
         if (auto d = trusted_xfer(*config, *peers, *in.info)) {
@@ -338,10 +331,6 @@ int Daemon::run() {
     signals->async_wait(on_signal);
     std::signal(SIGPIPE, SIG_IGN);
 
-    {
-        const std::lock_guard lock(commits_->mutex);
-        commits_->drain = drain_.get();
-    }
     drain_->start();
     if (fleet_) {
         fleet_->start();
@@ -357,10 +346,6 @@ int Daemon::run() {
     signals.reset();
     tick_timer_.reset();
     http_.reset();
-    {
-        const std::lock_guard lock(commits_->mutex);
-        commits_->drain = nullptr;
-    }
     drain_.reset();
     fleet_.reset();
     server_.reset();

@@ -7,7 +7,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "daemon/directory_loader.hpp"
@@ -77,13 +76,6 @@ private:
     // The milters; outlives the io_context (the server's connections ask it for chains).
     std::unique_ptr<milter::MilterFilters> filters_;
     std::unique_ptr<boost::asio::io_context> io_ = std::make_unique<boost::asio::io_context>(1);
-    // Whom the intake's commit callbacks (on the spool's writer thread, which outlives the
-    // drain) tell: set while the drain runs, cleared under the lock before it goes.
-    struct CommitTarget {
-        std::mutex mutex;
-        drain::Drain* drain = nullptr;
-    };
-    std::shared_ptr<CommitTarget> commits_ = std::make_shared<CommitTarget>();
     std::unique_ptr<smtp::Server> server_;
     // The fleet's budgets, when fleet.redis is set; outlives drain_ (which uses them).
     std::unique_ptr<fleet::Coordinator> fleet_;

@@ -93,8 +93,8 @@ public:
             std::string().swap(buffer_);
         }
 
-        auto finish = [done = std::move(done), name = decision.name, shared = shared_, size = size_,
-                       hooks = hooks_, id = id_](Status st) {
+        auto finish = [done = std::move(done), name = decision.name, shared = shared_,
+                       size = size_](Status st) {
             auto& m = metrics::spoold_metrics();
             if (!st) {
                 const bool full = st.error().kind == ErrorKind::kSpoolFull ||
@@ -109,9 +109,6 @@ public:
             shared->accepted.fetch_add(1, std::memory_order_relaxed);
             m.messages_accepted_total.with({name}).inc();
             m.accepted_bytes_total.inc(size);
-            if (hooks->committed) {
-                hooks->committed(id);
-            }
             done(smtp::CommitInfo{name});
         };
         if (staged_) {

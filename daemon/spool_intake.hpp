@@ -35,9 +35,6 @@ struct ClassDecision {
 struct IntakeHooks {
     std::function<smtp::RecipientVerdict(const std::string&)> check_recipient;
     std::function<ClassDecision(const ClassifyInput&, UnixMillis arrival_ms)> classify;
-    // Told of each message once its commit is on disk, on the spool's writer thread (keep
-    // it short: post). Optional.
-    std::function<void(QueueId)> committed;
 };
 
 // What in-flight messages update as they are written to the spool.

@@ -112,9 +112,14 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
         const std::size_t store = routes_.route_domain(domain);
         return store < stores_.size() && stores_[store].has_room();
     };
+    // Every message this process adds (an intake commit, a DSN spooled with an outcome, an
+    // expiry or a delay warning) is heard here, from the spool's write path; another
+    // process's additions (spoolctl import) move the ready epoch instead.
+    spool_.on_arrival([this](QueueId id) { arrived(id); });
 }
 
 Drain::~Drain() {
+    spool_.on_arrival({}); // returns once a call in progress ended: none comes after
     if (running_) {
         log::error("event=drain_destroyed_running note=\"stop() did not complete first\"");
     }

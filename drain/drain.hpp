@@ -75,9 +75,6 @@ public:
     // The budget mailstore `name` shares with other nodes (the fleet's); not owned, it must
     // outlive the drain. Call before start(). False when no mailstore has that name.
     bool set_budget(const std::string& name, Budget& budget);
-    // Message `id` was just enqueued (the intake's commit): the scheduler looks at it again
-    // if its cursors may have passed its id already (Scheduler::arrived).
-    void arrived(QueueId id);
     // Call on the executor (status and metrics handlers run there).
     DrainSnapshot snapshot() const;
 
@@ -90,6 +87,10 @@ private:
     };
 
     boost::asio::awaitable<void> run();
+    // Message `id` was just added to the spool (the spool's arrival listener, on its writer
+    // thread: an intake commit, or a DSN this drain spooled): the scheduler looks at it again
+    // if its cursors may have passed its id already (Scheduler::arrived).
+    void arrived(QueueId id);
     void housekeeping();
     // Moves due deferrals back to ready, a bounded batch per commit, batch after batch while
     // more are due; the scheduler looks at what was moved.

@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -103,13 +105,18 @@ public:
 
     QueueId new_id() override { return ids_.next(); }
 
+    void on_arrival(ArrivalListener listener) override {
+        const std::lock_guard lock(arrivals_mutex_);
+        arrival_ = std::move(listener);
+    }
+
     // ---- writes ----
 
     void enqueue(NewMessage message, Done done) override {
         auto msg = std::make_shared<const NewMessage>(std::move(message));
         const std::size_t bytes = msg->body.size();
-        submit(Op{[this, msg](WriteTxn& txn) { return store_.insert(txn, *msg); }, std::move(done),
-                  true, bytes});
+        submit(Op{[this, msg](WriteTxn& txn) { return store_.insert(txn, *msg); },
+                  arriving(msg->envelope.id, std::move(done)), true, bytes});
     }
 
     void append_staged(QueueId id, std::string chunk, Done done) override {
@@ -123,7 +130,7 @@ public:
         auto msg = std::make_shared<const NewMessage>(std::move(message));
         const std::size_t bytes = msg->body.size();
         submit(Op{[this, msg](WriteTxn& txn) { return staging_.enqueue(txn, *msg); },
-                  std::move(done), true, bytes});
+                  arriving(msg->envelope.id, std::move(done)), true, bytes});
     }
 
     void discard_staged(QueueId id, Done done) override {
@@ -141,6 +148,9 @@ public:
         auto ups = std::make_shared<const std::vector<RecipientUpdate>>(std::move(updates));
         auto d = std::make_shared<const std::optional<NewMessage>>(std::move(dsn));
         const bool grows = d->has_value();
+        if (grows) {
+            done = arriving((*d)->envelope.id, std::move(done));
+        }
         submit(Op{
             [this, id, ups, d](WriteTxn& txn) { return store_.record_outcome(txn, id, *ups, *d); },
             std::move(done), grows});
@@ -153,6 +163,7 @@ public:
             [this](WriteTxn& txn, const DelayWarning& w) {
                 return store_.record_delay_warning(txn, w.id, w.dsn);
             },
+            [](const DelayWarning& w) { return std::optional<QueueId>(w.dsn.envelope.id); },
             std::move(done), false);
     }
 
@@ -229,6 +240,9 @@ public:
             std::move(items), kMaxExpirePerOp, "expiries",
             [](const Expiry& e) { return e.dsn ? e.dsn->body.size() : 0; },
             [this, now](WriteTxn& txn, const Expiry& e) { return store_.expire(txn, e, now); },
+            [](const Expiry& e) {
+                return e.dsn ? std::optional(e.dsn->envelope.id) : std::nullopt;
+            },
             std::move(done), true);
     }
 
@@ -433,10 +447,11 @@ private:
     // Up to `max` `items` applied by `apply` in one transaction (more: kInvalid, nothing
     // written): an item that fails cleanly (not found, invalid, quarantined) is skipped with
     // its status, the rest commit. `bytes_of` gives an item's new data (none at all: the op
-    // does not grow the spool); `first`: ahead of the queued intake.
-    template <typename Item, typename BytesOf, typename Apply>
+    // does not grow the spool), `added` the message it spools, if any (the arrival listener
+    // hears of it when the item committed); `first`: ahead of the queued intake.
+    template <typename Item, typename BytesOf, typename Apply, typename Added>
     void submit_batch(std::vector<Item> items, std::size_t max, std::string_view what,
-                      BytesOf bytes_of, Apply apply, BatchDone done, bool first) {
+                      BytesOf bytes_of, Apply apply, Added added, BatchDone done, bool first) {
         if (items.size() > max) {
             done(fail(ErrorKind::kInvalid,
                       fmt::format("{} {} in one batch, at most {}", items.size(), what, max)),
@@ -461,7 +476,15 @@ private:
                   }
                   return {};
               },
-              [results, done = std::move(done)](Status st) {
+              [this, batch, added = std::move(added), results, done = std::move(done)](Status st) {
+                  if (st) {
+                      for (std::size_t i = 0; i < batch->size(); ++i) {
+                          const std::optional<QueueId> id = added((*batch)[i]);
+                          if (id && (*results)[i]) {
+                              arrived(*id);
+                          }
+                      }
+                  }
                   done(st, st ? std::move(*results) : std::vector<Status>{});
               },
               bytes > 0, bytes};
@@ -511,6 +534,26 @@ private:
                   std::move(done), false});
     }
 
+    // Message `id` is in the spool now (its commit returned): the arrival listener hears of it.
+    void arrived(QueueId id) {
+        const std::lock_guard lock(arrivals_mutex_);
+        if (arrival_) {
+            arrival_(id);
+        }
+    }
+
+    // `done`, after the listener heard of message `id` when the op committed.
+    Done arriving(QueueId id, Done done) {
+        return [this, id, done = std::move(done)](Status st) {
+            if (st) {
+                arrived(id);
+            }
+            if (done) {
+                done(std::move(st));
+            }
+        };
+    }
+
     // A corrupt record seen by a reader: quarantined by the writer (never from a read txn).
     void report_corrupt(QueueId id, const Error& why) {
         log::error("event=spool_corrupt_record id={} error={}", id.text(), log::quote(why.message));
@@ -538,6 +581,8 @@ private:
     Staging staging_;
     Checker checker_;
     QueueIdGenerator ids_;
+    std::mutex arrivals_mutex_; // the writer thread calls arrival_ under it
+    ArrivalListener arrival_;
     std::unique_ptr<Writer> writer_; // none when read-only
 };
 

@@ -236,6 +236,18 @@ public:
 
     virtual QueueId new_id() = 0;
 
+    // Tells `listener` of every message this process's writes add to the spool: an enqueue
+    // (staged or not), and a DSN spooled with an outcome, an expiry or a delay warning. Called
+    // on the writer thread once the commit is on disk, before the operation's Done, with the
+    // new message's id (keep it short: post). Ids are taken before the commit, so a message
+    // can land behind ids a reader has passed already: this is how such a reader (the drain's
+    // scheduler) hears of it (and, rarely, of one that was not added: the delay warning of a
+    // message warned already). One listener; an empty one stops the calls and returns after a
+    // call in progress ended. Another process's additions (spoolctl import) are not heard:
+    // they move the ready epoch.
+    using ArrivalListener = std::function<void(QueueId)>;
+    virtual void on_arrival(ArrivalListener /*listener*/) {}
+
     // ---- writes: queued to the group-commit writer; `done` after the commit is on disk ----
 
     // Durably stores envelope, recipients, body, indexes and counters in one commit.

@@ -153,6 +153,7 @@ public:
     std::size_t reads() const { return reads_; }
 
     QueueId new_id() override { return inner_.new_id(); }
+    void on_arrival(ArrivalListener l) override { inner_.on_arrival(std::move(l)); }
     void enqueue(spool::NewMessage m, spool::Done d) override {
         inner_.enqueue(std::move(m), std::move(d));
     }

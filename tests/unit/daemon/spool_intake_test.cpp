@@ -87,17 +87,17 @@ TEST_CASE("admission refuses once the bytes written since the last sample use up
     CHECK_FALSE(intake.admit());
 }
 
-TEST_CASE("the committed hook hears of each message after its commit, with the id it began with") {
+TEST_CASE("the spool's arrival listener hears of each message the intake commits, after its "
+          "commit, with the id it began with") {
     FakeClock clock;
     test::TempSpool spool(clock);
-    auto h = hooks();
     std::mutex mutex;
     std::vector<QueueId> heard;
-    h.committed = [&](QueueId id) {
+    spool->on_arrival([&](QueueId id) {
         const std::lock_guard lock(mutex);
         heard.push_back(id);
-    };
-    SpoolIntake intake(spool.get(), std::move(h), clock);
+    });
+    SpoolIntake intake(spool.get(), hooks(), clock);
     // A slow message begun first commits after a quick one: ids out of commit order, which
     // is why the drain must hear of the commit (Scheduler::arrived).
     auto slow = intake.begin();
@@ -112,6 +112,7 @@ TEST_CASE("the committed hook hears of each message after its commit, with the i
         done = true;
     });
     REQUIRE(spool::test::eventually([&] { return done.load(); }));
+    spool->on_arrival({});
     const std::lock_guard lock(mutex);
     REQUIRE(heard.size() == 2);
     CHECK(heard[1] == (*slow)->id());

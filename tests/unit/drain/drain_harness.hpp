@@ -7,6 +7,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <optional>
+#include <utility>
 
 #include "drain/drain.hpp"
 #include "fake_mailstore.hpp"
@@ -68,7 +70,8 @@ struct Harness {
                 }
                 dsn_calls.push_back(call);
                 spool::NewMessage dsn;
-                dsn.envelope.id = spool->new_id();
+                dsn.envelope.id =
+                    next_dsn_id ? *std::exchange(next_dsn_id, std::nullopt) : spool->new_id();
                 dsn.envelope.arrival_ms = clock.now_ms();
                 dsn.envelope.klass = 0;
                 dsn.envelope.flags = spool::kFlagDsn;
@@ -154,6 +157,8 @@ struct Harness {
     FakeMailstore* relay = nullptr;
     std::vector<DsnCall> dsn_calls;
     std::vector<QueueId> dsn_ids; // the DSNs the builder made, in order
+    // The id the builder gives its next DSN (one taken earlier), instead of a new one.
+    std::optional<QueueId> next_dsn_id;
     std::unique_ptr<Drain> drain;
 };
 

@@ -441,6 +441,39 @@ TEST_CASE("a DSN this process spools while the mailstore is paused leaves throug
     CHECK(h.store->attempts == 0);
 }
 
+TEST_CASE("a DSN the drain spools behind the scheduler's cursors is delivered without a ready "
+          "epoch change") {
+    // No smarthost: DSNs go to the default mailstore through the scheduler, in their class's
+    // DSN lane. This one's id is taken before an earlier DSN's, as when mail keeps arriving
+    // while a DSN is built and committed: the lane has read past it by then.
+    Harness h(test_config(), true); // "other" takes example.net
+    h.next_dsn_id = h.spool->new_id();
+    const auto earlier = h.spool.add_dsn("someone@example.org"); // in the same lane
+    const auto failing = h.spool.add(1, {"x@example.net"});
+    REQUIRE(*h.next_dsn_id < earlier);
+    h.other->script = [](const DeliveryRequest&) {
+        DeliveryResult r;
+        r.per_recipient = {reply(550, "5.1.1")};
+        return r;
+    };
+    h.store->block = true; // the earlier DSN stays in flight: the lane's cursor is past it
+    const auto epoch = h.spool->get_meta(spool::kReadyEpochKey);
+    REQUIRE(epoch.has_value());
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.store->in_flight >= 1 && !h.spool.contains(failing); }));
+    REQUIRE(h.dsn_ids.size() == 1);
+    const QueueId dsn = h.dsn_ids[0];
+    REQUIRE(h.spool.contains(dsn));
+    h.store->block = false;
+    // Nothing else moves the scheduler back: the clock stands still and the ready epoch stays.
+    REQUIRE(h.run_until([&] { return Harness::received(h.store, dsn); }));
+    CHECK(Harness::received(h.store, earlier));
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    const auto epoch_after = h.spool->get_meta(spool::kReadyEpochKey);
+    REQUIRE(epoch_after.has_value());
+    CHECK(*epoch_after == *epoch);
+}
+
 TEST_CASE(
     "recipients go to the mailstore of their domain, and one store down holds up only its own") {
     Harness h(test_config(), true);

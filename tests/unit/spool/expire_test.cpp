@@ -1,40 +1,19 @@
 #include <doctest/doctest.h>
 
-#include <future>
-
 #include "spool_test_support.hpp"
 
 namespace spoold::spool {
+using test::BatchResult;
 using test::check_consistent;
 using test::enqueue_sync;
+using test::expire_sync;
 using test::make_message;
 using test::open_spool;
 using test::options_for;
 using test::TempDir;
+using test::warn_sync;
 
 namespace {
-
-struct Expired {
-    Status batch;
-    std::vector<Status> items;
-};
-
-// Submits one batch operation and waits for its commit.
-Expired batch_sync(const std::function<void(BatchDone)>& submit) {
-    std::promise<Expired> p;
-    submit([&p](Status st, std::vector<Status> each) { p.set_value({st, std::move(each)}); });
-    return p.get_future().get();
-}
-
-Expired expire_sync(Spool& spool, std::vector<Expiry> items, UnixMillis now) {
-    return batch_sync(
-        [&](BatchDone done) { spool.expire(std::move(items), now, std::move(done)); });
-}
-
-Expired warn_sync(Spool& spool, std::vector<DelayWarning> items) {
-    return batch_sync(
-        [&](BatchDone done) { spool.record_delay_warnings(std::move(items), std::move(done)); });
-}
 
 DelayWarning warning_for(Spool& spool, QueueId id) {
     NewMessage dsn = make_message(spool, 0, 1, "delayed: " + id.text());
@@ -72,7 +51,7 @@ TEST_CASE("retention is applied to many messages in one batch: bounce, hold, dis
     items[3].id = msgs[3].envelope.id;                     // not due
     items[4].id = QueueId{msgs[3].envelope.id.value + 99}; // gone
 
-    const Expired r = expire_sync(*spool, std::move(items), t0 + 1000);
+    const BatchResult r = expire_sync(*spool, std::move(items), t0 + 1000);
     REQUIRE(r.batch.has_value());
     REQUIRE(r.items.size() == 5);
     CHECK(r.items[0].has_value());
@@ -100,7 +79,8 @@ TEST_CASE("an expiry batch larger than one transaction may hold is refused whole
     TempDir dir;
     FakeClock clock;
     auto spool = open_spool(options_for(dir, clock));
-    const Expired r = expire_sync(*spool, std::vector<Expiry>(kMaxExpirePerOp + 1), clock.now_ms());
+    const BatchResult r =
+        expire_sync(*spool, std::vector<Expiry>(kMaxExpirePerOp + 1), clock.now_ms());
     REQUIRE_FALSE(r.batch.has_value());
     CHECK(r.batch.error().kind == ErrorKind::kInvalid);
     CHECK(r.items.empty());
@@ -124,7 +104,7 @@ TEST_CASE("delay warnings for many messages are spooled in one batch, one per me
     }
     items.push_back(warning_for(*spool, QueueId{ids.back().value + 99})); // gone
 
-    const Expired r = warn_sync(*spool, std::move(items));
+    const BatchResult r = warn_sync(*spool, std::move(items));
     REQUIRE(r.batch.has_value());
     REQUIRE(r.items.size() == 4);
     for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -144,13 +124,14 @@ TEST_CASE("delay warnings for many messages are spooled in one batch, one per me
     for (const QueueId id : ids) {
         again.push_back(warning_for(*spool, id));
     }
-    const Expired twice = warn_sync(*spool, std::move(again));
+    const BatchResult twice = warn_sync(*spool, std::move(again));
     REQUIRE(twice.batch.has_value());
     CHECK(std::all_of(twice.items.begin(), twice.items.end(),
                       [](const Status& st) { return st.has_value(); }));
     CHECK(*spool->dsns_after(QueueId{0}, 10) == dsns);
 
-    const Expired big = warn_sync(*spool, std::vector<DelayWarning>(kMaxDelayWarningsPerOp + 1));
+    const BatchResult big =
+        warn_sync(*spool, std::vector<DelayWarning>(kMaxDelayWarningsPerOp + 1));
     REQUIRE_FALSE(big.batch.has_value());
     CHECK(big.batch.error().kind == ErrorKind::kInvalid);
     CHECK(*spool->dsns_after(QueueId{0}, 10) == dsns);

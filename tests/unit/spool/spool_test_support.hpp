@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <limits>
 #include <map>
 #include <set>
@@ -131,6 +132,29 @@ inline RecipientUpdate update(std::uint32_t index, RcptState state, UnixMillis n
 
 inline Status enqueue_sync(Spool& spool, NewMessage m) {
     return spool.wait([&](Done d) { spool.enqueue(std::move(m), std::move(d)); });
+}
+
+// A batch write's outcome: the batch's status and, when it committed, each item's.
+struct BatchResult {
+    Status batch;
+    std::vector<Status> items;
+};
+
+// Submits one batch operation and waits for its commit.
+inline BatchResult batch_sync(const std::function<void(BatchDone)>& submit) {
+    std::promise<BatchResult> p;
+    submit([&p](Status st, std::vector<Status> each) { p.set_value({st, std::move(each)}); });
+    return p.get_future().get();
+}
+
+inline BatchResult expire_sync(Spool& spool, std::vector<Expiry> items, UnixMillis now) {
+    return batch_sync(
+        [&](BatchDone done) { spool.expire(std::move(items), now, std::move(done)); });
+}
+
+inline BatchResult warn_sync(Spool& spool, std::vector<DelayWarning> items) {
+    return batch_sync(
+        [&](BatchDone done) { spool.record_delay_warnings(std::move(items), std::move(done)); });
 }
 
 inline std::string read_whole_body(Spool& spool, QueueId id, std::size_t piece = 64 * 1024) {
