@@ -34,16 +34,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout, interval=0.05, what="condition"):
-    """Polls `predicate` until it returns a truthy value or `timeout` seconds pass."""
+def poll_until(predicate, timeout, interval=0.05):
+    """Polls `predicate` until it returns a truthy value, which it returns, or `timeout`
+    seconds pass: then None (for a test that measures whether it happens at all)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            return None
         time.sleep(interval)
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    """Polls `predicate` until it returns a truthy value (returned) or fails the test once
+    `timeout` seconds pass. The one way a test waits for something to have happened."""
+    value = poll_until(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return value
 
 
 def yaml_value(v, indent):

@@ -60,6 +60,8 @@ class CrashConsistency(SpooldTestCase):
                             with lock:
                                 acked[mid] = msg["To"]
                 except (OSError, smtplib.SMTPException):
+                    # spoold is being killed or restarted: a sender's pause before it
+                    # connects again (load pacing; the test waits for nothing here).
                     time.sleep(0.05)
 
         threads = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(SENDERS)]
@@ -68,7 +70,7 @@ class CrashConsistency(SpooldTestCase):
         kills = 0
         try:
             for _ in range(KILLS):
-                time.sleep(rng.uniform(0.2, 1.2))
+                time.sleep(rng.uniform(0.2, 1.2))  # picks the kill's instant; waits for nothing
                 node.kill()
                 kills += 1
                 node.start()

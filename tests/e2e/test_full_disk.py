@@ -20,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Dovecot, SpooldTestCase, wait_for  # noqa: E402
+from harness import Dovecot, SpooldTestCase, poll_until, wait_for  # noqa: E402
 from support_disk import MailSender, SmallFs, exported_messages  # noqa: E402
 
 FS_MIB = 40
@@ -117,17 +117,21 @@ class FullDiskCase(SpooldTestCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def time_until_accepted(self, sender, timeout=RECOVER_TIMEOUT, size=MSG_SIZE):
+        """Seconds until a message is accepted again (None after `timeout`), and the tries:
+        one every half second, each refused one with a refusal the sender retries."""
         start = time.monotonic()
-        deadline = start + timeout
         tries = 0
-        while time.monotonic() < deadline:
+
+        def accepted():
+            nonlocal tries
             tries += 1
             _, reply = sender.send(size)
-            if reply.startswith("250"):
-                return time.monotonic() - start, tries
-            self.assertTrue(reply.startswith(OK_REFUSALS) or reply.startswith("---"), reply)
-            time.sleep(0.5)
-        return None, tries
+            self.assertTrue(reply.startswith(("250",) + OK_REFUSALS) or reply.startswith("---"),
+                            reply)
+            return reply.startswith("250")
+        if poll_until(accepted, timeout, interval=0.5) is None:
+            return None, tries
+        return time.monotonic() - start, tries
 
     # ---- tests ----
 
