@@ -1,9 +1,5 @@
 #include "drain/outcome_writer.hpp"
 
-#include <boost/asio/async_result.hpp>
-#include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/prefer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
 #include <memory>
@@ -11,29 +7,12 @@
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "io/callback.hpp"
 
 namespace spoold::drain {
 namespace {
 
 namespace asio = boost::asio;
-
-// Runs `submit` with a spool::Done that resumes the caller on `ex` (the spool calls Done
-// on its writer thread). The executor is tracked until then so the io_context does not
-// run out of work while a commit is pending.
-template <typename CompletionToken>
-auto async_spool_write(asio::any_io_executor ex, std::function<void(spool::Done)> submit,
-                       CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(Status)>(
-        [](auto handler, asio::any_io_executor exec, std::function<void(spool::Done)> fn) {
-            auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-            const asio::any_io_executor tracked =
-                asio::prefer(exec, asio::execution::outstanding_work.tracked);
-            fn([shared, tracked](Status status) {
-                asio::post(tracked, [shared, status]() mutable { std::move (*shared)(status); });
-            });
-        },
-        token, std::move(ex), std::move(submit));
-}
 
 bool final_without_delivery(spool::RcptState s) {
     return s == spool::RcptState::kFailed || s == spool::RcptState::kExpired;
@@ -102,7 +81,7 @@ OutcomeWriter::build_dsn(const spool::Envelope& env,
 }
 
 asio::awaitable<Status> OutcomeWriter::write(std::function<void(spool::Done)> submit) {
-    co_return co_await async_spool_write(executor_, std::move(submit), asio::use_awaitable);
+    co_return co_await io::from_callback<Status>(std::move(submit));
 }
 
 asio::awaitable<OutcomeWriter::Committed>

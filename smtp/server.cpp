@@ -21,6 +21,7 @@
 #include "common/escaped.hpp"
 #include "common/log.hpp"
 #include "common/metrics.hpp"
+#include "io/callback.hpp"
 #include "io/timed.hpp"
 #include "policy/cidr.hpp"
 #include "smtp/proxy_protocol.hpp"
@@ -92,27 +93,6 @@ struct Conn {
 using spoold::io::IoResult;
 
 void log_escaped(const std::exception_ptr& e) { spoold::log_escaped("event=coroutine_failed", e); }
-
-// Turns an intake call that reports through a std::function (on any thread) into an
-// awaitable that resumes on the caller's executor.
-template <typename T, typename Start, typename Token>
-auto async_callback(Start start, Token&& token) {
-    return asio::async_initiate<Token, void(T)>(
-        [](auto handler, Start st) {
-            using Handler = decltype(handler);
-            auto ex = asio::get_associated_executor(handler);
-            auto slot = std::make_shared<std::optional<Handler>>(std::move(handler));
-            auto work = asio::make_work_guard(ex);
-            st([slot, ex, work](T value) {
-                asio::post(ex, [slot, value = std::move(value)]() mutable {
-                    Handler h = std::move(**slot);
-                    slot->reset();
-                    std::move(h)(std::move(value));
-                });
-            });
-        },
-        token, std::move(start));
-}
 
 TlsInfo tls_info(SSL* ssl) {
     return TlsInfo{SSL_get_version(ssl), SSL_get_cipher_name(ssl),
@@ -387,8 +367,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                               d = std::move(append->data)](std::function<void(Status)> cb) mutable {
                     m->append(std::move(d), std::move(cb));
                 };
-                Status status =
-                    co_await async_callback<Status>(std::move(start), asio::use_awaitable);
+                Status status = co_await spoold::io::from_callback<Status>(std::move(start));
                 append_actions(queue, session.on_append_done(std::move(status)));
             } else if (auto* ask = std::get_if<AskFilters>(&action)) {
                 if (!out.empty() && filters->awaits_reply(ask->event)) {
@@ -415,7 +394,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                     f->ask(std::move(e), std::move(cb));
                 };
                 FilterVerdict verdict =
-                    co_await async_callback<FilterVerdict>(std::move(start), asio::use_awaitable);
+                    co_await spoold::io::from_callback<FilterVerdict>(std::move(start));
                 append_actions(queue, session.on_filter_verdict(std::move(verdict)));
             } else if (std::holds_alternative<AbortFilters>(action)) {
                 filters->abort();
@@ -425,8 +404,8 @@ asio::awaitable<void> run_connection(std::shared_ptr<Shared> shared,
                                  std::function<void(Result<CommitInfo>)> cb) mutable {
                     m->commit(std::move(i), std::move(h), std::move(cb));
                 };
-                Result<CommitInfo> result = co_await async_callback<Result<CommitInfo>>(
-                    std::move(start), asio::use_awaitable);
+                Result<CommitInfo> result =
+                    co_await spoold::io::from_callback<Result<CommitInfo>>(std::move(start));
                 append_actions(queue, session.on_commit_result(std::move(result)));
             } else if (std::holds_alternative<StartTls>(action)) {
                 IoResult w;

@@ -15,7 +15,7 @@
 
 #include "common/dotstuff.hpp"
 #include "common/log.hpp"
-#include "drain/connectors/offload.hpp"
+#include "io/callback.hpp"
 
 namespace spoold::drain::connectors {
 
@@ -326,7 +326,7 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
         }
         return true;
     };
-    (void)co_await offload<bool>(blocking_, std::move(open_all));
+    (void)co_await io::offload<bool>(blocking_, std::move(open_all));
 
     LfNormalizer normalizer;
     std::uint32_t chunk = 0;
@@ -357,7 +357,7 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
             }
             return true;
         };
-        (void)co_await offload<bool>(blocking_, std::move(write_all));
+        (void)co_await io::offload<bool>(blocking_, std::move(write_all));
         if (piece->done) {
             break;
         }
@@ -378,7 +378,7 @@ asio::awaitable<DeliveryResult> MaildirMailstore::deliver(DeliveryRequest reques
         }
         return true;
     };
-    (void)co_await offload<bool>(blocking_, std::move(finish_all));
+    (void)co_await io::offload<bool>(blocking_, std::move(finish_all));
 
     for (std::size_t i = 0; i < slots.size(); ++i) {
         if (!paths[i]) {
@@ -430,7 +430,7 @@ asio::awaitable<Status> MaildirMailstore::probe() {
         }
         return Status{};
     };
-    co_return co_await offload<Status>(blocking_, std::move(check));
+    co_return co_await io::offload<Status>(blocking_, std::move(check));
 }
 
 } // namespace spoold::drain::connectors
