@@ -1,6 +1,6 @@
 // One read or one write raced against a deadline timer, for the Asio drivers (the SMTP
-// server, the mailstore connections): the loser is cancelled through its cancellation
-// slot, and errors come back as values. Holds no buffers and owns no timer.
+// server, the mailstore connections, the milter client): the loser is cancelled through its
+// cancellation slot, and errors come back as values. Holds no buffers and owns no timer.
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>

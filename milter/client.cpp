@@ -7,9 +7,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include "common/log.hpp"
+#include "io/timed.hpp"
 
 namespace spoold::milter {
 namespace {
@@ -252,16 +252,15 @@ asio::awaitable<Status> Client::flush() {
         co_return tl::unexpected(write_failed(config_, now_ec));
     }
     out_.erase(0, now);
-    auto r = co_await (asio::async_write(socket_, asio::buffer(out_), kUseTuple) ||
-                       timer_.async_wait(kUseTuple));
+    const io::IoResult w = co_await io::write_all(&socket_, &timer_, asio::buffer(out_));
     out_.clear();
-    if (r.index() == 1) {
+    if (w.timed_out) {
         close();
         co_return tl::unexpected(timed_out(config_, "write"));
     }
-    if (const auto& ec = std::get<0>(std::get<0>(r)); ec) {
+    if (w.ec) {
         close();
-        co_return tl::unexpected(write_failed(config_, ec));
+        co_return tl::unexpected(write_failed(config_, w.ec));
     }
     co_return Status{};
 }
@@ -280,21 +279,19 @@ asio::awaitable<Result<Packet>> Client::read_packet() {
         if (!socket_.is_open()) {
             co_return fail(ErrorKind::kIo, fmt::format("milter {}: not connected", config_.name));
         }
-        auto r = co_await (socket_.async_read_some(asio::buffer(buffer_), kUseTuple) ||
-                           timer_.async_wait(kUseTuple));
-        if (r.index() == 1) {
+        const io::IoResult r = co_await io::read_some(&socket_, &timer_, asio::buffer(buffer_));
+        if (r.timed_out) {
             close();
             co_return tl::unexpected(timed_out(config_, "reply"));
         }
-        const auto& [ec, n] = std::get<0>(r);
-        if (ec) {
+        if (r.ec) {
             close();
             co_return fail(ErrorKind::kIo,
                            fmt::format("milter {}: read: {}", config_.name,
-                                       ec == asio::error::eof ? "connection closed by the filter"
-                                                              : ec.message()));
+                                       r.ec == asio::error::eof ? "connection closed by the filter"
+                                                                : r.ec.message()));
         }
-        reader_.feed(std::string_view(buffer_.data(), n));
+        reader_.feed(std::string_view(buffer_.data(), r.bytes));
     }
 }
 
