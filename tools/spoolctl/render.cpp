@@ -184,7 +184,7 @@ std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMil
 }
 
 std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
-                         const ClassNames& classes) {
+                         const ClassNames& classes, std::optional<std::string_view> headers) {
     json::Writer w;
     w.begin_object();
     w.key("id").value(env.id.text());
@@ -213,6 +213,9 @@ std::string json_message(const spool::Envelope& env, spool::MsgState state, Unix
         w.end_object();
     }
     w.end_array();
+    if (headers) {
+        w.key("headers").value(*headers);
+    }
     w.end_object();
     return w.str() + "\n";
 }

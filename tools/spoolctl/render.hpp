@@ -38,8 +38,10 @@ std::string printable(std::string_view text);
 std::string table_header();
 std::string table_row(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
                       const ClassNames& classes);
+// One message as one JSON line; `show --json` adds its header section (`headers`).
 std::string json_message(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
-                         const ClassNames& classes);
+                         const ClassNames& classes,
+                         std::optional<std::string_view> headers = std::nullopt);
 // Envelope and recipients as `show` prints them, before the headers.
 std::string show_text(const spool::Envelope& env, spool::MsgState state, UnixMillis now_ms,
                       const ClassNames& classes);

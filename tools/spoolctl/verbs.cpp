@@ -223,11 +223,7 @@ int verb_show(Context& ctx) {
     }
     const auto headers = header_section(message);
     if (ctx.cl.json) {
-        std::string line = json_message(**env, state, ctx.clock->now_ms(), ctx.classes);
-        line.pop_back(); // "}\n" -> add the headers as one more member
-        line.pop_back();
-        line += ",\"headers\":" + json::quoted(headers) + "}\n";
-        print(ctx.out, line);
+        print(ctx.out, json_message(**env, state, ctx.clock->now_ms(), ctx.classes, headers));
         return kExitOk;
     }
     print(ctx.out, show_text(**env, state, ctx.clock->now_ms(), ctx.classes));

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include "common/json.hpp"
 #include "policy/retention.hpp"
 #include "spool/record.hpp"
 #include "tools/spoolctl/units.hpp"
@@ -44,8 +45,14 @@ int report_writes(Context& ctx, const Pipeline& p, const WriteOp& op, int exit_c
         }
         print(ctx.out, "\n");
     } else {
-        say(ctx.out, "{{\"verb\":\"{}\",\"done\":{},\"gone\":{},\"failed\":{}}}\n", ctx.cl.verb,
-            p.ok(), p.gone(), p.failed());
+        json::Writer w;
+        w.begin_object();
+        w.key("verb").value(ctx.cl.verb);
+        w.key("done").value(p.ok());
+        w.key("gone").value(p.gone());
+        w.key("failed").value(p.failed());
+        w.end_object();
+        print(ctx.out, w.str() + "\n");
     }
     return p.failed() > 0 ? kExitFailed : exit_code;
 }

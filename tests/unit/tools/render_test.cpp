@@ -74,6 +74,19 @@ TEST_CASE("a JSON line holds the envelope and every recipient") {
     CHECK(line.find('\n') == line.size() - 1);
 }
 
+TEST_CASE("show's JSON line ends with the header section as one more string member") {
+    const auto env = sample();
+    const auto plain = json_message(env, spool::MsgState::kReady, env.arrival_ms, ClassNames());
+    const auto line = json_message(env, spool::MsgState::kReady, env.arrival_ms, ClassNames(),
+                                   "Subject: \"hi\"\r\n");
+    CHECK(plain.find("headers") == std::string::npos);
+    REQUIRE(line.size() > plain.size());
+    // The same members, then the headers, then the end of the object.
+    CHECK(line.substr(0, plain.size() - 2) == plain.substr(0, plain.size() - 2));
+    CHECK(line.substr(plain.size() - 2) == R"(,"headers":"Subject: \"hi\"\r\n"})"
+                                           "\n");
+}
+
 TEST_CASE("a quarantined message shows its filter's reason in list, JSON and show") {
     auto env = sample();
     env.held = true;
