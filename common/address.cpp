@@ -70,13 +70,11 @@ bool is_valid_quoted_string(std::string_view s, bool allow_utf8) {
                 return false;
             }
             ++i;
-        } else if (c == '"') {
-            return false;
         } else if (u >= 0x80) {
             if (!allow_utf8) {
                 return false;
             }
-        } else if (u < 32 || u > 126) {
+        } else if (c == '"' || u < 32 || u > 126) {
             return false;
         }
     }

@@ -49,7 +49,7 @@ inline tl::unexpected<Error> fail(ErrorKind kind, std::string message) {
 //
 //   SPOOLD_TRY(txn, env.begin_read());   // declares `txn` = the value, or returns the error
 //   SPOOLD_CHECK(txn.put(dbi, k, v));    // returns the error; the value (if any) is unused
-//
+// NOLINTBEGIN(bugprone-macro-parentheses): `var` and `tmp` are names being declared
 // SPOOLD_TRY moves the value out of the Result into a new variable `var`. The hidden names
 // carry the line number, so a lambda inside `expr` may use the macros on lines of its own.
 #define SPOOLD_CONCAT_INNER(a, b) a##b
@@ -67,4 +67,4 @@ inline tl::unexpected<Error> fail(ErrorKind kind, std::string message) {
         if (auto tmp = (expr); !tmp) {                                                             \
             return ::tl::unexpected(std::move(tmp).error());                                       \
         }                                                                                          \
-    } while (false)
+    } while (false) // NOLINTEND(bugprone-macro-parentheses)

@@ -65,7 +65,7 @@ void DelayWarnings::tick(UnixMillis now) {
         return;
     }
     running_ = true;
-    asio::co_spawn(executor_, warn(std::move(batch)), [this](std::exception_ptr e) {
+    asio::co_spawn(executor_, warn(std::move(batch)), [this](const std::exception_ptr& e) {
         if (e) {
             log::error("event=delay_warning_failed error={}", log::quote(describe_escaped(e)));
         }

@@ -157,7 +157,7 @@ void Drain::start() {
         }
         started_ = true;
         running_ = true;
-        asio::co_spawn(executor_, run(), [this](std::exception_ptr e) {
+        asio::co_spawn(executor_, run(), [this](const std::exception_ptr& e) {
             if (e) {
                 log::error("event=drain_loop_failed error={}", log::quote(describe_escaped(e)));
                 running_ = false;
@@ -338,7 +338,7 @@ void Drain::release_parked(std::vector<QueueId> ids) {
         asio::prefer(executor_, asio::execution::outstanding_work.tracked);
     for (const QueueId id : ids) {
         ++writes_pending_;
-        spool_.flush(id, [this, tracked, id](Status status) {
+        spool_.flush(id, [this, tracked, id](const Status& status) {
             asio::post(tracked, [this, id, status] {
                 --writes_pending_;
                 if (!status) {
@@ -368,7 +368,7 @@ void Drain::promote(UnixMillis now) {
     ++writes_pending_;
     const asio::any_io_executor tracked =
         asio::prefer(executor_, asio::execution::outstanding_work.tracked);
-    spool_.promote_due(now, [this, tracked, ids = std::move(*due)](Status status) mutable {
+    spool_.promote_due(now, [this, tracked, ids = std::move(*due)](const Status& status) mutable {
         asio::post(tracked, [this, status, ids = std::move(ids)] {
             --writes_pending_;
             promoting_ = false;
@@ -551,7 +551,7 @@ void Drain::spawn(const Pick& pick, InFlight f, asio::awaitable<void> work) {
     auto slot = f.cancel->slot();
     in_flight_.emplace(id.value, std::move(f));
     asio::co_spawn(executor_, std::move(work),
-                   asio::bind_cancellation_slot(slot, [this, id](std::exception_ptr e) {
+                   asio::bind_cancellation_slot(slot, [this, id](const std::exception_ptr& e) {
                        if (e) {
                            log::error("event=delivery_failed id={} error={}", id.text(),
                                       log::quote(describe_escaped(e)));
@@ -703,7 +703,7 @@ void Drain::start_probes() {
         }
         asio::co_spawn(
             executor_, probe_one(i),
-            asio::bind_cancellation_slot(s.start_probe(), [this, i](std::exception_ptr e) {
+            asio::bind_cancellation_slot(s.start_probe(), [this, i](const std::exception_ptr& e) {
                 Store& st = stores_[i];
                 if (e) {
                     log::warn("event=probe_failed mailstore={} error={}", log::quote(st.name()),

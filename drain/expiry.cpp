@@ -58,7 +58,7 @@ void Expiry::review(const policy::Config& before) {
 
 void Expiry::run(asio::awaitable<void> batch) {
     running_ = true;
-    asio::co_spawn(executor_, std::move(batch), [this](std::exception_ptr e) {
+    asio::co_spawn(executor_, std::move(batch), [this](const std::exception_ptr& e) {
         if (e) {
             log::error("event=expiry_failed error={}", log::quote(describe_escaped(e)));
         }

@@ -278,7 +278,7 @@ public:
             if (!key.IsScalar()) {
                 bad(key, fmt::format("{}: keys must be plain names", where()));
             }
-            const std::string name = key.Scalar();
+            const std::string& name = key.Scalar();
             if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
                 std::string hint;
                 for (const auto a : allowed) {
@@ -713,7 +713,12 @@ private:
                     bad(*n, fmt::format("{}: \"{}\" is not an address, @domain or domain",
                                         m.child(key), p));
                 }
-                p = at == std::string::npos ? domain : p.substr(0, at + 1) + domain;
+                if (at == std::string::npos) {
+                    p = domain;
+                } else {
+                    p.resize(at + 1);
+                    p += domain;
+                }
             }
         }
         return out;
@@ -1016,7 +1021,7 @@ private:
         if (text.empty()) {
             return;
         }
-        const std::string_view kUnix = "unix:";
+        constexpr std::string_view kUnix = "unix:";
         if (text.rfind(kUnix, 0) == 0 || text.find('/') != std::string::npos) {
             std::string path = text.rfind(kUnix, 0) == 0 ? text.substr(kUnix.size()) : text;
             if (path.empty()) {

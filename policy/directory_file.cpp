@@ -211,8 +211,9 @@ RecipientPolicy::RecipientPolicy(std::vector<std::string> local_domains, Directo
                                  DirectoryConfig config)
     : lookup_(std::move(lookup)), config_(std::move(config)) {
     for (auto& d : local_domains) {
-        local_domains_.push_back(ascii_lower(d));
+        d = ascii_lower(d);
     }
+    local_domains_ = std::move(local_domains);
 }
 
 bool RecipientPolicy::is_local_domain(std::string_view domain) const {

@@ -55,6 +55,8 @@ void Session::ask_filters(FilterStage stage, FilterEvent event) {
     out_.emplace_back(AskFilters{std::move(event)});
 }
 
+// By value as every on_* input the driver hands over; only read here.
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 Actions Session::on_filter_verdict(FilterVerdict verdict) {
     const FilterStage stage = filter_stage_;
     filter_stage_ = FilterStage::kNone;

@@ -537,8 +537,8 @@ Status Indexes::check_record(const lmdb::Txn& txn, const MessageFacts& f,
 
 Result<std::optional<EntryCursor>>
 Indexes::check_entries(const lmdb::Txn& txn, const FactsOf& facts_of, const Problem& problem,
-                       std::uint64_t& entries, const RecipientsOf& recipients_of, EntryCursor from,
-                       std::size_t max) const {
+                       std::uint64_t& entries, const RecipientsOf& recipients_of,
+                       const EntryCursor& from, std::size_t max) const {
     std::size_t seen = 0;
     Keys want;
     for (std::size_t i = from.index; i < std::size(kIndexes); ++i) {
@@ -613,7 +613,7 @@ void Indexes::digest_record(const MessageFacts& f, IndexDigest& d) {
 }
 
 Result<std::optional<EntryCursor>> Indexes::digest_entries(const lmdb::Txn& txn, IndexDigest& d,
-                                                           EntryCursor from,
+                                                           const EntryCursor& from,
                                                            std::size_t max) const {
     std::size_t seen = 0;
     for (std::size_t i = from.index; i < kNumIndexes; ++i) {

@@ -122,14 +122,15 @@ public:
     Result<std::optional<EntryCursor>> check_entries(const lmdb::Txn& txn, const FactsOf& facts_of,
                                                      const Problem& problem, std::uint64_t& entries,
                                                      const RecipientsOf& recipients_of = {},
-                                                     EntryCursor from = {},
+                                                     const EntryCursor& from = {},
                                                      std::size_t max = SIZE_MAX) const;
     // Adds the entries the facts call for to `d` (the records' side of the digest).
     static void digest_record(const MessageFacts& f, IndexDigest& d);
     // Adds the stored entries to `d`, at most `max` per call, from `from` on, in key order:
     // where to go on (empty when every index is done), as check_entries.
     Result<std::optional<EntryCursor>> digest_entries(const lmdb::Txn& txn, IndexDigest& d,
-                                                      EntryCursor from, std::size_t max) const;
+                                                      const EntryCursor& from,
+                                                      std::size_t max) const;
     // The stored counters equal `scanned` (what the records add up to).
     Status check_counters(const lmdb::Txn& txn, const Counters& scanned,
                           const Problem& problem) const;

@@ -259,7 +259,7 @@ public:
     // The body is message.head, the staged chunks, then message.body.
     virtual void enqueue_staged(NewMessage message, Done done) = 0;
     virtual void discard_staged(QueueId id, Done done) = 0;
-
+    // NOLINTBEGIN(performance-unnecessary-value-param): defaults ignore their sink parameters
     // Applies delivery results; a message whose recipients are all final leaves the spool.
     // `dsn`, when given, is enqueued in the same transaction (never lost, never twice).
     virtual void record_outcome(QueueId id, std::vector<RecipientUpdate> updates,
@@ -299,7 +299,7 @@ public:
     virtual void gc_staged(UnixMillis /*older_than*/, Done done) {
         done(fail(ErrorKind::kInternal, "gc_staged not implemented"));
     }
-
+    // NOLINTEND(performance-unnecessary-value-param)
     // Synchronous form of any write above: submits and waits for the commit.
     Status wait(const std::function<void(Done)>& submit);
 
