@@ -476,7 +476,8 @@ private:
                   }
                   return {};
               },
-              [this, batch, added = std::move(added), results, done = std::move(done)](const Status& st) {
+              [this, batch, added = std::move(added), results,
+               done = std::move(done)](const Status& st) {
                   if (st) {
                       for (std::size_t i = 0; i < batch->size(); ++i) {
                           const std::optional<QueueId> id = added((*batch)[i]);
