@@ -88,8 +88,9 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
       outcomes_(executor_, spool, std::move(make_dsn)),
       groups_(spool, stores_, poison_, backoff_, mailstore_count_, stats_, config_, stopping_,
               clock),
-      expiry_(executor_, spool, scheduler_, outcomes_, stats_, lane_, config_, stopping_,
-              [this] { wake(); }),
+      expiry_(
+          executor_, spool, scheduler_, outcomes_, stats_, lane_, config_, stopping_,
+          [this] { wake(); }, clock),
       delays_(executor_, spool, outcomes_, lane_, config_, stopping_, [this] { wake(); }),
       wake_(executor_) {
     stores_.reserve(mailstores.size() + 1); // + the DSN relay
@@ -235,7 +236,10 @@ DrainSnapshot Drain::snapshot() const {
 }
 
 void Drain::arrived(QueueId id) {
-    asio::post(executor_, [this, id] { scheduler_.arrived(id); });
+    asio::post(executor_, [this, id] {
+        scheduler_.arrived(id);
+        pump(); // new mail for a store with room leaves now, not at the next tick
+    });
 }
 
 void Drain::wake() { wake_.cancel(); }
@@ -356,7 +360,8 @@ void Drain::release_parked(std::vector<QueueId> ids) {
 
 void Drain::promote(UnixMillis now) {
     // The ids the promotion will move, read first: the scheduler's cursors are past them.
-    auto due = spool_.due(now, spool::kMaxPromotePerOp);
+    const std::size_t batch = promote_pacer_.size();
+    auto due = spool_.due(now, batch);
     if (!due) {
         log::warn("event=promote_read_failed error={}", log::quote(due.error().describe()));
         return;
@@ -365,25 +370,28 @@ void Drain::promote(UnixMillis now) {
         return;
     }
     promoting_ = true;
+    promote_started_ms_ = now;
     ++writes_pending_;
     const asio::any_io_executor tracked =
         asio::prefer(executor_, asio::execution::outstanding_work.tracked);
-    spool_.promote_due(now, [this, tracked, ids = std::move(*due)](const Status& status) mutable {
-        asio::post(tracked, [this, status, ids = std::move(ids)] {
-            --writes_pending_;
-            promoting_ = false;
-            if (!status) {
-                log::warn("event=spool_write_failed op=promote_due error={}",
-                          log::quote(status.error().describe()));
-                return;
-            }
-            scheduler_.recheck(ids);
-            if (ids.size() == spool::kMaxPromotePerOp && !stopping_) {
-                next_promote_ms_ = clock_.now_ms(); // more are due: the next batch at once
-                wake();
-            }
+    spool_.promote_due(
+        now, batch, [this, tracked, batch, ids = std::move(*due)](const Status& status) mutable {
+            asio::post(tracked, [this, status, batch, ids = std::move(ids)] {
+                --writes_pending_;
+                promoting_ = false;
+                if (!status) {
+                    log::warn("event=spool_write_failed op=promote_due error={}",
+                              log::quote(status.error().describe()));
+                    return;
+                }
+                promote_pacer_.took(ids.size(), clock_.now_ms() - promote_started_ms_);
+                scheduler_.recheck(ids);
+                if (ids.size() == batch && !stopping_) {
+                    next_promote_ms_ = clock_.now_ms(); // more are due: the next batch at once
+                    wake();
+                }
+            });
         });
-    });
 }
 
 void Drain::check_pause_flags() {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "drain/bulk_pacer.hpp"
 #include "drain/dsn_lane.hpp"
 #include "drain/delay_warnings.hpp"
 #include "drain/expiry.hpp"
@@ -92,8 +93,8 @@ private:
     // if its cursors may have passed its id already (Scheduler::arrived).
     void arrived(QueueId id);
     void housekeeping();
-    // Moves due deferrals back to ready, a bounded batch per commit, batch after batch while
-    // more are due; the scheduler looks at what was moved.
+    // Moves due deferrals back to ready, a batch per commit sized by promote_pacer_, batch
+    // after batch while more are due; the scheduler looks at what was moved.
     void promote(UnixMillis now);
     void check_pause_flags();
     void apply_config(std::shared_ptr<const policy::Config> config);
@@ -186,6 +187,8 @@ private:
     std::uint32_t parking_ = 0; // park_one() running
     UnixMillis next_promote_ms_ = 0;
     bool promoting_ = false;
+    BulkPacer promote_pacer_{spool::kMaxPromotePerOp};
+    UnixMillis promote_started_ms_ = 0;
     UnixMillis next_pause_check_ms_ = 0;
     UnixMillis local_backoff_until_ms_ = 0; // after a failed spool read or write
     std::uint64_t loop_turns_ = 0;

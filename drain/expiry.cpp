@@ -45,9 +45,10 @@ std::vector<spool::RecipientUpdate> expire_recipients(const spool::Envelope& env
 Expiry::Expiry(asio::any_io_executor executor, spool::Spool& spool, Scheduler& scheduler,
                OutcomeWriter& outcomes, DrainStats& stats, DsnLane& lane,
                const std::shared_ptr<const policy::Config>& config, const bool& stopping,
-               std::function<void()> wake)
+               std::function<void()> wake, const Clock& clock)
     : executor_(std::move(executor)), spool_(spool), scheduler_(scheduler), outcomes_(outcomes),
-      stats_(stats), lane_(lane), config_(config), stopping_(stopping), wake_(std::move(wake)) {}
+      stats_(stats), lane_(lane), config_(config), stopping_(stopping), wake_(std::move(wake)),
+      clock_(clock) {}
 
 void Expiry::review(const policy::Config& before) {
     if (!policy::same_retention(before, *config_)) {
@@ -78,7 +79,8 @@ void Expiry::tick(UnixMillis now) {
         return;
     }
     next_ms_ = now + kExpiryIntervalMs;
-    auto ids = spool_.expired(now, kExpiryBatch);
+    const std::size_t batch = pacer_.size();
+    auto ids = spool_.expired(now, batch);
     if (!ids) {
         log::warn("event=expiry_read_failed error={}", log::quote(ids.error().describe()));
         return;
@@ -86,7 +88,7 @@ void Expiry::tick(UnixMillis now) {
     if (ids->empty()) {
         return;
     }
-    if (ids->size() == kExpiryBatch) {
+    if (ids->size() == batch) {
         next_ms_ = now; // more are due: the next batch at the next tick
     }
     run(expire_batch(std::move(*ids), now));
@@ -185,7 +187,10 @@ asio::awaitable<void> Expiry::expire_batch(std::vector<QueueId> ids, UnixMillis 
         }
     }
     if (!items.empty() && !stopping_) {
+        const std::size_t n = items.size();
+        const UnixMillis submitted = clock_.now_ms();
         const OutcomeWriter::Batch done = co_await outcomes_.expire(std::move(items), now);
+        pacer_.took(n, clock_.now_ms() - submitted);
         if (!done.status) {
             log::error("event=expire_write_failed messages={} error={}", dsns.size(),
                        log::quote(done.status.error().describe()));

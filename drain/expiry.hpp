@@ -1,5 +1,6 @@
 // Retention applied (the rule is policy/retention): expired messages get their class's
-// action, up to kExpiryBatch in one spool commit, batch after batch while more are due; a
+// action, up to kExpiryBatch in one spool commit (fewer while commits are slow: BulkPacer),
+// batch after batch while more are due; a
 // reload that changed a retention has every expiry computed again. Nothing here delivers.
 #pragma once
 
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "drain/bulk_pacer.hpp"
 #include "drain/dsn_lane.hpp"
 #include "drain/outcome_writer.hpp"
 #include "drain/scheduler.hpp"
@@ -39,7 +41,7 @@ public:
     Expiry(boost::asio::any_io_executor executor, spool::Spool& spool, Scheduler& scheduler,
            OutcomeWriter& outcomes, DrainStats& stats, DsnLane& lane,
            const std::shared_ptr<const policy::Config>& config, const bool& stopping,
-           std::function<void()> wake);
+           std::function<void()> wake, const Clock& clock);
 
     // The first batch is due at `now`.
     void start(UnixMillis now) { next_ms_ = now; }
@@ -75,6 +77,8 @@ private:
     const std::shared_ptr<const policy::Config>& config_;
     const bool& stopping_;
     std::function<void()> wake_;
+    const Clock& clock_; // times the commits, for pacer_
+    BulkPacer pacer_{kExpiryBatch};
     UnixMillis next_ms_ = 0;
     bool running_ = false;
     std::optional<QueueId> review_; // the review's position (ids after it are left)

@@ -228,9 +228,9 @@ public:
                   false});
     }
 
-    void promote_due(UnixMillis now, Done done) override {
-        Op op{[this, now](WriteTxn& txn) { return store_.promote_due(txn, now); }, std::move(done),
-              false};
+    void promote_due(UnixMillis now, std::size_t max, Done done) override {
+        Op op{[this, now, max](WriteTxn& txn) { return store_.promote_due(txn, now, max); },
+              std::move(done), false};
         op.first = true;
         submit(std::move(op));
     }

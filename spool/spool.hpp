@@ -282,9 +282,10 @@ public:
         done(fail(ErrorKind::kInternal, "reclassify not implemented"));
     }
     virtual void remove(QueueId id, Done done) = 0;
-    // Moves up to kMaxPromotePerOp messages whose deferral is due (<= now) from the deferred
-    // index to ready. Goes ahead of the queued intake, so due mail never waits behind it.
-    virtual void promote_due(UnixMillis now, Done done) = 0;
+    // Moves up to `max` (at most kMaxPromotePerOp) messages whose deferral is due (<= now) from
+    // the deferred index to ready. Goes ahead of the queued intake, so due mail never waits
+    // behind it.
+    virtual void promote_due(UnixMillis now, std::size_t max, Done done) = 0;
     // Applies retention to up to kMaxExpirePerOp messages in one transaction: one durable
     // commit for the lot. An item whose message is gone (kNotFound), whose expiry is not due at
     // `now` any more (kInvalid: set-class or a reload moved it) or that is quarantined

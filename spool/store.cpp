@@ -286,8 +286,8 @@ Status Store::record_delay_warning(lmdb::WriteTxn& txn, QueueId id, const NewMes
     return insert(txn, dsn);
 }
 
-Status Store::promote_due(lmdb::WriteTxn& txn, UnixMillis now) const {
-    SPOOLD_TRY(due, indexes_.due(txn, now, kMaxPromotePerOp));
+Status Store::promote_due(lmdb::WriteTxn& txn, UnixMillis now, std::size_t max) const {
+    SPOOLD_TRY(due, indexes_.due(txn, now, std::min(max, kMaxPromotePerOp)));
     for (const TimedId& entry : due) {
         auto stored = load(txn, entry.id);
         if (!stored) {

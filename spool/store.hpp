@@ -81,8 +81,9 @@ public:
     // Flags the message kFlagDelayWarned and inserts its delay warning `dsn`, unless it was
     // flagged already (then nothing is written: never two warnings); kNotFound if absent.
     Status record_delay_warning(lmdb::WriteTxn& txn, QueueId id, const NewMessage& dsn) const;
-    // Moves messages whose deferral is due (<= now) to ready, at most kMaxPromotePerOp.
-    Status promote_due(lmdb::WriteTxn& txn, UnixMillis now) const;
+    // Moves messages whose deferral is due (<= now) to ready, at most `max` (capped at
+    // kMaxPromotePerOp).
+    Status promote_due(lmdb::WriteTxn& txn, UnixMillis now, std::size_t max) const;
     // Applies one expiry (Spool::expire); a skipped item is kNotFound, kInvalid (not due at
     // `now`) or kCorrupt (quarantined), with nothing written but the quarantine.
     Status expire(lmdb::WriteTxn& txn, const Expiry& e, UnixMillis now) const;

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -151,6 +152,8 @@ public:
     void heal() { reads_before_failure_ = -1; }
     // Reads forwarded or failed so far: what a caller's work cost.
     std::size_t reads() const { return reads_; }
+    // Called with `max` as each promote_due is submitted (a test times or counts them).
+    std::function<void(std::size_t max)> on_promote;
 
     QueueId new_id() override { return inner_.new_id(); }
     void on_arrival(ArrivalListener l) override { inner_.on_arrival(std::move(l)); }
@@ -178,8 +181,11 @@ public:
     }
     void flush(QueueId id, spool::Done d) override { inner_.flush(id, std::move(d)); }
     void remove(QueueId id, spool::Done d) override { inner_.remove(id, std::move(d)); }
-    void promote_due(UnixMillis now, spool::Done d) override {
-        inner_.promote_due(now, std::move(d));
+    void promote_due(UnixMillis now, std::size_t max, spool::Done d) override {
+        if (on_promote) {
+            on_promote(max);
+        }
+        inner_.promote_due(now, max, std::move(d));
     }
     void expire(std::vector<spool::Expiry> items, UnixMillis now, spool::BatchDone d) override {
         inner_.expire(std::move(items), now, std::move(d));

@@ -43,8 +43,11 @@ struct DsnCall {
 // One drain over a real spool in a temp dir and fake mailstores, on an io_context run by
 // the test. The DSN builder spools DSNs as daemon/dsn_hook does (own id, flagged).
 struct Harness {
-    // One mailstore "lmtp"; with `second`, also "other", which takes example.net.
-    explicit Harness(policy::Config c = test_config(), bool second = false) : config(std::move(c)) {
+    // One mailstore "lmtp"; with `second`, also "other", which takes example.net. With
+    // `through_faulty` the drain reaches the spool through `faulty`.
+    explicit Harness(policy::Config c = test_config(), bool second = false,
+                     bool through_faulty = false)
+        : config(std::move(c)) {
         auto m = std::make_unique<FakeMailstore>("lmtp");
         store = m.get();
         std::vector<std::unique_ptr<Mailstore>> stores;
@@ -61,7 +64,8 @@ struct Harness {
             stores.push_back(std::move(m2));
         }
         drain = std::make_unique<Drain>(
-            ioc.get_executor(), spool.get(), config, std::move(stores), clock,
+            ioc.get_executor(), through_faulty ? static_cast<spool::Spool&>(faulty) : spool.get(),
+            config, std::move(stores), clock,
             [this](const spool::Envelope& env, const std::vector<spool::RecipientUpdate>& updates,
                    const std::vector<Handoff>& handoffs) {
                 DsnCall call{env.id, {}, handoffs};
@@ -150,6 +154,7 @@ struct Harness {
 
     FakeClock clock;
     TempSpool spool{clock};
+    spoold::test::FaultySpool faulty{spool.get()};
     policy::Config config;
     boost::asio::io_context ioc;
     FakeMailstore* store = nullptr;

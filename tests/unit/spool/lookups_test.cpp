@@ -103,7 +103,8 @@ TEST_CASE("ready mail is found by class and recipient domain, and leaves it as i
     CHECK(in("two.example") == std::vector<QueueId>{nid});
     check_consistent(*spool);
     // Promotion brings it back, under the domain of the recipients that came due.
-    REQUIRE(spool->wait([&](Done d) { spool->promote_due(later, std::move(d)); }));
+    REQUIRE(spool->wait(
+        [&](Done d) { spool->promote_due(later, spool::kMaxPromotePerOp, std::move(d)); }));
     CHECK(in("two.example") == std::vector<QueueId>{mid, nid});
     // A class change moves it with the class.
     REQUIRE(spool->wait([&](Done d) { spool->set_class(mid, 2, std::move(d)); }));

@@ -80,7 +80,8 @@ TEST_CASE(
     REQUIRE(due.has_value());
     CHECK(due->empty());
 
-    REQUIRE(spool->wait([&](Done d) { spool->promote_due(later, std::move(d)); }));
+    REQUIRE(spool->wait(
+        [&](Done d) { spool->promote_due(later, spool::kMaxPromotePerOp, std::move(d)); }));
     e = spool->get(id);
     CHECK(message_state(**e) == MsgState::kReady);
     CHECK((*e)->recipients[1].state == RcptState::kQueued);
@@ -323,7 +324,11 @@ TEST_CASE("after random sequences of operations the counters and indexes equal a
                 };
                 break;
             }
-            case 5: op = [&spool, now](Done d) { spool->promote_due(now, std::move(d)); }; break;
+            case 5:
+                op = [&spool, now](Done d) {
+                    spool->promote_due(now, spool::kMaxPromotePerOp, std::move(d));
+                };
+                break;
             case 6: {
                 const QueueId id = pick();
                 const bool held = rng() % 2 == 0;
