@@ -1,6 +1,7 @@
 #include "drain/delay_warnings.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -61,6 +62,10 @@ void DelayWarnings::tick(UnixMillis now) {
     if (young || envs->size() < kDelayWarningBatch) {
         next_ms_ = now + kDelayWarningIntervalMs; // caught up: look again in a while
     }
+    if (young) {
+        scout(now, batch);
+    }
+    take_early(now, batch);
     if (batch.empty()) {
         return;
     }
@@ -72,6 +77,64 @@ void DelayWarnings::tick(UnixMillis now) {
         running_ = false;
         wake_();
     });
+}
+
+void DelayWarnings::scout(UnixMillis now, std::vector<spool::Envelope>& batch) {
+    const policy::BounceConfig& bounces = config_->bounces;
+    if (scout_ < cursor_) {
+        scout_ = cursor_; // from the walk's stop, the young message it stopped at first
+        scout_arrival_ = 0;
+    }
+    if (early_.size() >= kMaxEarlyWarnings || batch.size() >= kDelayWarningBatch) {
+        return;
+    }
+    auto envs = spool_.envelopes_after(scout_, kDelayWarningBatch);
+    if (!envs) {
+        log::warn("event=delay_warning_read_failed error={}", log::quote(envs.error().describe()));
+        return;
+    }
+    const auto age =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*bounces.delay_warning).count();
+    std::size_t read = 0;
+    for (spool::Envelope& env : *envs) {
+        if (early_.size() >= kMaxEarlyWarnings || batch.size() >= kDelayWarningBatch) {
+            break;
+        }
+        ++read;
+        scout_ = env.id;
+        if (env.arrival_ms + kDelayWarningSlackMs >= scout_arrival_) {
+            scout_arrival_ = std::max(scout_arrival_, env.arrival_ms);
+            continue; // in order: the walk comes to it in time
+        }
+        if (delay_warning_candidate(bounces, env, now)) {
+            batch.push_back(std::move(env));
+        } else if (!policy::delay_warning_due(bounces, env.arrival_ms, now)) {
+            early_.emplace(env.arrival_ms + age, env.id);
+        }
+    }
+    if (read == kDelayWarningBatch) {
+        next_ms_ = now; // more to read: the next turn
+    }
+}
+
+void DelayWarnings::take_early(UnixMillis now, std::vector<spool::Envelope>& batch) {
+    while (!early_.empty() && early_.begin()->first <= now && batch.size() < kDelayWarningBatch) {
+        const QueueId id = early_.begin()->second;
+        if (id <= cursor_) {
+            early_.erase(early_.begin()); // the walk has come to it
+            continue;
+        }
+        auto got = spool_.get(id);
+        if (!got) {
+            log::warn("event=delay_warning_read_failed error={}",
+                      log::quote(got.error().describe()));
+            return; // kept: tried again next turn
+        }
+        early_.erase(early_.begin());
+        if (*got && delay_warning_candidate(config_->bounces, **got, now)) {
+            batch.push_back(std::move(**got));
+        }
+    }
 }
 
 asio::awaitable<void> DelayWarnings::warn(std::vector<spool::Envelope> batch) {

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "common/clock.hpp"
@@ -24,6 +25,11 @@ inline constexpr std::int64_t kDelayWarningIntervalMs = 1000;
 inline constexpr std::size_t kDelayWarningBatch = spool::kMaxDelayWarningsPerOp;
 // DSNs built between two turns of the I/O thread (SMTP shares it).
 inline constexpr std::size_t kDelayWarningYieldEvery = 64;
+// Arrival out of id order by more than this is looked after apart (spoolctl import, xfer:
+// new ids, old arrivals); less (sessions that overlap) makes a warning that much late at most.
+inline constexpr std::int64_t kDelayWarningSlackMs = 60'000;
+// Out-of-order messages kept until their warning is due; past it the scout waits.
+inline constexpr std::size_t kMaxEarlyWarnings = 65'536;
 
 // Whether `env` is one a delay warning may be sent for at `now` under `bounces`: old
 // enough, not warned yet, not one of our DSNs, not from the null sender, something waiting.
@@ -39,17 +45,27 @@ public:
                   const std::shared_ptr<const policy::Config>& config, const bool& stopping,
                   std::function<void()> wake);
 
-    // Messages are walked in queue-id order, which is arrival order, kDelayWarningBatch per
-    // turn: the walk stops at the first one too young and resumes there. The batch's warnings
-    // are built (yielding to the I/O thread every kDelayWarningYieldEvery) and spooled in one
-    // commit; the next batch follows at once. A restart walks again from the oldest; the
-    // kFlagDelayWarned flag, written with the warning, keeps it to one per message.
+    // Messages are walked in queue-id order, which is arrival order for the intake's mail,
+    // kDelayWarningBatch per turn: the walk stops at the first one too young and resumes
+    // there. Past it a scout reads each message once, for those whose arrival is older than a
+    // lower id's by more than kDelayWarningSlackMs (imported or moved with spoolctl: a new id,
+    // an old arrival), which the walk would reach only when the mail before them is due: it
+    // warns those due now and keeps the others (at most kMaxEarlyWarnings) until they are.
+    // The batch's warnings are built (yielding to the I/O thread every
+    // kDelayWarningYieldEvery) and spooled in one commit; the next batch follows at once. A
+    // restart walks again from the oldest; the kFlagDelayWarned flag, written with the
+    // warning, keeps it to one per message.
     void tick(UnixMillis now);
     bool running() const { return running_; }
     std::uint64_t sent() const { return sent_; }
 
 private:
     boost::asio::awaitable<void> warn(std::vector<spool::Envelope> batch);
+    // The scout's turn past the walk's stop: out-of-order messages due now into `batch`.
+    // A failed read is logged and tried again at the next turn.
+    void scout(UnixMillis now, std::vector<spool::Envelope>& batch);
+    // Kept out-of-order messages whose warning is due now, into `batch`.
+    void take_early(UnixMillis now, std::vector<spool::Envelope>& batch);
 
     boost::asio::any_io_executor executor_;
     spool::Spool& spool_;
@@ -58,7 +74,10 @@ private:
     const std::shared_ptr<const policy::Config>& config_;
     const bool& stopping_;
     std::function<void()> wake_;
-    QueueId cursor_{}; // messages up to it were looked at
+    QueueId cursor_{};             // messages up to it were looked at
+    QueueId scout_{};              // the scout has read the messages up to it
+    UnixMillis scout_arrival_ = 0; // the latest arrival the scout has read since the walk's stop
+    std::multimap<UnixMillis, QueueId> early_; // out of order: when each warning is due
     UnixMillis next_ms_ = 0;
     bool running_ = false;
     std::uint64_t sent_ = 0;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,8 @@ struct TestMessage {
     std::string from = "sender@example.org";
     UnixMillis expires_ms = 0; // 0 = never
     std::uint32_t flags = 0;
-    std::uint8_t notify = 0; // every recipient's RFC 3461 NOTIFY (spool::NotifyBits)
+    std::uint8_t notify = 0;              // every recipient's RFC 3461 NOTIFY (spool::NotifyBits)
+    std::optional<UnixMillis> arrival_ms; // none: the clock's now
 };
 
 class TempSpool {
@@ -62,7 +64,7 @@ public:
         for (auto& m : messages) {
             spool::NewMessage n;
             n.envelope.id = spool_->new_id();
-            n.envelope.arrival_ms = clock_.now_ms();
+            n.envelope.arrival_ms = m.arrival_ms.value_or(clock_.now_ms());
             n.envelope.klass = m.klass;
             n.envelope.mail_from = std::move(m.from);
             n.envelope.expires_ms = m.expires_ms;

@@ -1106,48 +1106,86 @@ TEST_CASE("the oldest mail all a dead shard's: its group's refusals never open t
     CHECK(h.snap().mailstores[0].breaker == BreakerState::kClosed);
     CHECK(h.store->probes == 0);
     REQUIRE(h.run_until([&] { return h.spool.size() == ids.size() - kHealthy; }));
+}
 
-    TEST_CASE("promotion commits are sized by how long they take, so new mail never waits long "
-              "behind one") {
-        Harness h(test_config(), false, /*through_faulty=*/true);
-        h.spool.set_meta("paused.lmtp", "1"); // only the promotion runs
-        constexpr int kDeferred = 1000;
-        constexpr std::size_t kMsPerMessage = 1; // what a promotion costs the fake spool's writer
-        std::vector<TestMessage> messages;
-        for (int i = 0; i < kDeferred; ++i) {
-            messages.push_back(TestMessage{1, {"user" + std::to_string(i) + "@example.com"}});
-        }
-        const auto ids = h.spool.add_all(std::move(messages));
-        std::atomic<int> deferring{kDeferred};
-        for (const QueueId id : ids) {
-            spool::RecipientUpdate u;
-            u.state = spool::RcptState::kDeferred;
-            u.next_attempt_ms = h.clock.now_ms() + 60'000;
-            u.response = "451 4.3.0 try later";
-            h.spool->record_outcome(id, {u}, std::nullopt, [&](Status) { --deferring; });
-        }
-        REQUIRE(h.run_until([&] { return deferring == 0; }));
-        const auto deferred = [&] {
-            const auto c = h.spool->counters();
-            REQUIRE(c);
-            return c->messages[1][static_cast<std::size_t>(spool::MsgState::kDeferred)];
-        };
-        REQUIRE(deferred() == kDeferred);
-
-        std::vector<std::size_t> asked;
-        h.faulty.on_promote = [&](std::size_t max) {
-            asked.push_back(max);
-            h.clock.advance_ms(static_cast<std::int64_t>(max * kMsPerMessage));
-        };
-        h.clock.advance_ms(60'000); // every deferral is due
-        h.drain->start();
-        REQUIRE(h.run_until([&] { return deferred() == 0; }));
-        // The first commit is small; each later one is sized from the last one's time so it holds
-        // the writer (and the new mail queued behind it) about kBulkCommitTargetMs, not the
-        // kMaxPromotePerOp x kMsPerMessage a fixed batch would.
-        REQUIRE(asked.size() >= 2);
-        CHECK(asked[0] == kBulkFirstBatch);
-        for (std::size_t i = 1; i < asked.size(); ++i) {
-            CHECK(asked[i] * kMsPerMessage <= static_cast<std::size_t>(kBulkCommitTargetMs));
-        }
+TEST_CASE("promotion commits are sized by how long they take, so new mail never waits long "
+          "behind one") {
+    Harness h(test_config(), false, /*through_faulty=*/true);
+    h.spool.set_meta("paused.lmtp", "1"); // only the promotion runs
+    constexpr int kDeferred = 1000;
+    constexpr std::size_t kMsPerMessage = 1; // what a promotion costs the fake spool's writer
+    std::vector<TestMessage> messages;
+    for (int i = 0; i < kDeferred; ++i) {
+        messages.push_back(TestMessage{1, {"user" + std::to_string(i) + "@example.com"}});
     }
+    const auto ids = h.spool.add_all(std::move(messages));
+    std::atomic<int> deferring{kDeferred};
+    for (const QueueId id : ids) {
+        spool::RecipientUpdate u;
+        u.state = spool::RcptState::kDeferred;
+        u.next_attempt_ms = h.clock.now_ms() + 60'000;
+        u.response = "451 4.3.0 try later";
+        h.spool->record_outcome(id, {u}, std::nullopt, [&](Status) { --deferring; });
+    }
+    REQUIRE(h.run_until([&] { return deferring == 0; }));
+    const auto deferred = [&] {
+        const auto c = h.spool->counters();
+        REQUIRE(c);
+        return c->messages[1][static_cast<std::size_t>(spool::MsgState::kDeferred)];
+    };
+    REQUIRE(deferred() == kDeferred);
+
+    std::vector<std::size_t> asked;
+    h.faulty.on_promote = [&](std::size_t max) {
+        asked.push_back(max);
+        h.clock.advance_ms(static_cast<std::int64_t>(max * kMsPerMessage));
+    };
+    h.clock.advance_ms(60'000); // every deferral is due
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return deferred() == 0; }));
+    // The first commit is small; each later one is sized from the last one's time so it holds
+    // the writer (and the new mail queued behind it) about kBulkCommitTargetMs, not the
+    // kMaxPromotePerOp x kMsPerMessage a fixed batch would.
+    REQUIRE(asked.size() >= 2);
+    CHECK(asked[0] == kBulkFirstBatch);
+    for (std::size_t i = 1; i < asked.size(); ++i) {
+        CHECK(asked[i] * kMsPerMessage <= static_cast<std::size_t>(kBulkCommitTargetMs));
+    }
+}
+
+TEST_CASE("imported mail (a new id, an old arrival) is warned when it is due, not once the mail "
+          "queued before it is") {
+    auto config = test_config();
+    config.bounces.delay_warning = std::chrono::hours(1);
+    Harness h(config);
+    h.spool.set_meta("paused.lmtp", "1"); // the mailstore is unavailable
+    const auto young = h.spool.add(1, {"a@example.com"});
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].paused; }));
+    // Ten minutes on, spoolctl import or xfer brings new ids behind `young`, arrivals three
+    // hours before (due then) and 50 minutes before (due ten minutes later, while `young`
+    // still has 40 to wait).
+    const UnixMillis t0 = h.clock.now_ms();
+    const UnixMillis now = t0 + 10 * 60'000;
+    const auto imported = h.spool.add_all({
+        TestMessage{
+            1, {"b@example.com"}, "hello\r\n", "old@example.org", 0, 0, 0, now - 3 * 3'600'000},
+        TestMessage{
+            1, {"c@example.com"}, "hello\r\n", "mid@example.org", 0, 0, 0, now - 50 * 60'000},
+    });
+    h.clock.advance_ms(10 * 60'000);
+    REQUIRE(h.run_until([&] { return h.dsn_ids.size() == 1; }));
+    CHECK(h.dsn_calls[0].id == imported[0]);
+    h.clock.advance_ms(10 * 60'000);
+    REQUIRE(h.run_until([&] { return h.dsn_ids.size() == 2; }));
+    CHECK(h.dsn_calls[1].id == imported[1]);
+    CHECK((h.spool.env(young).flags & spool::kFlagDelayWarned) == 0);
+    // `young` is warned at its hour; nothing twice.
+    h.clock.advance_ms(t0 + 3'600'000 - h.clock.now_ms());
+    REQUIRE(h.run_until([&] { return h.dsn_ids.size() == 3; }));
+    CHECK(h.dsn_calls[2].id == young);
+    REQUIRE(h.run_until([&] { return h.snap().delay_warnings == 3; }));
+    h.clock.advance_ms(3'600'000);
+    h.run_turns(3);
+    CHECK(h.snap().delay_warnings == 3);
+}
