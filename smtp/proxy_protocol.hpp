@@ -1,7 +1,7 @@
 // The PROXY protocol header (HAProxy's specification, version 1 text and version 2
 // binary) that a load balancer sends before any SMTP byte: parsed from the start of a
 // connection into the real client's address. Pure and bounded; which peers may send a
-// header is the listener's decision (smtp/server.cpp), not the parser's.
+// header is the listener's decision (smtp/listener.hpp), not the parser's.
 #pragma once
 
 #include <cstddef>

@@ -18,6 +18,7 @@
 #include "smtp/filter.hpp"
 #include "smtp/header_section.hpp"
 #include "smtp/intake.hpp"
+#include "smtp/received_header.hpp"
 
 namespace spoold::smtp {
 
@@ -86,7 +87,8 @@ using Actions = std::vector<Action>;
 //   554 5.6.0 and the transaction is discarded; nothing else ends a message early. A NUL
 //   byte in the content is refused the same way.
 //   The bytes are decoded by smtp/body_decoder.hpp, the ESMTP parameters of MAIL and
-//   RCPT read by smtp/esmtp_params.hpp; the session keeps the state and the replies.
+//   RCPT read by smtp/esmtp_params.hpp, command lines by smtp/command_line.hpp; the
+//   session keeps the state and the replies.
 // - A command line longer than limits.max_line_length gets 500 5.5.2 and is skipped.
 //   A text line in DATA longer than RFC 5321's 1000 octets is accepted (we store and
 //   relay it unchanged; only the total size limit applies): refusing long lines bounces
@@ -142,24 +144,27 @@ private:
     // What the verdict in flight answers.
     enum class FilterStage { kNone, kConnect, kHelo, kMail, kRcpt, kData, kContent, kEnd };
 
+    // The core: input, framing, replies (session.cpp).
+    void greet();
     void pump();
     bool handle_command_input();
+
+    // Commands (session_commands.cpp).
     void handle_command(std::string_view line);
     void refuse_proxy_header();
     void cmd_ehlo(std::string_view arg, bool extended);
     void cmd_mail(std::string_view arg);
     void cmd_rcpt(std::string_view arg);
-    void cmd_data(std::string_view arg);
-    void cmd_bdat(std::string_view arg);
     void cmd_rset(std::string_view arg);
     void cmd_starttls(std::string_view arg);
+    void accept_mail();
+    void accept_rcpt();
+    void ehlo_reply(bool extended);
 
     // Filters (session_filters.cpp).
     bool filters_active() const;
     bool filters_for_message() const;
     void ask_filters(FilterStage stage, FilterEvent event);
-    void greet();
-    void ehlo_reply(bool extended);
     void after_connect_verdict(const FilterVerdict& v);
     void after_helo_verdict(const FilterVerdict& v);
     void after_mail_verdict(const FilterVerdict& v);
@@ -167,32 +172,38 @@ private:
     void after_data_verdict(const FilterVerdict& v);
     void after_content_verdict(const FilterVerdict& v);
     void after_end_verdict(const FilterVerdict& v);
-    void accept_mail();
-    void accept_rcpt();
-    void start_content();
     bool apply_changes(const FilterVerdict& v, MessageInfo& info);
     // A filter's refusal (or our default reply for it at this stage), logged and counted.
     void filter_refusal(const FilterVerdict& v, bool end_of_message);
     void discard_message();
-    void flush_body();
-    bool message_doomed() const;
 
-    bool ensure_message();
+    // A message's content (session_data.cpp).
+    void cmd_data(std::string_view arg);
+    void cmd_bdat(std::string_view arg);
     bool ready_for_content();
-    std::string received_header() const;
+    void start_content();
     void consume_content();
     // Decoded message bytes: into the header section until it ends, then the body.
     void take_content(std::string_view bytes);
     void header_section_ended();
     void count_content(std::size_t produced);
     void content_ended(ContentEnd end);
+    bool message_doomed() const;
+
+    // The hand-off to the intake (session_intake.cpp).
+    bool ensure_message();
+    // What the Received: header says (smtp/received_header.hpp builds it).
+    ReceivedFields received_fields() const;
     void maybe_flush();
+    void flush_body();
     void end_of_content();
     void continue_finish();
     void commit_message(MessageInfo info);
     void reset_transaction();
-    Actions take_actions();
     void drop_message();
+
+    // The core again: actions out, replies, errors, closing (session.cpp).
+    Actions take_actions();
 
     void reply(int code, std::string_view enhanced, std::string_view text);
     void reply(Reply r);
