@@ -37,7 +37,7 @@ ShareLimits share_limits(const policy::MailstoreConfig& store) {
                        store.fleet.urgent_reserve};
 }
 
-Coordinator::Coordinator(asio::any_io_executor executor, const policy::Config& config,
+Coordinator::Coordinator(const asio::any_io_executor& executor, const policy::Config& config,
                          const Clock& clock)
     : executor_(executor), clock_(clock), node_(config.fleet.node),
       prefix_(config.fleet.key_prefix), ttl_ms_(config.fleet.lease_ttl.count()),
@@ -74,7 +74,7 @@ void Coordinator::start() {
     running_ = true;
     log::info("event=fleet_started node={} redis={} mailstores={}", log::quote(node_),
               log::quote(client_endpoint_), shares_.size());
-    asio::co_spawn(executor_, run(), [this](std::exception_ptr e) {
+    asio::co_spawn(executor_, run(), [this](const std::exception_ptr& e) {
         if (e) {
             log::error("event=fleet_loop_failed error={}", log::quote(describe_escaped(e)));
         }

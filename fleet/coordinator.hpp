@@ -31,7 +31,7 @@ ShareLimits share_limits(const policy::MailstoreConfig& store);
 class Coordinator {
 public:
     // Needs config.fleet.coordinated(). Every call from `executor`'s thread.
-    Coordinator(boost::asio::any_io_executor executor, const policy::Config& config,
+    Coordinator(const boost::asio::any_io_executor& executor, const policy::Config& config,
                 const Clock& clock);
     ~Coordinator();
     Coordinator(const Coordinator&) = delete;

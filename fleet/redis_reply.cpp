@@ -58,8 +58,8 @@ std::string_view RedisReply::text() const {
 }
 
 const RedisReply& RedisReply::at(std::size_t i) const {
-    static const RedisReply kNil;
-    return type == Type::kArray && i < elements.size() ? elements[i] : kNil;
+    static const RedisReply nil;
+    return type == Type::kArray && i < elements.size() ? elements[i] : nil;
 }
 
 std::string encode_command(const std::vector<std::string>& args) {
