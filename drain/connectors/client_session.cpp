@@ -78,7 +78,7 @@ ClientSession::ClientSession(Dialect dialect, std::string helo_name, bool use_st
     : dialect_(dialect), helo_name_(std::move(helo_name)),
       use_starttls_(use_starttls && dialect == Dialect::kSmtp) {}
 
-void ClientSession::send(std::string line) {
+void ClientSession::send(std::string_view line) {
     output_ += line;
     output_ += "\r\n";
 }
@@ -249,7 +249,7 @@ Next ClientSession::flush_next_command() {
     do {
         auto [expect, line] = std::move(unsent_.front());
         unsent_.pop_front();
-        send(std::move(line));
+        send(line);
         awaiting_.push_back(expect);
     } while (caps_.pipelining && !unsent_.empty());
     return Next::kRead;

@@ -7,6 +7,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/reply.hpp"
@@ -91,7 +92,7 @@ public:
 private:
     enum class Expect { kMail, kRcpt, kData };
 
-    void send(std::string line);
+    void send(std::string_view line);
     void queue_hello();
     void queue_envelope();
     Next flush_next_command();

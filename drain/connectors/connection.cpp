@@ -50,7 +50,8 @@ bool is_ip_address(const std::string& host) {
 
 } // namespace
 
-Connection::Connection(asio::any_io_executor executor, std::shared_ptr<const WireOptions> options)
+Connection::Connection(const asio::any_io_executor& executor,
+                       std::shared_ptr<const WireOptions> options)
     : executor_(executor), options_(std::move(options)), timer_(executor),
       session_(options_->dialect, options_->helo_name,
                options_->starttls && options_->tls != nullptr) {}

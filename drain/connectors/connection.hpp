@@ -78,7 +78,8 @@ public:
     std::chrono::steady_clock::time_point idle_since() const { return idle_since_; }
     void mark_idle() { idle_since_ = std::chrono::steady_clock::now(); }
 
-    Connection(boost::asio::any_io_executor executor, std::shared_ptr<const WireOptions> options);
+    Connection(const boost::asio::any_io_executor& executor,
+               std::shared_ptr<const WireOptions> options);
 
 private:
     using TcpSocket = boost::asio::ip::tcp::socket;

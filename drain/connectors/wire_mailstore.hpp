@@ -49,7 +49,7 @@ private:
     // Shared with the sweeper coroutine, which runs only while connections are idle
     // and closes each one idle_timeout after its last use.
     struct Pool {
-        explicit Pool(boost::asio::any_io_executor executor) : timer(std::move(executor)) {}
+        explicit Pool(const boost::asio::any_io_executor& executor) : timer(executor) {}
         std::mutex mutex;
         std::vector<std::unique_ptr<Connection>> idle; // most recently used last
         boost::asio::steady_timer timer;
