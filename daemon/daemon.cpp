@@ -462,7 +462,7 @@ void Daemon::publish_state() {
             return;
         }
         last = value;
-        spool_->put_meta(std::move(key), std::move(value), [](Status) {});
+        spool_->put_meta(std::move(key), std::move(value), [](const Status&) {});
     };
     for (const auto& ms : snap.mailstores) {
         // "closed limit=2 in_flight=0": spoolctl's parse_breaker_meta reads it back.

@@ -62,7 +62,7 @@ policy::DsnAction dsn_action(spool::RcptState state, drain::Handoff handoff) {
 
 drain::DsnBuilder
 make_dsn_builder(spool::Spool& spool,
-                 std::shared_ptr<const std::shared_ptr<const policy::Config>> config,
+                 const std::shared_ptr<const std::shared_ptr<const policy::Config>>& config,
                  const Clock& clock) {
     // Registered now, so it reads 0 from the start rather than appearing with the first.
     metrics::Counter& unknown = metrics::global().counter(

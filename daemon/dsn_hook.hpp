@@ -18,7 +18,7 @@ inline constexpr std::string_view kUnknownRecipientMetric = "spoold_dsns_unknown
 // `config` is read at each call (the daemon swaps it on reload through the holder).
 drain::DsnBuilder
 make_dsn_builder(spool::Spool& spool,
-                 std::shared_ptr<const std::shared_ptr<const policy::Config>> config,
+                 const std::shared_ptr<const std::shared_ptr<const policy::Config>>& config,
                  const Clock& clock);
 
 } // namespace spoold::daemon

@@ -14,8 +14,8 @@ class SpoolIncomingMessage final : public smtp::IncomingMessage {
 public:
     SpoolIncomingMessage(spool::Spool& spool, std::shared_ptr<const IntakeHooks> hooks,
                          const Clock& clock, std::shared_ptr<IntakeCounters> shared)
-        : spool_(spool), hooks_(std::move(hooks)), clock_(clock), id_(spool.new_id()),
-          arrival_ms_(clock.now_ms()), shared_(std::move(shared)) {}
+        : spool_(spool), hooks_(std::move(hooks)), id_(spool.new_id()), arrival_ms_(clock.now_ms()),
+          shared_(std::move(shared)) {}
 
     ~SpoolIncomingMessage() override { rollback(); }
 
@@ -137,7 +137,6 @@ public:
 private:
     spool::Spool& spool_;
     std::shared_ptr<const IntakeHooks> hooks_;
-    const Clock& clock_;
     QueueId id_;
     UnixMillis arrival_ms_;
     std::string buffer_;
@@ -178,7 +177,7 @@ Result<std::unique_ptr<smtp::IncomingMessage>> SpoolIntake::begin() {
     return std::make_unique<SpoolIncomingMessage>(spool_, hooks(), clock_, shared_);
 }
 
-void SpoolIntake::set_accepting(bool accepting, std::string reason, std::int64_t budget) {
+void SpoolIntake::set_accepting(bool accepting, const std::string& reason, std::int64_t budget) {
     shared_->budget.store(budget, std::memory_order_relaxed);
     const bool was = accepting_.exchange(accepting);
     if (was != accepting) {

@@ -66,7 +66,7 @@ public:
     // `budget` is how many more bytes may be written to the spool before the next call
     // (room below the watermark and above min_free_disk): admit() refuses once messages
     // committed or staged since have used it, so the watermark holds between samples.
-    void set_accepting(bool accepting, std::string reason,
+    void set_accepting(bool accepting, const std::string& reason,
                        std::int64_t budget = std::numeric_limits<std::int64_t>::max());
     void set_hooks(IntakeHooks hooks);
     // Messages committed (250 sent) since start.

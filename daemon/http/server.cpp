@@ -42,10 +42,10 @@ namespace detail {
 
 // Touched only on the strand once start() has returned, so it needs no mutex.
 struct ServerState {
-    ServerState(asio::any_io_executor executor, std::string address_in, std::uint16_t port_in,
-                StatusSource status_in)
-        : strand(asio::make_strand(std::move(executor))), address(std::move(address_in)),
-          port(port_in), status(std::move(status_in)), acceptor(strand) {}
+    ServerState(const asio::any_io_executor& executor, std::string address_in,
+                std::uint16_t port_in, StatusSource status_in)
+        : strand(asio::make_strand(executor)), address(std::move(address_in)), port(port_in),
+          status(std::move(status_in)), acceptor(strand) {}
 
     asio::strand<asio::any_io_executor> strand;
     std::string address;
@@ -68,7 +68,7 @@ using StatePtr = std::shared_ptr<detail::ServerState>;
 // never a silent disappearance nor a crash of the whole daemon.
 struct LogEscaped {
     std::string_view where;
-    void operator()(std::exception_ptr e) const {
+    void operator()(const std::exception_ptr& e) const {
         if (e) {
             log_escaped(fmt::format("event=http_coroutine_failed where={}", where), e);
         }
