@@ -20,7 +20,7 @@ struct QueueId {
     static std::optional<QueueId> parse(std::string_view text);
     // Milliseconds since the Unix epoch at which the id was made.
     UnixMillis millis() const;
-
+    // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 takes `(a <=> b) < 0` for a pointer
     friend auto operator<=>(const QueueId&, const QueueId&) = default;
 };
 
