@@ -109,7 +109,7 @@ void WireMailstore::give_back(std::unique_ptr<Connection> conn) {
     if (start_sweeper) {
         // Outside the lock: co_spawn may start the sweeper inline, and it locks too.
         asio::co_spawn(executor_, sweep(pool_, options_.idle_timeout),
-                       [name = name_](std::exception_ptr e) {
+                       [name = name_](const std::exception_ptr& e) {
                            if (e) {
                                log::error("event=connection_sweeper_failed mailstore={} error={}",
                                           name, log::quote(describe_escaped(e)));
@@ -191,12 +191,12 @@ asio::awaitable<Status> WireMailstore::probe() {
 }
 
 LmtpMailstore::LmtpMailstore(asio::any_io_executor executor, const policy::MailstoreConfig& config,
-                             ConnectorOptions options)
+                             const ConnectorOptions& options)
     : WireMailstore(std::move(executor), config.name, wire_options(config, options, Dialect::kLmtp),
                     options) {}
 
 SmtpMailstore::SmtpMailstore(asio::any_io_executor executor, const policy::MailstoreConfig& config,
-                             ConnectorOptions options)
+                             const ConnectorOptions& options)
     : WireMailstore(std::move(executor), config.name, wire_options(config, options, Dialect::kSmtp),
                     options) {}
 

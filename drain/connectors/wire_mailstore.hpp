@@ -72,7 +72,7 @@ private:
 class LmtpMailstore final : public WireMailstore {
 public:
     LmtpMailstore(boost::asio::any_io_executor executor, const policy::MailstoreConfig& config,
-                  ConnectorOptions options);
+                  const ConnectorOptions& options);
 };
 
 // SMTP (RFC 5321) to a mailstore fronted by SMTP, or the DSN smarthost: EHLO,
@@ -81,7 +81,7 @@ public:
 class SmtpMailstore final : public WireMailstore {
 public:
     SmtpMailstore(boost::asio::any_io_executor executor, const policy::MailstoreConfig& config,
-                  ConnectorOptions options);
+                  const ConnectorOptions& options);
 };
 
 } // namespace spoold::drain::connectors
