@@ -337,7 +337,7 @@ void Drain::probe_groups() {
     }
 }
 
-void Drain::release_parked(std::vector<QueueId> ids) {
+void Drain::release_parked(const std::vector<QueueId>& ids) {
     const asio::any_io_executor tracked =
         asio::prefer(executor_, asio::execution::outstanding_work.tracked);
     for (const QueueId id : ids) {
@@ -618,7 +618,7 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
                          std::move(delivered.handoffs), std::move(log_routes))) {
         co_return;
     }
-    release_parked(std::move(delivered.release));
+    release_parked(delivered.release);
     if (via_relay) {
         lane_.after_attempt(id, relay_trouble, retry_due);
     }

@@ -132,7 +132,7 @@ private:
 
     // Flushes parked messages (a trouble group's probe, or the group its probe released)
     // and has the scheduler look at them.
-    void release_parked(std::vector<QueueId> ids);
+    void release_parked(const std::vector<QueueId>& ids);
     // Trouble groups whose probe is due; every group of a store that just recovered.
     void probe_groups();
 
