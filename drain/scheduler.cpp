@@ -65,9 +65,9 @@ std::uint32_t Scheduler::in_flight_to(const std::string& address) const {
 }
 
 const std::vector<std::string>& Scheduler::leased_recipients(QueueId id) const {
-    static const std::vector<std::string> kNone;
+    static const std::vector<std::string> none;
     const auto it = leases_.find(id.value);
-    return it == leases_.end() ? kNone : it->second;
+    return it == leases_.end() ? none : it->second;
 }
 
 Pick Scheduler::take(spool::ClassId klass, Candidate c) {
