@@ -293,6 +293,7 @@ Result<CommandLine> parse_command_line(const std::vector<std::string>& args) {
 
 std::vector<OptionName> option_names() {
     std::vector<OptionName> out;
+    out.reserve(kOptions.size());
     for (const Option& o : kOptions) {
         out.push_back(OptionName{o.name, o.alias, o.bit, o.takes_value});
     }

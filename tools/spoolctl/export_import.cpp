@@ -169,7 +169,7 @@ public:
     }
 
     // One message read from `source`; refused (and counted) when its envelope is incomplete.
-    void add(std::string source, std::string message, std::optional<std::string> mbox_sender) {
+    void add(std::string_view source, std::string message, std::optional<std::string> mbox_sender) {
         FileEnvelope fe = take_envelope_block(message);
         spool::NewMessage m;
         auto& env = m.envelope;

@@ -240,7 +240,10 @@ Status read_message_into(Context& ctx, QueueId id, std::string& out, std::size_t
 
 std::string meta_or(Context& ctx, std::string_view key, std::string fallback) {
     auto v = ctx.spool->get_meta(key);
-    return v && *v ? **v : fallback;
+    if (v && *v) {
+        return **v;
+    }
+    return fallback; // returning the parameter moves it (a ?: copied it)
 }
 
 } // namespace spoold::spoolctl

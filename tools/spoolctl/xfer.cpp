@@ -121,9 +121,10 @@ private:
                 done(tl::unexpected(std::move(e)));
                 return;
             }
-            s.set_held(id, false, [done = std::move(done), e = std::move(e)](Status) mutable {
-                done(tl::unexpected(std::move(e)));
-            });
+            s.set_held(id, false,
+                       [done = std::move(done), e = std::move(e)](const Status&) mutable {
+                           done(tl::unexpected(std::move(e)));
+                       });
         };
         // The record as it is now that it is held (the drain may have delivered some of it).
         auto env = s.get(id);
