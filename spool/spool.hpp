@@ -246,6 +246,7 @@ public:
     // call in progress ended. Another process's additions (spoolctl import) are not heard:
     // they move the ready epoch.
     using ArrivalListener = std::function<void(QueueId)>;
+    // NOLINTNEXTLINE(performance-unnecessary-value-param): the default ignores its sink parameter
     virtual void on_arrival(ArrivalListener /*listener*/) {}
 
     // ---- writes: queued to the group-commit writer; `done` after the commit is on disk ----
