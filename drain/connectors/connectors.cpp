@@ -20,7 +20,7 @@ std::unique_ptr<Mailstore> make_mailstore(boost::asio::any_io_executor executor,
 
 std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor,
                                           const policy::BounceConfig& bounces,
-                                          ConnectorOptions options) {
+                                          const ConnectorOptions& options) {
     policy::MailstoreConfig config;
     config.name = "smarthost";
     config.kind = policy::MailstoreKind::kSmtp;
@@ -30,7 +30,7 @@ std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor,
     config.connect_timeout = bounces.smarthost_connect_timeout;
     config.command_timeout = bounces.smarthost_command_timeout;
     config.data_timeout = bounces.smarthost_data_timeout;
-    return std::make_unique<SmtpMailstore>(std::move(executor), config, std::move(options));
+    return std::make_unique<SmtpMailstore>(std::move(executor), config, options);
 }
 
 } // namespace spoold::drain::connectors

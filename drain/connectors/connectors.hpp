@@ -20,6 +20,6 @@ std::unique_ptr<Mailstore> make_mailstore(boost::asio::any_io_executor executor,
 // setting (policy::BounceConfig::smarthost*).
 std::unique_ptr<Mailstore> make_smarthost(boost::asio::any_io_executor executor,
                                           const policy::BounceConfig& bounces,
-                                          ConnectorOptions options = {});
+                                          const ConnectorOptions& options = {});
 
 } // namespace spoold::drain::connectors
