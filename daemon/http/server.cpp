@@ -160,9 +160,9 @@ void close_all(detail::ServerState& state) {
 
 } // namespace
 
-HttpServer::HttpServer(asio::any_io_executor executor, std::string address, std::uint16_t port,
-                       StatusSource status)
-    : state_(std::make_shared<detail::ServerState>(std::move(executor), std::move(address), port,
+HttpServer::HttpServer(const asio::any_io_executor& executor, std::string address,
+                       std::uint16_t port, StatusSource status)
+    : state_(std::make_shared<detail::ServerState>(executor, std::move(address), port,
                                                    std::move(status))) {}
 
 HttpServer::~HttpServer() { stop(); }

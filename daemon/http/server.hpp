@@ -27,8 +27,8 @@ struct ServerState; // shared with the coroutines, which may outlive the HttpSer
 
 class HttpServer {
 public:
-    HttpServer(boost::asio::any_io_executor executor, std::string address, std::uint16_t port,
-               StatusSource status);
+    HttpServer(const boost::asio::any_io_executor& executor, std::string address,
+               std::uint16_t port, StatusSource status);
     ~HttpServer(); // stop()
     HttpServer(const HttpServer&) = delete;
     HttpServer& operator=(const HttpServer&) = delete;
