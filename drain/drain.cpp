@@ -175,6 +175,7 @@ void Drain::stop(std::function<void()> on_stopped, std::chrono::milliseconds gra
         if (!stopping_) {
             stopping_ = true;
             stop_grace_ = grace;
+            outcomes_.flush(); // no delivery starts now to share their commit
             log::info("event=drain_stopping in_flight={}", in_flight_.size());
         }
         if (!running_) {
@@ -472,7 +473,7 @@ void Drain::pump() {
     pump_dsns();
     // The scheduler is asked only while some mailstore has room: a store that is down or
     // paused costs no scanning of its backlog.
-    while (any_mailstore_has_room()) {
+    while (any_mailstore_has_room() && commits_have_room()) {
         auto pick = scheduler_.next(admit_, room_);
         if (!pick && trial_waiting()) {
             // Only messages with strikes are left for a half-open store: test with them
@@ -506,7 +507,7 @@ void Drain::pump_dsns() {
     if (!relay) {
         return;
     }
-    while (stores_[*relay].has_room()) {
+    while (stores_[*relay].has_room() && commits_have_room()) {
         const auto id = lane_.next();
         if (!id) {
             return;
@@ -605,6 +606,7 @@ asio::awaitable<void> Drain::deliver_one(Pick pick, std::vector<std::size_t> sto
     std::vector<MailLogRoute> log_routes = mail_log_routes(env, groups, stores_, *config_);
     // One transaction per store, one after the other; one commit for all the outcomes.
     GroupsDelivered delivered = co_await groups_.deliver(env, std::move(groups));
+    conversation_ended(id);
     bool relay_trouble = false;
     std::vector<std::pair<std::size_t, Tally>> by_store;
     for (const GroupResult& g : delivered.groups) {
@@ -678,6 +680,28 @@ asio::awaitable<bool> Drain::record(spool::Envelope env,
     co_return true;
 }
 
+bool Drain::commits_have_room() {
+    if (committing_ < config_->drain.max_concurrency) {
+        return true;
+    }
+    outcomes_.flush(); // no delivery starts before one commits: no lingering for others
+    return false;
+}
+
+void Drain::conversation_ended(QueueId id) {
+    const auto it = in_flight_.find(id.value);
+    if (it == in_flight_.end() || it->second.committing) {
+        return;
+    }
+    for (const std::size_t st : it->second.stores) {
+        stores_[st].release_slot(it->second.klass);
+    }
+    it->second.stores.clear();
+    it->second.committing = true;
+    ++committing_;
+    pump(); // the next message takes the slot while this outcome commits
+}
+
 void Drain::finish_delivery(QueueId id) {
     const auto it = in_flight_.find(id.value);
     if (it != in_flight_.end()) {
@@ -686,6 +710,9 @@ void Drain::finish_delivery(QueueId id) {
         }
         if (it->second.parking) {
             --parking_;
+        }
+        if (it->second.committing) {
+            --committing_;
         }
         // Destroyed later: this runs as the handler bound to the signal's slot.
         asio::post(executor_, [sig = std::move(it->second.cancel)] {});

@@ -85,6 +85,9 @@ private:
         spool::ClassId klass = 0;
         std::unique_ptr<boost::asio::cancellation_signal> cancel;
         bool parking = false; // park_one(), in no store's slot
+        // Its store conversations ended: the slots are free again, the outcome commits (the
+        // message stays leased, so it is not picked again until the commit ended).
+        bool committing = false;
     };
 
     boost::asio::awaitable<void> run();
@@ -128,6 +131,14 @@ private:
                                         std::vector<spool::RecipientUpdate> updates,
                                         std::vector<Handoff> handoffs,
                                         std::vector<MailLogRoute> log_routes);
+    // The store conversations of delivery `id` ended: its slots are released for the next
+    // message while its outcome commits (outcomes of many deliveries then share a commit).
+    void conversation_ended(QueueId id);
+    // Whether another delivery may start as far as outcomes awaiting their commit go: fewer
+    // than drain.max_concurrency of them, so a slow spool cannot let delivered but unrecorded
+    // mail pile up (each is delivered again after a crash). When not, the lingering ones are
+    // submitted at once.
+    bool commits_have_room();
     void finish_delivery(QueueId id);
 
     // Flushes parked messages (a trouble group's probe, or the group its probe released)
@@ -184,7 +195,8 @@ private:
     std::vector<std::function<void()>> on_stopped_;
     std::unordered_map<std::uint64_t, InFlight> in_flight_;
     std::uint32_t writes_pending_ = 0;
-    std::uint32_t parking_ = 0; // park_one() running
+    std::uint32_t parking_ = 0;    // park_one() running
+    std::uint32_t committing_ = 0; // InFlight::committing
     UnixMillis next_promote_ms_ = 0;
     bool promoting_ = false;
     BulkPacer promote_pacer_{spool::kMaxPromotePerOp};

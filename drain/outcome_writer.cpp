@@ -4,6 +4,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "common/log.hpp"
 #include "common/metrics.hpp"
@@ -48,9 +49,42 @@ bool hold_refused_dsn(const spool::Envelope& env, std::vector<spool::RecipientUp
 
 } // namespace
 
-OutcomeWriter::OutcomeWriter(asio::any_io_executor executor, spool::Spool& spool,
-                             DsnBuilder make_dsn)
-    : executor_(std::move(executor)), spool_(spool), make_dsn_(std::move(make_dsn)) {}
+OutcomeWriter::OutcomeWriter(const asio::any_io_executor& executor, spool::Spool& spool,
+                             DsnBuilder make_dsn, std::chrono::milliseconds linger)
+    : spool_(spool), make_dsn_(std::move(make_dsn)), linger_(linger), linger_timer_(executor) {}
+
+void OutcomeWriter::flush() {
+    if (lingering_.empty()) {
+        return;
+    }
+    linger_timer_.cancel();
+    // Back to back, so the spool's writer finds them queued together: one commit.
+    for (auto& submit : std::exchange(lingering_, {})) {
+        submit();
+    }
+}
+
+asio::awaitable<Status> OutcomeWriter::write_lingering(std::function<void(spool::Done)> submit) {
+    if (linger_.count() <= 0) {
+        co_return co_await write(std::move(submit));
+    }
+    std::function<void(spool::Done)> queue =
+        [this, submit = std::move(submit)](spool::Done done) mutable {
+            lingering_.push_back([submit = std::move(submit), done = std::move(done)]() mutable {
+                submit(std::move(done));
+            });
+            if (lingering_.size() == 1) {
+                linger_timer_.expires_after(linger_);
+                linger_timer_.async_wait([alive = std::weak_ptr<char>(alive_),
+                                          this](const boost::system::error_code& ec) {
+                    if (!ec && alive.lock()) {
+                        flush();
+                    }
+                });
+            }
+        };
+    co_return co_await write(std::move(queue));
+}
 
 std::optional<spool::NewMessage>
 OutcomeWriter::build_dsn(const spool::Envelope& env,
@@ -122,7 +156,7 @@ OutcomeWriter::commit(spool::Envelope env, std::vector<spool::RecipientUpdate> u
                                                dsn = std::move(dsn)](spool::Done done) mutable {
         spool->record_outcome(id, std::move(updates), std::move(dsn), std::move(done));
     };
-    out.status = co_await write(std::move(submit));
+    out.status = co_await write_lingering(std::move(submit));
     if (!out.status) {
         out.dsn.reset();
     }

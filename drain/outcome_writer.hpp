@@ -5,7 +5,10 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -29,20 +32,28 @@ using DsnBuilder = std::function<std::optional<spool::NewMessage>(
     const spool::Envelope&, const std::vector<spool::RecipientUpdate>&,
     const std::vector<Handoff>&)>;
 
+// How long a delivery's outcome waits for others to share its commit (one fdatasync for
+// all of them). The delivery's store slot is free already (Drain::conversation_ended), so
+// the wait costs the store nothing, only the message's lease (it is not picked again).
+inline constexpr std::chrono::milliseconds kOutcomeLinger{10};
+
 class OutcomeWriter {
 public:
-    OutcomeWriter(boost::asio::any_io_executor executor, spool::Spool& spool, DsnBuilder make_dsn);
+    // `executor` runs the linger timer. A `linger` of zero submits each outcome at once.
+    OutcomeWriter(const boost::asio::any_io_executor& executor, spool::Spool& spool,
+                  DsnBuilder make_dsn, std::chrono::milliseconds linger = kOutcomeLinger);
 
     struct Committed {
         Status status;
         std::optional<QueueId> dsn; // the DSN enqueued with the outcomes, when there was one
     };
-    // Records `updates` of `env`; with `with_dsn`, the failed and expired ones among them,
+    // Records `updates` of `env` (after up to the linger, with the outcomes that come
+    // meanwhile); with `with_dsn`, the failed and expired ones among them,
     // and the delivered ones that asked for it, get a DSN in the same transaction. One of our DSNs
     // that the smarthost refused is not failed (it would be dropped: a DSN gets no DSN) but held
     // for the administrator, logged at warn and counted (spoold_dsns_held_total). Resumes on the
-    // executor after the commit (or its failure: then nothing was recorded and the message stays as
-    // it was).
+    // awaiting coroutine's executor after the commit (or its failure: then nothing was recorded and
+    // the message stays as it was).
     boost::asio::awaitable<Committed> commit(spool::Envelope env,
                                              std::vector<spool::RecipientUpdate> updates,
                                              bool with_dsn, std::vector<Handoff> handoffs = {});
@@ -52,6 +63,10 @@ public:
         Status status;
         std::vector<Status> items;
     };
+    // Submits the outcomes lingering now (the drain cannot start a delivery before one
+    // commits, or it stops).
+    void flush();
+    std::size_t lingering() const { return lingering_.size(); }
     // Retention for many messages in one commit (spool::Spool::expire).
     boost::asio::awaitable<Batch> expire(std::vector<spool::Expiry> items, UnixMillis now);
     // The delay warning for `env`'s recipients not final yet; nullopt when none of them asks
@@ -74,12 +89,18 @@ public:
 
 private:
     boost::asio::awaitable<Status> write(std::function<void(spool::Done)> submit);
+    // write() after the linger: submitted with the others at its end, or by flush().
+    boost::asio::awaitable<Status> write_lingering(std::function<void(spool::Done)> submit);
     // write() for a batch: each item's status too, when the batch committed.
     boost::asio::awaitable<Batch> write_batch(std::function<void(spool::BatchDone)> submit);
 
-    boost::asio::any_io_executor executor_;
     spool::Spool& spool_;
     DsnBuilder make_dsn_;
+    std::chrono::milliseconds linger_;
+    boost::asio::steady_timer linger_timer_;
+    std::vector<std::function<void()>> lingering_; // submissions waiting for the timer
+    // The timer's handler holds it weakly: it may run after the writer is gone.
+    std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
 } // namespace spoold::drain

@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 #include <openssl/ssl.h>
+#include <tuple>
 
 #include "common/dotstuff.hpp"
 #include "common/log.hpp"
@@ -21,10 +22,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Every step races its operation against the connection's one timer with the
-// awaitable || operator: the loser is cancelled through its cancellation slot, so a
-// stalled server cannot hold the coroutine past the deadline. as_tuple keeps errors as
-// values (no exceptions on the hot path; "connection refused" is an expected outcome).
+// Connecting, the TLS handshake and a write that must wait race their operation against the
+// connection's timer with the awaitable || operator: the loser is cancelled through its
+// cancellation slot, so a stalled server cannot hold the coroutine past the deadline. Reads,
+// several a message, are not raced (two coroutines and a parallel group each): a watchdog
+// armed once per reply closes the socket at the reply's deadline instead. as_tuple keeps
+// errors as values (no exceptions on the hot path; "connection refused" is expected).
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 // Writes what the socket takes now without waiting (a command group or a body piece
@@ -52,7 +55,7 @@ bool is_ip_address(const std::string& host) {
 
 Connection::Connection(const asio::any_io_executor& executor,
                        std::shared_ptr<const WireOptions> options)
-    : executor_(executor), options_(std::move(options)), timer_(executor),
+    : executor_(executor), options_(std::move(options)), timer_(executor), watchdog_(executor),
       session_(options_->dialect, options_->helo_name,
                options_->starttls && options_->tls != nullptr) {}
 
@@ -79,6 +82,7 @@ void Connection::close() {
         (*tls)->next_layer().close(ignored);
     }
     timer_.cancel();
+    unwatch();
 }
 
 WireFailure Connection::io_failure(const Io& io, std::string_view during) const {
@@ -96,24 +100,49 @@ WireFailure Connection::io_failure(const Io& io, std::string_view during) const 
             false};
 }
 
-asio::awaitable<Connection::Io> Connection::read_some(Clock::time_point deadline) {
-    timer_.expires_at(deadline);
-    const auto buffer = asio::buffer(read_buffer_);
-    io::IoResult r;
-    if (auto* tcp = std::get_if<TcpSocket>(&stream_)) {
-        r = co_await io::read_some(tcp, &timer_, buffer);
-    } else if (auto* local = std::get_if<UnixSocket>(&stream_)) {
-        r = co_await io::read_some(local, &timer_, buffer);
-    } else if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&stream_)) {
-        r = co_await io::read_some(tls->get(), &timer_, buffer);
-    } else {
-        co_return Io{asio::error::not_connected, 0, false};
+void Connection::watch(Clock::time_point deadline) {
+    if (watch_deadline_ == deadline) {
+        return;
     }
-    if (r.timed_out) {
-        close();
+    watch_deadline_ = deadline;
+    watchdog_.expires_at(deadline); // a wait armed before ends with operation_aborted
+    watchdog_.async_wait(
+        [this, alive = std::weak_ptr<char>(alive_)](const boost::system::error_code& ec) {
+            // An expiry already queued when the watchdog was moved or disarmed is not this
+            // deadline's: only a deadline still armed and passed closes the connection.
+            if (ec || !alive.lock() || !watch_deadline_ || Clock::now() < *watch_deadline_) {
+                return;
+            }
+            watch_fired_ = true;
+            close();
+        });
+}
+
+void Connection::unwatch() {
+    if (watch_deadline_) {
+        watch_deadline_.reset();
+        watchdog_.cancel();
+    }
+}
+
+asio::awaitable<Connection::Io> Connection::read_some(Clock::time_point deadline) {
+    watch(deadline);
+    const auto buffer = asio::buffer(read_buffer_);
+    std::tuple<boost::system::error_code, std::size_t> r;
+    if (auto* tcp = std::get_if<TcpSocket>(&stream_)) {
+        r = co_await tcp->async_read_some(buffer, kTuple);
+    } else if (auto* local = std::get_if<UnixSocket>(&stream_)) {
+        r = co_await local->async_read_some(buffer, kTuple);
+    } else if (auto* tls = std::get_if<std::unique_ptr<TlsStream>>(&stream_)) {
+        r = co_await (*tls)->async_read_some(buffer, kTuple);
+    } else {
+        co_return Io{watch_fired_ ? asio::error::timed_out : asio::error::not_connected, 0,
+                     watch_fired_};
+    }
+    if (watch_fired_) {
         co_return Io{asio::error::timed_out, 0, true};
     }
-    co_return Io{r.ec, r.bytes, false};
+    co_return Io{std::get<0>(r), std::get<1>(r), false};
 }
 
 asio::awaitable<Connection::Io> Connection::write_all(std::string data,
@@ -337,6 +366,7 @@ Connection::open(asio::any_io_executor executor, std::shared_ptr<const WireOptio
         }
         co_return tl::unexpected(WireFailure{std::move(reply), step.timed_out});
     }
+    conn->unwatch();
     co_return std::move(conn);
 }
 
@@ -410,6 +440,7 @@ asio::awaitable<Connection::Outcome> Connection::deliver(DeliveryRequest request
     if (!session_.usable()) {
         close();
     }
+    unwatch();
     co_return outcome;
 }
 

@@ -94,7 +94,13 @@ private:
 
     boost::asio::awaitable<tl::expected<void, WireFailure>> connect();
     boost::asio::awaitable<tl::expected<void, WireFailure>> start_tls();
+    // Reads without racing a timer per read: the watchdog closes the socket at `deadline`,
+    // which ends the read; it is then reported as timed out.
     boost::asio::awaitable<Io> read_some(std::chrono::steady_clock::time_point deadline);
+    // Arms the watchdog for `deadline` (nothing to do when it is armed for it already).
+    void watch(std::chrono::steady_clock::time_point deadline);
+    // Disarms it: the connection goes back to the pool, where no deadline runs.
+    void unwatch();
     boost::asio::awaitable<Io> write_all(std::string data,
                                          std::chrono::steady_clock::time_point deadline);
     boost::asio::awaitable<tl::expected<Reply, WireFailure>>
@@ -121,6 +127,11 @@ private:
     std::shared_ptr<const WireOptions> options_;
     std::variant<std::monostate, TcpSocket, UnixSocket, std::unique_ptr<TlsStream>> stream_;
     boost::asio::steady_timer timer_;
+    boost::asio::steady_timer watchdog_;
+    std::optional<std::chrono::steady_clock::time_point> watch_deadline_; // while armed
+    bool watch_fired_ = false;
+    // The watchdog's handler holds it weakly: it may run after the connection is gone.
+    std::shared_ptr<char> alive_ = std::make_shared<char>();
     ClientSession session_;
     ReplyParser parser_;
     std::array<char, 16 * 1024> read_buffer_{};

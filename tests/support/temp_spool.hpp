@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "spool/spool.hpp"
@@ -156,6 +157,17 @@ public:
     std::size_t reads() const { return reads_; }
     // Called with `max` as each promote_due is submitted (a test times or counts them).
     std::function<void(std::size_t max)> on_promote;
+    // While set, record_outcome calls wait here, in order, until release_outcomes() submits
+    // them and stops holding (an outcome that is not committed yet, for as long as a test
+    // needs).
+    bool hold_outcomes = false;
+    std::size_t held_outcomes() const { return held_.size(); }
+    void release_outcomes() {
+        hold_outcomes = false;
+        for (auto& submit : std::exchange(held_, {})) {
+            submit();
+        }
+    }
 
     QueueId new_id() override { return inner_.new_id(); }
     void on_arrival(ArrivalListener l) override { inner_.on_arrival(std::move(l)); }
@@ -173,6 +185,13 @@ public:
     }
     void record_outcome(QueueId id, std::vector<spool::RecipientUpdate> u,
                         std::optional<spool::NewMessage> dsn, spool::Done d) override {
+        if (hold_outcomes) {
+            held_.push_back(
+                [this, id, u = std::move(u), dsn = std::move(dsn), d = std::move(d)]() mutable {
+                    inner_.record_outcome(id, std::move(u), std::move(dsn), std::move(d));
+                });
+            return;
+        }
         inner_.record_outcome(id, std::move(u), std::move(dsn), std::move(d));
     }
     void set_held(QueueId id, bool held, spool::Done d) override {
@@ -265,6 +284,7 @@ private:
     spool::Spool& inner_;
     long reads_before_failure_ = -1; // -1 = never fail
     std::size_t reads_ = 0;
+    std::vector<std::function<void()>> held_; // record_outcome calls, while hold_outcomes
 };
 
 } // namespace spoold::test

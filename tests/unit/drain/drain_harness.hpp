@@ -93,6 +93,7 @@ struct Harness {
                 m->script = nullptr;
             }
         }
+        faulty.release_outcomes(); // a failed check may have left some held
         bool stopped = false;
         drain->stop([&] { stopped = true; }, 1s);
         run_until([&] { return stopped; });

@@ -1189,3 +1189,40 @@ TEST_CASE("imported mail (a new id, an old arrival) is warned when it is due, no
     h.run_turns(3);
     CHECK(h.snap().delay_warnings == 3);
 }
+
+TEST_CASE("a delivery frees its store slot once the store answered; its message is not picked "
+          "again before its outcome commits, and none starts while max_concurrency outcomes wait") {
+    auto config = test_config();
+    config.drain.max_concurrency = 2;
+    config.drain.initial_concurrency = 2;
+    Harness h(config, false, true);
+    for (const char* r : {"a@example.com", "b@example.com", "c@example.com", "d@example.com"}) {
+        (void)h.spool.add(0, {r});
+    }
+    h.faulty.hold_outcomes = true;
+    h.store->block = true;
+    h.drain->start();
+    // Two slots: the first two messages are in the store, the others wait for a slot.
+    REQUIRE(h.run_until([&] { return h.store->in_flight == 2; }));
+    CHECK(h.snap().mailstores[0].in_flight == 2);
+
+    // The store answers them. The first answer frees its slot for the third message although
+    // its outcome is not committed; the second makes two outcomes waiting (max_concurrency),
+    // so the fourth does not start, though both slots are free once the third is answered.
+    h.store->block = false;
+    REQUIRE(h.run_until([&] { return h.faulty.held_outcomes() == 3; }));
+    h.run_turns(3);
+    CHECK(h.store->received.size() == 3); // none of the three picked again, the fourth waits
+    CHECK(h.faulty.held_outcomes() == 3);
+    CHECK(h.snap().mailstores[0].in_flight == 0);
+    CHECK(h.spool.size() == 4);
+
+    h.faulty.release_outcomes();
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0 && h.snap().messages_delivered == 4; }));
+    CHECK(h.store->received.size() == 4);
+    std::set<std::uint64_t> ids;
+    for (const auto& r : h.store->received) {
+        CHECK(ids.insert(r.id.value).second);
+    }
+    CHECK(h.snap().mailstores[0].in_flight == 0);
+}
