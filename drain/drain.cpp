@@ -232,6 +232,7 @@ DrainSnapshot Drain::snapshot() const {
     }
     stats_.fill(s);
     s.loop_turns = loop_turns_;
+    s.idle = idle();
     s.delay_warnings = delays_.sent();
     return s;
 }

@@ -46,6 +46,9 @@ struct DrainSnapshot {
     // Turns of the drain's loop since start (each one housekeeping or a stop check): what
     // a test awaits to know the loop has looked again, instead of waiting real time.
     std::uint64_t loop_turns = 0;
+    // Nothing in flight, no outcome waiting for its commit, no bulk job or probe running:
+    // what a test awaits before it moves a fake clock again.
+    bool idle = false;
 };
 
 } // namespace spoold::drain

@@ -128,16 +128,31 @@ struct Harness {
         REQUIRE(run_until([&] { return done() || snap().loop_turns >= start + turns; }));
         return done();
     }
+    // Runs until `done` holds, or the loop has turned `turns` more times and the drain is
+    // idle (what those turns started has finished: a delivery, its outcome's commit, a
+    // probe); returns `done()`. A slow (sanitized) run waits longer, it never looks less.
+    template <typename Pred> bool settle(Pred done, std::uint64_t turns) {
+        const std::uint64_t start = snap().loop_turns;
+        REQUIRE(run_until([&] {
+            if (done()) {
+                return true;
+            }
+            const DrainSnapshot s = snap();
+            return s.loop_turns >= start + turns && s.idle;
+        }));
+        return done();
+    }
     // Moves the clock a second at a time, as time passes in production, letting the loop
-    // turn twice after each step, until `done` holds; false after `steps` seconds.
+    // turn twice and settle after each step, until `done` holds; false after `steps`
+    // seconds (the last step is settled too).
     template <typename Pred> bool step_until(Pred done, int steps = 30) {
         for (int i = 0; i < steps; ++i) {
-            if (run_until_or_turns(done, 2)) {
+            if (settle(done, 2)) {
                 return true;
             }
             clock.advance_ms(1000);
         }
-        return done();
+        return settle(done, 2);
     }
     DrainSnapshot snap() { return drain->snapshot(); }
     // Whether `mailstore` received message `id`.
