@@ -1,6 +1,6 @@
-// Sizes the drain's bulk write transactions (promotion, expiry) by how long the last one took:
-// the intake's commits share the spool's one writer, so new mail waits behind at most about
-// kBulkCommitTargetMs of bulk work, whatever the backlog. It counts; it writes nothing.
+// Sizes the drain's bulk write transactions (promotion, expiry, delay warnings) by how long
+// the last one took: the intake's commits share the spool's one writer, so new mail waits behind
+// at most about kBulkCommitTargetMs of bulk work, whatever the backlog. It counts; writes nothing.
 #pragma once
 
 #include <cstddef>

@@ -32,16 +32,17 @@ bool delay_warning_candidate(const policy::BounceConfig& bounces, const spool::E
 DelayWarnings::DelayWarnings(asio::any_io_executor executor, spool::Spool& spool,
                              OutcomeWriter& outcomes, DsnLane& lane,
                              const std::shared_ptr<const policy::Config>& config,
-                             const bool& stopping, std::function<void()> wake)
+                             const bool& stopping, std::function<void()> wake, const Clock& clock)
     : executor_(std::move(executor)), spool_(spool), outcomes_(outcomes), lane_(lane),
-      config_(config), stopping_(stopping), wake_(std::move(wake)) {}
+      config_(config), stopping_(stopping), wake_(std::move(wake)), clock_(clock) {}
 
 void DelayWarnings::tick(UnixMillis now) {
     const policy::BounceConfig& bounces = config_->bounces;
     if (!bounces.delay_warning || running_ || stopping_ || now < next_ms_) {
         return;
     }
-    auto envs = spool_.envelopes_after(cursor_, kDelayWarningBatch);
+    const std::size_t limit = pacer_.size();
+    auto envs = spool_.envelopes_after(cursor_, limit);
     if (!envs) {
         log::warn("event=delay_warning_read_failed error={}", log::quote(envs.error().describe()));
         next_ms_ = now + kDelayWarningIntervalMs;
@@ -59,7 +60,7 @@ void DelayWarnings::tick(UnixMillis now) {
             batch.push_back(std::move(env));
         }
     }
-    if (young || envs->size() < kDelayWarningBatch) {
+    if (young || envs->size() < limit) {
         next_ms_ = now + kDelayWarningIntervalMs; // caught up: look again in a while
     }
     if (young) {
@@ -85,10 +86,11 @@ void DelayWarnings::scout(UnixMillis now, std::vector<spool::Envelope>& batch) {
         scout_ = cursor_; // from the walk's stop, the young message it stopped at first
         scout_arrival_ = 0;
     }
-    if (early_.size() >= kMaxEarlyWarnings || batch.size() >= kDelayWarningBatch) {
+    const std::size_t limit = pacer_.size();
+    if (early_.size() >= kMaxEarlyWarnings || batch.size() >= limit) {
         return;
     }
-    auto envs = spool_.envelopes_after(scout_, kDelayWarningBatch);
+    auto envs = spool_.envelopes_after(scout_, limit);
     if (!envs) {
         log::warn("event=delay_warning_read_failed error={}", log::quote(envs.error().describe()));
         return;
@@ -97,7 +99,7 @@ void DelayWarnings::scout(UnixMillis now, std::vector<spool::Envelope>& batch) {
         std::chrono::duration_cast<std::chrono::milliseconds>(*bounces.delay_warning).count();
     std::size_t read = 0;
     for (spool::Envelope& env : *envs) {
-        if (early_.size() >= kMaxEarlyWarnings || batch.size() >= kDelayWarningBatch) {
+        if (early_.size() >= kMaxEarlyWarnings || batch.size() >= limit) {
             break;
         }
         ++read;
@@ -112,13 +114,13 @@ void DelayWarnings::scout(UnixMillis now, std::vector<spool::Envelope>& batch) {
             early_.emplace(env.arrival_ms + age, env.id);
         }
     }
-    if (read == kDelayWarningBatch) {
+    if (read == limit) {
         next_ms_ = now; // more to read: the next turn
     }
 }
 
 void DelayWarnings::take_early(UnixMillis now, std::vector<spool::Envelope>& batch) {
-    while (!early_.empty() && early_.begin()->first <= now && batch.size() < kDelayWarningBatch) {
+    while (!early_.empty() && early_.begin()->first <= now && batch.size() < pacer_.size()) {
         const QueueId id = early_.begin()->second;
         if (id <= cursor_) {
             early_.erase(early_.begin()); // the walk has come to it
@@ -158,7 +160,10 @@ asio::awaitable<void> DelayWarnings::warn(std::vector<spool::Envelope> batch) {
     for (const spool::DelayWarning& w : items) {
         warned.emplace_back(w.id, w.dsn.envelope.id);
     }
+    const std::size_t n = items.size();
+    const UnixMillis submitted = clock_.now_ms();
     const OutcomeWriter::Batch done = co_await outcomes_.warn_delayed(std::move(items));
+    pacer_.took(n, clock_.now_ms() - submitted);
     if (!done.status) {
         // The cursor has passed them: the next start's walk tries them again.
         log::error("event=delay_warning_write_failed messages={} error={}", warned.size(),

@@ -1,6 +1,6 @@
-// Delay warnings (bounces.delay_warning): a message still waiting that long after arrival
-// gets one RFC 3464 "delayed" DSN, spooled for the DSN lane, a batch per commit. It decides
-// no recipient's outcome and sends nothing itself; the NOTIFY decision is the DSN builder's.
+// Delay warnings (bounces.delay_warning): a message still waiting that long after arrival gets
+// one RFC 3464 "delayed" DSN, spooled for the DSN lane, a batch per commit sized by BulkPacer.
+// It decides no recipient's outcome and sends nothing; NOTIFY is the DSN builder's call.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -13,6 +13,7 @@
 
 #include "common/clock.hpp"
 #include "common/queue_id.hpp"
+#include "drain/bulk_pacer.hpp"
 #include "drain/dsn_lane.hpp"
 #include "drain/outcome_writer.hpp"
 #include "policy/config.hpp"
@@ -21,7 +22,8 @@
 namespace spoold::drain {
 
 inline constexpr std::int64_t kDelayWarningIntervalMs = 1000;
-// Envelopes read per turn, and so at most the warnings of one commit.
+// Envelopes read per turn at most, and so at most the warnings of one commit (fewer while
+// commits are slow: BulkPacer).
 inline constexpr std::size_t kDelayWarningBatch = spool::kMaxDelayWarningsPerOp;
 // DSNs built between two turns of the I/O thread (SMTP shares it).
 inline constexpr std::size_t kDelayWarningYieldEvery = 64;
@@ -39,19 +41,19 @@ bool delay_warning_candidate(const policy::BounceConfig& bounces, const spool::E
 class DelayWarnings {
 public:
     // `config` and `stopping` are the drain's own. Warnings go to `lane`; `wake` is called
-    // when the drain should look again.
+    // when the drain should look again; `clock` times the commits, for the pacer.
     DelayWarnings(boost::asio::any_io_executor executor, spool::Spool& spool,
                   OutcomeWriter& outcomes, DsnLane& lane,
                   const std::shared_ptr<const policy::Config>& config, const bool& stopping,
-                  std::function<void()> wake);
+                  std::function<void()> wake, const Clock& clock);
 
     // Messages are walked in queue-id order, which is arrival order for the intake's mail,
-    // kDelayWarningBatch per turn: the walk stops at the first one too young and resumes
-    // there. Past it a scout reads each message once, for those whose arrival is older than a
-    // lower id's by more than kDelayWarningSlackMs (imported or moved with spoolctl: a new id,
-    // an old arrival), which the walk would reach only when the mail before them is due: it
-    // warns those due now and keeps the others (at most kMaxEarlyWarnings) until they are.
-    // The batch's warnings are built (yielding to the I/O thread every
+    // a batch per turn (the pacer's size, at most kDelayWarningBatch): the walk stops at the first
+    // one too young and resumes there. Past it a scout reads each message once, for those whose
+    // arrival is older than a lower id's by more than kDelayWarningSlackMs (imported or moved with
+    // spoolctl: a new id, an old arrival), which the walk would reach only when the mail before
+    // them is due: it warns those due now and keeps the others (at most kMaxEarlyWarnings) until
+    // they are. The batch's warnings are built (yielding to the I/O thread every
     // kDelayWarningYieldEvery) and spooled in one commit; the next batch follows at once. A
     // restart walks again from the oldest; the kFlagDelayWarned flag, written with the
     // warning, keeps it to one per message.
@@ -74,6 +76,8 @@ private:
     const std::shared_ptr<const policy::Config>& config_;
     const bool& stopping_;
     std::function<void()> wake_;
+    const Clock& clock_;
+    BulkPacer pacer_{kDelayWarningBatch};
     QueueId cursor_{};             // messages up to it were looked at
     QueueId scout_{};              // the scout has read the messages up to it
     UnixMillis scout_arrival_ = 0; // the latest arrival the scout has read since the walk's stop

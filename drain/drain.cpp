@@ -91,7 +91,8 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
       expiry_(
           executor_, spool, scheduler_, outcomes_, stats_, lane_, config_, stopping_,
           [this] { wake(); }, clock),
-      delays_(executor_, spool, outcomes_, lane_, config_, stopping_, [this] { wake(); }),
+      delays_(
+          executor_, spool, outcomes_, lane_, config_, stopping_, [this] { wake(); }, clock),
       wake_(executor_) {
     stores_.reserve(mailstores.size() + 1); // + the DSN relay
     for (auto& m : mailstores) {

@@ -168,6 +168,8 @@ public:
             submit();
         }
     }
+    // Called with the batch's size as each record_delay_warnings is submitted.
+    std::function<void(std::size_t n)> on_delay_warnings;
 
     QueueId new_id() override { return inner_.new_id(); }
     void on_arrival(ArrivalListener l) override { inner_.on_arrival(std::move(l)); }
@@ -193,6 +195,13 @@ public:
             return;
         }
         inner_.record_outcome(id, std::move(u), std::move(dsn), std::move(d));
+    }
+    void record_delay_warnings(std::vector<spool::DelayWarning> items,
+                               spool::BatchDone d) override {
+        if (on_delay_warnings) {
+            on_delay_warnings(items.size());
+        }
+        inner_.record_delay_warnings(std::move(items), std::move(d));
     }
     void set_held(QueueId id, bool held, spool::Done d) override {
         inner_.set_held(id, held, std::move(d));

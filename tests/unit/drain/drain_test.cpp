@@ -1153,6 +1153,38 @@ TEST_CASE("promotion commits are sized by how long they take, so new mail never 
     }
 }
 
+TEST_CASE("delay-warning commits are sized by how long they take, as promotion's") {
+    auto config = test_config();
+    config.bounces.delay_warning = std::chrono::hours(1);
+    Harness h(config, false, /*through_faulty=*/true);
+    h.spool.set_meta("paused.lmtp", "1"); // the mailstore is unavailable: only warnings run
+    const std::size_t n = 3 * kDelayWarningBatch;
+    std::vector<TestMessage> backlog;
+    for (std::size_t i = 0; i < n; ++i) {
+        backlog.push_back(TestMessage{1, {"user" + std::to_string(i) + "@example.com"}});
+    }
+    h.spool.add_all(std::move(backlog));
+    constexpr std::size_t kMsPerMessage = 1; // what a warning costs the fake spool's writer
+    std::vector<std::size_t> asked;
+    h.faulty.on_delay_warnings = [&](std::size_t batch) {
+        asked.push_back(batch);
+        h.clock.advance_ms(static_cast<std::int64_t>(batch * kMsPerMessage));
+    };
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].paused; }));
+    h.clock.advance_ms(3'600'000);
+    REQUIRE(h.run_until([&] { return h.snap().delay_warnings == n; }));
+    // The first commit is the pacer's first batch; each later one is sized from the last
+    // one's time, so it holds the writer about kBulkCommitTargetMs, not the
+    // kDelayWarningBatch x kMsPerMessage a fixed batch would.
+    REQUIRE(asked.size() >= 2);
+    CHECK(asked[0] == std::min(kBulkFirstBatch, kDelayWarningBatch));
+    REQUIRE(kDelayWarningBatch * kMsPerMessage > static_cast<std::size_t>(kBulkCommitTargetMs));
+    for (std::size_t i = 1; i < asked.size(); ++i) {
+        CHECK(asked[i] * kMsPerMessage <= static_cast<std::size_t>(kBulkCommitTargetMs));
+    }
+}
+
 TEST_CASE("imported mail (a new id, an old arrival) is warned when it is due, not once the mail "
           "queued before it is") {
     auto config = test_config();
