@@ -55,7 +55,7 @@ Error write_failed(const policy::MilterConfig& c, const boost::system::error_cod
 
 } // namespace
 
-Client::Client(asio::any_io_executor executor, policy::MilterConfig config)
+Client::Client(const asio::any_io_executor& executor, policy::MilterConfig config)
     : config_(std::move(config)), socket_(executor), timer_(executor), buffer_(kReadSize) {}
 
 bool Client::wants(Step step) const { return (negotiated_.protocol & flags_of(step).skip) == 0; }

@@ -43,7 +43,7 @@ struct Answer {
 
 class Client {
 public:
-    Client(boost::asio::any_io_executor executor, policy::MilterConfig config);
+    Client(const boost::asio::any_io_executor& executor, policy::MilterConfig config);
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
 
