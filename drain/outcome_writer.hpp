@@ -66,7 +66,6 @@ public:
     // Submits the outcomes lingering now (the drain cannot start a delivery before one
     // commits, or it stops).
     void flush();
-    std::size_t lingering() const { return lingering_.size(); }
     // Retention for many messages in one commit (spool::Spool::expire).
     boost::asio::awaitable<Batch> expire(std::vector<spool::Expiry> items, UnixMillis now);
     // The delay warning for `env`'s recipients not final yet; nullopt when none of them asks
