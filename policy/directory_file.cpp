@@ -288,7 +288,9 @@ Verdict RecipientPolicy::resolve(const std::string& address, int depth) const {
             }
         }
     }
-    auto catch_all = lookup_("@" + std::string(domain));
+    std::string catch_all_key = "@"; // one append: GCC 12 -O3 misreads "@" + string&& (-Wrestrict)
+    catch_all_key += domain;
+    auto catch_all = lookup_(catch_all_key);
     if (!catch_all) {
         return unavailable();
     }
