@@ -24,7 +24,10 @@ std::string macro_name(std::string_view name) {
     if (name.size() <= 1 || name.front() == '{') {
         return std::string(name);
     }
-    return "{" + std::string(name) + "}";
+    std::string braced = "{"; // appended: GCC 12 -O3 misreads "{" + string&& (-Wrestrict)
+    braced += name;
+    braced += '}';
+    return braced;
 }
 
 void MacroValues::set(std::string name, std::string value) {

@@ -57,7 +57,7 @@ TEST_CASE("each command we send is one packet: length of code and data, code, da
     CHECK(encode_command(Command::kEndOfBody) == milter_packet('E'));
     CHECK(encode_command(Command::kQuit) == milter_packet('Q'));
     CHECK(encode_macros(Command::kRcpt, {{"{rcpt_addr}", "a@b"}, {"i", "Q1"}}) ==
-          milter_packet('D', "R" + z("{rcpt_addr}") + z("a@b") + z("i") + z("Q1")));
+          milter_packet('D', std::string("R") + z("{rcpt_addr}") + z("a@b") + z("i") + z("Q1")));
 }
 
 TEST_CASE("connect carries the family, the port in network order and the address") {
