@@ -127,6 +127,15 @@ Result<bool> Checker::check_by_digest(Steps& steps, bool bodies, std::size_t ste
         SPOOLD_TRY(next, scan_records(txn, *from, step, bodies, report, &from_records));
         from = next;
     }
+    // The entries removed messages left for the sweep are there until it runs: expected.
+    for (std::optional<std::string> gone = std::string(); gone;) {
+        SPOOLD_TRY(txn, steps.begin());
+        if (!steps.one_snapshot()) {
+            return false;
+        }
+        SPOOLD_TRY(next, indexes_.digest_removed(txn, from_records, *gone, step));
+        gone = std::move(next);
+    }
     IndexDigest from_tables;
     for (std::optional<EntryCursor> cursor = EntryCursor{}; cursor;) {
         SPOOLD_TRY(txn, steps.begin());
@@ -204,6 +213,8 @@ Status Checker::check(const lmdb::Env& env, bool bodies, CheckReport& report, st
     // The counters equal the scan only if the whole check was one snapshot.
     SPOOLD_TRY(txn, steps.begin());
     report.counters_compared = steps.one_snapshot();
+    SPOOLD_TRY(pending, indexes_.removed_pending(txn));
+    report.removed_pending = pending;
     if (report.counters_compared) {
         const Indexes::Problem problem = [&report](std::string line) {
             add_problem(report, std::move(line));

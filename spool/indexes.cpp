@@ -28,6 +28,9 @@ struct IndexSpec {
     bool from_recipients;
     // Entries of another size are malformed; 0 = variable, at least one byte and the id.
     std::size_t key_size;
+    // A removed message's entries stay until the sweep (rcpt_gone lists them): removing a
+    // message must not dirty a page per entry where entries of one batch share no pages.
+    bool swept;
     // The entries a message with these facts has in this index, appended to `out`.
     void (*entries)(const MessageFacts& f, Keys& out);
     // The key check() looks a record up under, if not its entries: the ready index also looks
@@ -161,17 +164,17 @@ constexpr std::size_t kReadyKeySize = 1 + kIdSize; // class | id
 constexpr std::size_t kTimeKeySize = 8 + kIdSize;  // time | id
 
 constexpr IndexSpec kIndexes[] = {
-    {"ready", &Tables::ready, 1, false, kReadyKeySize, ready_entries, ready_probe, ready_describe,
-     ready_record_problem, ready_disagreement},
-    {"deferred", &Tables::deferred, 1, false, kTimeKeySize, deferred_entries, nullptr,
+    {"ready", &Tables::ready, 1, false, kReadyKeySize, false, ready_entries, ready_probe,
+     ready_describe, ready_record_problem, ready_disagreement},
+    {"deferred", &Tables::deferred, 1, false, kTimeKeySize, false, deferred_entries, nullptr,
      time_describe, deferred_record_problem, disagrees},
-    {"expiry", &Tables::expiry, 1, false, kTimeKeySize, expiry_entries, nullptr, time_describe,
-     expiry_record_problem, disagrees},
-    {"dsn", &Tables::dsn, 2, false, kIdSize, dsn_entries, nullptr, dsn_describe, dsn_record_problem,
-     disagrees},
-    {"recipient", &Tables::rcpt, 2, true, 0, rcpt_entries, nullptr, rcpt_describe,
+    {"expiry", &Tables::expiry, 1, false, kTimeKeySize, false, expiry_entries, nullptr,
+     time_describe, expiry_record_problem, disagrees},
+    {"dsn", &Tables::dsn, 2, false, kIdSize, false, dsn_entries, nullptr, dsn_describe,
+     dsn_record_problem, disagrees},
+    {"recipient", &Tables::rcpt, 2, true, 0, true, rcpt_entries, nullptr, rcpt_describe,
      rcpt_record_problem, disagrees},
-    {"ready-by-domain", &Tables::ready_domain, 2, true, 0, ready_domain_entries, nullptr,
+    {"ready-by-domain", &Tables::ready_domain, 2, true, 0, false, ready_domain_entries, nullptr,
      ready_domain_describe, ready_domain_record_problem, disagrees},
 };
 
@@ -190,6 +193,18 @@ Keys entries_of(const IndexSpec& index, const MessageFacts& f) {
 }
 
 static_assert(std::size(kIndexes) == kNumIndexes);
+
+// rcpt_gone lists one index's keys: the recipient index is the one swept.
+constexpr std::size_t kSweptIndex = 4;
+constexpr bool only_swept(std::size_t i) {
+    for (std::size_t j = 0; j < std::size(kIndexes); ++j) {
+        if (kIndexes[j].swept != (j == i)) {
+            return false;
+        }
+    }
+    return kIndexes[i].table == &Tables::rcpt;
+}
+static_assert(only_swept(kSweptIndex));
 
 // FNV-1a over the key, then splitmix64's finaliser: spreads keys that share long prefixes.
 std::uint64_t key_hash(std::string_view key) {
@@ -243,9 +258,17 @@ Status Indexes::put_entries(lmdb::WriteTxn& txn, const MessageFacts& f, std::uin
 
 Status Indexes::add(lmdb::WriteTxn& txn, const MessageFacts& f) const {
     check_indexable(f.header);
+    if (f.recipients) {
+        SPOOLD_CHECK(sweep_id(txn, f.header.id));
+    }
     SPOOLD_CHECK(put_entries(txn, f, 0));
     return counter_add(txn, f.header.klass, f.header.state, 1,
                        static_cast<std::int64_t>(f.header.size));
+}
+
+bool Indexes::lacks_index(std::uint32_t format) {
+    return std::any_of(std::begin(kIndexes), std::end(kIndexes),
+                       [format](const IndexSpec& index) { return index.since > format; });
 }
 
 Status Indexes::add_entries_after(lmdb::WriteTxn& txn, const MessageFacts& f,
@@ -256,12 +279,26 @@ Status Indexes::add_entries_after(lmdb::WriteTxn& txn, const MessageFacts& f,
 Status Indexes::remove(lmdb::WriteTxn& txn, const MessageFacts& f) const {
     check_indexable(f.header);
     Keys keys;
+    std::string swept; // one rcpt_gone entry instead of a random leaf page per key
     for (const IndexSpec& index : kIndexes) {
         keys.clear();
         index.entries(f, keys);
         for (const std::string& key : keys) {
-            SPOOLD_CHECK(txn.del(t_.*index.table, key));
+            if (index.swept) {
+                record::append_key_list(swept, key);
+            } else {
+                SPOOLD_CHECK(txn.del(t_.*index.table, key));
+            }
         }
+    }
+    if (!swept.empty()) {
+        SPOOLD_ASSERT(t_.rcpt_gone != kMissingTable, "a removal in a spool not upgraded");
+        const std::string id = record::msg_key(f.header.id);
+        SPOOLD_TRY(earlier, txn.get(t_.rcpt_gone, id));
+        if (earlier) {
+            swept.append(*earlier); // not expected (insert sweeps its id), but never lost
+        }
+        SPOOLD_CHECK(txn.put(t_.rcpt_gone, id, swept));
     }
     return counter_add(txn, f.header.klass, f.header.state, -1,
                        -static_cast<std::int64_t>(f.header.size));
@@ -308,6 +345,7 @@ Status Indexes::clear(lmdb::WriteTxn& txn) const {
     for (const IndexSpec& index : kIndexes) {
         SPOOLD_CHECK(txn.clear(t_.*index.table));
     }
+    SPOOLD_CHECK(txn.clear(t_.rcpt_gone)); // what it listed went with the recipient index
     return txn.clear(t_.counters);
 }
 
@@ -477,6 +515,7 @@ Result<IdPage> Indexes::recipient_page(const lmdb::Txn& txn, std::string_view pr
     IdPage page;
     const std::string from = resume.empty() ? std::string(prefix) : std::string(resume);
     bool more = false;
+    Status inner;
     SPOOLD_CHECK(txn.scan(t_.rcpt, from, [&](std::string_view k, std::string_view) {
         if (!k.starts_with(prefix)) {
             return false;
@@ -484,14 +523,24 @@ Result<IdPage> Indexes::recipient_page(const lmdb::Txn& txn, std::string_view pr
         if (k == resume || k.size() < prefix.size() + kIdSize) {
             return true; // where the last page stopped; or malformed
         }
+        const QueueId id = record::id_at_end(k);
+        auto gone = removed(txn, id);
+        if (!gone) {
+            inner = tl::unexpected(gone.error());
+            return false;
+        }
+        if (*gone) {
+            return true; // left for the sweep
+        }
         if (page.ids.size() >= max) {
             more = true;
             return false;
         }
-        page.ids.push_back(record::id_at_end(k));
+        page.ids.push_back(id);
         page.resume = std::string(k);
         return true;
     }));
+    SPOOLD_CHECK(inner);
     if (!more) {
         page.resume.clear();
     }
@@ -566,6 +615,16 @@ Indexes::check_entries(const lmdb::Txn& txn, const FactsOf& facts_of, const Prob
                                       inner = tl::unexpected(f.error());
                                       return false;
                                   }
+                                  if (!*f && index.swept) {
+                                      auto waits = awaits_sweep(txn, id, k);
+                                      if (!waits) {
+                                          inner = tl::unexpected(waits.error());
+                                          return false;
+                                      }
+                                      if (*waits) {
+                                          return true; // a removed message's, for the sweep
+                                      }
+                                  }
                                   if (!*f) {
                                       problem(fmt::format("{} index: {} has no record", index.name,
                                                           index.describe(k)));
@@ -634,6 +693,110 @@ Result<std::optional<EntryCursor>> Indexes::digest_entries(const lmdb::Txn& txn,
         }
     }
     return std::optional<EntryCursor>{};
+}
+
+Result<std::optional<std::string>> Indexes::digest_removed(const lmdb::Txn& txn, IndexDigest& d,
+                                                           std::string_view from,
+                                                           std::size_t max) const {
+    std::optional<std::string> stopped_at;
+    if (t_.rcpt_gone == kMissingTable) {
+        return stopped_at;
+    }
+    std::size_t seen = 0;
+    Keys keys;
+    SPOOLD_CHECK(txn.scan(t_.rcpt_gone, from, [&](std::string_view k, std::string_view v) {
+        if (seen >= max) {
+            stopped_at = std::string(k);
+            return false;
+        }
+        ++seen;
+        keys.clear();
+        // A malformed list's keys before the fault count; the digests then differ and the
+        // lookups name the entries left over.
+        static_cast<void>(record::read_key_list(v, keys));
+        for (const std::string& key : keys) {
+            ++d.count[kSweptIndex];
+            d.sum[kSweptIndex] += key_hash(key);
+        }
+        return true;
+    }));
+    return stopped_at;
+}
+
+Result<std::uint64_t> Indexes::removed_pending(const lmdb::Txn& txn) const {
+    if (t_.rcpt_gone == kMissingTable) {
+        return std::uint64_t{0};
+    }
+    SPOOLD_TRY(st, txn.stat(t_.rcpt_gone));
+    return static_cast<std::uint64_t>(st.entries);
+}
+
+Result<std::size_t> Indexes::sweep(lmdb::WriteTxn& txn, std::size_t max,
+                                   std::size_t max_keys) const {
+    std::vector<std::string> ids;
+    Keys keys;
+    SPOOLD_CHECK(txn.scan(t_.rcpt_gone, {}, [&](std::string_view k, std::string_view v) {
+        if (ids.size() >= max) {
+            return false;
+        }
+        const std::size_t before = keys.size();
+        // A malformed list: its keys before the fault go with it; check --repair finds the rest.
+        static_cast<void>(record::read_key_list(v, keys));
+        if (!ids.empty() && keys.size() > max_keys) {
+            keys.resize(before);
+            return false;
+        }
+        ids.emplace_back(k);
+        return true;
+    }));
+    // In key order: consecutive deletes share leaf pages, so a sweep dirties each page once.
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& key : keys) {
+        SPOOLD_CHECK(txn.del(t_.rcpt, key));
+    }
+    for (const std::string& id : ids) {
+        SPOOLD_CHECK(txn.del(t_.rcpt_gone, id));
+    }
+    return ids.size();
+}
+
+Result<bool> Indexes::removed(const lmdb::Txn& txn, QueueId id) const {
+    if (t_.rcpt_gone == kMissingTable) {
+        return false;
+    }
+    SPOOLD_TRY(found, txn.get(t_.rcpt_gone, record::msg_key(id)));
+    return found.has_value();
+}
+
+Result<bool> Indexes::awaits_sweep(const lmdb::Txn& txn, QueueId id, std::string_view key) const {
+    if (t_.rcpt_gone == kMissingTable) {
+        return false;
+    }
+    SPOOLD_TRY(found, txn.get(t_.rcpt_gone, record::msg_key(id)));
+    if (!found) {
+        return false;
+    }
+    Keys keys;
+    static_cast<void>(record::read_key_list(*found, keys));
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+Status Indexes::sweep_id(lmdb::WriteTxn& txn, QueueId id) const {
+    if (t_.rcpt_gone == kMissingTable) {
+        return {};
+    }
+    const std::string gone_key = record::msg_key(id);
+    SPOOLD_TRY(found, txn.get(t_.rcpt_gone, gone_key));
+    if (!found) {
+        return {};
+    }
+    Keys keys;
+    static_cast<void>(record::read_key_list(*found, keys)); // a view: read before the deletes
+    for (const std::string& key : keys) {
+        SPOOLD_CHECK(txn.del(t_.rcpt, key));
+    }
+    SPOOLD_CHECK(txn.del(t_.rcpt_gone, gone_key));
+    return {};
 }
 
 Status Indexes::check_counters(const lmdb::Txn& txn, const Counters& scanned,

@@ -68,6 +68,8 @@ public:
     Status remove(lmdb::WriteTxn& txn, const MessageFacts& f) const;
     // From `before` to `after` (same id): only the entries and counters that differ change.
     Status update(lmdb::WriteTxn& txn, const MessageFacts& before, const MessageFacts& after) const;
+    // Whether a spool of format `format` lacks an index (its upgrade walks the records).
+    static bool lacks_index(std::uint32_t format);
     // Puts only the entries of the indexes a spool of format `format` lacks (the upgrade).
     Status add_entries_after(lmdb::WriteTxn& txn, const MessageFacts& f,
                              std::uint32_t format) const;
@@ -103,9 +105,18 @@ public:
     Result<std::vector<QueueId>> recipient_after(const lmdb::Txn& txn, std::string_view address,
                                                  QueueId after, std::size_t max) const;
     // Ids of messages with a recipient whose key starts with `prefix` (record::rcpt_prefix or
-    // rcpt_tag_prefix), in key order, from after `resume` (empty: from the start).
+    // rcpt_tag_prefix), in key order, from after `resume` (empty: from the start). Entries a
+    // removed message left for the sweep are skipped.
     Result<IdPage> recipient_page(const lmdb::Txn& txn, std::string_view prefix,
                                   std::string_view resume, std::size_t max) const;
+
+    // ---- the sweep: a removed message's recipient-index entries wait in rcpt_gone ----
+    // How many removed messages' entries wait (0 for a spool without the table).
+    Result<std::uint64_t> removed_pending(const lmdb::Txn& txn) const;
+    // Deletes the entries of up to `max` removed messages (about `max_keys` keys at most, one
+    // message's at least) from the recipient index in key order, and their rcpt_gone entries,
+    // oldest id first: how many messages' entries went.
+    Result<std::size_t> sweep(lmdb::WriteTxn& txn, std::size_t max, std::size_t max_keys) const;
 
     // ---- check(): problems go to `problem`, one line each ----
     using Problem = std::function<void(std::string)>;
@@ -131,6 +142,11 @@ public:
     Result<std::optional<EntryCursor>> digest_entries(const lmdb::Txn& txn, IndexDigest& d,
                                                       const EntryCursor& from,
                                                       std::size_t max) const;
+    // Adds the entries rcpt_gone lists to `d` (the records' side: they are there until the
+    // sweep), at most `max` rcpt_gone entries per call from `from` (inclusive; empty: the first)
+    // on: where to go on (empty when done).
+    Result<std::optional<std::string>> digest_removed(const lmdb::Txn& txn, IndexDigest& d,
+                                                      std::string_view from, std::size_t max) const;
     // The stored counters equal `scanned` (what the records add up to).
     Status check_counters(const lmdb::Txn& txn, const Counters& scanned,
                           const Problem& problem) const;
@@ -143,6 +159,13 @@ private:
                                            std::size_t max) const;
     // The entries of the indexes newer than format `after` (0: all of them).
     Status put_entries(lmdb::WriteTxn& txn, const MessageFacts& f, std::uint32_t after) const;
+    // Message `id`'s entries wait for the sweep (it was removed).
+    Result<bool> removed(const lmdb::Txn& txn, QueueId id) const;
+    // Whether rcpt_gone lists `key` under `id`: an entry left for the sweep, not a problem.
+    Result<bool> awaits_sweep(const lmdb::Txn& txn, QueueId id, std::string_view key) const;
+    // Deletes the entries rcpt_gone lists under `id` now, and that entry: an id used again
+    // (a clock stepped back) must not have its new entries swept.
+    Status sweep_id(lmdb::WriteTxn& txn, QueueId id) const;
 
     Tables t_;
 };

@@ -246,6 +246,26 @@ public:
             std::move(done), true);
     }
 
+    void sweep_removed_recipients(std::size_t max, CountDone done) override {
+        auto swept = std::make_shared<std::size_t>(0);
+        submit(Op{[this, max, swept](WriteTxn& txn) -> Status {
+                      SPOOLD_TRY(n, indexes_.sweep(txn, max, kMaxSweepKeysPerOp));
+                      *swept = n;
+                      return {};
+                  },
+                  [swept, done = std::move(done)](const Status& st) {
+                      if (!done) {
+                          return;
+                      }
+                      if (!st) {
+                          done(tl::unexpected(st.error()));
+                          return;
+                      }
+                      done(*swept);
+                  },
+                  false});
+    }
+
     void put_meta(std::string key, std::string value, Done done) override {
         submit(Op{[this, key = std::move(key), value = std::move(value)](WriteTxn& txn) -> Status {
                       SPOOLD_CHECK(txn.put(t_.meta, key, value));
@@ -347,6 +367,11 @@ public:
         return indexes_.ready_in_domain(txn, klass, address::ascii_lower(domain), after, max);
     }
 
+    Result<std::uint64_t> removed_recipients_pending() override {
+        SPOOLD_TRY(txn, env_->begin_read());
+        return indexes_.removed_pending(txn);
+    }
+
     Result<std::vector<Envelope>> envelopes_after(QueueId after, std::size_t max) override {
         std::vector<Envelope> out;
         if (after.value == std::numeric_limits<std::uint64_t>::max()) {
@@ -433,9 +458,9 @@ public:
     }
 
 private:
-    // The format 2 indexes are there (an older spool opened read-only lacks them).
+    // The format 2 indexes are there (a format 1 spool opened read-only lacks them).
     Status indexed() const {
-        if (format_ < kFormatVersion) {
+        if (format_ < kIndexedFormat) {
             return fail(ErrorKind::kUnavailable,
                         fmt::format("spool format {}: its indexes are built when spoold (or a "
                                     "writing spoolctl) opens it",

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/address.hpp"
+#include "common/assert.hpp"
 
 namespace spoold::spool::record {
 namespace {
@@ -359,6 +360,31 @@ std::string rcpt_tag_prefix(std::string_view address, char delimiter) {
     std::string key = rcpt_prefix(address);
     key.back() = delimiter;
     return key;
+}
+
+void append_key_list(std::string& list, std::string_view key) {
+    constexpr std::size_t kMaxKey = 0xFFFF;
+    SPOOLD_ASSERT(key.size() <= kMaxKey, "an index key too long for a key list");
+    list.push_back(static_cast<char>(key.size() >> 8U));
+    list.push_back(static_cast<char>(key.size() & 0xFFU));
+    list.append(key);
+}
+
+bool read_key_list(std::string_view list, std::vector<std::string>& out) {
+    constexpr std::size_t kLengthSize = 2;
+    while (!list.empty()) {
+        if (list.size() < kLengthSize) {
+            return false;
+        }
+        const std::size_t n = static_cast<std::size_t>(static_cast<std::uint8_t>(list[0])) << 8U |
+                              static_cast<std::uint8_t>(list[1]);
+        if (list.size() - kLengthSize < n) {
+            return false;
+        }
+        out.emplace_back(list.substr(kLengthSize, n));
+        list.remove_prefix(kLengthSize + n);
+    }
+    return true;
 }
 
 std::string ready_domain_key(ClassId klass, std::string_view domain, QueueId id) {

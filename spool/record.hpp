@@ -89,6 +89,12 @@ std::string rcpt_tag_prefix(std::string_view address, char delimiter);
 std::string ready_domain_key(ClassId klass, std::string_view domain, QueueId id);
 // The domain part of an address ("" when it has none).
 std::string_view domain_of(std::string_view address);
+// rcpt_gone's value (id -> the recipient-index keys a removed message left for the sweep):
+// each key as u16 big-endian length | key. A key is an address and an id: under 64 KiB.
+void append_key_list(std::string& list, std::string_view key);
+// The keys of such a list, appended to `out`; false (and the keys before it kept) when the list
+// is malformed.
+bool read_key_list(std::string_view list, std::vector<std::string>& out);
 // Ids are stored as big-endian u64 at `offset` of an index key.
 QueueId id_at(std::string_view key, std::size_t offset);
 // Every index key ends in the id (key.size() >= 8).

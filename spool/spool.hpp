@@ -171,6 +171,10 @@ inline constexpr std::size_t kMaxPromotePerOp = 2'000;
 // expire() applies at most this many items in one transaction; the rest fail kInvalid.
 inline constexpr std::size_t kMaxExpirePerOp = 2'000;
 
+// sweep_removed_recipients deletes at most about this many recipient-index keys in one
+// transaction (at least one message's): the sweep shares the intake's group commit.
+inline constexpr std::size_t kMaxSweepKeysPerOp = 16'384;
+
 // Retention run out for one message, as the caller's policy decided it.
 struct Expiry {
     QueueId id;
@@ -216,6 +220,9 @@ struct CheckReport {
     // working), the scan is not one snapshot and the counters were not compared with it.
     bool counters_compared = false;
     bool repaired = false;
+    // Removed messages whose recipient-index entries wait for the sweep: expected, not a
+    // problem (the check counts their entries as the records' side); a repair empties it.
+    std::uint64_t removed_pending = 0;
 };
 inline constexpr std::size_t kMaxCheckProblems = 1000;
 
@@ -225,6 +232,8 @@ using Done = std::function<void(Status)>;
 // The same for an operation on many messages: the batch's status, and (when the batch
 // committed) each item's, in order.
 using BatchDone = std::function<void(Status, std::vector<Status>)>;
+// The same for an operation that acts on a number of things: how many.
+using CountDone = std::function<void(Result<std::size_t>)>;
 
 class Spool {
 public:
@@ -297,6 +306,16 @@ public:
     // Retention action "hold": held, flagged kFlagExpiredHold, out of the expiry index.
     virtual void hold_expired(QueueId id, Done done) = 0;
     virtual void put_meta(std::string key, std::string value, Done done) = 0;
+    // A message that leaves the spool (delivered, failed, expired, removed) leaves its
+    // recipient-index entries behind, listed under its id in one entry of `rcpt_gone`: at 1M
+    // messages the entries of one batch share no leaf pages, and deleting them at once dirtied
+    // a page per entry. Readers skip them (recipient_page, recipient_after). This deletes the
+    // entries of up to `max` removed messages (oldest first, at most about kMaxSweepKeysPerOp
+    // keys) in key order in one transaction, and their rcpt_gone entries; `done` gets how many
+    // messages' entries went. Behind the queued intake.
+    virtual void sweep_removed_recipients(std::size_t /*max*/, CountDone done) {
+        done(fail(ErrorKind::kInternal, "sweep_removed_recipients not implemented"));
+    }
     // Removes staged chunks whose last append is older than `older_than` (orphans).
     virtual void gc_staged(UnixMillis /*older_than*/, Done done) {
         done(fail(ErrorKind::kInternal, "gc_staged not implemented"));
@@ -321,8 +340,8 @@ public:
     // the expiry index when it leaves the spool or through hold_expired).
     virtual Result<std::vector<QueueId>> expired(UnixMillis now, std::size_t max) = 0;
 
-    // ---- reads through the format 2 indexes; kUnavailable on an older spool opened read-only
-    // (its writer upgrades it) ----
+    // ---- reads through the format 2 indexes; kUnavailable on a format 1 spool opened
+    // read-only (its writer upgrades it) ----
 
     // The spool's format version (tables.hpp's kFormatVersion once upgraded).
     virtual std::uint32_t format() const { return 0; }
@@ -354,6 +373,9 @@ public:
                                                          QueueId /*after*/, std::size_t /*max*/) {
         return fail(ErrorKind::kUnavailable, "no ready-by-domain index");
     }
+    // Removed messages whose recipient-index entries wait for sweep_removed_recipients (one
+    // table statistic: O(1)); 0 for a spool of a format without them.
+    virtual Result<std::uint64_t> removed_recipients_pending() { return std::uint64_t{0}; }
     // Envelopes in id order strictly after `after` (for listing and export).
     virtual Result<std::vector<Envelope>> envelopes_after(QueueId after, std::size_t max) = 0;
     virtual Result<std::optional<QueueId>> oldest() = 0;

@@ -29,6 +29,7 @@ constexpr TableSpec kTables[] = {
     {&Tables::rcpt, "rcpt", 2},
     {&Tables::ready_domain, "ready_domain", 2},
     {&Tables::dsn, "dsn", 2},
+    {&Tables::rcpt_gone, "rcpt_gone", 3},
 };
 
 } // namespace

@@ -31,6 +31,8 @@ struct Tables {
     lmdb::Dbi rcpt;         // recipient index: see indexes.cpp
     lmdb::Dbi ready_domain; // ready messages by class and recipient domain
     lmdb::Dbi dsn;          // the DSNs in the spool
+    // Since format 3:
+    lmdb::Dbi rcpt_gone; // id -> recipient-index keys of a removed message, for the sweep
 
     // Every table, and LMDB's own free list and main table: what holds pages.
     std::vector<lmdb::Dbi> with_pages() const;
@@ -42,9 +44,13 @@ struct Tables {
 Result<Tables> open_tables(lmdb::Env& env, bool create);
 
 // The format this code writes. Format 1 lacks the recipient, ready-by-domain and DSN
-// indexes; opening it writable upgrades it in place (upgrade.hpp).
-inline constexpr std::uint32_t kFormatVersion = 2;
+// indexes, format 2 the rcpt_gone table (removals leave their recipient-index entries to a
+// sweep); opening either writable upgrades it in place (upgrade.hpp).
+inline constexpr std::uint32_t kFormatVersion = 3;
 inline constexpr std::uint32_t kOldestFormat = 1;
+// The format that added the recipient, ready-by-domain and DSN indexes: a spool of it (or
+// newer) answers their reads, also read-only before its upgrade.
+inline constexpr std::uint32_t kIndexedFormat = 2;
 inline constexpr std::string_view kFormatKey = "format_version";
 
 // The spool's format version. A new spool (writable) gets kFormatVersion. kCorrupt for a

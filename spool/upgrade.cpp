@@ -35,6 +35,16 @@ Result<bool> Upgrader::step(std::size_t step) const {
     if (format == kFormatVersion) {
         return true;
     }
+    if (!Indexes::lacks_index(format)) {
+        // 2 -> 3: the new table (rcpt_gone, empty) was created when the spool was opened
+        // writable; nothing derives from the records, so one step of meta completes it.
+        SPOOLD_CHECK(txn.put(t_.meta, kFormatKey, std::to_string(kFormatVersion)));
+        SPOOLD_CHECK(txn.del(t_.meta, kUpgradeNextKey));
+        SPOOLD_CHECK(txn.commit());
+        return true;
+    }
+    // 1 -> 3 (or 1 -> 2 before): the format 2 indexes from the records, in steps; the step
+    // that completes them sets kFormatVersion, as no later format adds an index.
     SPOOLD_TRY(progress, txn.get(t_.meta, kUpgradeNextKey));
     QueueId from{0};
     if (progress && progress->size() == 8) {

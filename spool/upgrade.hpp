@@ -1,6 +1,8 @@
 // The in-place upgrade of an older spool to the current format, in bounded write transactions
 // that resume after a crash: format 1 -> 2 adds the recipient, ready-by-domain and DSN indexes,
-// built from the records. meta `format_version` changes only in the step that completes it.
+// built from the records; 2 -> 3 adds the empty rcpt_gone table (created at open), one step
+// that only writes meta; 1 -> 3 is the 1 -> 2 walk, its last step writing 3. meta
+// `format_version` changes only in the step that completes it.
 // Which entries an index holds is indexes.hpp's business; this file only walks the records.
 #pragma once
 

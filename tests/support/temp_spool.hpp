@@ -170,6 +170,8 @@ public:
     }
     // Called with the batch's size as each record_delay_warnings is submitted.
     std::function<void(std::size_t n)> on_delay_warnings;
+    // Called with `max` as each sweep_removed_recipients is submitted.
+    std::function<void(std::size_t max)> on_sweep;
 
     QueueId new_id() override { return inner_.new_id(); }
     void on_arrival(ArrivalListener l) override { inner_.on_arrival(std::move(l)); }
@@ -221,6 +223,12 @@ public:
         inner_.expire(std::move(items), now, std::move(d));
     }
     void hold_expired(QueueId id, spool::Done d) override { inner_.hold_expired(id, std::move(d)); }
+    void sweep_removed_recipients(std::size_t max, spool::CountDone d) override {
+        if (on_sweep) {
+            on_sweep(max);
+        }
+        inner_.sweep_removed_recipients(max, std::move(d));
+    }
     void put_meta(std::string k, std::string v, spool::Done d) override {
         inner_.put_meta(std::move(k), std::move(v), std::move(d));
     }
@@ -258,6 +266,9 @@ public:
     }
     Result<std::optional<QueueId>> newest() override {
         return read([&] { return inner_.newest(); });
+    }
+    Result<std::uint64_t> removed_recipients_pending() override {
+        return read([&] { return inner_.removed_recipients_pending(); });
     }
     std::uint32_t format() const override { return inner_.format(); }
     Result<std::vector<QueueId>> dsns_after(QueueId after, std::size_t max) override {

@@ -314,6 +314,10 @@ std::string status_text(const StatusReport& report, const ClassNames& classes) {
             fmt::format("space:    {} used of {} map, {} free on disk\n", format_size(s.used_bytes),
                         format_size(s.map_size), format_size(s.fs_free_bytes));
     }
+    if (report.removed_pending) {
+        out += fmt::format("sweep:    {} removed messages' recipient-index entries pending\n",
+                           *report.removed_pending);
+    }
     out += fmt::format("\n{:<10} {:>10} {:>8} {:>10} {:>8} {:>10} {:>8}\n", "CLASS", "READY",
                        "BYTES", "DEFERRED", "BYTES", "HELD", "BYTES");
     for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
@@ -365,6 +369,9 @@ std::string status_json(const StatusReport& report, const ClassNames& classes) {
         w.key("fs_free_bytes").value(static_cast<std::uint64_t>(report.space->fs_free_bytes));
         w.end_object();
     }
+    w.key("removed_pending");
+    report.removed_pending ? w.value(static_cast<std::uint64_t>(*report.removed_pending))
+                           : w.null();
     w.key("classes").begin_array();
     for (std::size_t k = 0; k < spool::kMaxClasses; ++k) {
         const auto& m = c.messages[k];

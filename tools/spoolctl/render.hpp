@@ -68,6 +68,8 @@ struct StatusReport {
     bool paused = false;
     std::vector<MailstoreStatus> mailstores;
     std::optional<spool::SpaceInfo> space;
+    // Removed messages whose recipient-index entries wait for the drain's sweep.
+    std::optional<std::uint64_t> removed_pending;
     UnixMillis now_ms = 0;
 };
 

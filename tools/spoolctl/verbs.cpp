@@ -54,6 +54,7 @@ std::string check_json(const spool::CheckReport& r) {
     w.end_array();
     w.key("more_problems").value(static_cast<std::uint64_t>(r.more_problems));
     w.key("counters_compared").value(r.counters_compared);
+    w.key("removed_pending").value(static_cast<std::uint64_t>(r.removed_pending));
     w.key("repaired").value(r.repaired);
     w.end_object();
     return w.str() + "\n";
@@ -69,6 +70,12 @@ void print_check(Context& ctx, const spool::CheckReport& r, bool bodies) {
     if (!r.counters_compared) {
         print(ctx.out, "note: counters not compared: the spool changed during the check (spoold "
                        "at work); they are compared when it does not\n");
+    }
+    if (r.removed_pending > 0) {
+        say(ctx.out,
+            "info: {} removed messages' recipient-index entries wait for spoold's sweep "
+            "(counted as expected; --repair deletes them now)\n",
+            r.removed_pending);
     }
     const std::uint64_t n = r.problems.size() + r.more_problems;
     say(ctx.out, "check: {} messages, {} index entries{}: {}\n", r.records, r.index_entries,
@@ -98,6 +105,9 @@ int verb_status(Context& ctx) {
     }
     if (auto space = ctx.spool->space()) {
         r.space = *space;
+    }
+    if (auto pending = ctx.spool->removed_recipients_pending()) {
+        r.removed_pending = *pending;
     }
     r.paused = meta_or(ctx, "paused", "0") == "1";
     std::vector<std::string> names;

@@ -5,22 +5,22 @@
 
 namespace spoold::spool {
 
-TEST_CASE("a new spool gets format 2; a newer format is refused as corrupt") {
+TEST_CASE("a new spool gets format 3; a newer format is refused as corrupt") {
     test::TempDir dir;
     auto raw = test::open_raw(dir.sub("env"));
     auto format = check_format(*raw.env, raw.tables);
     REQUIRE(format.has_value());
-    CHECK(*format == 2);
+    CHECK(*format == 3);
     {
         auto txn = raw.env->begin_read();
         REQUIRE(txn.has_value());
         auto v = txn->get(raw.tables.meta, "format_version");
         REQUIRE(v.has_value());
-        CHECK(*v == std::optional<std::string_view>{"2"});
+        CHECK(*v == std::optional<std::string_view>{"3"});
     }
     REQUIRE(check_format(*raw.env, raw.tables)); // opening again is fine
     test::write_txn(*raw.env, [&](lmdb::WriteTxn& txn) {
-        REQUIRE(txn.put(raw.tables.meta, "format_version", "3"));
+        REQUIRE(txn.put(raw.tables.meta, "format_version", "4"));
     });
     auto newer = check_format(*raw.env, raw.tables);
     REQUIRE_FALSE(newer.has_value());

@@ -6,6 +6,7 @@
 #include "spool/upgrade.hpp"
 #include "spool_test_support.hpp"
 #include "v1_spool.hpp"
+#include "v2_spool.hpp"
 
 namespace spoold::spool {
 namespace {
@@ -53,7 +54,7 @@ std::optional<std::string> meta(const std::string& path, std::string_view key) {
 
 } // namespace
 
-TEST_CASE("a format 1 spool opens, is upgraded in place, and its new indexes answer") {
+TEST_CASE("a format 1 spool opens, is upgraded in place to format 3, and its new indexes answer") {
     test::TempDir dir;
     FakeClock clock;
     SpoolOptions o = test::options_for(dir, clock);
@@ -85,7 +86,7 @@ TEST_CASE("a format 1 spool opens, is upgraded in place, and its new indexes ans
     CHECK(meta(o.path, "format_version") == "1");
 
     auto spool = test::open_spool(o);
-    CHECK(spool->format() == 2);
+    CHECK(spool->format() == 3);
     CHECK(test::all_by_recipient(*spool, "ALICE@one.example") ==
           std::vector<QueueId>{ready2, deferred});
     CHECK(test::all_by_recipient(*spool, "alice@one.example", AddressForm::kTagged) ==
@@ -101,7 +102,7 @@ TEST_CASE("a format 1 spool opens, is upgraded in place, and its new indexes ans
     CHECK(report->problems.empty());
     CHECK(report->records == msgs.size());
     spool.reset();
-    CHECK(meta(o.path, "format_version") == "2");
+    CHECK(meta(o.path, "format_version") == "3");
     CHECK_FALSE(meta(o.path, kUpgradeNextKey).has_value());
 }
 
@@ -139,12 +140,102 @@ TEST_CASE("an upgrade cut short resumes where its last step committed") {
     CHECK(meta(o.path, kUpgradeNextKey) == record::msg_key(msgs[kStep].envelope.id));
 
     auto spool = test::open_spool(o);
-    CHECK(spool->format() == 2);
+    CHECK(spool->format() == 3);
     test::check_consistent(*spool);
     auto report = spool->check(true, false);
     REQUIRE(report.has_value());
     CHECK(report->problems.empty());
     CHECK(test::all_by_recipient(*spool, "user6@one.example").size() == 2);
+}
+
+TEST_CASE("a format 2 spool opens, is upgraded to format 3 in one meta step, and removals then "
+          "wait for the sweep") {
+    test::TempDir dir;
+    FakeClock clock;
+    SpoolOptions o = test::options_for(dir, clock);
+    o.max_size_bytes = 64ULL << 20U;
+    auto ids = test::open_spool(test::options_for(dir, clock)); // ids only: another spool
+    o.path = dir.sub("v2");
+    const std::vector<NewMessage> msgs = v1_messages(*ids, 12);
+    test::v2::write_spool(o.path, msgs);
+    const QueueId ready2 = msgs[0].envelope.id;
+    const QueueId deferred = msgs[2].envelope.id;
+    const QueueId dsn = msgs[4].envelope.id;
+    {
+        // Read-only before any writer opened it: format 2, its indexes answer, nothing waits
+        // for a sweep (the table comes with the upgrade).
+        SpoolOptions ro = o;
+        ro.read_only = true;
+        auto spool = test::open_spool(ro);
+        CHECK(spool->format() == 2);
+        CHECK(test::all_by_recipient(*spool, "alice@one.example") ==
+              std::vector<QueueId>{ready2, deferred});
+        CHECK(*spool->removed_recipients_pending() == 0);
+        auto report = spool->check(true, false);
+        REQUIRE(report.has_value());
+        CHECK(report->problems.empty());
+    }
+    CHECK(meta(o.path, "format_version") == "2");
+
+    auto spool = test::open_spool(o);
+    CHECK(spool->format() == 3);
+    CHECK(meta(o.path, "format_version") == "3");
+    CHECK_FALSE(meta(o.path, kUpgradeNextKey).has_value());
+    test::check_consistent(*spool);
+    CHECK(*spool->dsns_after(QueueId{0}, 10) == std::vector<QueueId>{dsn});
+    REQUIRE(spool->wait([&](Done d) { spool->remove(ready2, std::move(d)); }));
+    CHECK(*spool->removed_recipients_pending() == 1);
+    CHECK(test::all_by_recipient(*spool, "alice@one.example") == std::vector<QueueId>{deferred});
+    auto report = spool->check(true, false);
+    REQUIRE(report.has_value());
+    CHECK(report->problems.empty());
+    CHECK(report->removed_pending == 1);
+    test::check_consistent(*spool);
+}
+
+TEST_CASE("a format 2 upgrade cut short after the new table was created completes at the next "
+          "open") {
+    test::TempDir dir;
+    FakeClock clock;
+    SpoolOptions o = test::options_for(dir, clock);
+    auto ids = test::open_spool(test::options_for(dir, clock));
+    o.path = dir.sub("v2");
+    const std::vector<NewMessage> msgs = v1_messages(*ids, 3);
+    test::v2::write_spool(o.path, msgs);
+    {
+        // What a crash right after the writable open leaves: rcpt_gone created (its own
+        // commit), the format still 2. A step then completes the upgrade without reading a
+        // record.
+        auto raw = test::open_raw(o.path);
+        CHECK(raw.tables.rcpt_gone != kMissingTable);
+        CHECK(meta(o.path, "format_version") == "2");
+        const Indexes indexes(raw.tables);
+        const Bodies bodies(raw.tables, 4080);
+        const Store store(raw.tables, indexes, bodies);
+        const Upgrader upgrader(*raw.env, raw.tables, store, indexes);
+        auto done = upgrader.step(1);
+        REQUIRE(done.has_value());
+        CHECK(*done);
+    }
+    CHECK(meta(o.path, "format_version") == "3");
+    auto spool = test::open_spool(o);
+    CHECK(spool->format() == 3);
+    test::check_consistent(*spool);
+}
+
+TEST_CASE("format 2 opened writable but crashed before its meta step opens and upgrades") {
+    test::TempDir dir;
+    FakeClock clock;
+    SpoolOptions o = test::options_for(dir, clock);
+    auto ids = test::open_spool(test::options_for(dir, clock));
+    o.path = dir.sub("v2");
+    const std::vector<NewMessage> msgs = v1_messages(*ids, 3);
+    test::v2::write_spool(o.path, msgs);
+    static_cast<void>(test::open_raw(o.path)); // the table created, nothing more
+    CHECK(meta(o.path, "format_version") == "2");
+    auto spool = test::open_spool(o);
+    CHECK(spool->format() == 3);
+    test::check_consistent(*spool);
 }
 
 } // namespace spoold::spool
