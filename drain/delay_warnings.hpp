@@ -59,6 +59,11 @@ public:
     // warning, keeps it to one per message.
     void tick(UnixMillis now);
     bool running() const { return running_; }
+    // A batch runs, or (after tick(now)) the walk has more to read at once: a page without a
+    // candidate starts no batch, yet the walk goes on at the next turn.
+    bool busy(UnixMillis now) const {
+        return running_ || (config_->bounces.delay_warning && now >= next_ms_);
+    }
     std::uint64_t sent() const { return sent_; }
 
 private:

@@ -93,6 +93,8 @@ Drain::Drain(asio::any_io_executor executor, spool::Spool& spool, const policy::
           [this] { wake(); }, clock),
       delays_(
           executor_, spool, outcomes_, lane_, config_, stopping_, [this] { wake(); }, clock),
+      sweep_(
+          executor_, spool, stopping_, [this] { wake(); }, clock),
       wake_(executor_) {
     stores_.reserve(mailstores.size() + 1); // + the DSN relay
     for (auto& m : mailstores) {
@@ -251,7 +253,7 @@ bool Drain::idle() const {
     const bool probing =
         std::any_of(stores_.begin(), stores_.end(), [](const Store& s) { return s.probing(); });
     return in_flight_.empty() && writes_pending_ == 0 && !expiry_.running() && !delays_.running() &&
-           !probing;
+           !sweep_.running() && !probing;
 }
 
 asio::awaitable<void> Drain::run() {
@@ -259,6 +261,7 @@ asio::awaitable<void> Drain::run() {
     next_promote_ms_ = start;
     next_pause_check_ms_ = start;
     expiry_.start(start);
+    sweep_.start(start);
     log::info("event=drain_started mailstores={} max_concurrency={}", stores_.size(),
               config_->drain.max_concurrency);
     while (!stopping_) {
@@ -318,6 +321,9 @@ void Drain::housekeeping() {
     }
     expiry_.tick(now);
     delays_.tick(now);
+    // Ticked after them: a job with more to do has started its next batch by now (or, the
+    // delay warnings' walk, goes on reading at the next turn).
+    sweep_.tick(now, promoting_ || expiry_.running() || expiry_.reviewing() || delays_.busy(now));
     lane_.feed(spool_, now);
     for (auto& s : stores_) {
         s.tick();

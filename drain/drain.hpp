@@ -1,6 +1,7 @@
 // The drain's coordinator: pumps ready messages from the Scheduler into stores with room,
 // runs each delivery (group, deliver, commit) and the housekeeping (pause flags, promotion,
-// expiry, DSN lane, probes). Its pieces live in their own files; it speaks no LMTP/SMTP.
+// expiry, the recipient sweep, DSN lane, probes). Its pieces live in their own files; it speaks no
+// LMTP/SMTP.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -28,6 +29,7 @@
 #include "drain/outcome.hpp"
 #include "drain/outcome_writer.hpp"
 #include "drain/poison_tracker.hpp"
+#include "drain/recipient_sweep.hpp"
 #include "drain/routes.hpp"
 #include "drain/scheduler.hpp"
 #include "drain/stats.hpp"
@@ -182,6 +184,7 @@ private:
     GroupDelivery groups_;
     Expiry expiry_;
     DelayWarnings delays_;
+    RecipientSweep sweep_;
     Admit admit_;          // the scheduler's filter: some store the candidate goes to has room
     DomainRoom room_;      // the scheduler's lane filter: the domain's store has room
     bool lenient_ = false; // admit_ lets messages with strikes into half-open stores too

@@ -170,6 +170,8 @@ public:
     }
     // Called with the batch's size as each record_delay_warnings is submitted.
     std::function<void(std::size_t n)> on_delay_warnings;
+    // Called with the batch's size as each expire is submitted.
+    std::function<void(std::size_t n)> on_expire;
     // Called with `max` as each sweep_removed_recipients is submitted.
     std::function<void(std::size_t max)> on_sweep;
 
@@ -220,6 +222,9 @@ public:
         inner_.promote_due(now, max, std::move(d));
     }
     void expire(std::vector<spool::Expiry> items, UnixMillis now, spool::BatchDone d) override {
+        if (on_expire) {
+            on_expire(items.size());
+        }
         inner_.expire(std::move(items), now, std::move(d));
     }
     void hold_expired(QueueId id, spool::Done d) override { inner_.hold_expired(id, std::move(d)); }

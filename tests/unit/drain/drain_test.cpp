@@ -1185,6 +1185,95 @@ TEST_CASE("delay-warning commits are sized by how long they take, as promotion's
     }
 }
 
+TEST_CASE("the recipient sweep runs once the expiry has no batch left, in batches of its own "
+          "pacer, until nothing waits") {
+    auto config = test_config();
+    for (auto& c : config.classes) {
+        c.retention = 1s;
+        c.on_expiry = policy::ExpiryAction::kDiscard;
+    }
+    Harness h(config, false, /*through_faulty=*/true);
+    h.spool.set_meta("paused.lmtp", "1"); // the mailstore is unavailable: only bulk jobs run
+    constexpr std::size_t kMessages = 700;
+    std::vector<TestMessage> backlog;
+    for (std::size_t i = 0; i < kMessages; ++i) {
+        TestMessage m{1, {"user" + std::to_string(i) + "@example.com", "all@example.com"}};
+        m.expires_ms = h.clock.now_ms() + 1000;
+        backlog.push_back(std::move(m));
+    }
+    h.spool.add_all(std::move(backlog));
+    // What each job costs the fake spool's writer: expiry's batches stay small (several of
+    // them), and the order of the submissions shows which job waited for which.
+    constexpr std::size_t kMsPerExpiry = 1;
+    std::vector<std::pair<char, std::size_t>> submitted;
+    h.faulty.on_expire = [&](std::size_t n) {
+        submitted.emplace_back('e', n);
+        h.clock.advance_ms(static_cast<std::int64_t>(n * kMsPerExpiry));
+    };
+    h.faulty.on_sweep = [&](std::size_t max) { submitted.emplace_back('s', max); };
+    const auto pending = [&] {
+        const auto n = h.spool->removed_recipients_pending();
+        REQUIRE(n.has_value());
+        return *n;
+    };
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].paused; }));
+    h.clock.advance_ms(kExpiryIntervalMs); // every retention has run out; the expiry looks
+    REQUIRE(h.run_until([&] { return h.spool.size() == 0; }));
+    // Every removal left its recipient-index entries behind; the sweep deletes them.
+    REQUIRE(h.step_until([&] { return pending() == 0; }));
+    CHECK(h.spool->recipient_after("all@example.com", QueueId{0}, 10)->empty());
+
+    const auto first_sweep = std::find_if(submitted.begin(), submitted.end(),
+                                          [](const auto& s) { return s.first == 's'; });
+    REQUIRE(first_sweep != submitted.end());
+    const auto expiries = std::count_if(submitted.begin(), submitted.end(),
+                                        [](const auto& s) { return s.first == 'e'; });
+    CHECK(expiries >= 3);
+    // No sweep before the expiry's last batch: it waits while a bulk job has work.
+    CHECK(std::none_of(first_sweep, submitted.end(), [](const auto& s) { return s.first == 'e'; }));
+    CHECK(first_sweep->second == kBulkFirstBatch);
+    std::size_t swept_max = 0;
+    for (auto it = first_sweep; it != submitted.end(); ++it) {
+        swept_max += it->second;
+    }
+    CHECK(swept_max >= kMessages);
+}
+
+TEST_CASE("the recipient sweep waits while promotion or delay warnings have work") {
+    auto config = test_config();
+    config.bounces.delay_warning = std::chrono::hours(1);
+    Harness h(config, false, /*through_faulty=*/true);
+    h.spool.set_meta("paused.lmtp", "1");
+    // Entries waiting for the sweep: messages removed by hand.
+    const auto removed = h.spool.add_all(
+        {TestMessage{1, {"gone@example.com"}}, TestMessage{1, {"gone@example.com"}}});
+    for (const QueueId id : removed) {
+        REQUIRE(h.spool->wait([&](spool::Done d) { h.spool->remove(id, std::move(d)); }));
+    }
+    constexpr std::size_t kWarnings = 3 * kDelayWarningBatch;
+    std::vector<TestMessage> backlog;
+    for (std::size_t i = 0; i < kWarnings; ++i) {
+        backlog.push_back(TestMessage{1, {"user" + std::to_string(i) + "@example.com"}});
+    }
+    h.spool.add_all(std::move(backlog));
+    std::vector<char> submitted;
+    h.faulty.on_delay_warnings = [&](std::size_t n) {
+        submitted.push_back('w');
+        h.clock.advance_ms(static_cast<std::int64_t>(n)); // 1 ms a warning: small batches
+    };
+    h.faulty.on_sweep = [&](std::size_t) { submitted.push_back('s'); };
+    h.drain->start();
+    REQUIRE(h.run_until([&] { return h.snap().mailstores[0].paused; }));
+    h.clock.advance_ms(3'600'000); // every message is due its warning at once
+    REQUIRE(h.run_until([&] { return h.snap().delay_warnings == kWarnings; }));
+    REQUIRE(h.step_until([&] { return *h.spool->removed_recipients_pending() == 0; }));
+    const auto first_sweep = std::find(submitted.begin(), submitted.end(), 's');
+    REQUIRE(first_sweep != submitted.end());
+    CHECK(std::count(submitted.begin(), submitted.end(), 'w') >= 3);
+    CHECK(std::find(first_sweep, submitted.end(), 'w') == submitted.end());
+}
+
 TEST_CASE("imported mail (a new id, an old arrival) is warned when it is due, not once the mail "
           "queued before it is") {
     auto config = test_config();
