@@ -12,8 +12,7 @@ namespace spoold::drain {
 namespace asio = boost::asio;
 
 RecipientSweep::RecipientSweep(asio::any_io_executor executor, spool::Spool& spool,
-                               const bool& stopping, std::function<void()> wake,
-                               const Clock& clock)
+                               const bool& stopping, std::function<void()> wake, const Clock& clock)
     : executor_(std::move(executor)), spool_(spool), stopping_(stopping), wake_(std::move(wake)),
       clock_(clock) {}
 

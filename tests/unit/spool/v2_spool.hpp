@@ -62,7 +62,7 @@ inline void write_spool(const std::string& path, const std::vector<NewMessage>& 
             if (ready && r.state == RcptState::kQueued) {
                 // Our DSNs' key, record::kDsnDomain: written "\x01dsn", which C++ reads as
                 // the escape \x01d and "sn", so the bytes on disk are 0x1D 's' 'n'.
-                const std::string domain = is_dsn ? std::string("\x1d" "sn") : domain_of(a);
+                const std::string domain = is_dsn ? std::string{'\x1d', 's', 'n'} : domain_of(a);
                 REQUIRE(txn->put(*ready_domain,
                                  std::string(1, static_cast<char>(e.klass)) + domain +
                                      std::string(1, '\0') + v1::be(e.id.value, 8),

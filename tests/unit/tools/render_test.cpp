@@ -138,6 +138,10 @@ TEST_CASE("status shows totals, each named class and each mailstore") {
           std::string::npos);
     CHECK(json.find(R"("name":"dovecot","breaker":"open","rate":"12.5","paused":true)") !=
           std::string::npos);
+    CHECK(json.find(R"("removed_pending":null)") != std::string::npos); // the spool did not say
+    r.removed_pending = 42;
+    CHECK(status_text(r, names).find("sweep:    42 removed messages'") != std::string::npos);
+    CHECK(status_json(r, names).find(R"("removed_pending":42)") != std::string::npos);
 }
 
 namespace {
